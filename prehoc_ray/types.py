@@ -1,0 +1,47 @@
+"""Names shared by every layer: the trajectory row format and the regimes.
+
+Kept dependency-free (stdlib only) so that the core, the runners, the store and the CLI can
+all agree on column names without importing each other.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+# One row per evaluation point of one probe run; `analyze` reads this, runners emit it, the
+# result store persists it.
+CANDIDATE = "candidate"
+STEP = "step"
+VALUE = "value"
+SEED = "seed"
+GROUP = "group"
+FINAL = "final"
+HORIZON = "horizon"
+STATIC_PREFIX = "static_"
+
+REQUIRED_TRAJECTORY_COLUMNS = (CANDIDATE, STEP, VALUE)
+OPTIONAL_TRAJECTORY_COLUMNS = (SEED, GROUP, FINAL, HORIZON)
+
+# Extra columns a real probe emits next to `value` (the task metric).
+EVAL_LOSS = "eval_loss"
+TRAIN_LOSS = "train_loss"
+GRAD_NORM = "grad_norm"
+WALL_S = "wall_s"
+TOKENS = "tokens"
+PROBE_ID = "probe_id"
+
+
+class Regime(str, Enum):
+    """Where a candidate sits on the (L_int, alpha) phase diagram (DESIGN.md section 2)."""
+
+    STATIC_SUFFICIENT = "Static-Sufficient"
+    DYNAMIC_CRITICAL = "Dynamic-Critical"
+    NOISE_DOMINANT = "Noise-Dominant"
+    UNDETERMINED = "Undetermined"  # too little data to fit a decay at all
+
+
+class Mode(str, Enum):
+    """Whether a larger metric value is better (accuracy) or a smaller one (loss)."""
+
+    MAX = "max"
+    MIN = "min"
