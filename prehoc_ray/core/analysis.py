@@ -1,0 +1,208 @@
+"""Offline analysis: from observed trajectories to predictions and risk decompositions.
+
+This is the whole of Algorithm 1 on existing curves: per candidate, a predicted final with a
+calibrated interval at the chosen depth; per unit (a candidate with several seeds, or a group
+with completed runs), U(c) at several depths, the joint decay fit, c*, L(0), J and the regime.
+Pure numpy/scipy: the CLI reads and writes files around it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.stats import norm
+
+from prehoc_ray.core.budget import choose_depth, default_gamma
+from prehoc_ray.core.decay import DIAGNOSTIC_HELP, DecayFit, fit_decay
+from prehoc_ray.core.observations import CandidateCurves, Observations
+from prehoc_ray.core.population import MIN_POPULATION, out_of_fold, population_risk, seed_dispersion, seed_predictions
+from prehoc_ray.core.regimes import RegimeThresholds, classify, explain
+from prehoc_ray.types import Regime
+
+N_DEPTHS = 8
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    level: float = 0.9
+    tolerance: float = 0.02
+    cost_per_step: float = 1.0
+    gamma: float | None = None  # None: default_gamma(tolerance, cost_per_step, horizon)
+    horizon: float | None = None  # override every candidate's horizon
+    mode: str = "max"
+    n_folds: int = 5
+    n_boot: int = 200
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.level < 1:
+            raise ValueError(f"level must be in (0, 1), got {self.level}")
+        if self.mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {self.mode!r}")
+        if self.cost_per_step <= 0:
+            raise ValueError(f"cost_per_step must be > 0, got {self.cost_per_step}")
+        if self.gamma is not None and self.gamma <= 0:
+            raise ValueError(f"gamma must be > 0, got {self.gamma}")
+        if self.horizon is not None and self.horizon <= 0:
+            raise ValueError(f"horizon must be > 0, got {self.horizon}")
+
+
+@dataclass
+class Unit:
+    """A fitted unit: its U(c) measurements, decay fit and decision quantities."""
+
+    name: str
+    kind: str  # "seeds" or "population"
+    depths: np.ndarray
+    U: np.ndarray
+    fit: DecayFit
+    L0: float = np.nan
+    c_star: float = np.nan
+    J0: float = np.nan
+    J_star: float = np.nan
+    regime: Regime = Regime.UNDETERMINED
+    reason: str = ""
+
+
+@dataclass
+class AnalysisResult:
+    predictions: dict[str, np.ndarray]
+    units: list[Unit]
+    gamma: float
+    settings: AnalysisSettings
+    candidate_unit: dict[str, str] = field(default_factory=dict)
+
+    def decomposition_rows(self) -> dict[str, list]:
+        cols: dict[str, list] = {k: [] for k in (
+            "unit", "kind", "L_int", "L_int_lo", "L_int_hi", "K", "K_lo", "K_hi", "alpha", "alpha_lo", "alpha_hi",
+            "L0", "c_star", "J0", "J_star", "regime", "reason", "n_points", "diagnostics")}
+        for u in self.units:
+            f = u.fit
+            for k, v in (("unit", u.name), ("kind", u.kind), ("L_int", f.L_int), ("L_int_lo", f.L_int_lo), ("L_int_hi", f.L_int_hi),
+                         ("K", f.K), ("K_lo", f.K_lo), ("K_hi", f.K_hi), ("alpha", f.alpha), ("alpha_lo", f.alpha_lo),
+                         ("alpha_hi", f.alpha_hi), ("L0", u.L0), ("c_star", u.c_star), ("J0", u.J0), ("J_star", u.J_star),
+                         ("regime", u.regime.value), ("reason", u.reason), ("n_points", f.n_points),
+                         ("diagnostics", ";".join(f.diagnostics))):
+                cols[k].append(v)
+        return cols
+
+
+def _depth_grid(lo: float, hi: float, steps: np.ndarray) -> np.ndarray:
+    """Up to N_DEPTHS observed steps in [lo, hi], spread evenly in log depth."""
+    cand = np.unique(steps[(steps >= lo) & (steps <= hi)])
+    if cand.size <= N_DEPTHS:
+        return cand
+    targets = np.geomspace(cand[0], cand[-1], N_DEPTHS)
+    return np.unique(cand[np.abs(np.log(cand)[None, :] - np.log(targets)[:, None]).argmin(1)])
+
+
+def analyze(
+    obs: Observations,
+    depth: float | dict[str, float] | None = None,
+    settings: AnalysisSettings = AnalysisSettings(),
+) -> AnalysisResult:
+    """Predict every candidate's final at `depth` and decompose the risk of every unit.
+
+    depth: None (everything observed), a number of steps, or a per-candidate mapping.
+    """
+    cands_full = obs.per_candidate(settings.horizon)
+    if not cands_full:
+        raise ValueError("no observations to analyze")
+    depths = np.array([
+        (c.max_step if depth is None else float(depth.get(c.candidate, c.max_step)) if isinstance(depth, dict) else float(depth))
+        for c in cands_full
+    ])
+    cands = [c.truncated(d) for c, d in zip(cands_full, depths)]
+    thresholds = RegimeThresholds(settings.tolerance)
+    horizon_ref = float(np.median([c.horizon for c in cands]))
+    gamma = settings.gamma or default_gamma(settings.tolerance, settings.cost_per_step, horizon_ref)
+    rng_seq = np.random.SeedSequence(settings.seed)
+    z = norm.ppf(0.5 + settings.level / 2)
+
+    pred = np.full(len(cands), np.nan)
+    std = np.full(len(cands), np.nan)
+    units: list[Unit] = []
+    candidate_unit: dict[str, str] = {}
+    groups = sorted({c.group for c in cands})
+    group_L0: dict[str, float] = {}
+
+    for g in groups:
+        idx = [i for i, c in enumerate(cands) if c.group == g]
+        gc = [cands[i] for i in idx]
+        n_final = sum(np.isfinite(c.final) for c in gc)
+        if n_final >= MIN_POPULATION:
+            m, s = out_of_fold(gc, depths[idx], level=settings.level, n_folds=settings.n_folds, seed=settings.seed)
+            pred[idx], std[idx] = m, s
+            # Population unit: U(c) on a depth grid up to the analysis depth; depth 0 is L(0).
+            all_steps = np.concatenate([st for c in gc for st, _ in c.seeds.values()])
+            grid = _depth_grid(all_steps.min() if all_steps.size else 1.0, float(np.median(depths[idx])), all_steps)
+            known = [cands_full[i] for i in idx if np.isfinite(cands_full[i].final)]
+            U = population_risk(known, grid, n_folds=settings.n_folds, seed=settings.seed) if grid.size else np.empty(0)
+            L0 = float(population_risk(known, np.array([0.0]), n_folds=settings.n_folds, seed=settings.seed)[0])
+            group_L0[g] = L0
+            fit = fit_decay(grid, U, level=settings.level, n_boot=settings.n_boot, rng=np.random.default_rng(rng_seq.spawn(1)[0]))
+            units.append(Unit(f"group:{g}", "population", grid, U, fit, L0=L0))
+            for c in gc:
+                candidate_unit[c.candidate] = f"group:{g}"
+        else:
+            # No population to learn from: each candidate's seeds predict its final.
+            for i, c in zip(idx, gc):
+                p = seed_predictions(c, depths[i])
+                p = p[np.isfinite(p)]
+                pred[i] = float(p.mean()) if p.size else np.nan
+            if len(gc) >= 3:
+                spread = pred[idx][np.isfinite(pred[idx])]
+                group_L0[g] = float(np.var(spread, ddof=1)) if spread.size >= 3 else np.nan
+
+    # Seed units: every candidate with at least two seeds gets its own decomposition.
+    for i, (c, cf) in enumerate(zip(cands, cands_full)):
+        if len(c.seeds) < 2:
+            continue
+        all_steps = np.concatenate([st for st, _ in c.seeds.values()])
+        if all_steps.size == 0:
+            continue
+        grid = _depth_grid(all_steps.min(), depths[i], all_steps)
+        U = seed_dispersion(c, grid)
+        fit = fit_decay(grid, U, level=settings.level, n_boot=settings.n_boot, rng=np.random.default_rng(rng_seq.spawn(1)[0]))
+        L0 = group_L0.get(c.group, np.nan)
+        if not np.isfinite(L0) and U.size and np.isfinite(U).any():
+            L0 = float(np.nanmax(U))  # conservative: at least the risk of the shallowest probe
+        units.append(Unit(f"candidate:{c.candidate}", "seeds", grid, U, fit, L0=L0))
+        candidate_unit[c.candidate] = f"candidate:{c.candidate}"
+        if not np.isfinite(std[i]):
+            # Variance of a new run's final given this candidate's probes: the fitted risk at the
+            # depth reached (floor + what the seeds have not yet resolved).
+            r = fit.risk(max(depths[i], 1.0)) if fit.ok else (U[-1] if U.size else np.nan)
+            std[i] = float(np.sqrt(r)) if np.isfinite(r) else np.nan
+
+    _decide(units, gamma, settings, thresholds, {c.candidate: c.horizon for c in cands})
+    by_name = {u.name: u for u in units}
+    regimes = np.array([by_name[candidate_unit[c.candidate]].regime.value if c.candidate in candidate_unit else Regime.UNDETERMINED.value for c in cands], dtype=object)
+    preds = {
+        "candidate": np.array([c.candidate for c in cands], dtype=object),
+        "group": np.array([c.group for c in cands], dtype=object),
+        "depth": depths,
+        "horizon": np.array([c.horizon for c in cands]),
+        "predicted_final": pred,
+        "predicted_std": std,
+        "lower": pred - z * std,
+        "upper": pred + z * std,
+        "regime": regimes,
+        "final": np.array([c.final for c in cands]),
+        "last_observed": np.array([c.mean_curve()[1][-1] if c.mean_curve()[1].size else np.nan for c in cands]),
+    }
+    return AnalysisResult(preds, units, gamma, settings, candidate_unit)
+
+
+def _decide(units: list[Unit], gamma: float, settings: AnalysisSettings, thresholds: RegimeThresholds, horizons: dict[str, float]) -> None:
+    for u in units:
+        f = u.fit
+        h = horizons.get(u.name.split(":", 1)[1], float(np.median(list(horizons.values()))))
+        if f.ok:
+            ch = choose_depth(f.L_int, f.K, f.alpha, u.L0, gamma, settings.cost_per_step, c_min=max(f.c_min, 1.0), horizon=h)
+            u.c_star, u.J0, u.J_star = float(ch.c_star), float(ch.J0), float(ch.J_star)
+        u.regime = Regime(classify(f.L_int, u.L0, u.J0, u.J_star, thresholds).item())
+        u.reason = explain(u.regime, f.L_int, u.L0, u.J0, u.J_star, thresholds)
+        if f.diagnostics:
+            u.reason += "; " + "; ".join(DIAGNOSTIC_HELP[d] for d in f.diagnostics)

@@ -1,0 +1,158 @@
+"""Predicting a candidate's final outcome from what is known at depth c (the information I_c).
+
+Features = the candidate's curve prefix (curves.curve_features on the seed-averaged curve) and
+its static features. A Gaussian process trained on the candidates of the same group whose
+finals are known maps them to the final; intervals are the GP's predictive std scaled so that
+the exact leave-one-out z-scores of the training set reach the nominal level (a split-free
+conformal calibration). Every prediction for a candidate with a known final is out-of-fold:
+its own final never enters its model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import norm
+
+from prehoc_ray.core.curves import curve_features, extrapolate
+from prehoc_ray.core.gp import GaussianProcess
+from prehoc_ray.core.observations import CandidateCurves
+
+MIN_POPULATION = 8  # fewer completed runs than this: no population model for the group
+
+
+def feature_matrix(cands: list[CandidateCurves], depths: np.ndarray, use_curve: bool = True) -> np.ndarray:
+    """One row per candidate: curve features at its depth (if `use_curve`) then static features."""
+    rows = []
+    for cc, d in zip(cands, depths):
+        parts = []
+        if use_curve:
+            st, v = cc.truncated(d).mean_curve()
+            parts.append(curve_features(st, v, cc.horizon))
+        parts.append(cc.static)
+        rows.append(np.concatenate(parts) if parts else np.zeros(0))
+    return np.vstack(rows) if rows else np.zeros((0, 0))
+
+
+def impute(train: np.ndarray, *others: np.ndarray, fallback: float = 0.0) -> list[np.ndarray]:
+    """Replace NaN by the training column mean (or `fallback`); drop columns constant in training."""
+    with np.errstate(all="ignore"):
+        means = np.nanmean(np.where(np.isfinite(train), train, np.nan), axis=0) if train.size else np.zeros(train.shape[1])
+    means = np.where(np.isfinite(means), means, fallback)
+    fixed = [np.where(np.isfinite(m), m, means) for m in (train, *others)]
+    keep = fixed[0].std(0) > 1e-12 if fixed[0].shape[0] > 1 else np.ones(train.shape[1], bool)
+    return [m[:, keep] for m in fixed]
+
+
+@dataclass
+class CalibratedPredictor:
+    """GP (or the training mean when there is nothing to learn from) with calibrated std."""
+
+    level: float = 0.9
+    seed: int = 0
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "CalibratedPredictor":
+        self.fallback_ = float(np.mean(y))
+        self.X_train_ = X
+        if X.shape[1] == 0:
+            # No features: predict the mean, with the leave-one-out spread as the std.
+            n = y.size
+            loo_mu = (y.sum() - y) / max(n - 1, 1)
+            self.gp_ = None
+            self.base_std_ = float(np.sqrt(np.mean((y - loo_mu) ** 2)))
+            z = np.abs(y - loo_mu) / max(self.base_std_, 1e-12)
+        else:
+            self.gp_ = GaussianProcess(seed=self.seed).fit(X, y)
+            mu, sd = self.gp_.loo()
+            z = np.abs(y - mu) / np.maximum(sd, 1e-12)
+        zq = norm.ppf(0.5 + self.level / 2)
+        # Conformal-style: the (level)-quantile of |z| with the finite-sample (n+1) correction.
+        n = z.size
+        q = min(1.0, np.ceil((n + 1) * self.level) / n)
+        self.scale_ = float(np.quantile(z, q) / zq) if n else 1.0
+        return self
+
+    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.gp_ is None:
+            return np.full(X.shape[0], self.fallback_), np.full(X.shape[0], self.base_std_ * self.scale_)
+        mu, sd = self.gp_.predict(X)
+        return mu, sd * self.scale_
+
+
+def out_of_fold(
+    cands: list[CandidateCurves],
+    depths: np.ndarray,
+    *,
+    level: float = 0.9,
+    n_folds: int = 5,
+    seed: int = 0,
+    use_curve: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted final and calibrated std per candidate.
+
+    Candidates with a known final are predicted by K-fold cross-fitting (their final never
+    trains their own model); the rest by a model fitted on every known final.
+    """
+    X = feature_matrix(cands, depths, use_curve)
+    y = np.array([c.final for c in cands])
+    known = np.isfinite(y)
+    mean = np.full(len(cands), np.nan)
+    std = np.full(len(cands), np.nan)
+    idx_known = np.flatnonzero(known)
+    if idx_known.size < MIN_POPULATION:
+        raise ValueError(f"a population model needs at least {MIN_POPULATION} candidates with a known final, got {idx_known.size}")
+    rng = np.random.default_rng(seed)
+    folds = np.array_split(rng.permutation(idx_known), min(n_folds, idx_known.size))
+    for k, test in enumerate(folds):
+        train = np.setdiff1d(idx_known, test)
+        Xtr, Xte = impute(X[train], X[test], fallback=float(y[train].mean()))
+        model = CalibratedPredictor(level, seed + k).fit(Xtr, y[train])
+        mean[test], std[test] = model.predict(Xte)
+    unknown = np.flatnonzero(~known)
+    if unknown.size:
+        Xtr, Xte = impute(X[idx_known], X[unknown], fallback=float(y[idx_known].mean()))
+        model = CalibratedPredictor(level, seed).fit(Xtr, y[idx_known])
+        mean[unknown], std[unknown] = model.predict(Xte)
+    return mean, std
+
+
+def population_risk(
+    cands: list[CandidateCurves],
+    depths: np.ndarray,
+    *,
+    n_folds: int = 5,
+    seed: int = 0,
+) -> np.ndarray:
+    """U(c) by population risk: the cross-validated squared error of the predictor fed I_c.
+
+    Depth 0 means static information only: the estimate of L(0).
+    """
+    y = np.array([c.final for c in cands])
+    known = [c for c, f in zip(cands, y) if np.isfinite(f)]
+    yk = y[np.isfinite(y)]
+    out = []
+    for c in np.atleast_1d(depths):
+        d = np.full(len(known), float(c))
+        m, _ = out_of_fold(known, d, n_folds=n_folds, seed=seed, use_curve=c > 0)
+        out.append(float(np.mean((m - yk) ** 2)))
+    return np.array(out)
+
+
+def seed_predictions(cc: CandidateCurves, depth: float) -> np.ndarray:
+    """Each seed's predicted final from its own prefix (NaN for a seed with no observation)."""
+    out = []
+    for st, v in cc.seeds.values():
+        keep = st <= depth
+        out.append(extrapolate(st[keep], v[keep], cc.horizon) if keep.any() else np.nan)
+    return np.array(out)
+
+
+def seed_dispersion(cc: CandidateCurves, depths: np.ndarray) -> np.ndarray:
+    """U(c) by seed dispersion: the variance across seeds of the final predicted from each prefix."""
+    out = []
+    for c in np.atleast_1d(depths):
+        p = seed_predictions(cc, float(c))
+        p = p[np.isfinite(p)]
+        out.append(float(np.var(p, ddof=1)) if p.size >= 2 else np.nan)
+    return np.array(out)
