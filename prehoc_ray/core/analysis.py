@@ -14,9 +14,10 @@ import numpy as np
 from scipy.stats import norm
 
 from prehoc_ray.core.budget import choose_depth, default_gamma
-from prehoc_ray.core.decay import DIAGNOSTIC_HELP, DecayFit, fit_decay
+from prehoc_ray.core.decay import DIAGNOSTIC_HELP, DecayFit, fit_decay, fit_decay_shared_alpha, predictive_variance
 from prehoc_ray.core.observations import CandidateCurves, Observations
 from prehoc_ray.core.population import MIN_POPULATION, out_of_fold, population_risk, seed_dispersion, seed_predictions
+from prehoc_ray.core.shrinkage import shrink_floors
 from prehoc_ray.core.regimes import RegimeThresholds, classify, explain
 from prehoc_ray.types import Regime
 
@@ -136,10 +137,10 @@ def analyze(
             pred[idx], std[idx] = m, s
             # Population unit: U(c) on a depth grid up to the analysis depth; depth 0 is L(0).
             all_steps = np.concatenate([st for c in gc for st, _ in c.seeds.values()])
-            grid = _depth_grid(all_steps.min() if all_steps.size else 1.0, float(np.median(depths[idx])), all_steps)
+            grid = _depth_grid(all_steps.min() if all_steps.size else 1.0, float(np.quantile(depths[idx], 0.9)), all_steps)
             known = [cands_full[i] for i in idx if np.isfinite(cands_full[i].final)]
-            U = population_risk(known, grid, n_folds=settings.n_folds, seed=settings.seed) if grid.size else np.empty(0)
-            L0 = float(population_risk(known, np.array([0.0]), n_folds=settings.n_folds, seed=settings.seed)[0])
+            U = population_risk(known, grid, seed=settings.seed) if grid.size else np.empty(0)
+            L0 = float(population_risk(known, np.array([0.0]), seed=settings.seed)[0])
             group_L0[g] = L0
             fit = fit_decay(grid, U, level=settings.level, n_boot=settings.n_boot, rng=np.random.default_rng(rng_seq.spawn(1)[0]))
             units.append(Unit(f"group:{g}", "population", grid, U, fit, L0=L0))
@@ -155,26 +156,44 @@ def analyze(
                 spread = pred[idx][np.isfinite(pred[idx])]
                 group_L0[g] = float(np.var(spread, ddof=1)) if spread.size >= 3 else np.nan
 
-    # Seed units: every candidate with at least two seeds gets its own decomposition.
-    for i, (c, cf) in enumerate(zip(cands, cands_full)):
-        if len(c.seeds) < 2:
+    # Seed units: every candidate with at least two seeds gets its own decomposition. Members
+    # of a group share alpha, fitted once on the group's pooled dispersion curve.
+    for g in groups:
+        members = [i for i, c in enumerate(cands) if c.group == g and len(c.seeds) >= 2]
+        if not members:
             continue
-        all_steps = np.concatenate([st for st, _ in c.seeds.values()])
+        all_steps = np.concatenate([st for i in members for st, _ in cands[i].seeds.values()])
         if all_steps.size == 0:
             continue
-        grid = _depth_grid(all_steps.min(), depths[i], all_steps)
-        U = seed_dispersion(c, grid)
-        fit = fit_decay(grid, U, level=settings.level, n_boot=settings.n_boot, rng=np.random.default_rng(rng_seq.spawn(1)[0]))
-        L0 = group_L0.get(c.group, np.nan)
-        if not np.isfinite(L0) and U.size and np.isfinite(U).any():
-            L0 = float(np.nanmax(U))  # conservative: at least the risk of the shallowest probe
-        units.append(Unit(f"candidate:{c.candidate}", "seeds", grid, U, fit, L0=L0))
-        candidate_unit[c.candidate] = f"candidate:{c.candidate}"
-        if not np.isfinite(std[i]):
-            # Variance of a new run's final given this candidate's probes: the fitted risk at the
-            # depth reached (floor + what the seeds have not yet resolved).
-            r = fit.risk(max(depths[i], 1.0)) if fit.ok else (U[-1] if U.size else np.nan)
-            std[i] = float(np.sqrt(r)) if np.isfinite(r) else np.nan
+        grid = _depth_grid(all_steps.min(), float(np.max(depths[members])), all_steps)
+        Us = np.vstack([seed_dispersion(cands[i], grid) for i in members])
+        shared = None
+        if len(members) > 1:
+            with np.errstate(all="ignore"):
+                pooled = np.nanmean(Us, axis=0)
+            shared = fit_decay(grid, pooled, level=settings.level, n_boot=settings.n_boot, rng=np.random.default_rng(rng_seq.spawn(1)[0]))
+            units.append(Unit(f"family:{g}", "seeds-pooled", grid, pooled, shared, L0=group_L0.get(g, np.nan)))
+        fits = []
+        for row, i in enumerate(members):
+            rng = np.random.default_rng(rng_seq.spawn(1)[0])
+            if shared is not None and shared.ok:
+                fits.append(fit_decay_shared_alpha(grid, Us[row], shared, level=settings.level, n_boot=settings.n_boot, rng=rng))
+            else:
+                fits.append(fit_decay(grid, Us[row], level=settings.level, n_boot=settings.n_boot, rng=rng))
+        fits = shrink_floors(fits, [len(cands[i].seeds) for i in members], scale=settings.tolerance**2 / 100)
+        for row, (i, fit) in enumerate(zip(members, fits)):
+            c = cands[i]
+            U = Us[row]
+            L0 = group_L0.get(g, np.nan)
+            if not np.isfinite(L0) and np.isfinite(U).any():
+                L0 = float(np.nanmax(U))  # conservative: at least the risk of the shallowest probe
+            units.append(Unit(f"candidate:{c.candidate}", "seeds", grid, U, fit, L0=L0))
+            candidate_unit[c.candidate] = f"candidate:{c.candidate}"
+            if not np.isfinite(std[i]):
+                # Variance of a new run's final given this candidate's probes: the fitted risk at
+                # the depth reached (floor + what the seeds have not yet resolved).
+                r = predictive_variance(fit, max(depths[i], 1.0), len(c.seeds)) if fit.ok else (float(U[np.isfinite(U)][-1]) if np.isfinite(U).any() else np.nan)
+                std[i] = float(np.sqrt(r)) if np.isfinite(r) else np.nan
 
     _decide(units, gamma, settings, thresholds, {c.candidate: c.horizon for c in cands})
     by_name = {u.name: u for u in units}

@@ -29,26 +29,35 @@ def extrapolate(steps: np.ndarray, values: np.ndarray, horizon: float) -> float:
     if steps[-1] >= horizon or np.unique(steps).size < 3:
         return last
     w = steps / steps[-1]
-    a, b, e, _ = profile_fit(steps, values, w, _EXPONENTS)
+    a, b, e, sse = profile_fit(steps, values, w, _EXPONENTS)
     pred = float(a + b * horizon ** (-e))
-    # Smooth the last point's noise with the fitted curve's value there, then clip the gain.
     fitted_last = float(a + b * steps[-1] ** (-e))
     span = float(values.max() - values.min())
-    gain = np.clip(pred - fitted_last, -span, span)
-    return float(0.5 * (last + fitted_last) + gain)
+    gain = float(np.clip(pred - fitted_last, -span, span))
+    # Trust the trend only as far as it beats a flat line: shrink the gain by 1 - 1/F, where F
+    # is the F statistic of the power law (3 parameters) against a constant (1 parameter).
+    # Noisy flat curves then predict their last value; clean saturating curves keep their gain.
+    n = steps.size
+    sse_flat = float(np.sum(w * (values - np.average(values, weights=w)) ** 2))
+    if n > 3 and sse_flat > 0:
+        F = ((sse_flat - float(sse)) / 2) / max(float(sse) / (n - 3), 1e-300)
+        shrink = float(np.clip(1 - 1 / F, 0, 1)) if F > 0 else 0.0
+    else:
+        shrink = 0.0
+    return float(last + shrink * gain)
 
 
 def curve_features(steps: np.ndarray, values: np.ndarray, horizon: float) -> np.ndarray:
     """Summary of a prefix for a population predictor.
 
-    [observed (0/1), last value, extrapolated final, best value, worst value, mean of the
-    last three, fraction of the horizon seen]. Missing entries (no observations) are NaN and
+    [observed (0/1), last value, extrapolated final, best value, fraction of the horizon
+    seen]. `best` lets a model see a collapse (a last value far below the best one). Missing entries (no observations) are NaN and
     are imputed by the caller, which knows the population.
     """
     steps = np.asarray(steps, float)
     values = np.asarray(values, float)
     if steps.size == 0:
-        return np.array([0.0, np.nan, np.nan, np.nan, np.nan, np.nan, 0.0])
+        return np.array([0.0, np.nan, np.nan, np.nan, 0.0])
     order = np.argsort(steps)
     steps, values = steps[order], values[order]
     return np.array(
@@ -57,11 +66,9 @@ def curve_features(steps: np.ndarray, values: np.ndarray, horizon: float) -> np.
             values[-1],
             extrapolate(steps, values, horizon),
             values.max(),
-            values.min(),
-            values[-3:].mean(),
             min(steps[-1] / horizon, 1.0),
         ]
     )
 
 
-CURVE_FEATURE_NAMES = ("observed", "last", "extrapolated", "best", "worst", "last3", "seen_fraction")
+CURVE_FEATURE_NAMES = ("observed", "last", "extrapolated", "best", "seen_fraction")

@@ -1,0 +1,3 @@
+from prehoc_ray.cli import main
+
+main()
