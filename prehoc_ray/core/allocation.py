@@ -29,34 +29,32 @@ def marginal_reduction(
 
 
 def greedy_pick(
-    K: np.ndarray,
-    alpha: np.ndarray,
-    depth: np.ndarray,
-    increment: np.ndarray,
-    cost_per_step: np.ndarray,
+    gain: np.ndarray,
+    cost: np.ndarray,
     budget_left: float,
     slots: int,
     eligible: np.ndarray | None = None,
-    weight: np.ndarray | float = 1.0,
     gamma: float = 0.0,
 ) -> np.ndarray:
-    """Indices of up to `slots` candidates to extend next, best value per unit cost first.
+    """Indices of up to `slots` increments to run next, best risk reduction per unit cost first.
 
-    A candidate is picked only if its increment still pays at the price of risk gamma
-    (reduction > gamma * cost) and its cost fits in what is left of the budget. Ties break
-    by index, so the choice is deterministic.
+    gain: risk each increment removes (marginal_reduction; +inf for "must run", e.g. a
+    candidate with too few depths to fit). An increment is picked only if it still pays at
+    the price of risk gamma (gain > gamma * cost) and fits in what is left of the budget.
+    Ties break by index, so the choice is deterministic.
     """
-    cost = np.asarray(cost_per_step, float) * np.asarray(increment, float)
-    gain = marginal_reduction(K, alpha, depth, increment, weight)
-    ok = np.isfinite(gain) & (gain > gamma * cost) & (cost > 0)
+    gain = np.asarray(gain, float)
+    cost = np.asarray(cost, float)
+    ok = ~np.isnan(gain) & (gain > gamma * cost) & (cost > 0)
     if eligible is not None:
         ok &= eligible
-    score = np.where(ok, gain / np.where(cost > 0, cost, 1.0), -np.inf)
+    with np.errstate(invalid="ignore"):
+        score = np.where(ok, gain / np.where(cost > 0, cost, 1.0), -np.inf)
     order = np.lexsort((np.arange(score.size), -score))
     picked: list[int] = []
     left = budget_left
     for i in order:
-        if len(picked) >= slots or not np.isfinite(score[i]):
+        if len(picked) >= slots or score[i] == -np.inf:
             break
         if cost[i] <= left:
             picked.append(int(i))

@@ -1,0 +1,386 @@
+"""The ask/tell allocation engine: which probe to run next, and when to stop.
+
+The engine never runs anything: the execution layer (Ray) or a simulated backend asks it for
+the next round of probe orders, runs them, and tells it the results. Decisions are made in
+rounds, and a round's orders depend only on the results of earlier rounds, never on the order
+in which results arrived. That is what makes a resumed run reach the same decisions as an
+uninterrupted one: a fresh engine replays the rounds, the driver answers every order that
+the result store already holds from the store, and only the rest is run.
+
+Per round:
+1. Candidates not yet at the initial depth get their initial probe (every seed).
+2. Every candidate is refitted: seed dispersion U(c), the family's shared alpha, member floors
+   shrunk toward the family, the budget-optimal depth c* with the measured cost per step.
+3. Stop, with a reason, candidates that are Noise-Dominant, Static-Sufficient, at c*, or at
+   the probe cap; the others compete for the budget by marginal variance reduction per unit
+   cost (greedy, `slots` at a time), each extended toward min(growth x depth, c*, cap).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from prehoc_ray.core.allocation import greedy_pick, marginal_reduction
+from prehoc_ray.core.budget import choose_depth
+from prehoc_ray.core.curves import extrapolate
+from prehoc_ray.core.decay import DecayFit, fit_decay, fit_decay_shared_alpha, predictive_variance
+from prehoc_ray.core.observations import CandidateCurves
+from prehoc_ray.core.population import seed_dispersion
+from prehoc_ray.core.regimes import RegimeThresholds, classify, explain
+from prehoc_ray.core.shrinkage import shrink_floors
+from prehoc_ray.types import Regime
+
+
+@dataclass(frozen=True)
+class CandidateInfo:
+    """What the engine knows about a candidate before any probe."""
+
+    id: str
+    group: str
+    horizon: float  # steps of the full fine-tune
+    prior_cost_per_step: float = 1.0  # device-seconds per step per seed, until measured
+    static: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    budget: float  # device-seconds for all probes
+    seeds: int = 3
+    eval_every: int = 10
+    initial_depth: int = 30  # at least three evaluation points
+    growth: float = 2.0  # each extension multiplies the depth by at most this
+    max_depth_fraction: float = 1.0  # probes never go past this fraction of the horizon
+    tolerance: float = 0.02
+    gamma: float | None = None  # price of risk per device-second; None: tau^2 / (full-run cost)
+    level: float = 0.9
+    n_boot: int = 100
+    slots: int = 1_000_000  # candidates extended per round (the cluster's parallelism)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = {
+            "budget": self.budget >= 0,
+            "seeds": self.seeds >= 2,
+            "eval_every": self.eval_every >= 1,
+            "initial_depth": self.initial_depth >= 3 * self.eval_every,
+            "growth": self.growth > 1,
+            "max_depth_fraction": 0 < self.max_depth_fraction <= 1,
+            "tolerance": self.tolerance > 0,
+            "slots": self.slots >= 1,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(
+                f"invalid engine setting(s): {', '.join(bad)} (budget >= 0, seeds >= 2, initial_depth >= 3 x eval_every, "
+                "growth > 1, 0 < max_depth_fraction <= 1, tolerance > 0, slots >= 1)"
+            )
+
+
+@dataclass(frozen=True)
+class ProbeOrder:
+    """Run `candidate` with `seed` from `start_step` (its checkpoint) to `target_step`."""
+
+    probe_id: str
+    round: int
+    candidate: str
+    seed: int
+    start_step: int
+    target_step: int
+
+
+@dataclass
+class CandidateState:
+    info: CandidateInfo
+    points: dict[int, dict[int, float]] = field(default_factory=dict)  # seed -> step -> value
+    reached: dict[int, int] = field(default_factory=dict)  # seed -> last finished target step
+    cost_s: float = 0.0
+    steps_run: int = 0
+    failed: str | None = None
+    fit: DecayFit | None = None
+    regime: Regime = Regime.UNDETERMINED
+    c_star: float = float("nan")
+    L0: float = float("nan")
+    J0: float = float("nan")
+    J_star: float = float("nan")
+    stop_reason: str | None = None
+    value_per_cost: float = float("nan")  # marginal risk reduction per device-second of the next step
+
+    @property
+    def depth(self) -> int:
+        """The depth every seed has reached (a probe increment moves all seeds together)."""
+        if not self.reached:
+            return 0
+        return min(self.reached.get(s, 0) for s in self.reached)
+
+    @property
+    def cost_per_step(self) -> float:
+        """Measured device-seconds per step of one seed; the prior until something ran."""
+        return self.cost_s / self.steps_run if self.steps_run > 0 else self.info.prior_cost_per_step
+
+    def curves(self) -> CandidateCurves:
+        seeds = {}
+        for s, pts in sorted(self.points.items()):
+            st = np.array(sorted(pts), float)
+            seeds[s] = (st, np.array([pts[int(k)] for k in st], float))
+        return CandidateCurves(self.info.id, self.info.group, self.info.horizon, float("nan"), np.zeros(0), seeds)
+
+
+class Engine:
+    """Deterministic given the candidates, the settings and the results it is told."""
+
+    def __init__(self, candidates: list[CandidateInfo], settings: EngineSettings) -> None:
+        ids = [c.id for c in candidates]
+        if len(set(ids)) != len(ids):
+            dup = sorted({i for i in ids if ids.count(i) > 1})
+            raise ValueError(f"duplicate candidate id(s): {', '.join(dup)}")
+        self.settings = settings
+        self.thresholds = RegimeThresholds(settings.tolerance)
+        self.states = {c.id: CandidateState(c) for c in sorted(candidates, key=lambda c: c.id)}
+        self.round = 0
+        self._open: dict[str, ProbeOrder] = {}
+        self.spent = 0.0
+        self.history: list[dict] = []  # per finished probe: round, candidate, cost, cumulative spend
+
+    # ----- tell -------------------------------------------------------------------------------
+    def tell(self, order: ProbeOrder, rows: list[dict], cost_s: float) -> None:
+        """A finished probe: its evaluation rows (step, value) and its measured device-seconds."""
+        st = self.states[order.candidate]
+        pts = st.points.setdefault(order.seed, {})
+        for r in rows:
+            step = int(r["step"])
+            if order.start_step < step <= order.target_step and math.isfinite(float(r["value"])):
+                pts[step] = float(r["value"])
+        st.reached[order.seed] = max(st.reached.get(order.seed, 0), order.target_step)
+        st.cost_s += float(cost_s)
+        st.steps_run += order.target_step - order.start_step
+        self.spent += float(cost_s)
+        self._open.pop(order.probe_id, None)
+        self.history.append({"round": order.round, "candidate": order.candidate, "probe_id": order.probe_id,
+                             "cost_s": float(cost_s), "spent_s": self.spent})
+
+    def tell_failure(self, order: ProbeOrder, reason: str, cost_s: float = 0.0) -> None:
+        """A probe that failed for good (after the driver's retries): the candidate stops."""
+        st = self.states[order.candidate]
+        st.failed = reason
+        st.stop_reason = f"probe failed: {reason}"
+        st.cost_s += float(cost_s)
+        self.spent += float(cost_s)
+        self._open.pop(order.probe_id, None)
+
+    # ----- ask --------------------------------------------------------------------------------
+    @property
+    def budget_left(self) -> float:
+        return self.settings.budget - self.spent
+
+    def next_round(self) -> list[ProbeOrder]:
+        """Orders of the next round; empty when every candidate has stopped.
+
+        Raises if orders of the current round are still open: a round's decisions need all
+        of the previous round's results.
+        """
+        if self._open:
+            raise RuntimeError(f"{len(self._open)} probe(s) of round {self.round} still open; tell their results first")
+        s = self.settings
+        orders: list[ProbeOrder] = []
+        fresh = [st for st in self.states.values() if st.failed is None and st.depth < s.initial_depth]
+        if fresh:
+            for st in fresh:
+                est = st.cost_per_step * (s.initial_depth - st.depth) * s.seeds
+                if est > self.budget_left - sum(self._order_cost(o) for o in orders):
+                    st.stop_reason = "probe budget spent before the initial probe"
+                    continue
+                orders += self._orders_for(st, s.initial_depth)
+        else:
+            self.refit()
+            orders = self._extensions()
+        self.round += 1 if orders else 0
+        self._open = {o.probe_id: o for o in orders}
+        return orders
+
+    def _order_cost(self, o: ProbeOrder) -> float:
+        return self.states[o.candidate].cost_per_step * (o.target_step - o.start_step)
+
+    def _orders_for(self, st: CandidateState, target: int) -> list[ProbeOrder]:
+        out = []
+        for seed in range(self.settings.seeds):
+            start = st.reached.get(seed, 0)
+            if start < target:
+                pid = f"r{self.round:04d}|{st.info.id}|s{seed}|{start}-{target}"
+                out.append(ProbeOrder(pid, self.round, st.info.id, seed, start, target))
+        return out
+
+    def _cap(self, st: CandidateState) -> int:
+        s = self.settings
+        cap = int(st.info.horizon * s.max_depth_fraction)
+        return max(s.eval_every, cap - cap % s.eval_every)
+
+    def _round_up(self, c: float) -> int:
+        e = self.settings.eval_every
+        return int(math.ceil(c / e) * e)
+
+    def _extensions(self) -> list[ProbeOrder]:
+        s = self.settings
+        active = [st for st in self.states.values() if st.stop_reason is None and st.failed is None]
+        if not active:
+            return []
+        K = np.array([st.fit.K if st.fit and st.fit.ok else np.nan for st in active])
+        alpha = np.array([st.fit.alpha if st.fit and st.fit.ok else np.nan for st in active])
+        depth = np.array([float(st.depth) for st in active])
+        targets = []
+        for st in active:
+            cap = self._cap(st)
+            want = st.depth * s.growth
+            if np.isfinite(st.c_star):
+                want = min(want, max(st.c_star, st.depth + s.eval_every))
+            targets.append(min(cap, self._round_up(want)))
+        targets = np.array(targets, float)
+        inc = targets - depth
+        lam = np.array([st.cost_per_step * s.seeds for st in active])
+        cost = lam * inc
+        gain = marginal_reduction(K, alpha, depth, inc)
+        # Too few depths to fit yet: the next increment is what makes a fit possible, so it
+        # runs first (infinite value) as long as the budget allows.
+        gain = np.where(np.isfinite(K), gain, np.inf)
+        for st, g, c in zip(active, gain, cost):
+            st.value_per_cost = float(g / c) if c > 0 else float("nan")
+        picked = greedy_pick(gain, cost, self.budget_left, s.slots, eligible=inc > 0, gamma=self.gamma)
+        chosen = set(int(i) for i in picked)
+        for i, st in enumerate(active):
+            if i in chosen:
+                continue
+            if inc[i] <= 0:
+                st.stop_reason = "reached the probe cap (max_depth_fraction of the full run)"
+            elif cost[i] > self.budget_left:
+                st.stop_reason = "probe budget spent"
+            elif np.isfinite(gain[i]) and gain[i] <= self.gamma * cost[i]:
+                st.stop_reason = "the next increment removes less risk than it costs (gamma x cost)"
+        orders: list[ProbeOrder] = []
+        for i in sorted(chosen, key=lambda i: active[i].info.id):
+            orders += self._orders_for(active[i], int(targets[i]))
+        return orders
+
+    # ----- fitting ----------------------------------------------------------------------------
+    def refit(self) -> None:
+        """Refit every candidate's decomposition and decide who stops (deterministic)."""
+        s = self.settings
+        rng_seq = np.random.SeedSequence([s.seed, self.round])
+        groups: dict[str, list[CandidateState]] = {}
+        for st in self.states.values():
+            if st.points:
+                groups.setdefault(st.info.group, []).append(st)
+        lam_all = [st.cost_per_step * s.seeds for st in self.states.values()]
+        horizon_all = [st.info.horizon for st in self.states.values()]
+        gamma = s.gamma or s.tolerance**2 / (float(np.median(lam_all)) * float(np.median(horizon_all)))
+        self.gamma = gamma
+        for g, members in sorted(groups.items()):
+            curves = [m.curves() for m in members]
+            lo = min(float(c.seeds[k][0][0]) for c in curves for k in c.seeds if c.seeds[k][0].size)
+            hi = max(m.depth for m in members)
+            steps = np.unique(np.concatenate([c.seeds[k][0] for c in curves for k in c.seeds]))
+            grid = steps[(steps >= lo) & (steps <= hi)]
+            if grid.size > 10:
+                grid = np.unique(grid[np.round(np.geomspace(1, grid.size, 10)).astype(int) - 1])
+            Us = np.vstack([seed_dispersion(c, grid) for c in curves])
+            shared = None
+            if len(members) > 1:
+                with np.errstate(all="ignore"):
+                    pooled = np.nanmean(Us, axis=0)
+                shared = fit_decay(grid, pooled, level=s.level, n_boot=s.n_boot, rng=np.random.default_rng(rng_seq.spawn(1)[0]))
+            fits = []
+            for m, U in zip(members, Us):
+                keep = grid <= m.depth
+                rng = np.random.default_rng(rng_seq.spawn(1)[0])
+                if shared is not None and shared.ok:
+                    fits.append(fit_decay_shared_alpha(grid[keep], U[keep], shared, level=s.level, n_boot=s.n_boot, rng=rng))
+                else:
+                    fits.append(fit_decay(grid[keep], U[keep], level=s.level, n_boot=s.n_boot, rng=rng))
+            fits = shrink_floors(fits, [len(c.seeds) for c in curves], scale=s.tolerance**2 / 100)
+            preds = np.array([self._predict(m)[0] for m in members])
+            finite = preds[np.isfinite(preds)]
+            # Without completed runs, the static-only risk L(0) is the spread of the family's
+            # predicted finals: the error of predicting every member by the family mean.
+            L0_group = float(np.var(finite, ddof=1)) if finite.size >= 3 else float("nan")
+            for m, fit, U in zip(members, fits, Us):
+                m.fit = fit
+                m.L0 = L0_group if np.isfinite(L0_group) else float(np.nanmax(U)) if np.isfinite(U).any() else float("nan")
+                if fit.ok:
+                    ch = choose_depth(fit.L_int, fit.K, fit.alpha, m.L0, gamma, m.cost_per_step * s.seeds,
+                                      c_min=max(fit.c_min, 1.0), horizon=self._cap(m))
+                    m.c_star, m.J0, m.J_star = float(ch.c_star), float(ch.J0), float(ch.J_star)
+                m.regime = Regime(classify(fit.L_int, m.L0, m.J0, m.J_star, self.thresholds).item())
+                self._stop_if_settled(m)
+
+    def _stop_if_settled(self, st: CandidateState) -> None:
+        if st.stop_reason is not None or st.failed is not None:
+            return
+        why = explain(st.regime, st.fit.L_int, st.L0, st.J0, st.J_star, self.thresholds) if st.fit else ""
+        static_settled = np.isfinite(st.L0) and st.L0 <= self.thresholds.risk_tolerance
+        # A decay seen over less than a 4x range of depths, or one whose floor the data cannot
+        # tell from a slow decay, cannot settle anything yet: keep probing if the budget allows.
+        f = st.fit
+        identified = f is not None and f.ok and f.c_max >= 4 * f.c_min and "floor_unidentified" not in f.diagnostics
+        if not identified and not static_settled:
+            if st.depth >= self._cap(st):
+                st.stop_reason = f"reached the probe cap; {st.regime.value}: {why}"
+            return
+        if st.regime is Regime.NOISE_DOMINANT:
+            # Writing a candidate off needs the floor's lower bound above tolerance: early on, a
+            # slow decay and a floor look alike and the point estimate of L_int runs high.
+            if np.isfinite(st.fit.L_int_lo) and st.fit.L_int_lo > self.thresholds.risk_tolerance:
+                st.stop_reason = f"Noise-Dominant: {why}"
+            elif st.depth >= self._cap(st):
+                st.stop_reason = f"reached the probe cap; Noise-Dominant: {why}"
+        elif st.regime is Regime.STATIC_SUFFICIENT:
+            st.stop_reason = f"Static-Sufficient: {why}"
+        elif st.depth >= self._cap(st):
+            st.stop_reason = "reached the probe cap (max_depth_fraction of the full run)"
+        elif np.isfinite(st.c_star) and st.depth >= st.c_star:
+            st.stop_reason = f"reached its budget-optimal depth c*={st.c_star:.0f}"
+
+    # ----- results ----------------------------------------------------------------------------
+    def _predict(self, st: CandidateState) -> tuple[float, float]:
+        cc = st.curves()
+        per_seed = [extrapolate(stp, v, cc.horizon) for stp, v in cc.seeds.values() if stp.size]
+        mean = float(np.mean(per_seed)) if per_seed else float("nan")
+        var = predictive_variance(st.fit, st.depth, len(per_seed)) if st.fit is not None and st.fit.ok else float("nan")
+        return mean, float(np.sqrt(var)) if np.isfinite(var) else float("nan")
+
+    @property
+    def finished(self) -> bool:
+        return not self._open and all(st.stop_reason is not None or st.failed is not None for st in self.states.values())
+
+    def summary(self) -> list[dict]:
+        """One row per candidate: prediction, interval, decomposition, cost and why it stopped."""
+        from scipy.stats import norm
+
+        z = float(norm.ppf(0.5 + self.settings.level / 2))
+        rows = []
+        for st in self.states.values():
+            mean, sd = self._predict(st)
+            f = st.fit
+            rows.append({
+                "candidate": st.info.id,
+                "group": st.info.group,
+                "regime": st.regime.value,
+                "predicted_final": mean,
+                "predicted_std": sd,
+                "lower": mean - z * sd,
+                "upper": mean + z * sd,
+                "probe_steps": int(st.depth),
+                "probe_cost_s": st.cost_s,
+                "cost_per_step_s": st.cost_per_step,
+                "L_int": f.L_int if f else float("nan"),
+                "K": f.K if f else float("nan"),
+                "alpha": f.alpha if f else float("nan"),
+                "L0": st.L0,
+                "c_star": st.c_star,
+                "J0": st.J0,
+                "J_star": st.J_star,
+                "value_per_cost": st.value_per_cost,
+                "diagnostics": ";".join(f.diagnostics) if f else "",
+                "stop_reason": st.stop_reason or "",
+            })
+        return rows
