@@ -55,19 +55,23 @@ class CalibratedPredictor:
     def fit(self, X: np.ndarray, y: np.ndarray) -> "CalibratedPredictor":
         self.fallback_ = float(np.mean(y))
         self.X_train_ = X
-        if X.shape[1] == 0:
-            # No features: predict the mean, with the leave-one-out spread as the std.
-            n = y.size
-            loo_mu = (y.sum() - y) / max(n - 1, 1)
-            self.gp_ = None
-            self.base_std_ = float(np.sqrt(np.mean((y - loo_mu) ** 2)))
-            self.loo_mean_ = loo_mu
-            z = np.abs(y - loo_mu) / max(self.base_std_, 1e-12)
-        else:
-            self.gp_ = GaussianProcess(seed=self.seed).fit(X, y)
-            mu, sd = self.gp_.loo()
-            self.loo_mean_ = mu
-            z = np.abs(y - mu) / np.maximum(sd, 1e-12)
+        n = y.size
+        # The constant model: predict the training mean, with the leave-one-out spread as std.
+        loo_mu = (y.sum() - y) / max(n - 1, 1)
+        self.gp_ = None
+        self.base_std_ = float(np.sqrt(np.mean((y - loo_mu) ** 2)))
+        self.loo_mean_ = loo_mu
+        z = np.abs(y - loo_mu) / max(self.base_std_, 1e-12)
+        # A GP needs several points per feature; below that, or when its leave-one-out error
+        # does not beat the constant model's, the constant model is the honest choice (small
+        # families otherwise get an over-fitted GP with over-confident intervals).
+        if X.shape[1] > 0 and n >= 4 * (X.shape[1] + 1):
+            gp = GaussianProcess(seed=self.seed).fit(X, y)
+            mu, sd = gp.loo()
+            if np.mean((y - mu) ** 2) < np.mean((y - loo_mu) ** 2):
+                self.gp_ = gp
+                self.loo_mean_ = mu
+                z = np.abs(y - mu) / np.maximum(sd, 1e-12)
         zq = norm.ppf(0.5 + self.level / 2)
         # Conformal-style: the (level)-quantile of |z| with the finite-sample (n+1) correction.
         n = z.size
