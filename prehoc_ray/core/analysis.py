@@ -64,6 +64,7 @@ class Unit:
     J_star: float = np.nan
     regime: Regime = Regime.UNDETERMINED
     reason: str = ""
+    family_L_int_lo: float = np.nan  # the pooled family fit's floor lower bound (evidence for Noise-Dominant)
 
 
 @dataclass
@@ -167,6 +168,8 @@ def analyze(
             continue
         grid = _depth_grid(all_steps.min(), float(np.max(depths[members])), all_steps)
         Us = np.vstack([seed_dispersion(cands[i], grid) for i in members])
+        # A member contributes only depths it has reached (per-candidate depths differ).
+        Us[depths[members][:, None] < grid[None, :]] = np.nan
         shared = None
         if len(members) > 1:
             with np.errstate(all="ignore"):
@@ -187,7 +190,8 @@ def analyze(
             L0 = group_L0.get(g, np.nan)
             if not np.isfinite(L0) and np.isfinite(U).any():
                 L0 = float(np.nanmax(U))  # conservative: at least the risk of the shallowest probe
-            units.append(Unit(f"candidate:{c.candidate}", "seeds", grid, U, fit, L0=L0))
+            fam_lo = shared.L_int_lo if shared is not None and shared.ok else np.nan
+            units.append(Unit(f"candidate:{c.candidate}", "seeds", grid, U, fit, L0=L0, family_L_int_lo=fam_lo))
             candidate_unit[c.candidate] = f"candidate:{c.candidate}"
             if not np.isfinite(std[i]):
                 # Variance of a new run's final given this candidate's probes: the fitted risk at
@@ -221,7 +225,7 @@ def _decide(units: list[Unit], gamma: float, settings: AnalysisSettings, thresho
         if f.ok:
             ch = choose_depth(f.L_int, f.K, f.alpha, u.L0, gamma, settings.cost_per_step, c_min=max(f.c_min, 1.0), horizon=h)
             u.c_star, u.J0, u.J_star = float(ch.c_star), float(ch.J0), float(ch.J_star)
-        u.regime = Regime(classify(f.L_int, u.L0, u.J0, u.J_star, thresholds).item())
+        u.regime = Regime(classify(f.L_int, u.L0, u.J0, u.J_star, thresholds, np.fmax(f.L_int_lo, u.family_L_int_lo)).item())
         u.reason = explain(u.regime, f.L_int, u.L0, u.J0, u.J_star, thresholds)
         if f.diagnostics:
             u.reason += "; " + "; ".join(DIAGNOSTIC_HELP[d] for d in f.diagnostics)

@@ -107,6 +107,7 @@ class CandidateState:
     J_star: float = float("nan")
     stop_reason: str | None = None
     value_per_cost: float = float("nan")  # marginal risk reduction per device-second of the next step
+    family_L_int_lo: float = float("nan")  # the pooled family fit's floor lower bound
 
     @property
     def depth(self) -> int:
@@ -185,15 +186,17 @@ class Engine:
             raise RuntimeError(f"{len(self._open)} probe(s) of round {self.round} still open; tell their results first")
         s = self.settings
         orders: list[ProbeOrder] = []
-        fresh = [st for st in self.states.values() if st.failed is None and st.depth < s.initial_depth]
-        if fresh:
-            for st in fresh:
-                est = st.cost_per_step * (s.initial_depth - st.depth) * s.seeds
-                if est > self.budget_left - sum(self._order_cost(o) for o in orders):
-                    st.stop_reason = "probe budget spent before the initial probe"
-                    continue
-                orders += self._orders_for(st, s.initial_depth)
-        else:
+        # A candidate the budget already stopped is not fresh any more: it must neither get
+        # an initial probe later nor keep the others in the initial phase for ever.
+        fresh = [st for st in self.states.values()
+                 if st.failed is None and st.stop_reason is None and st.depth < s.initial_depth]
+        for st in fresh:
+            est = st.cost_per_step * (s.initial_depth - st.depth) * s.seeds
+            if est > self.budget_left - sum(self._order_cost(o) for o in orders):
+                st.stop_reason = "probe budget spent before the initial probe"
+                continue
+            orders += self._orders_for(st, s.initial_depth)
+        if not orders:
             self.refit()
             orders = self._extensions()
         self.round += 1 if orders else 0
@@ -241,9 +244,11 @@ class Engine:
         lam = np.array([st.cost_per_step * s.seeds for st in active])
         cost = lam * inc
         gain = marginal_reduction(K, alpha, depth, inc)
-        # Too few depths to fit yet: the next increment is what makes a fit possible, so it
-        # runs first (infinite value) as long as the budget allows.
-        gain = np.where(np.isfinite(K), gain, np.inf)
+        # Too few depths to fit, or a floor the data cannot yet tell from a slow decay: the next
+        # increment is what makes the decision possible, so it runs first (infinite value) as
+        # long as the budget allows; the price-of-risk test applies once the fit is identified.
+        unidentified = np.array([not self._identified(st) for st in active])
+        gain = np.where(unidentified | ~np.isfinite(K), np.inf, gain)
         for st, g, c in zip(active, gain, cost):
             st.value_per_cost = float(g / c) if c > 0 else float("nan")
         picked = greedy_pick(gain, cost, self.budget_left, s.slots, eligible=inc > 0, gamma=self.gamma)
@@ -284,6 +289,9 @@ class Engine:
             if grid.size > 10:
                 grid = np.unique(grid[np.round(np.geomspace(1, grid.size, 10)).astype(int) - 1])
             Us = np.vstack([seed_dispersion(c, grid) for c in curves])
+            # A member contributes only depths it has reached: beyond that its "dispersion" would
+            # be a stale copy of its last value and would flatten the family's curve.
+            Us[np.array([m.depth for m in members])[:, None] < grid[None, :]] = np.nan
             shared = None
             if len(members) > 1:
                 with np.errstate(all="ignore"):
@@ -305,13 +313,22 @@ class Engine:
             L0_group = float(np.var(finite, ddof=1)) if finite.size >= 3 else float("nan")
             for m, fit, U in zip(members, fits, Us):
                 m.fit = fit
+                # A member's own floor interval is wide (few seeds); the family's pooled fit is
+                # the stronger evidence that a floor is really above tolerance.
+                m.family_L_int_lo = shared.L_int_lo if shared is not None and shared.ok else float("nan")
                 m.L0 = L0_group if np.isfinite(L0_group) else float(np.nanmax(U)) if np.isfinite(U).any() else float("nan")
                 if fit.ok:
                     ch = choose_depth(fit.L_int, fit.K, fit.alpha, m.L0, gamma, m.cost_per_step * s.seeds,
                                       c_min=max(fit.c_min, 1.0), horizon=self._cap(m))
                     m.c_star, m.J0, m.J_star = float(ch.c_star), float(ch.J0), float(ch.J_star)
-                m.regime = Regime(classify(fit.L_int, m.L0, m.J0, m.J_star, self.thresholds).item())
+                m.regime = Regime(classify(fit.L_int, m.L0, m.J0, m.J_star, self.thresholds, np.fmax(fit.L_int_lo, m.family_L_int_lo)).item())
                 self._stop_if_settled(m)
+
+    @staticmethod
+    def _identified(st: CandidateState) -> bool:
+        """A decay seen over at least a 4x range of depths, with a floor the data can tell apart."""
+        f = st.fit
+        return f is not None and f.ok and f.c_max >= 4 * f.c_min and "floor_unidentified" not in f.diagnostics
 
     def _stop_if_settled(self, st: CandidateState) -> None:
         if st.stop_reason is not None or st.failed is not None:
@@ -320,19 +337,14 @@ class Engine:
         static_settled = np.isfinite(st.L0) and st.L0 <= self.thresholds.risk_tolerance
         # A decay seen over less than a 4x range of depths, or one whose floor the data cannot
         # tell from a slow decay, cannot settle anything yet: keep probing if the budget allows.
-        f = st.fit
-        identified = f is not None and f.ok and f.c_max >= 4 * f.c_min and "floor_unidentified" not in f.diagnostics
-        if not identified and not static_settled:
+        if not self._identified(st) and not static_settled:
             if st.depth >= self._cap(st):
                 st.stop_reason = f"reached the probe cap; {st.regime.value}: {why}"
             return
         if st.regime is Regime.NOISE_DOMINANT:
             # Writing a candidate off needs the floor's lower bound above tolerance: early on, a
             # slow decay and a floor look alike and the point estimate of L_int runs high.
-            if np.isfinite(st.fit.L_int_lo) and st.fit.L_int_lo > self.thresholds.risk_tolerance:
-                st.stop_reason = f"Noise-Dominant: {why}"
-            elif st.depth >= self._cap(st):
-                st.stop_reason = f"reached the probe cap; Noise-Dominant: {why}"
+            st.stop_reason = f"Noise-Dominant: {why}"
         elif st.regime is Regime.STATIC_SUFFICIENT:
             st.stop_reason = f"Static-Sufficient: {why}"
         elif st.depth >= self._cap(st):

@@ -3,7 +3,10 @@
 The paper names three regimes but gives no numeric boundaries. We classify by what a user can
 live with: a tolerance tau on the prediction error (std of the predicted score, metric units).
 
-- Noise-Dominant:    L_int > tau^2. No probe can bring the risk under the tolerance.
+- Noise-Dominant:    L_int > tau^2. No probe can bring the risk under the tolerance. When an
+                     interval for L_int is given, its lower bound must clear tau^2: early in a
+                     probe a floor and a slow decay look alike and the point estimate runs high,
+                     and writing a candidate off deserves evidence.
 - Static-Sufficient: L(0) <= tau^2 (static signals already good enough), or J(0) <= J(c*)
                      (at the price of risk gamma, no probe depth pays for itself).
 - Dynamic-Critical:  otherwise: probing to c* pays.
@@ -46,14 +49,17 @@ def classify(
     J0: np.ndarray | float,
     J_star: np.ndarray | float,
     thresholds: RegimeThresholds = RegimeThresholds(),
+    L_int_lo: np.ndarray | float | None = None,
 ) -> np.ndarray:
     """Vectorised regime labels (object array of Regime values)."""
-    L_int, L0, J0, J_star = np.broadcast_arrays(*(np.asarray(v, float) for v in (L_int, L0, J0, J_star)))
+    lo = np.nan if L_int_lo is None else L_int_lo
+    L_int, L0, J0, J_star, lo = np.broadcast_arrays(*(np.asarray(v, float) for v in (L_int, L0, J0, J_star, lo)))
     tol = thresholds.risk_tolerance
     out = np.empty(L_int.shape, dtype=object)
     out.fill(Regime.UNDETERMINED)  # np.full would coerce the str-enum to a truncated str
     known = np.isfinite(L_int)
-    noise = known & (L_int > thresholds.noise_margin * tol)
+    evidence = np.where(np.isfinite(lo), lo, L_int)
+    noise = known & (L_int > thresholds.noise_margin * tol) & (evidence > thresholds.noise_margin * tol)
     static = known & ~noise & ((np.isfinite(L0) & (L0 <= tol)) | (np.isfinite(J0) & np.isfinite(J_star) & (J0 <= J_star)))
     # L(0) alone can settle a candidate even without a decay fit.
     static_only = ~known & np.isfinite(L0) & (L0 <= tol)

@@ -38,7 +38,7 @@ class RegimeProfile:
 # Clearly separated defaults: a floor four times the tolerance; a static residual well under it;
 # a slow decay from far above it. Used for recovery and classification tests.
 PROFILES: dict[Regime, RegimeProfile] = {
-    Regime.STATIC_SUFFICIENT: RegimeProfile(L_int=0.05, static_var=0.25, K_at_cmin=0.5, alpha=0.9),
+    Regime.STATIC_SUFFICIENT: RegimeProfile(L_int=0.05, static_var=0.1, K_at_cmin=0.5, alpha=0.9),
     Regime.DYNAMIC_CRITICAL: RegimeProfile(L_int=0.05, static_var=25.0, K_at_cmin=10.0, alpha=0.6),
     Regime.NOISE_DOMINANT: RegimeProfile(L_int=4.0, static_var=6.0, K_at_cmin=4.0, alpha=0.6),
 }

@@ -1,0 +1,345 @@
+"""The portfolio plan: which full fine-tunes to run, from predictions, intervals, regimes, costs.
+
+Pure decision logic (numpy + scipy, no I/O). The input is one row per candidate (what
+Engine.summary() gives, plus task, full_cost_s and gamma); the output is a decision per
+candidate with a one-line reason, and the plan's totals.
+
+Decision rules (mode "max": a larger metric is better; "min" mirrors every inequality):
+
+1. The full run's outcome R ~ Normal(predicted_final, sd), with sd = max(predicted_std,
+   sqrt(L_int)): a full run carries its own intrinsic noise, so no candidate is treated as
+   surer than its floor allows.
+2. Risk-adjusted score = the one-sided bound at the plan's confidence q: mean - z_q sd
+   (mode max) or mean + z_q sd (mode min). A wide interval lowers the score: a
+   Noise-Dominant candidate's width is a risk, never a bonus (an upper bound would reward it).
+3. Eligibility, per task:
+   - with a baseline b: P(R beats b) >= q. Under the Normal this is the same as "the
+     risk-adjusted score beats b", so eligibility and ranking use one number.
+   - without a baseline there is no bar to clear: every candidate with a prediction is
+     acceptable and the best by risk-adjusted score is preferred (the user asked for one
+     model per task; the reason states how sure it is to beat the runner-up,
+     P(R_best > R_second) with independent Normals).
+   Candidates without a finite prediction or interval are never eligible.
+4. At most one run per task: the eligible candidate with the best risk-adjusted score.
+5. Full fine-tune budget (budget.full_finetune_seconds, None = no cap): the per-task picks
+   are chosen to maximise, in this order, (a) the total risk-adjusted margin over the
+   baselines (metric units), (b) the number of tasks funded, (c) a lower total cost.
+   Tasks without a baseline have no margin, so they are funded after every task with one,
+   as many as fit. Exact (every subset) for up to EXACT_MAX_TASKS tasks, greedy by margin per
+   second beyond. A task whose pick did not fit then takes its next eligible candidate that
+   fits what is left (greedy, highest margin per second first). A candidate whose full-run
+   cost is unknown cannot be fitted under a cap.
+6. Decisions:
+   - run: picked and funded.
+   - probe more: not run, not Noise-Dominant ("do not buy probes"), its probing stopped
+     because the probe budget ran out while one more probe was still worth its price
+     (value_per_cost > gamma, or the initial probe never ran), and the answer could still
+     change: its optimistic bound (the other side of the interval) reaches the bar (the
+     baseline, or the task's chosen candidate's risk-adjusted score).
+   - skip: everything else, with the reason (failed probe, no prediction, below the bar, a
+     better candidate in the task, over budget).
+7. Totals: recommended = sum of full_cost_s of the runs; all = sum of full_cost_s of every
+   candidate (running everything); probe spend = sum of probe_cost_s; saving = all -
+   (recommended + probe spend).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.stats import norm
+
+RUN = "run"
+SKIP = "skip"
+PROBE_MORE = "probe more"
+DECISIONS = (RUN, SKIP, PROBE_MORE)
+
+NOISE_DOMINANT = "Noise-Dominant"
+EXACT_MAX_TASKS = 16  # 2^16 subsets: exact knapsack in a few ms
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    mode: str = "max"  # is a larger metric better?
+    confidence: float = 0.8  # required P(beats baseline)
+    baselines: Mapping[str, float] = field(default_factory=dict)  # task -> score to beat
+    full_budget_s: float | None = None  # device-seconds for the recommended full runs; None: no cap
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {self.mode!r}")
+        if not 0 < self.confidence < 1:
+            raise ValueError(f"confidence must be in (0, 1), got {self.confidence}")
+        if self.full_budget_s is not None and not self.full_budget_s > 0:
+            raise ValueError(f"full_budget_s must be > 0 or None, got {self.full_budget_s}")
+        bad = [t for t, b in self.baselines.items() if not math.isfinite(float(b))]
+        if bad:
+            raise ValueError(f"baselines: non-finite value for task(s) {', '.join(sorted(bad))}")
+
+
+@dataclass(frozen=True)
+class Decision:
+    candidate: str
+    task: str
+    decision: str
+    reason: str
+    score: float  # risk-adjusted score (metric units); NaN without a prediction
+    p_beat: float  # P(beats the baseline), or P(beats the runner-up) without one; NaN if unknown
+    bar: float  # the baseline, NaN without one
+    full_cost_s: float
+
+
+@dataclass(frozen=True)
+class Plan:
+    decisions: list[Decision]  # in input order
+    recommended_cost_s: float
+    all_cost_s: float
+    probe_spend_s: float
+    saving_s: float
+    full_budget_s: float | None
+    runs: dict[str, str]  # task -> candidate recommended (tasks with none are absent)
+
+    @property
+    def saving_fraction(self) -> float:
+        return self.saving_s / self.all_cost_s if self.all_cost_s > 0 else float("nan")
+
+    def totals(self) -> dict[str, Any]:
+        counts = {d: sum(x.decision == d for x in self.decisions) for d in DECISIONS}
+        return {
+            "recommended_full_cost_s": self.recommended_cost_s,
+            "all_full_cost_s": self.all_cost_s,
+            "probe_spend_s": self.probe_spend_s,
+            "saving_s": self.saving_s,
+            "saving_fraction": self.saving_fraction,
+            "full_finetune_budget_s": self.full_budget_s,
+            "n_candidates": len(self.decisions),
+            "n_run": counts[RUN],
+            "n_skip": counts[SKIP],
+            "n_probe_more": counts[PROBE_MORE],
+            "runs": dict(self.runs),
+        }
+
+
+def _f(row: Mapping[str, Any], key: str) -> float:
+    v = row.get(key)
+    try:
+        return float(v) if v is not None else float("nan")
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}" if math.isfinite(x) else "n/a"
+
+
+def _fmt_s(x: float) -> str:
+    return f"{x:,.0f} s" if math.isfinite(x) else "unknown"
+
+
+def knapsack(values: np.ndarray, costs: np.ndarray, budget: float) -> np.ndarray:
+    """Indices of items maximising (sum of values, number of items, -cost) within `budget`.
+
+    Exact over every subset for up to EXACT_MAX_TASKS items, else greedy by value per cost
+    (then cheapest first for zero-value items). Items with a non-finite cost never fit.
+    """
+    values = np.asarray(values, float)
+    costs = np.asarray(costs, float)
+    ok = np.isfinite(costs) & (costs <= budget + 1e-9) & np.isfinite(values)
+    idx = np.flatnonzero(ok)
+    if idx.size == 0:
+        return np.zeros(0, int)
+    if idx.size <= EXACT_MAX_TASKS:
+        m = idx.size
+        masks = ((np.arange(1 << m)[:, None] >> np.arange(m)[None, :]) & 1).astype(bool)
+        tot_c = masks @ costs[idx]
+        tot_v = masks @ values[idx]
+        cnt = masks.sum(1)
+        feasible = tot_c <= budget + 1e-9
+        # lexicographic: value (rounded so float noise does not beat a real count), count, -cost
+        key_v = np.where(feasible, np.round(tot_v, 12), -np.inf)
+        order = np.lexsort((tot_c, -cnt, -key_v))
+        return np.sort(idx[masks[order[0]]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(costs[idx] > 0, values[idx] / costs[idx], np.inf)
+    order = idx[np.lexsort((costs[idx], -ratio))]
+    picked, left = [], budget
+    for i in order:
+        if costs[i] <= left + 1e-9:
+            picked.append(int(i))
+            left -= costs[i]
+    return np.array(sorted(picked), int)
+
+
+def make_plan(rows: Sequence[Mapping[str, Any]], settings: PlanSettings) -> Plan:
+    """Decide, for every candidate row, run / skip / probe more (see the module docstring).
+
+    Each row needs candidate and task; uses predicted_final, predicted_std, L_int, regime,
+    full_cost_s, probe_cost_s, stop_reason, value_per_cost and gamma when present.
+    """
+    n = len(rows)
+    sign = 1.0 if settings.mode == "max" else -1.0
+    z = float(norm.ppf(settings.confidence))
+    cand = [str(r.get("candidate", "")) for r in rows]
+    task = [str(r.get("task", "")) for r in rows]
+    mean = np.array([_f(r, "predicted_final") for r in rows])
+    std = np.array([_f(r, "predicted_std") for r in rows])
+    L_int = np.array([_f(r, "L_int") for r in rows])
+    cost = np.array([_f(r, "full_cost_s") for r in rows])
+    probe_cost = np.array([_f(r, "probe_cost_s") for r in rows])
+    vpc = np.array([_f(r, "value_per_cost") for r in rows])
+    gamma = np.array([_f(r, "gamma") for r in rows])
+    regime = [str(r.get("regime") or "") for r in rows]
+    stop = [str(r.get("stop_reason") or "") for r in rows]
+
+    with np.errstate(invalid="ignore"):
+        sd = np.where(np.isfinite(L_int) & (L_int > 0), np.fmax(std, np.sqrt(np.abs(L_int))), std)
+    valid = np.isfinite(mean) & np.isfinite(sd) & (sd >= 0)
+    good = sign * mean  # larger is better in every comparison below
+    score_good = good - z * sd  # pessimistic bound at the plan's confidence
+    optimistic_good = good + z * sd
+    score = sign * score_good  # back in metric units
+
+    bars = np.array([float(settings.baselines[t]) if t in settings.baselines else np.nan for t in task])
+    has_bar = np.isfinite(bars)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        zb = (good - sign * bars) / sd
+        p_beat = np.where(sd > 0, norm.cdf(zb), np.where(good > sign * bars, 1.0, np.where(good == sign * bars, 0.5, 0.0)))
+    p_beat = np.where(valid & has_bar, p_beat, np.nan)
+
+    # ---- eligibility and the best candidate per task -------------------------------------
+    tasks = list(dict.fromkeys(task))
+    members = {t: [i for i in range(n) if task[i] == t] for t in tasks}
+    eligible = np.zeros(n, bool)
+    runner_up_p = np.full(n, np.nan)
+    for t in tasks:
+        ids = [i for i in members[t] if valid[i]]
+        if t in settings.baselines:
+            for i in ids:
+                eligible[i] = p_beat[i] >= settings.confidence
+        elif ids:
+            # No bar: any candidate with a prediction is acceptable, the best preferred (a
+            # cheaper one can stand in when the best does not fit the budget).
+            ranked = sorted(ids, key=lambda i: (-score_good[i], cand[i]))
+            eligible[ranked] = True
+            if len(ranked) > 1:
+                a, b = ranked[0], ranked[1]
+                s = math.hypot(sd[a], sd[b])
+                runner_up_p[a] = float(norm.cdf((good[a] - good[b]) / s)) if s > 0 else float(good[a] > good[b])
+    ranked_by_task = {
+        t: sorted((i for i in members[t] if eligible[i]), key=lambda i: (-score_good[i], cand[i])) for t in tasks
+    }
+    margin = np.where(has_bar, score_good - sign * bars, 0.0)
+
+    # ---- the budget ----------------------------------------------------------------------
+    first = {t: r[0] for t, r in ranked_by_task.items() if r}
+    chosen: dict[str, int] = {}
+    over_budget: set[int] = set()
+    budget = settings.full_budget_s
+    if budget is None:
+        chosen = dict(first)
+    else:
+        ts = list(first)
+        items = np.array([first[t] for t in ts], int)
+        picked = knapsack(margin[items], cost[items], budget) if ts else np.zeros(0, int)
+        chosen = {ts[k]: int(items[k]) for k in picked}
+        left = budget - sum(cost[i] for i in chosen.values())
+        # Tasks left out try their next eligible candidates, best margin per second first.
+        alternates = []
+        for t in ts:
+            if t in chosen:
+                continue
+            over_budget.add(first[t])
+            for i in ranked_by_task[t][1:]:
+                if np.isfinite(cost[i]) and cost[i] > 0:
+                    alternates.append((-(margin[i] / cost[i]), cost[i], cand[i], t, i))
+        for _, c, _, t, i in sorted(alternates):
+            if t not in chosen and c <= left + 1e-9:
+                chosen[t] = i
+                left -= c
+            elif t not in chosen:
+                over_budget.add(i)
+    run_idx = set(chosen.values())
+    recommended = float(sum(cost[i] for i in run_idx))
+    left_after = (budget - recommended) if budget is not None else float("inf")
+
+    # ---- decisions and reasons -----------------------------------------------------------
+    q = settings.confidence
+    bound = "lower" if sign > 0 else "upper"
+    decisions: list[Decision] = []
+    for i in range(n):
+        t = task[i]
+        base = settings.baselines.get(t)
+        nd = regime[i] == NOISE_DOMINANT
+        regime_note = f"; {regime[i]}" if regime[i] else ""
+        risk_note = " (Noise-Dominant: its wide interval counts against it)" if nd else ""
+        budget_stopped = "probe budget" in stop[i].lower()
+        worth_more = (not np.isfinite(vpc[i])) if not valid[i] else (
+            np.isfinite(vpc[i]) and np.isfinite(gamma[i]) and vpc[i] > gamma[i]
+        )
+        chosen_i = chosen.get(t)
+        if has_bar[i]:
+            bar_good = sign * bars[i]
+        elif chosen_i is not None and chosen_i != i:
+            bar_good = score_good[chosen_i]
+        else:
+            bar_good = -np.inf
+        could_change = (not valid[i]) or optimistic_good[i] >= bar_good
+        probe_more = (i not in run_idx) and not nd and budget_stopped and worth_more and could_change
+        s_txt = f"risk-adjusted {_fmt(score[i])} ({q:.0%} {bound} bound)"
+
+        if stop[i].lower().startswith("probe failed"):
+            decision, reason = SKIP, f"{stop[i]}: no prediction to act on"
+        elif not valid[i]:
+            why = stop[i] or "no probe data"
+            if np.isfinite(mean[i]):
+                why = f"no interval: too little data to fit the uncertainty decay; {why}"
+            if probe_more:
+                decision, reason = PROBE_MORE, f"no prediction yet ({why}); the probe budget ran out before one was possible"
+            else:
+                decision, reason = SKIP, f"no prediction ({why})"
+        elif i in run_idx:
+            decision = RUN
+            if base is not None:
+                reason = f"P(beats baseline {_fmt(base)})={p_beat[i]:.2f} >= {q:.2f}; {s_txt}, best in task {t}"
+            else:
+                p2 = runner_up_p[i]
+                vs = f"; P(beats the runner-up)={p2:.2f}" if np.isfinite(p2) else ""
+                reason = f"no baseline for task {t}: best {s_txt}{vs}"
+            if i != first.get(t):
+                reason += f"; the task's first choice {cand[first[t]]} did not fit the full fine-tune budget"
+            reason += regime_note
+        elif probe_more:
+            decision = PROBE_MORE
+            target = f"baseline {_fmt(base)}" if base is not None else (
+                f"{cand[chosen_i]}'s {_fmt(score[chosen_i])}" if chosen_i is not None else "the bar")
+            reason = (f"undecided: interval {_fmt(mean[i] - z * sd[i])}..{_fmt(mean[i] + z * sd[i])} still reaches {target}; "
+                      f"the probe budget ran out while one more probe was worth its cost "
+                      f"(value/cost {_fmt(vpc[i])} > gamma {_fmt(gamma[i])})")
+        elif i in over_budget:
+            decision = SKIP
+            what = "would run" if i == first.get(t) else f"next choice for task {t}"
+            reason = (f"{what} ({s_txt}) but its full fine-tune ({_fmt_s(cost[i])}) "
+                      f"does not fit the full fine-tune budget ({_fmt_s(left_after)} left after higher-value runs)")
+        elif eligible[i] and chosen_i is not None:
+            decision = SKIP
+            reason = f"eligible ({s_txt}) but {cand[chosen_i]} ranks higher in task {t} ({_fmt(score[chosen_i])}){risk_note}"
+        elif base is not None:
+            decision = SKIP
+            reason = (f"P(beats baseline {_fmt(base)})={p_beat[i]:.2f} < {q:.2f} required; {s_txt}{risk_note}")
+        else:
+            decision = SKIP
+            other = cand[chosen_i] if chosen_i is not None else (cand[first[t]] if t in first else None)
+            reason = (f"no baseline for task {t}: {other} has the better risk-adjusted score; this one {_fmt(score[i])}{risk_note}"
+                      if other else f"not selected ({s_txt})")
+        p_out = p_beat[i] if has_bar[i] else runner_up_p[i]
+        decisions.append(Decision(cand[i], t, decision, reason, float(score[i]) if valid[i] else float("nan"),
+                                  float(p_out), float(bars[i]), float(cost[i])))
+
+    all_cost = float(np.nansum(cost))
+    probe_spend = float(np.nansum(probe_cost))
+    runs = {t: cand[i] for t, i in sorted(chosen.items())}
+    return Plan(decisions, recommended, all_cost, probe_spend, all_cost - (recommended + probe_spend), budget, runs)
