@@ -251,3 +251,13 @@ def predictive_variance(fit: DecayFit, depth: float, n_seeds: int) -> float:
         return float("nan")
     c = max(float(depth), 1e-9)
     return float((1 + 1 / n_seeds) * fit.L_int + fit.K * c ** (-fit.alpha) / n_seeds)
+
+
+def fit_decay_batch(c: np.ndarray, U: np.ndarray, **kwargs) -> list[DecayFit]:
+    """fit_decay over many units at once (rows of U; c shared or one row per unit), vectorised.
+
+    Same model, loss, bounds and bootstrap; see core/decay_batch.py for what differs and why.
+    """
+    from prehoc_ray.core.decay_batch import fit_decay_batch as _batch
+
+    return _batch(c, U, **kwargs)

@@ -1,0 +1,210 @@
+"""Benchmark of the statistical core: prediction quality and decay-fit speed.
+
+    .venv/bin/python benchmarks/bench_core.py [--write-readme] [--quick]
+
+1. Prediction quality of `core.analysis.analyze` at depths of 10%, 25% and 50% of each
+   candidate's horizon, on the synthetic generator (known ground truth) and on the recorded
+   DeBERTa curves (both models, all 2048 runs): out-of-fold RMSE of the predicted final,
+   Spearman correlation with the true final and coverage of the 90% intervals, next to the
+   naive predictor "last observed value" (the group's leave-one-out mean final when nothing is
+   observed yet). Targets: coverage within 0.85-0.95 and RMSE below naive at every depth.
+2. Speed of the decay fit: 10,000 synthetic U(c) series (seed dispersion of 4 seeds at 8
+   depths, from the generator's three regime profiles) fitted with their 200-replicate
+   bootstrap, one by one with `fit_decay` (timed on a sample, extrapolated) and all at once
+   with `fit_decay_batch`. Target: 10,000 units under 10 s. Also: how far the batch results
+   are from fit_decay's, next to how far two fit_decay runs with different bootstrap seeds are.
+
+A script, not a timed test: the numbers depend on the machine and its load (BLAS runs on one
+thread, which is faster for these many small solves). --write-readme puts the tables in
+benchmarks/README.md under "## Core".
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+from prehoc_ray.core.analysis import AnalysisSettings, analyze  # noqa: E402
+from prehoc_ray.core.decay import fit_decay, fit_decay_batch  # noqa: E402
+from prehoc_ray.report.analysis_scoring import score_predictions  # noqa: E402
+from prehoc_ray.sim.recorded import load_deberta  # noqa: E402
+from prehoc_ray.sim.synthetic import PROFILES, generate_portfolio  # noqa: E402
+
+FRACTIONS = (0.10, 0.25, 0.50)
+LEVEL = 0.9
+COVERAGE_TARGET = (0.85, 0.95)
+TIME_TARGET_S = 10.0
+N_UNITS = 10_000
+README = ROOT / "benchmarks" / "README.md"
+COMMAND = ".venv/bin/python benchmarks/bench_core.py --write-readme"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    fmt = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    return "\n".join([fmt(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(fmt, rows)])
+
+
+def quality(name: str, obs, rows: list[list[str]], verdicts: list[bool]) -> None:
+    cands = obs.per_candidate()
+    for frac in FRACTIONS:
+        depth = {c.candidate: frac * c.horizon for c in cands}
+        t0 = time.perf_counter()
+        result = analyze(obs, depth, AnalysisSettings(level=LEVEL))
+        wall = time.perf_counter() - t0
+        model, naive = score_predictions(result.predictions)
+        cov_ok = COVERAGE_TARGET[0] <= model.coverage <= COVERAGE_TARGET[1]
+        rmse_ok = model.rmse < naive.rmse
+        verdicts += [cov_ok, rmse_ok]
+        rows.append([
+            name, f"{frac:.0%}", str(model.n), f"{model.rmse:.4f}", f"{naive.rmse:.4f}", "PASS" if rmse_ok else "MISS",
+            f"{model.spearman:.3f}", f"{naive.spearman:.3f}", f"{model.coverage:.3f}", "PASS" if cov_ok else "MISS",
+            f"{model.mean_width:.4f}", f"{wall:.0f}",
+        ])
+        print(f"  {name} {frac:.0%}: rmse {model.rmse:.4f} vs naive {naive.rmse:.4f}, coverage {model.coverage:.3f} ({wall:.0f} s)", flush=True)
+
+
+def synthetic_series(n: int, seed: int = 0, n_seeds: int = 4, tolerance: float = 0.02) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """U(c) as the seed dispersion of `n_seeds` seeds: (L_int + K c^-alpha) chi2_{s-1}/(s-1),
+    at 8 log-spaced depths, parameters drawn around the generator's three regime profiles."""
+    rng = np.random.default_rng(seed)
+    c = np.unique(np.geomspace(10, 1000, 8).round())
+    profiles = list(PROFILES.values())
+    pick = rng.integers(0, len(profiles), n)
+    tau2 = tolerance**2
+    L = np.array([profiles[i].L_int for i in pick]) * tau2 * np.exp(0.5 * rng.standard_normal(n))
+    alpha = np.array([profiles[i].alpha for i in pick]) * np.exp(0.2 * rng.standard_normal(n))
+    K = np.array([profiles[i].K_at_cmin for i in pick]) * tau2 * c[0] ** alpha * np.exp(0.5 * rng.standard_normal(n))
+    true = L[:, None] + K[:, None] * c[None, :] ** (-alpha[:, None])
+    U = true * rng.chisquare(n_seeds - 1, size=true.shape) / (n_seeds - 1)
+    return c, U, np.stack([L, K, alpha], 1)
+
+
+def speed(rows: list[list[str]], agree_rows: list[list[str]], verdicts: list[bool], quick: bool) -> None:
+    c, U, truth = synthetic_series(N_UNITS)
+    sample = 60 if quick else 300
+    t0, p0 = time.perf_counter(), time.process_time()
+    singles = [fit_decay(c, U[i], n_boot=200, rng=np.random.default_rng(i)) for i in range(sample)]
+    w1, p1 = time.perf_counter() - t0, time.process_time() - p0
+    rows.append([f"fit_decay, one unit at a time ({sample} timed, x{N_UNITS // sample} extrapolated)", f"{w1 * N_UNITS / sample:.1f}",
+                 f"{p1 * N_UNITS / sample:.1f}", "MISS" if w1 * N_UNITS / sample >= TIME_TARGET_S else "PASS"])
+    t0, p0 = time.perf_counter(), time.process_time()
+    batch = fit_decay_batch(c, U, n_boot=200, seed=0)
+    w2, p2 = time.perf_counter() - t0, time.process_time() - p0
+    ok = w2 < TIME_TARGET_S
+    verdicts.append(ok)
+    rows.append([f"fit_decay_batch, all {N_UNITS} units", f"{w2:.1f}", f"{p2:.1f}", "PASS" if ok else "MISS"])
+    print(f"  fit_decay x{sample}: {w1:.1f} s; fit_decay_batch x{N_UNITS}: {w2:.1f} s wall, {p2:.1f} s CPU", flush=True)
+
+    # Consistency with fit_decay: batch vs fit_decay, next to fit_decay vs itself (another seed).
+    other = [fit_decay(c, U[i], n_boot=200, rng=np.random.default_rng(10**6 + i)) for i in range(sample)]
+    get = lambda fits, k: np.array([getattr(f, k) for f in fits])  # noqa: E731
+    for key, log in (("alpha", False), ("L_int", True), ("alpha_lo", False), ("alpha_hi", False), ("L_int_lo", True), ("L_int_hi", True), ("K_lo", True), ("K_hi", True)):
+        a, b, o = get(singles, key), get(batch[:sample], key), get(other, key)
+        if log:
+            eps = 1e-3 * 0.02**2
+            d_batch, d_self = np.abs(np.log((b + eps) / (a + eps))), np.abs(np.log((o + eps) / (a + eps)))
+            unit = "|log ratio|"
+        else:
+            d_batch, d_self = np.abs(b - a), np.abs(o - a)
+            unit = "|difference|"
+        agree_rows.append([key, unit, f"{np.median(d_batch):.3g}", f"{np.quantile(d_batch, 0.9):.3g}", f"{np.median(d_self):.3g}", f"{np.quantile(d_self, 0.9):.3g}"])
+    true_alpha, true_L = truth[:, 2], truth[:, 0]
+    cov = lambda fits, t, lo, hi: float(np.mean((get(fits, lo) <= t) & (t <= get(fits, hi))))  # noqa: E731
+    agree_rows.append(["coverage of true alpha (90%)", "share", f"{cov(batch, true_alpha, 'alpha_lo', 'alpha_hi'):.3f} (all)",
+                       f"{cov(batch[:sample], true_alpha[:sample], 'alpha_lo', 'alpha_hi'):.3f} (sample)",
+                       f"{cov(singles, true_alpha[:sample], 'alpha_lo', 'alpha_hi'):.3f} (fit_decay)", ""])
+    agree_rows.append(["coverage of true L_int (90%)", "share", f"{cov(batch, true_L, 'L_int_lo', 'L_int_hi'):.3f} (all)",
+                       f"{cov(batch[:sample], true_L[:sample], 'L_int_lo', 'L_int_hi'):.3f} (sample)",
+                       f"{cov(singles, true_L[:sample], 'L_int_lo', 'L_int_hi'):.3f} (fit_decay)", ""])
+
+
+def write_readme(text: str) -> None:
+    section = "## Core\n\n" + text.strip() + "\n"
+    if README.exists():
+        old = README.read_text()
+        start = old.find("## Core\n")
+        if start >= 0:
+            end = old.find("\n## ", start + 1)
+            new = old[:start] + section + ("" if end < 0 else old[end:])
+        else:
+            new = old.rstrip() + "\n\n" + section
+    else:
+        new = "# Benchmarks\n\nScripts that measure the project against its targets; each section gives the command and its last results.\n\n" + section
+    README.write_text(new)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--write-readme", action="store_true", help="write the tables into benchmarks/README.md under '## Core'")
+    parser.add_argument("--quick", action="store_true", help="smaller synthetic portfolio, 300 DeBERTa runs per model (a smoke run)")
+    args = parser.parse_args()
+
+    verdicts_q: list[bool] = []
+    verdicts_t: list[bool] = []
+    qrows: list[list[str]] = []
+    trows: list[list[str]] = []
+    arows: list[list[str]] = []
+    started = time.perf_counter()
+    with threadpool_limits(1, user_api="blas"):
+        print("prediction quality ...", flush=True)
+        portfolio = generate_portfolio(n_groups=6, candidates_per_group=20 if args.quick else 60, n_seeds=3, horizon=1000.0,
+                                       eval_every=10, transient=0.05, seed=0)
+        quality("synthetic", portfolio.observations, qrows, verdicts_q)
+        quality("DeBERTa", load_deberta(limit=300 if args.quick else None), qrows, verdicts_q)
+        print("decay-fit speed ...", flush=True)
+        speed(trows, arows, verdicts_t, args.quick)
+    total = time.perf_counter() - started
+
+    n_syn = len(portfolio.truth["candidate"])
+    lines = [
+        f"Command: `{COMMAND}` (about {total / 60:.0f} min here; `--quick` for a smoke run).",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, numpy {np.__version__}; "
+        "BLAS on one thread; other jobs shared the CPUs, so wall times are upper bounds.",
+        "",
+        "### Prediction quality (out-of-fold, 90% intervals)",
+        "",
+        f"Synthetic: `generate_portfolio(n_groups=6, candidates_per_group={20 if args.quick else 60}, n_seeds=3, horizon=1000, "
+        f"eval_every=10, transient=0.05, seed=0)`: {n_syn} candidates, two groups per regime, a shared learning transient. "
+        f"DeBERTa: `load_deberta()`, both models, {'600 runs (quick)' if args.quick else 'all 2048 runs'}, static features = the "
+        "sampled hyper-parameters. Depth = a fraction of each candidate's own horizon. Naive = last observed value (the "
+        "group's leave-one-out mean final when nothing is observed yet). Targets: RMSE below naive, coverage in "
+        f"[{COVERAGE_TARGET[0]}, {COVERAGE_TARGET[1]}].",
+        "",
+        table(["data", "depth", "n", "RMSE", "naive RMSE", "RMSE < naive", "Spearman", "naive Spearman", "coverage", "coverage target", "mean width", "s"], qrows),
+        "",
+        "### Decay-fit speed (10,000 units, 200 bootstrap replicates each)",
+        "",
+        "U(c): seed dispersion of 4 seeds at 8 depths (10..1000), parameters drawn around the generator's three regime "
+        f"profiles. Target: under {TIME_TARGET_S:.0f} s.",
+        "",
+        table(["path", "wall s", "CPU s", "target"], trows),
+        "",
+        "Agreement of `fit_decay_batch` with `fit_decay` on the timed sample, next to the spread between two `fit_decay` "
+        "runs that differ only in their bootstrap seed (the Monte Carlo noise any comparison has):",
+        "",
+        table(["quantity", "measure", "batch vs fit_decay: median", "90%", "fit_decay vs fit_decay (other seed): median", "90%"], arows),
+        "",
+        f"Overall: prediction targets {sum(verdicts_q)}/{len(verdicts_q)} PASS; speed target {'PASS' if all(verdicts_t) else 'MISS'}.",
+    ]
+    text = "\n".join(lines)
+    print()
+    print(text)
+    if args.write_readme:
+        write_readme(text)
+        print(f"\nwrote {README.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

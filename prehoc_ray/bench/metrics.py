@@ -1,0 +1,86 @@
+"""Scoring a policy's predictions against the truth.
+
+Selection rule (the same for every policy): in each family (group = one task / base model),
+select the candidate with the best predicted final (ties: the first in world order). A
+candidate the policy has no prediction for (never probed) gets its family's mean prediction;
+a family with no prediction at all gets the first candidate (a random pick, since world
+order is random with respect to quality).
+
+Per world and budget:
+- regret: mean over families of (best true final - true final of the selected candidate),
+  in metric units (0 for the oracle);
+- spearman: mean over families of the Spearman correlation of predicted and true finals
+  (0 where the predictions are constant);
+- rmse: root mean squared error of predicted vs true finals over all candidates;
+- coverage: fraction of true finals inside the central `level` interval (pred +- z std) over
+  the candidates with a finite std; NaN when the policy gives no std (`std_frac` says how
+  many had one).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import norm, spearmanr
+
+from prehoc_ray.bench.policies import PolicyResult
+from prehoc_ray.bench.worlds import World
+
+
+def filled_predictions(world: World, predicted: np.ndarray) -> np.ndarray:
+    pred = np.asarray(predicted, float).copy()
+    groups = world.groups
+    for g in set(groups):
+        m = groups == g
+        finite = pred[m & np.isfinite(pred)]
+        pred[m & ~np.isfinite(pred)] = finite.mean() if finite.size else 0.0
+    return pred
+
+
+def select(world: World, predicted: np.ndarray) -> dict[str, int]:
+    """Group -> index of the selected candidate (best filled prediction, first on ties)."""
+    pred = filled_predictions(world, predicted)
+    groups = world.groups
+    out = {}
+    for g in sorted(set(groups)):
+        idx = np.flatnonzero(groups == g)
+        out[g] = int(idx[np.argmax(pred[idx])])
+    return out
+
+
+def regret_of(world: World, picks: dict[str, int]) -> float:
+    y = world.true_finals
+    groups = world.groups
+    return float(np.mean([y[groups == g].max() - y[i] for g, i in picks.items()]))
+
+
+def evaluate(world: World, result: PolicyResult, budget: float, level: float = 0.9) -> dict:
+    y = world.true_finals
+    pred = filled_predictions(world, result.predicted)
+    groups = world.groups
+    picks = select(world, result.predicted)
+    rhos = []
+    for g in sorted(set(groups)):
+        m = groups == g
+        if np.ptp(pred[m]) == 0 or np.ptp(y[m]) == 0:
+            rhos.append(0.0)
+        else:
+            rhos.append(float(spearmanr(pred[m], y[m])[0]))
+    std = np.asarray(result.std, float)
+    has = np.isfinite(std) & np.isfinite(result.predicted)
+    z = float(norm.ppf(0.5 + level / 2))
+    cov = float(np.mean(np.abs(y[has] - result.predicted[has]) <= z * std[has])) if has.any() else float("nan")
+    row = {
+        "world": world.name,
+        "policy": result.policy,
+        "budget_frac": budget / world.full_cost,
+        "spent_frac": result.spent / world.full_cost,
+        "regret": regret_of(world, picks),
+        "spearman": float(np.mean(rhos)),
+        "rmse": float(np.sqrt(np.mean((pred - y) ** 2))),
+        "coverage": cov,
+        "std_frac": float(np.mean(has)),
+        "predicted_frac": float(np.mean(np.isfinite(result.predicted))),
+    }
+    if result.native_pick is not None:
+        row["regret_native"] = regret_of(world, {g: result.native_pick.get(g, picks[g]) for g in picks})
+    return row

@@ -1,0 +1,58 @@
+"""`prehoc-ray report DIR`: rebuild report.html / report.md (and plots/) from a run directory.
+
+Works on a finished run (plan included: recomputed when plan.json is missing, with
+--replan to recompute it from candidates.parquet and the run's job.yaml) and on an
+interrupted one (no candidates.parquet: what the result store holds, marked incomplete).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from prehoc_ray.cli import EXIT_BAD_INPUT, EXIT_FAILURE, app
+
+
+@app.command("report")
+def report_cmd(
+    run_dir: Path = typer.Argument(..., metavar="DIR", help="A run directory (the --out of `prehoc-ray run`)."),
+    spec_path: Path = typer.Option(None, "--spec", help="Job spec to use instead of DIR/job.yaml."),
+    replan: bool = typer.Option(False, "--replan", help="Recompute plan.parquet/plan.json from candidates.parquet first."),
+) -> None:
+    """Rebuild the run report from a finished or interrupted run."""
+    from prehoc_ray.spec.job import SpecError, load_job
+
+    if not run_dir.is_dir():
+        typer.echo(f"prehoc-ray: {run_dir}: not a directory", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    markers = ("manifest.json", "candidates.parquet", "points", "probes", "job.yaml")
+    if not any((run_dir / m).exists() for m in markers):
+        typer.echo(f"prehoc-ray: {run_dir}: not a run directory (none of {', '.join(markers)} in it)", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    spec = None
+    if spec_path is not None or replan:
+        path = spec_path or run_dir / "job.yaml"
+        try:
+            spec = load_job(path)
+        except SpecError as exc:
+            typer.echo(f"prehoc-ray: {exc}", err=True)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+    try:
+        if replan:
+            from prehoc_ray.plan import write_plan
+
+            if not (run_dir / "candidates.parquet").is_file():
+                typer.echo(f"prehoc-ray: {run_dir}: no candidates.parquet (the run is incomplete): nothing to plan", err=True)
+                raise typer.Exit(EXIT_FAILURE)
+            write_plan(run_dir, spec)
+        from prehoc_ray.report.run_report import write_report
+
+        rep = write_report(run_dir, spec=spec)
+    except typer.Exit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - unreadable files: say which and why
+        typer.echo(f"prehoc-ray: {run_dir}: cannot build the report: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(EXIT_FAILURE) from None
+    state = "" if rep.complete else " (run incomplete: no candidates.parquet; the report shows what the store holds)"
+    typer.echo(f"wrote {rep.html} and {rep.markdown}{state}")

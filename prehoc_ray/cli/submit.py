@@ -1,0 +1,430 @@
+"""`prehoc-ray submit / status / logs`: run a job spec as a Ray job on a cluster.
+
+submit JOB.yaml --address http://HEAD:8265 [--wait]
+    Validates the spec, then submits `python -m prehoc_ray run <spec> --out <dir>` through
+    ray.job_submission.JobSubmissionClient: the working directory (default: the current one)
+    is uploaded, the spec path is given relative to it, the driver reserves no GPU
+    (entrypoint_num_gpus=0), the metadata names the portfolio, and the submission id is
+    derived from the spec (prehoc-<name>-<spec hash>), so submitting the same spec twice
+    shows the first job's status instead of starting a second one (pass --submission-id to
+    run it again on purpose; --resume continues an interrupted run in the same run directory
+    as a new job, prehoc-<name>-<hash>-resume-<time>). --wait follows the logs and exits 1 if
+    the job fails.
+
+Output location on the cluster (`--out`): by default
+    ${PREHOC_RAY_STORAGE:-/tmp/prehoc-ray}/<name>-<spec hash>
+expanded by the job's shell on the node that runs the driver (the head node). The manifests
+in cluster/ set PREHOC_RAY_STORAGE to a shared volume; elsewhere pass --out explicitly (an
+absolute path on shared storage). A relative --out lands in the job's unpacked working
+directory, which Ray deletes with the session: fine for a smoke test, not for a plan you need.
+
+Addresses: --address, else RAY_API_SERVER_ADDRESS / RAY_ADDRESS, else http://127.0.0.1:8265.
+An explicit --address wins over those variables (Ray's client would let them override it).
+
+Token authentication (Ray >= 2.52): with RAY_AUTH_MODE=token, Ray's client loads the token
+itself (RAY_AUTH_TOKEN, else the file named by RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token)
+and sends it as `Authorization: Bearer`. With RAY_AUTH_MODE unset, Ray's client sends
+nothing, yet clusters started by Ray 2.60 may require a token: we then send the same token
+ourselves when one of those sources has it. RAY_AUTH_MODE=disabled sends none.
+
+Exit codes: 0 success, 2 bad input (spec, paths, options), 1 a failure the message explains
+(cluster unreachable, authentication refused, job failed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from prehoc_ray.cli import EXIT_BAD_INPUT, EXIT_FAILURE, app
+from prehoc_ray.cli.validate import Problem, check_paths, raw_spec
+from prehoc_ray.spec.job import JobSpec, SpecError, load_job
+
+DEFAULT_ADDRESS = "http://127.0.0.1:8265"
+STORAGE_ENV = "PREHOC_RAY_STORAGE"
+DEFAULT_STORAGE = "/tmp/prehoc-ray"
+DEFAULT_EXCLUDES = [".git", ".venv", "**/__pycache__", "*.egg-info", "runs/", "out/"]
+ADDRESS_ENV = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
+TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def submission_id_for(spec: JobSpec) -> str:
+    return f"prehoc-{spec.name}-{spec.spec_hash()}"
+
+
+# ----- authentication -----------------------------------------------------------------------
+
+def auth_headers(env: dict[str, str] | None = None, home: Path | None = None) -> dict[str, str]:
+    """Headers to add to Ray's own (see the module docstring for the rules)."""
+    env = dict(os.environ if env is None else env)
+    mode = env.get("RAY_AUTH_MODE", "").strip().lower()
+    if mode in ("disabled", "token"):
+        return {}  # disabled: nothing to send; token: Ray's client sends it
+    token = env.get("RAY_AUTH_TOKEN", "").strip()
+    if not token and env.get("RAY_AUTH_TOKEN_PATH"):
+        with contextlib.suppress(OSError):
+            token = Path(env["RAY_AUTH_TOKEN_PATH"]).expanduser().read_text().strip()
+    if not token:
+        with contextlib.suppress(OSError):
+            token = ((home or Path.home()) / ".ray" / "auth_token").read_text().strip()
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def resolve_address(address: str | None) -> str:
+    if address:
+        return address
+    for var in ADDRESS_ENV:
+        if os.environ.get(var):
+            return os.environ[var]
+    return DEFAULT_ADDRESS
+
+
+def make_client(address: str | None):
+    """A JobSubmissionClient for `address`; CliError(1) with a useful message on failure."""
+    from ray.job_submission import JobSubmissionClient
+
+    addr = resolve_address(address)
+    saved = {v: os.environ.pop(v) for v in ADDRESS_ENV if address and v in os.environ}
+    try:
+        return JobSubmissionClient(addr, headers=auth_headers() or None)
+    except ConnectionError as exc:
+        raise CliError(f"cannot reach the Ray dashboard at {addr}: {exc} (is the head running, and is --address its "
+                       "dashboard URL, e.g. http://HEAD:8265?)") from None
+    except Exception as exc:  # noqa: BLE001 - Ray raises RuntimeError/AuthenticationError/ValueError here
+        raise CliError(_explain(exc, addr)) from None
+    finally:
+        os.environ.update(saved)
+
+
+def _explain(exc: BaseException, addr: str) -> str:
+    text = " ".join(str(exc).split())
+    if type(exc).__name__ == "AuthenticationError" or "status code 401" in text or "status code 403" in text:
+        return (f"the Ray cluster at {addr} refused the request: {text}. It uses token authentication: set "
+                "RAY_AUTH_MODE=token and provide the cluster's token as RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or "
+                "~/.ray/auth_token (`ray get-auth-token` on the head prints it)")
+    return f"Ray job API at {addr}: {text}"
+
+
+def _not_found(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "404" in text or "does not exist" in text or "not found" in text
+
+
+def job_info(client, submission_id: str):
+    """JobDetails, or None when no job has this submission id."""
+    try:
+        return client.get_job_info(submission_id)
+    except RuntimeError as exc:
+        if _not_found(exc):
+            return None
+        raise
+
+
+# ----- the submission -------------------------------------------------------------------------
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def submission_problems(spec_path: Path, spec: JobSpec, working_dir: Path | None) -> list[Problem]:
+    """Path checks for a spec that runs on a cluster from an uploaded working directory.
+
+    Relative paths travel with the working directory, so they must exist and lie inside it.
+    Absolute paths and installed packages are the cluster's business: only warnings here.
+    """
+    raw = raw_spec(spec_path)
+    problems: list[Problem] = []
+    for p in check_paths(spec):
+        section, idx, key = (p.field.split(".") + ["", ""])[:3]
+        items = raw.get(section) or []
+        item = items[int(idx)] if idx.isdigit() and int(idx) < len(items) else None
+        given = str(item.get(key, "")) if isinstance(item, dict) and key in ("path",) else ""
+        if key in ("builtin", "package"):
+            problems.append(Problem(p.field, p.message + " here; it must be installed on the cluster", error=False))
+        elif key == "path" and given and Path(given).is_absolute():
+            problems.append(Problem(p.field, p.message + " here; an absolute path must exist on the cluster nodes", error=False))
+        else:
+            problems.append(p)
+    if working_dir is not None:
+        for section in ("tasks", "models"):
+            for k, item in enumerate(raw.get(section) or []):
+                if isinstance(item, dict) and item.get("path") and not Path(str(item["path"])).is_absolute():
+                    resolved = spec_path.resolve().parent / str(item["path"])
+                    if not _inside(resolved, working_dir):
+                        problems.append(Problem(f"{section}.{k}.path", f"{item['path']!r} is outside the working directory "
+                                                                       f"{str(working_dir)!r}: it would not reach the cluster"))
+    return problems
+
+
+def build_request(spec_path: Path, spec: JobSpec, *, working_dir: str, out: str | None,
+                  runtime_env_file: Path | None = None, submission_id: str | None = None,
+                  entrypoint_num_cpus: float | None = None, resume: bool = False) -> dict[str, Any]:
+    """The keyword arguments of JobSubmissionClient.submit_job for this spec."""
+    runtime_env: dict[str, Any] = dict(spec.cluster.runtime_env or {})
+    if runtime_env_file is not None:
+        try:
+            import yaml
+
+            extra = yaml.safe_load(runtime_env_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise CliError(f"--runtime-env {runtime_env_file}: cannot read: {exc}", EXIT_BAD_INPUT) from None
+        if not isinstance(extra, dict):
+            raise CliError(f"--runtime-env {runtime_env_file}: expected a mapping", EXIT_BAD_INPUT)
+        runtime_env.update(extra)
+    wd = runtime_env.get("working_dir") if working_dir == "." and runtime_env.get("working_dir") else working_dir
+    remote_wd = "://" in str(wd)
+    if remote_wd:
+        rel = spec_path.as_posix()  # a remote package: the caller gives the path inside it
+    else:
+        root = Path(wd).expanduser().resolve()
+        if not root.is_dir():
+            raise CliError(f"--working-dir {wd}: not a directory", EXIT_BAD_INPUT)
+        if not _inside(spec_path, root):
+            raise CliError(f"{spec_path}: the spec is outside the working directory {root}; run from a folder that "
+                           "contains it or pass --working-dir", EXIT_BAD_INPUT)
+        rel = spec_path.resolve().relative_to(root).as_posix()
+        wd = str(root)
+    runtime_env["working_dir"] = wd
+    runtime_env["excludes"] = list(dict.fromkeys([*(runtime_env.get("excludes") or []), *DEFAULT_EXCLUDES]))
+    env_vars = dict(runtime_env.get("env_vars") or {})
+    env_vars.setdefault("PYTHONUNBUFFERED", "1")  # logs stream as they are written
+    runtime_env["env_vars"] = env_vars
+    # A resumed run is a new Ray job on the same run directory: its id says so and when.
+    sid = submission_id or submission_id_for(spec) + (time.strftime("-resume-%Y%m%d%H%M%S") if resume else "")
+    out_arg = shlex.quote(out) if out else f'"${{{STORAGE_ENV}:-{DEFAULT_STORAGE}}}/{spec.name}-{spec.spec_hash()}"'
+    entrypoint = f"python -m prehoc_ray run {shlex.quote(rel)} --out {out_arg}" + (" --resume" if resume else "")
+    cands = spec.candidate_specs()
+    metadata = {
+        "prehoc_job": spec.name,
+        "portfolio": f"{spec.name}: {len(cands)} candidates ({len(spec.tasks)} tasks x {len(spec.models)} models x "
+                     f"{len(spec.configs)} configs)",
+        "tasks": ",".join(t.name for t in spec.tasks)[:500],
+        "models": ",".join(m.name for m in spec.models)[:500],
+        "spec": rel,
+        "spec_hash": spec.spec_hash(),
+        "out": out or f"${STORAGE_ENV}/{spec.name}-{spec.spec_hash()}",
+        "backend": spec.backend,
+        "submitted_by": "prehoc-ray",
+    }
+    req: dict[str, Any] = {"entrypoint": entrypoint, "submission_id": sid, "runtime_env": runtime_env,
+                           "metadata": metadata, "entrypoint_num_gpus": 0}
+    if entrypoint_num_cpus is not None:
+        req["entrypoint_num_cpus"] = entrypoint_num_cpus
+    return req
+
+
+def _status_str(info) -> str:
+    return str(getattr(info.status, "value", info.status))
+
+
+def describe(info) -> str:
+    meta = info.metadata or {}
+    lines = [f"submission id: {info.submission_id}", f"status:        {_status_str(info)}"]
+    if info.message:
+        lines.append(f"message:       {' '.join(str(info.message).split())}")
+    for key, label in (("start_time", "started"), ("end_time", "ended")):
+        t = getattr(info, key, None)
+        if t:
+            lines.append(f"{label + ':':<14} {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(t / 1000))}")
+    if meta.get("portfolio"):
+        lines.append(f"portfolio:     {meta['portfolio']}")
+    if meta.get("out"):
+        lines.append(f"output:        {meta['out']} (on the cluster)")
+    if info.entrypoint:
+        lines.append(f"entrypoint:    {info.entrypoint}")
+    return "\n".join(lines)
+
+
+def follow_logs(client, sid: str, poll_s: float = 2.0, timeout_s: float | None = None) -> str:
+    """Stream the job's logs to stdout until it ends; return its final status."""
+
+    async def tail() -> None:
+        async for chunk in client.tail_job_logs(sid):
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    try:
+        if timeout_s is None:
+            asyncio.run(tail())
+        else:
+            asyncio.run(asyncio.wait_for(tail(), timeout_s))
+    except asyncio.TimeoutError:
+        raise CliError(f"--timeout: job {sid} still running after {timeout_s:.0f} s (it keeps running; "
+                       f"`prehoc-ray status {sid}`)") from None
+    except Exception as exc:  # noqa: BLE001 - the websocket closed early: fall back to polling
+        typer.echo(f"(log stream interrupted: {' '.join(str(exc).split())}; polling the status)", err=True)
+    while True:
+        status = _status_str(client.get_job_info(sid))
+        if status in TERMINAL:
+            return status
+        if deadline is not None and time.monotonic() > deadline:
+            raise CliError(f"--timeout: job {sid} still {status} after {timeout_s:.0f} s (it keeps running)")
+        time.sleep(poll_s)
+
+
+def _finish(client, sid: str, status: str) -> None:
+    info = client.get_job_info(sid)
+    typer.echo(describe(info), err=True)
+    if status != "SUCCEEDED":
+        raise CliError(f"job {sid} {status}: {' '.join(str(info.message or '').split()) or 'see its logs'} "
+                       f"(`prehoc-ray logs {sid}`)")
+
+
+def _run(fn, *args, **kwargs) -> None:
+    try:
+        fn(*args, **kwargs)
+    except CliError as exc:
+        typer.echo(f"prehoc-ray: {exc}", err=True)
+        raise typer.Exit(exc.code) from None
+
+
+def _load(spec_path: Path) -> JobSpec:
+    try:
+        return load_job(spec_path)
+    except SpecError as exc:
+        raise CliError(str(exc), EXIT_BAD_INPUT) from None
+
+
+def _submit(spec_path: Path, address: str | None, wait: bool, working_dir: str, out: str | None, runtime_env: Path | None,
+            submission_id: str | None, entrypoint_num_cpus: float | None, dry_run: bool, timeout: float | None,
+            resume: bool = False) -> None:
+    spec = _load(spec_path)
+    wd = Path(working_dir).expanduser() if "://" not in working_dir else None
+    problems = submission_problems(spec_path, spec, wd)
+    for p in problems:
+        typer.echo(p.line(spec_path), err=True)
+    if any(p.error for p in problems):
+        raise CliError(f"{spec_path}: not submitted: fix the error(s) above", EXIT_BAD_INPUT)
+    req = build_request(spec_path, spec, working_dir=working_dir, out=out, runtime_env_file=runtime_env,
+                        submission_id=submission_id, entrypoint_num_cpus=entrypoint_num_cpus, resume=resume)
+    sid = req["submission_id"]
+    if dry_run:
+        typer.echo(json.dumps({"address": resolve_address(address), **req}, indent=2))
+        return
+    client = make_client(address)
+    try:
+        existing = job_info(client, sid)
+        if existing is not None:
+            status = _status_str(existing)
+            typer.echo(f"{sid}: this spec was already submitted to {resolve_address(address)}; not submitting it again "
+                       f"(pass --submission-id to run it once more).", err=True)
+            typer.echo(describe(existing))
+        else:
+            try:
+                client.submit_job(**req)
+            except RuntimeError as exc:
+                if "already exists" not in str(exc).lower():
+                    raise
+                typer.echo(f"{sid}: submitted concurrently by someone else; following that job", err=True)
+            typer.echo(f"submitted {sid} to {resolve_address(address)}")
+            typer.echo(f"output on the cluster: {req['metadata']['out']}")
+            status = _status_str(client.get_job_info(sid))
+        if wait and status not in TERMINAL:
+            status = follow_logs(client, sid, timeout_s=timeout)
+        if wait or status in ("FAILED", "STOPPED"):
+            _finish(client, sid, status)
+        else:
+            typer.echo(f"follow it: prehoc-ray logs {sid} --follow --address {resolve_address(address)}")
+    except CliError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Ray's client raises bare RuntimeErrors
+        raise CliError(_explain(exc, resolve_address(address))) from None
+
+
+def _target_id(target: str) -> str:
+    p = Path(target)
+    if p.suffix in (".yaml", ".yml") or p.is_file():
+        return submission_id_for(_load(p))
+    return target
+
+
+def _status(target: str, address: str | None) -> None:
+    sid = _target_id(target)
+    client = make_client(address)
+    try:
+        info = job_info(client, sid)
+    except Exception as exc:  # noqa: BLE001
+        raise CliError(_explain(exc, resolve_address(address))) from None
+    if info is None:
+        raise CliError(f"no job with submission id {sid} on {resolve_address(address)}")
+    typer.echo(describe(info))
+
+
+def _logs(target: str, address: str | None, follow: bool) -> None:
+    sid = _target_id(target)
+    client = make_client(address)
+    try:
+        if job_info(client, sid) is None:
+            raise CliError(f"no job with submission id {sid} on {resolve_address(address)}")
+        if follow:
+            status = follow_logs(client, sid)
+            if status != "SUCCEEDED":
+                raise CliError(f"job {sid} {status}")
+        else:
+            typer.echo(client.get_job_logs(sid), nl=False)
+    except CliError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise CliError(_explain(exc, resolve_address(address))) from None
+
+
+ADDRESS_HELP = "Ray dashboard URL, e.g. http://HEAD:8265 (default: RAY_API_SERVER_ADDRESS / RAY_ADDRESS, else http://127.0.0.1:8265)."
+
+
+@app.command("submit")
+def submit_cmd(
+    spec_path: Path = typer.Argument(..., metavar="JOB.yaml", help="The job spec (inside the working directory)."),
+    address: str = typer.Option(None, "--address", help=ADDRESS_HELP),
+    wait: bool = typer.Option(False, "--wait", help="Follow the logs until the job ends; exit 1 if it fails."),
+    working_dir: str = typer.Option(".", "--working-dir", help="Uploaded to the cluster; the spec path is given relative to it."),
+    out: str = typer.Option(None, "--out", help=f"Run directory on the cluster (default ${STORAGE_ENV}/<name>-<spec hash>, "
+                                                 f"{DEFAULT_STORAGE} when unset)."),
+    runtime_env: Path = typer.Option(None, "--runtime-env", help="YAML/JSON runtime_env merged over the spec's cluster.runtime_env."),
+    submission_id: str = typer.Option(None, "--submission-id", help="Override the id derived from the spec (to run it again)."),
+    entrypoint_num_cpus: float = typer.Option(None, "--entrypoint-num-cpus", help="CPUs reserved for the driver (default 0)."),
+    timeout: float = typer.Option(None, "--timeout", help="With --wait: give up following after this many seconds."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in the same --out (a new job id)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the submission request and stop."),
+) -> None:
+    """Submit a job spec as a Ray job (driver without GPUs) to a cluster."""
+    _run(_submit, spec_path, address, wait, working_dir, out, runtime_env, submission_id, entrypoint_num_cpus, dry_run, timeout,
+         resume)
+
+
+@app.command("status")
+def status_cmd(
+    target: str = typer.Argument(..., metavar="SUBMISSION_ID|JOB.yaml"),
+    address: str = typer.Option(None, "--address", help=ADDRESS_HELP),
+) -> None:
+    """Status of a submitted run (by submission id, or by the spec that was submitted)."""
+    _run(_status, target, address)
+
+
+@app.command("logs")
+def logs_cmd(
+    target: str = typer.Argument(..., metavar="SUBMISSION_ID|JOB.yaml"),
+    address: str = typer.Option(None, "--address", help=ADDRESS_HELP),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep streaming until the job ends."),
+) -> None:
+    """Logs of a submitted run."""
+    _run(_logs, target, address, follow)

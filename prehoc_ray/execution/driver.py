@@ -1,0 +1,446 @@
+"""The driver: the engine's rounds run as Ray probes, with nothing lost.
+
+Per round (core/engine.py explains why decisions are per round):
+1. `engine.next_round()` refits every candidate and returns the round's probe orders; the
+   fresh summary goes to the candidate actors, the metrics and state/candidates.parquet.
+2. Orders the store already answers (a 'finished' event) are not run again; orders that
+   failed for good before a kill are not retried again. The rest run as Ray tasks, at most
+   allocation.max_concurrent_probes at a time, each attempt with its own attempt number;
+   a failed attempt (exception, NaN loss, out of memory, a dead worker or node, a timeout) is
+   recorded with its reason and retried up to allocation.max_retries times.
+3. When the whole round is in, the engine is told every result from the store, in the round's
+   order: the rows of finished probes (deduplicated by probe id, the latest attempt wins) and
+   the device-seconds charged to them (their failed attempts included), or the final failure.
+
+A killed driver therefore resumes by replaying: the fresh engine asks the same orders (they
+depend only on earlier rounds' results, which the store holds), the store answers the finished
+ones, and the rest run. Same store contents in, same decisions out.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import ray
+import yaml
+
+from prehoc_ray.core.engine import CandidateInfo, Engine, EngineSettings, ProbeOrder
+from prehoc_ray.execution import outputs
+from prehoc_ray.execution.actors import actor_name, create_actor
+from prehoc_ray.execution.cluster import Connection, connect
+from prehoc_ray.execution.ledger import probe_history, read_runs, record_run
+from prehoc_ray.execution.metrics import RunMetrics
+from prehoc_ray.execution.probes import gang_probe_task, probe_task, spec_payload, static_task
+from prehoc_ray.execution.progress import Progress
+from prehoc_ray.execution.resources import ProbeResources, infeasible_reason, probe_resources
+from prehoc_ray.io.manifest import RunManifest, spec_hash
+from prehoc_ray.io.store import ResultStore
+from prehoc_ray.spec.job import JobSpec
+
+# Before a probe has measured a candidate's cost, the engine needs a guess (device-seconds
+# per step per seed). Calibrated on this project's 2-core machine: a ~0.1M-parameter tiny
+# Llama at batch 8 x 96 tokens runs ~0.05 s/step, SmolLM2-135M at 1024 tokens/step ~2.7 s/step.
+PRIOR_BASE_S = 0.05
+PRIOR_S_PER_PARAM_TOKEN = 2e-8 / 1024
+STATIC_TIMEOUT_S = 1800.0
+
+
+class RunDirError(ValueError):
+    """The run directory cannot be used as asked (already holds a run, another spec, ...)."""
+
+
+class InfeasibleError(RuntimeError):
+    """No node of the cluster can ever run one probe of this spec."""
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    engine: Engine
+    candidates: list[dict]
+    rounds: int = 0
+    submitted: int = 0  # attempts this driver started
+    reused: int = 0  # orders answered by the store (finished before a kill)
+    failed_attempts: int = 0
+    final_failures: int = 0
+    wall_s: float = 0.0
+    overhead_s: float = 0.0  # driver time outside waiting for probes
+    plan_written: bool = False
+    connection: str = ""
+    nodes: dict[str, int] = field(default_factory=dict)  # node id -> attempts that ran there
+
+
+def engine_settings(spec: JobSpec) -> EngineSettings:
+    a = spec.allocation
+    return EngineSettings(
+        budget=float(spec.budget.probe_seconds),
+        seeds=a.seeds,
+        eval_every=spec.probe.eval_every,
+        initial_depth=a.initial_steps,
+        growth=a.growth,
+        max_depth_fraction=a.max_depth_fraction,
+        tolerance=a.tolerance,
+        gamma=a.gamma,
+        level=a.level,
+        slots=a.max_concurrent_probes,
+        seed=a.seed,
+    )
+
+
+def prior_cost_per_step(spec: JobSpec, cand, static: dict[str, float], devices: float) -> float:
+    if spec.backend == "simulated":
+        from prehoc_ray.execution.simulated import SIM_COST_PER_STEP
+
+        return SIM_COST_PER_STEP
+    params = static.get("static_base_params", 0.0) or 0.0
+    tokens = cand.config.batch_size * cand.config.max_seq_len
+    return (PRIOR_BASE_S + PRIOR_S_PER_PARAM_TOKEN * params * tokens) * devices
+
+
+def _order_dict(o: ProbeOrder) -> dict:
+    return asdict(o)
+
+
+class Driver:
+    def __init__(
+        self,
+        spec: JobSpec,
+        run_dir: str | Path,
+        *,
+        spec_path: str | Path | None = None,
+        resume: bool = False,
+        address: str | None = None,
+        sim: dict | None = None,
+        progress: Progress | None = None,
+        on_probe_end: Callable[[dict], None] | None = None,
+        actor_restarts: int = 3,
+        max_rounds: int = 10_000,
+        num_cpus: int | None = None,
+    ) -> None:
+        self.spec = spec
+        self.run_dir = Path(run_dir).resolve()
+        self.spec_path = Path(spec_path) if spec_path else None
+        self.resume = resume
+        self.address = address
+        self.sim = dict(sim or {})
+        self.progress = progress or Progress(spec.budget.probe_seconds, len(spec.candidate_specs()))
+        self.on_probe_end = on_probe_end
+        self.actor_restarts = actor_restarts
+        self.max_rounds = max_rounds
+        self.num_cpus = num_cpus
+        self.res: ProbeResources = probe_resources(spec.probe)
+        self.cands = {c.id: c for c in spec.candidate_specs()}
+        self.store = ResultStore(self.run_dir)
+        self.metrics = RunMetrics(spec.name)
+        self.actors: dict = {}
+        self.stats = RunResult(self.run_dir, None, [])  # type: ignore[arg-type]
+        self._waiting_s = 0.0
+        self._metric_name = "value"
+
+    # ----- the run ---------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        t0 = time.perf_counter()
+        manifest = self._open_run_dir()
+        conn: Connection | None = None
+        status, error = "failed", ""
+        progress = self.progress
+        try:
+            conn = connect(self.address, spec_address=self.spec.cluster.address, runtime_env=self.spec.cluster.runtime_env,
+                           namespace=self.spec.cluster.namespace, num_cpus=self.num_cpus)
+            self.stats.connection = conn.address
+            why = infeasible_reason(self.res, ray.nodes())
+            if why:
+                raise InfeasibleError(why)
+            with progress:
+                progress.log(f"job {self.spec.name}: {len(self.cands)} candidates, budget {self.spec.budget.probe_seconds:g} "
+                             f"{self.res.device_kind}-seconds, probes of {self.res.describe()}, Ray: {conn.address}, "
+                             f"run dir {self.run_dir}" + (" (resuming)" if self.resume else ""))
+                self._payload = ray.put(spec_payload(self.spec))
+                statics = self._static_signals()
+                engine = Engine(self._infos(statics), engine_settings(self.spec))
+                self.stats.engine = engine
+                self._start_actors()
+                self._loop(engine)
+                self._finish(engine, t0)
+            status = "finished"
+            return self.stats
+        except KeyboardInterrupt:
+            status, error = "cancelled", "interrupted"
+            raise
+        except BaseException as exc:
+            error = " ".join(str(exc).split())[:500]
+            raise
+        finally:
+            self._stop_actors()
+            try:
+                info = {"spent_s": self.stats.engine.spent if self.stats.engine else 0.0, "error": error,
+                        "wall_s": time.perf_counter() - t0}
+                manifest.with_status(status, **info).save(self.run_dir)
+            except Exception:
+                pass
+            if conn is not None:
+                conn.close()
+
+    def _open_run_dir(self) -> RunManifest:
+        existing = RunManifest.load(self.run_dir)
+        if existing is not None and not self.resume:
+            raise RunDirError(f"{self.run_dir}: already holds a run (manifest.json); pass --resume to continue it, "
+                              "or choose another --out")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        # ManifestError (a ValueError) when the directory belongs to another spec
+        manifest = self.store.open_manifest(spec_hash(self.spec), job=self.spec.name, backend=self.spec.backend)
+        if existing is None and self.resume:
+            self.progress.log(f"{self.run_dir}: nothing to resume, starting a new run")
+        job_copy = self.run_dir / "job.yaml"
+        if self.spec_path is not None and self.spec_path.is_file():
+            if not job_copy.exists() or job_copy.resolve() != self.spec_path.resolve():
+                shutil.copyfile(self.spec_path, job_copy)
+        else:
+            job_copy.write_text(yaml.safe_dump(spec_payload(self.spec), sort_keys=False))
+        return manifest.with_status("running")
+
+    # ----- static signals ----------------------------------------------------------------------
+    def _static_signals(self) -> dict[str, dict[str, float]]:
+        statics = outputs.read_static(self.run_dir)
+        missing = [cid for cid in self.cands if cid not in statics]
+        if not missing:
+            return statics
+        opts = {"num_cpus": self.res.num_cpus}
+        if self.res.num_gpus > 0:
+            opts["num_gpus"] = self.res.num_gpus
+        refs = {static_task.options(name=f"prehoc-static:{cid}", **opts).remote(self._payload, cid, self.res.num_cpus): cid
+                for cid in missing}
+        self.progress.log(f"static signals for {len(missing)} candidate(s)")
+        deadline = time.monotonic() + STATIC_TIMEOUT_S
+        pending = list(refs)
+        while pending and time.monotonic() < deadline:
+            ready, pending = ray.wait(pending, num_returns=1, timeout=5.0)
+            for ref in ready:
+                cid = refs[ref]
+                try:
+                    statics[cid] = ray.get(ref, timeout=60)
+                except Exception as exc:  # the candidate still probes; its static signals stay unknown
+                    self.progress.log(f"static signals of {cid} failed: {' '.join(str(exc).split())[:200]}")
+        for ref in pending:
+            ray.cancel(ref, force=True)
+            self.progress.log(f"static signals of {refs[ref]} timed out")
+        outputs.write_static(self.run_dir, statics)
+        return statics
+
+    def _infos(self, statics: dict[str, dict[str, float]]) -> list[CandidateInfo]:
+        out = []
+        for cid, c in self.cands.items():
+            st = statics.get(cid, {})
+            out.append(CandidateInfo(cid, c.task.name, float(c.config.full_steps),
+                                     prior_cost_per_step(self.spec, c, st, self.res.devices), dict(st)))
+        return out
+
+    # ----- actors ------------------------------------------------------------------------------
+    def _start_actors(self) -> None:
+        for cid, c in self.cands.items():
+            tags = {"task": c.task.name, "model": c.model.name, "config": c.config.name}
+            self.actors[cid] = create_actor(str(self.run_dir), cid, tags, self.spec.cluster.namespace,
+                                            max_restarts=self.actor_restarts)
+        # constructed (rebuilt from the store) before the first probe, so a slow start is seen here
+        refs = [a.ping.remote() for a in self.actors.values()]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=120)
+        if len(ready) < len(refs):
+            self.progress.log(f"{len(refs) - len(ready)} candidate actor(s) not up after 120 s; continuing")
+
+    def _stop_actors(self) -> None:
+        for a in self.actors.values():
+            try:
+                ray.kill(a)
+            except Exception:
+                pass
+        self.actors.clear()
+
+    def _tell_actor(self, cid: str, method: str, *args) -> None:
+        a = self.actors.get(cid)
+        if a is None:
+            return
+        try:
+            getattr(a, method).remote(*args)  # fire and forget: a restarting actor rebuilds itself
+        except Exception:
+            pass
+
+    # ----- rounds ------------------------------------------------------------------------------
+    def _loop(self, engine: Engine) -> None:
+        for _ in range(self.max_rounds):
+            orders = engine.next_round()
+            self._publish(engine)
+            if not orders:
+                return
+            self.stats.rounds += 1
+            self._run_round(engine, orders)
+            self.store.maybe_compact()
+        raise RuntimeError(f"the run did not settle in {self.max_rounds} rounds")
+
+    def _publish(self, engine: Engine) -> None:
+        summary = engine.summary()
+        outputs.write_snapshot(self.run_dir, summary, engine.round)
+        for row in summary:
+            self._tell_actor(row["candidate"], "update_fit", row)
+        settled = sum(1 for st in engine.states.values() if st.stop_reason is not None or st.failed is not None)
+        self.metrics.candidates([r["regime"] for r in summary], settled)
+        self.metrics.budget(engine.spent, engine.budget_left)
+        self.progress.update(round=engine.round, spent=engine.spent, settled=settled)
+
+    def _run_round(self, engine: Engine, orders: list[ProbeOrder]) -> None:
+        a = self.spec.allocation
+        hist = probe_history(self.store)
+        queue: deque[tuple[ProbeOrder, int]] = deque()
+        for o in orders:
+            if o.probe_id in hist.finished_cost or hist.is_final_failure(o.probe_id, a.max_retries):
+                self.stats.reused += 1
+            else:
+                queue.append((o, hist.next_attempt(o.probe_id)))
+        if self.stats.reused:
+            self.progress.update(reused=self.stats.reused)
+        failures = {o.probe_id: hist.failed_attempts(o.probe_id) for o in orders}
+        inflight: dict = {}
+        limit = a.max_concurrent_probes
+        timeout = a.probe_timeout_s + (60.0 if self.res.gang else 0.0)
+        while queue or inflight:
+            while queue and len(inflight) < limit:
+                o, attempt = queue.popleft()
+                inflight[self._submit(o, attempt)] = (o, attempt, time.monotonic())
+            self.progress.update(running=len(inflight), queued=len(queue))
+            t_wait = time.perf_counter()
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
+            if ready:
+                rest = [r for r in inflight if r not in ready]
+                more, _ = ray.wait(rest, num_returns=len(rest), timeout=0) if rest else ([], [])
+                ready = list(ready) + list(more)
+            self._waiting_s += time.perf_counter() - t_wait
+            now = time.monotonic()
+            ended = [(ref, self._result(ref, inflight[ref])) for ref in ready]
+            for ref, (o, attempt, t_sub) in list(inflight.items()):
+                if ref not in ready and now - t_sub > timeout:
+                    ray.cancel(ref, force=True)
+                    ended.append((ref, self._failed(o, attempt, f"timed out after {timeout:g}s", now - t_sub)))
+            for ref, out in ended:
+                o, attempt, _ = inflight.pop(ref)
+                c = self.cands[o.candidate]
+                ok = out.get("status") == "finished"
+                self.metrics.probe_ended(c.task.name, c.model.name, ok, out.get("wall_s"))
+                node = out.get("node_id")
+                if node:
+                    self.stats.nodes[node] = self.stats.nodes.get(node, 0) + 1
+                if ok:
+                    if out.get("metric"):
+                        self._metric_name = out["metric"]
+                    rows = [{"seed": o.seed, "step": r["step"], "value": r["value"]} for r in out.get("rows", [])]
+                    if rows:
+                        self._tell_actor(o.candidate, "add_points", rows)
+                    self.progress.update(finished=self.progress.snap.finished + 1)
+                else:
+                    self._record_failure(o, attempt, out)
+                    failures[o.probe_id] += 1
+                    self.stats.failed_attempts += 1
+                    self.progress.update(failed=self.stats.failed_attempts)
+                    final = not out.get("retryable", True) or failures[o.probe_id] > a.max_retries
+                    self.progress.log(f"probe {o.probe_id} attempt {attempt} failed: {out.get('reason')}"
+                                      + (" (giving up)" if final else " (retrying)"))
+                    if not final:
+                        queue.append((o, attempt + 1))
+                if self.on_probe_end is not None:
+                    self.on_probe_end({**out, "probe_id": o.probe_id, "attempt": attempt})
+        self.progress.update(running=0, queued=0)
+        self._tell(engine, orders)
+
+    def _submit(self, o: ProbeOrder, attempt: int):
+        c = self.cands[o.candidate]
+        self.metrics.probe_started(c.task.name, c.model.name)
+        self.stats.submitted += 1
+        od = _order_dict(o)
+        name = f"prehoc-probe:{o.candidate}:s{o.seed}"
+        if self.res.gang:
+            return gang_probe_task.options(name=name).remote(self._payload, str(self.run_dir), od, attempt, self.res,
+                                                             self.sim, float(self.spec.allocation.probe_timeout_s))
+        return probe_task.options(name=name, **self.res.task_options()).remote(
+            self._payload, str(self.run_dir), od, attempt, self.res.devices, self.sim, self.res.num_cpus)
+
+    def _result(self, ref, entry) -> dict:
+        o, attempt, t_sub = entry
+        try:
+            return ray.get(ref, timeout=60)
+        except ray.exceptions.OutOfMemoryError as exc:
+            return self._failed(o, attempt, f"out of memory (Ray's memory monitor killed the worker): {_short(exc)}",
+                                time.monotonic() - t_sub)
+        except ray.exceptions.TaskCancelledError:
+            return self._failed(o, attempt, "cancelled", time.monotonic() - t_sub)
+        except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.ActorDiedError,
+                ray.exceptions.LocalRayletDiedError, ray.exceptions.ObjectLostError) as exc:
+            return self._failed(o, attempt, f"worker died ({type(exc).__name__}): {_short(exc)}", time.monotonic() - t_sub)
+        except ray.exceptions.RayError as exc:
+            return self._failed(o, attempt, f"{type(exc).__name__}: {_short(exc)}", time.monotonic() - t_sub)
+
+    def _failed(self, o: ProbeOrder, attempt: int, reason: str, elapsed: float) -> dict:
+        return {"status": "failed", "reason": reason, "retryable": True, "cost_s": max(0.0, elapsed) * self.res.devices,
+                "wall_s": elapsed, "probe_id": o.probe_id, "candidate": o.candidate, "seed": o.seed, "attempt": attempt,
+                "start_step": o.start_step, "target_step": o.target_step, "devices": self.res.devices, "ended_at": time.time()}
+
+    def _record_failure(self, o: ProbeOrder, attempt: int, out: dict) -> None:
+        from prehoc_ray.execution.ledger import FINAL_PREFIX
+
+        reason = str(out.get("reason") or "unknown failure")
+        if not out.get("retryable", True) and not reason.startswith(FINAL_PREFIX):
+            reason = FINAL_PREFIX + reason
+        cost = float(out.get("cost_s") or 0.0)
+        self.store.record_probe(o.probe_id, o.candidate, o.seed, o.start_step, o.target_step, "failed",
+                                reason=reason, cost_s=cost, attempt=attempt)
+        record_run(self.run_dir, {**out, "probe_id": o.probe_id, "candidate": o.candidate, "seed": o.seed,
+                                  "attempt": attempt, "start_step": o.start_step, "target_step": o.target_step,
+                                  "reason": reason, "status": "failed"})
+
+    def _tell(self, engine: Engine, orders: list[ProbeOrder]) -> None:
+        """The round's results, from the store, in the round's order (see the module doc)."""
+        from prehoc_ray.execution.ledger import finished_rows
+
+        hist = probe_history(self.store)
+        done = {o.probe_id for o in orders if o.probe_id in hist.finished_cost}
+        rows = finished_rows(self.store, done)
+        for o in orders:
+            pid = o.probe_id
+            if pid in done:
+                engine.tell(o, rows[pid], hist.finished_cost[pid] + hist.failed_cost(pid))
+            else:
+                reason = hist.last_reason(pid) or "no result recorded"
+                engine.tell_failure(o, reason, hist.failed_cost(pid))
+                self.stats.final_failures += 1
+        self.progress.update(spent=engine.spent)
+        self.metrics.budget(engine.spent, engine.budget_left)
+
+    # ----- the end -----------------------------------------------------------------------------
+    def _finish(self, engine: Engine, t0: float) -> None:
+        runs = read_runs(self.run_dir)
+        metric = next((r["metric"] for r in runs if r.get("status") == "finished" and r.get("metric")), self._metric_name)
+        gamma = getattr(engine, "gamma", None) or (self.spec.allocation.gamma or float("nan"))
+        rows = outputs.candidate_rows(self.spec, engine.summary(), gamma, runs, metric)
+        outputs.write_candidates(self.run_dir, rows)
+        outputs.write_spend(self.run_dir, outputs.spend_rows(engine.history, runs))
+        self.stats.candidates = rows
+        self.stats.wall_s = time.perf_counter() - t0
+        self.stats.overhead_s = max(0.0, self.stats.wall_s - self._waiting_s)
+        try:
+            from prehoc_ray.plan import write_outputs  # another engineer's module; optional here
+        except ImportError:
+            self.progress.log("plan module not available: wrote candidates.parquet and spend.parquet only")
+        else:
+            write_outputs(self.run_dir, self.spec)
+            self.stats.plan_written = True
+        self.progress.refresh(force=True)
+
+
+def _short(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]
+
+
+def run_job(spec: JobSpec, run_dir: str | Path, **kwargs) -> RunResult:
+    return Driver(spec, run_dir, **kwargs).run()

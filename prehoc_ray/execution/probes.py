@@ -1,0 +1,302 @@
+"""The work that holds devices: static signals and probes, as Ray tasks (and gangs of actors).
+
+A probe task owns its bookkeeping in the result store: a 'started' event, every evaluation
+point appended the moment it exists (one small fragment per point, so a kill loses at most the
+point in flight), then its run record and a 'finished' event carrying the charged cost. The
+driver writes the 'failed' events, because only it sees a worker that died.
+
+A probe never raises for a failure of the probe itself (exception, NaN loss, out of memory):
+it returns {"status": "failed", "reason": ..., "retryable": ...} with what it cost, so the
+driver records and retries it. Only Ray-level failures (a worker or node that died, Ray's
+memory monitor) reach the driver as exceptions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from prehoc_ray.execution.ledger import FINAL_PREFIX, record_run
+from prehoc_ray.execution.resources import ProbeResources
+from prehoc_ray.io.store import ResultStore
+from prehoc_ray.spec.job import JobSpec
+
+CHECKPOINTS_DIR = "checkpoints"
+
+_SPECS: dict[str, JobSpec] = {}
+
+
+def spec_payload(spec: JobSpec) -> dict:
+    """What travels to the workers (paths are already absolute after load_job)."""
+    return spec.model_dump(mode="json")
+
+
+def _spec(payload: dict) -> JobSpec:
+    key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    hit = _SPECS.get(key)
+    if hit is None:
+        hit = _SPECS[key] = JobSpec.model_validate(payload)
+    return hit
+
+
+def _candidate(spec: JobSpec, cid: str):
+    for c in spec.candidate_specs():
+        if c.id == cid:
+            return c
+    raise KeyError(f"candidate {cid!r} is not in job {spec.name!r}")
+
+
+def _worker_setup(num_cpus: float) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        import torch
+
+        # tiny models are dominated by per-op overhead: threads beyond the CPUs asked for only spin
+        torch.set_num_threads(max(1, int(num_cpus)))
+    except ImportError:  # the simulated backend needs no torch
+        pass
+
+
+def _node_id() -> str:
+    if not ray.is_initialized():  # a direct call (tests): asking would start a Ray instance
+        return "local"
+    try:
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # outside Ray (direct calls in tests)
+        return "local"
+
+
+def _classify(exc: BaseException) -> tuple[str, bool]:
+    """(reason, retryable) of an exception raised by a probe."""
+    from prehoc_ray.runner.errors import ProbeDivergedError, RunnerInputError
+
+    msg = " ".join(str(exc).split())[:500]
+    if isinstance(exc, RunnerInputError):
+        return FINAL_PREFIX + msg, False
+    if isinstance(exc, ProbeDivergedError):
+        return f"diverged (non-finite loss): {msg}", True
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or "out of memory" in msg.lower():
+        return f"out of memory: {msg}", True
+    return f"{type(exc).__name__}: {msg}", True
+
+
+# --------------------------------------------------------------------------------------------
+# Simulated failures (tests): sim["failures"] = [{"match": substring of the probe id,
+# "kind": exception | nan | oom | crash | input, "attempts": fail the first n attempts}]
+
+
+def _inject_failure(sim: dict, probe_id: str, attempt: int) -> None:
+    for f in sim.get("failures", []):
+        if f.get("match", "") in probe_id and attempt <= int(f.get("attempts", 1)):
+            kind = f.get("kind", "exception")
+            if kind == "crash":
+                os._exit(1)  # the worker dies: Ray reports it, the task cannot
+            if kind == "nan":
+                from prehoc_ray.runner.errors import ProbeDivergedError
+
+                raise ProbeDivergedError(f"probe {probe_id} diverged: training loss nan (simulated)", step=0)
+            if kind == "oom":
+                raise MemoryError(f"probe {probe_id}: out of memory (simulated)")
+            if kind == "input":
+                from prehoc_ray.runner.errors import RunnerInputError
+
+                raise RunnerInputError(f"probe {probe_id}: unusable input (simulated)")
+            raise RuntimeError(f"probe {probe_id} failed (simulated)")
+
+
+def run_probe_body(payload: dict, run_dir: str, order: dict, attempt: int, devices: float, sim: dict | None = None,
+                   rank: int = 0, world: int = 1) -> dict[str, Any]:
+    """One attempt of one probe, in whatever process runs it. rank > 0 only trains."""
+    spec = _spec(payload)
+    store = ResultStore(run_dir)
+    pid, cid, seed = order["probe_id"], order["candidate"], int(order["seed"])
+    start, target = int(order["start_step"]), int(order["target_step"])
+    node, lead = _node_id(), rank == 0
+    t0 = time.perf_counter()
+    info: dict[str, Any] = {"probe_id": pid, "candidate": cid, "seed": seed, "attempt": attempt, "node_id": node,
+                            "pid": os.getpid(), "start_step": start, "target_step": target, "devices": devices}
+    if lead:
+        store.record_probe(pid, cid, seed, start, target, "started", attempt=attempt)
+
+    def tag(row: dict) -> dict:
+        return {**row, "probe_id": pid, "attempt": attempt, "node_id": node}
+
+    try:
+        if spec.backend == "simulated":
+            out = _simulated(spec, store, sim or {}, pid, cid, seed, start, target, attempt, tag, lead)
+        else:
+            out = _real(spec, run_dir, store, pid, cid, seed, start, target, devices, tag, lead)
+    except Exception as exc:  # a failure of the probe itself: the driver records and retries it
+        reason, retryable = _classify(exc)
+        wall = time.perf_counter() - t0
+        return {**info, "status": "failed", "reason": reason, "retryable": retryable, "wall_s": wall,
+                "cost_s": wall * devices, "ended_at": time.time()}
+    info.update(out)
+    info.update({"status": "finished", "wall_s": time.perf_counter() - t0, "ended_at": time.time()})
+    if lead:
+        record_run(run_dir, info)
+        # last: a 'finished' event promises the points and the run record are durable
+        store.record_probe(pid, cid, seed, start, target, "finished", cost_s=float(info["cost_s"]), attempt=attempt)
+    return info
+
+
+def _simulated(spec, store, sim, pid, cid, seed, start, target, attempt, tag, lead) -> dict:
+    from prehoc_ray.execution.simulated import simulation_for
+
+    _inject_failure(sim, pid, attempt)
+    rows, cost = simulation_for(spec).run(cid, seed, start, target, pid)
+    sleep = float(sim.get("sleep_s", 0.0))
+    # Points arrive one by one, as from a real probe, so a kill lands between two of them.
+    for r in rows:
+        if sleep:
+            time.sleep(sleep / max(1, len(rows)))
+        if lead:
+            store.append([tag(r)])
+    if not rows and sleep:
+        time.sleep(sleep)
+    return {"cost_s": float(cost), "steps_run": target - start, "resumed_from": start,
+            "train_s_per_step": float(cost) / max(1, target - start), "metric": "value",
+            "rows": [{"step": float(r["step"]), "value": float(r["value"])} for r in rows]}
+
+
+def _real(spec, run_dir, store, pid, cid, seed, start, target, devices, tag, lead) -> dict:
+    import math
+
+    from prehoc_ray.runner.probe import ProbeRequest, run_probe
+
+    cand = _candidate(spec, cid)
+    req = ProbeRequest(cand, seed, target, Path(run_dir) / CHECKPOINTS_DIR, spec.probe, pid)
+    on_point = (lambda row: store.append([tag(row)])) if lead else None
+    res = run_probe(req, on_point=on_point)
+    cost = res.seconds * devices
+    if res.steps_run == 0:
+        # The checkpoint was already at the target (the attempt that wrote it was killed before
+        # its 'finished' event): no training ran and on_point was not called, so the rows come
+        # from the checkpoint and the cost is the measured one of the steps it stands for.
+        if lead:
+            kept = [tag(r) for r in res.rows if start < float(r["step"]) <= target]
+            if kept:
+                store.append(kept)
+        if math.isfinite(res.seconds_per_step):
+            cost = res.seconds_per_step * (target - start) * devices
+    sps = res.seconds_per_step if math.isfinite(res.seconds_per_step) else float("nan")
+    new = [r for r in res.rows if start < float(r["step"]) <= target]
+    return {"rows": [{"step": float(r["step"]), "value": float(r["value"])} for r in new],
+            "cost_s": float(cost), "steps_run": int(res.steps_run), "resumed_from": int(res.start_step),
+            "train_s_per_step": float(sps * devices) if math.isfinite(sps) else float("nan"),
+            "tokens": float(res.tokens), "metric": res.metric}
+
+
+def static_body(payload: dict, candidate: str) -> dict[str, float]:
+    spec = _spec(payload)
+    if spec.backend == "simulated":
+        from prehoc_ray.execution.simulated import simulation_for
+
+        return dict(simulation_for(spec).statics[candidate])
+    from prehoc_ray.runner.static import compute_static_signals
+
+    return {k: float(v) for k, v in compute_static_signals(_candidate(spec, candidate)).items()}
+
+
+# --------------------------------------------------------------------------------------------
+# Ray entry points
+
+
+@ray.remote(max_retries=0)
+def probe_task(payload, run_dir, order, attempt, devices, sim, num_cpus):
+    _worker_setup(num_cpus)
+    return run_probe_body(payload, run_dir, order, attempt, devices, sim)
+
+
+@ray.remote(max_retries=1)
+def static_task(payload, candidate, num_cpus):
+    _worker_setup(num_cpus)
+    return static_body(payload, candidate)
+
+
+@ray.remote(max_restarts=0)
+class GangRank:
+    """One rank of a multi-GPU probe, pinned to one bundle of the gang's placement group."""
+
+    def where(self) -> dict:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("", 0))
+            port = s.getsockname()[1]
+        return {"ip": ray.util.get_node_ip_address(), "port": port, "gpus": [str(g) for g in ray.get_gpu_ids()]}
+
+    def run(self, payload, run_dir, order, attempt, devices, sim, rank, world, master, visible, num_cpus):
+        _worker_setup(num_cpus)
+        os.environ.update({"MASTER_ADDR": master["ip"], "MASTER_PORT": str(master["port"]), "RANK": str(rank),
+                           "WORLD_SIZE": str(world)})
+        mine = ray.get_gpu_ids()
+        if visible:
+            # every rank sees the gang's GPUs (NCCL wants peers visible); LOCAL_RANK picks its own
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(visible)
+            os.environ["LOCAL_RANK"] = str(visible.index(str(mine[0])) if mine and str(mine[0]) in visible else rank)
+        else:
+            os.environ["LOCAL_RANK"] = str(rank)
+        if _spec(payload).backend == "real":
+            import torch
+            import torch.distributed as dist
+
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", rank=rank, world_size=world,
+                                        init_method=f"tcp://{master['ip']}:{master['port']}")
+        try:
+            return run_probe_body(payload, run_dir, order, attempt, devices, sim, rank=rank, world=world)
+        finally:
+            if _spec(payload).backend == "real":
+                import torch.distributed as dist
+
+                if dist.is_initialized():
+                    dist.destroy_process_group()
+
+
+@ray.remote(num_cpus=0, max_retries=0)
+def gang_probe_task(payload, run_dir, order, attempt, res: ProbeResources, sim, timeout_s: float):
+    """Reserve the gang (STRICT_PACK), start one rank per bundle, return rank 0's result, and
+    release the GPUs whatever happens."""
+    from ray.util.placement_group import placement_group, remove_placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    t0 = time.perf_counter()
+    pg = placement_group(res.bundles(), strategy="STRICT_PACK", name=f"prehoc-probe:{order['probe_id']}")
+    ranks = []
+    try:
+        ready, _ = ray.wait([pg.ready()], timeout=timeout_s)
+        if not ready:
+            return {"status": "failed", "retryable": True, "cost_s": 0.0, "wall_s": time.perf_counter() - t0,
+                    "reason": f"placement group ({res.describe()}) not ready after {timeout_s:g}s"}
+        for i in range(res.ranks):
+            strategy = PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=i)
+            ranks.append(GangRank.options(scheduling_strategy=strategy, **res.task_options()).remote())
+        where = ray.get([r.where.remote() for r in ranks], timeout=timeout_s)
+        visible = sorted({g for w in where for g in w["gpus"]}, key=lambda g: (len(g), g))
+        left = max(1.0, timeout_s - (time.perf_counter() - t0))
+        refs = [r.run.remote(payload, run_dir, order, attempt, res.devices, sim, i, res.ranks, where[0], visible, res.num_cpus)
+                for i, r in enumerate(ranks)]
+        results = ray.get(refs, timeout=left)
+        lead = results[0]
+        failed = [x for x in results if x.get("status") != "finished"]
+        if failed and lead.get("status") == "finished":
+            lead = {**lead, **failed[0]}
+        return lead
+    except ray.exceptions.GetTimeoutError:
+        return {"status": "failed", "retryable": True, "cost_s": (time.perf_counter() - t0) * res.devices,
+                "wall_s": time.perf_counter() - t0, "reason": f"timed out after {timeout_s:g}s"}
+    except ray.exceptions.RayError as exc:
+        return {"status": "failed", "retryable": True, "cost_s": (time.perf_counter() - t0) * res.devices,
+                "wall_s": time.perf_counter() - t0, "reason": f"gang rank died: {' '.join(str(exc).split())[:300]}"}
+    finally:
+        for r in ranks:
+            ray.kill(r)
+        remove_placement_group(pg)

@@ -1,0 +1,154 @@
+"""plan.parquet / plan.json from a run directory's candidates.parquet (rules: core/plan.py)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from prehoc_ray.core.plan import Plan, PlanSettings, make_plan
+from prehoc_ray.io import write_json_atomic, write_table
+from prehoc_ray.spec.job import JobSpec
+
+CANDIDATES_FILE = "candidates.parquet"
+PLAN_PARQUET = "plan.parquet"
+PLAN_JSON = "plan.json"
+
+# The issue's columns first (in its order), then what the plan adds to explain them.
+PLAN_SCHEMA = pa.schema([
+    ("candidate", pa.string()),
+    ("task", pa.string()),
+    ("model", pa.string()),
+    ("regime", pa.string()),
+    ("predicted_final", pa.float64()),
+    ("predicted_std", pa.float64()),
+    ("lower", pa.float64()),
+    ("upper", pa.float64()),
+    ("probe_steps", pa.int64()),
+    ("probe_cost_s", pa.float64()),
+    ("full_cost_s", pa.float64()),
+    ("L_int", pa.float64()),
+    ("K", pa.float64()),
+    ("alpha", pa.float64()),
+    ("c_star", pa.float64()),
+    ("decision", pa.string()),
+    ("reason", pa.string()),
+    ("config", pa.string()),
+    ("baseline", pa.float64()),
+    ("p_beat", pa.float64()),  # P(beats the baseline), or P(beats the task's runner-up) without one
+    ("risk_adjusted", pa.float64()),  # one-sided bound at plan.confidence (the ranking score)
+])
+PLAN_COLUMNS = tuple(PLAN_SCHEMA.names)
+
+
+@dataclass(frozen=True)
+class PlanOutputs:
+    plan: Plan
+    rows: list[dict[str, Any]]  # plan.parquet's rows
+    totals: dict[str, Any]
+    parquet: Path
+    json: Path
+    report_html: Path | None = None
+    report_md: Path | None = None
+    report_error: str | None = None  # the plan is written even when the report fails
+
+
+def _num(v: Any) -> float:
+    try:
+        return float(v) if v is not None else float("nan")
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def read_candidates(run_dir: str | Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / CANDIDATES_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no candidates table (the run has not finished); `prehoc-ray report` shows what the store holds")
+    return pq.read_table(path).to_pylist()
+
+
+def _with_costs(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """full_cost_s, filled in from cost_per_step_s x full_steps when the driver left it out."""
+    out = []
+    for r in rows:
+        r = dict(r)
+        if not math.isfinite(_num(r.get("full_cost_s"))):
+            r["full_cost_s"] = _num(r.get("cost_per_step_s")) * _num(r.get("full_steps"))
+        if not r.get("task"):
+            r["task"] = str(r.get("candidate", "")).split(":")[0]
+        if not r.get("model"):
+            parts = str(r.get("candidate", "")).split(":")
+            r["model"] = parts[1] if len(parts) > 1 else ""
+        out.append(r)
+    return out
+
+
+def plan_settings(spec: JobSpec) -> PlanSettings:
+    return PlanSettings(mode=spec.plan.mode, confidence=spec.plan.confidence, baselines=dict(spec.plan.baselines),
+                        full_budget_s=spec.budget.full_finetune_seconds)
+
+
+def build_plan(candidates: Sequence[Mapping[str, Any]], spec: JobSpec) -> tuple[Plan, list[dict[str, Any]], dict[str, Any]]:
+    """The plan, its rows (PLAN_COLUMNS) and its totals for a candidates table and a spec."""
+    rows = _with_costs(candidates)
+    plan = make_plan(rows, plan_settings(spec))
+    out = []
+    for r, d in zip(rows, plan.decisions):
+        out.append({
+            "candidate": str(r.get("candidate", "")),
+            "task": str(r["task"]),
+            "model": str(r["model"]),
+            "regime": str(r.get("regime") or ""),
+            "predicted_final": _num(r.get("predicted_final")),
+            "predicted_std": _num(r.get("predicted_std")),
+            "lower": _num(r.get("lower")),
+            "upper": _num(r.get("upper")),
+            "probe_steps": int(_num(r.get("probe_steps"))) if math.isfinite(_num(r.get("probe_steps"))) else 0,
+            "probe_cost_s": _num(r.get("probe_cost_s")),
+            "full_cost_s": _num(r.get("full_cost_s")),
+            "L_int": _num(r.get("L_int")),
+            "K": _num(r.get("K")),
+            "alpha": _num(r.get("alpha")),
+            "c_star": _num(r.get("c_star")),
+            "decision": d.decision,
+            "reason": d.reason,
+            "config": str(r.get("config") or ""),
+            "baseline": d.bar,
+            "p_beat": d.p_beat,
+            "risk_adjusted": d.score,
+        })
+    metric = next((str(r["metric"]) for r in rows if r.get("metric")), "metric")
+    totals = {
+        **plan.totals(),
+        "probe_budget_s": spec.budget.probe_seconds,
+        "mode": spec.plan.mode,
+        "confidence": spec.plan.confidence,
+        "baselines": dict(spec.plan.baselines),
+        "metric": metric,
+    }
+    return plan, out, totals
+
+
+def write_plan(run_dir: str | Path, spec: JobSpec, candidates: Sequence[Mapping[str, Any]] | None = None) -> PlanOutputs:
+    """Write plan.parquet and plan.json (atomically) into `run_dir`."""
+    run_dir = Path(run_dir)
+    cands = read_candidates(run_dir) if candidates is None else list(candidates)
+    plan, rows, totals = build_plan(cands, spec)
+    table = pa.Table.from_pylist(rows, schema=PLAN_SCHEMA) if rows else PLAN_SCHEMA.empty_table()
+    write_table(table, run_dir / PLAN_PARQUET)
+    doc = {
+        "job": spec.name,
+        "spec_hash": spec.spec_hash(),
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "rules": "prehoc_ray.core.plan (module docstring)",
+        "totals": totals,
+        "candidates": rows,
+    }
+    write_json_atomic(run_dir / PLAN_JSON, doc)
+    return PlanOutputs(plan, rows, totals, run_dir / PLAN_PARQUET, run_dir / PLAN_JSON)

@@ -1,0 +1,282 @@
+"""One small training interface over two backends that compute the same thing:
+
+- `DeepSpeedEngine`: deepspeed.initialize with a torch optimizer (no fused-Adam build), ZeRO
+  stage from the settings, bf16 where asked; on CPU over gloo.
+- `TorchEngine`: plain PyTorch (DDP when a process group of several ranks exists).
+
+Both: AdamW over the LoRA parameters, linear warm-up then cosine decay to 10% over the planned
+full fine-tune (`FinetuneConfig.full_steps`) -- a probe is the prefix of the run it predicts, so
+its learning rate at step c is the full run's at step c -- and gradient clipping at 1.0 with
+the pre-clip norm reported.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import socket
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from prehoc_ray.runner.batches import IGNORE
+from prehoc_ray.runner.models import cache_root
+
+MAX_GRAD_NORM = 1.0
+MIN_LR_FRACTION = 0.1
+
+
+# --------------------------------------------------------------------------------------------
+# Process / device set-up
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ensure_dist_env() -> None:
+    """Single-process defaults for torch.distributed / DeepSpeed; a launcher (Ray Train's
+    TorchTrainer, torchrun, deepspeed) sets these itself and they are left alone. A free port is
+    picked so several single-process probes on one node do not collide."""
+    os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(cache_root() / "torch_extensions"))
+    if "WORLD_SIZE" in os.environ and "RANK" in os.environ and "MASTER_ADDR" in os.environ:
+        os.environ.setdefault("LOCAL_RANK", "0")
+        os.environ.setdefault("MASTER_PORT", "29500")
+        return
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    os.environ.setdefault("RANK", "0")
+    os.environ.setdefault("LOCAL_RANK", "0")
+    os.environ.setdefault("WORLD_SIZE", "1")
+
+
+def dist_info() -> tuple[int, int]:
+    """(rank, world size) of the current process group, (0, 1) without one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def pick_device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def pick_precision(requested: str, device: torch.device) -> str:
+    """'auto': bf16 on GPUs that have it, fp32 elsewhere (CPU bf16 matmuls are slow here)."""
+    if requested == "auto":
+        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    return requested
+
+
+def lr_lambda(config):
+    warm, total = config.warmup_steps, config.full_steps
+
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = min(1.0, (step - warm) / max(1, total - warm))
+        return MIN_LR_FRACTION + (1 - MIN_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return f
+
+
+# --------------------------------------------------------------------------------------------
+# The loss on answer tokens
+
+
+class ModelCall:
+    """Calls a causal LM asking only for the logits of the last `keep` positions when its
+    forward supports `logits_to_keep` (answers sit at the end of left-padded batches)."""
+
+    def __init__(self, hf_model) -> None:
+        params = inspect.signature(hf_model.forward).parameters
+        self.keep = "logits_to_keep" in params
+        self.positions = "position_ids" in params
+        # transformers 5.2x renamed `past_key_values` to `cache` (the old name warns)
+        self.cache_kw = "cache" if "cache" in params else "past_key_values"
+
+    def token_stats(self, module, batch):
+        """Per answer-token NLL [n, k-1] (0 outside the answer), the answer mask, and the
+        logits at those positions."""
+        k = batch["keep"]
+        kw = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        if self.positions:
+            kw["position_ids"] = batch["position_ids"]
+        if self.keep:
+            kw["logits_to_keep"] = k
+        logits = module(**kw).logits
+        if not self.keep:
+            logits = logits[:, -k:]
+        logits = logits[:, :-1].float()
+        target = batch["labels"][:, -(k - 1) :]
+        mask = target != IGNORE
+        nll = F.cross_entropy(logits.transpose(1, 2), target.clamp(min=0), reduction="none") * mask
+        return nll, mask, logits
+
+    def loss(self, module, batch):
+        nll, mask, _ = self.token_stats(module, batch)
+        return nll.sum() / mask.sum().clamp(min=1)
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+def _grad_norm(params) -> torch.Tensor:
+    grads = [p.grad.detach().float().norm() for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.stack(grads).norm()
+
+
+# --------------------------------------------------------------------------------------------
+# Engines
+
+
+class TorchEngine:
+    name = "torch"
+
+    def __init__(self, model, config, *, device, precision: str, call: ModelCall) -> None:
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        self.model = model.to(device)
+        self.device, self.precision, self.call = device, precision, call
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=config.learning_rate, weight_decay=config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(config))
+        _, world = dist_info()
+        self.forward_module = self.model
+        if world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            self.forward_module = DDP(self.model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def _autocast(self):
+        if self.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return torch.autocast(device_type=self.device.type, enabled=False)
+
+    def train_step(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        self.forward_module.train()  # always: a fresh peft wrapper reports training=True over eval-mode layers
+        with self._autocast():
+            loss = self.call.loss(self.forward_module, batch)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(self.params, MAX_GRAD_NORM)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss.detach(), norm.detach()
+
+    def eval_module(self):
+        self.model.eval()
+        return self.model
+
+    def eval_autocast(self):
+        return self._autocast()
+
+    def save(self, directory: Path) -> None:
+        trainable = {n: p.detach().cpu() for n, p in self.model.named_parameters() if p.requires_grad}
+        torch.save(
+            {"trainable": trainable, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
+            directory / "torch_state.pt",
+        )
+
+    def load(self, directory: Path) -> None:
+        state = torch.load(directory / "torch_state.pt", map_location="cpu", weights_only=True)
+        named = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for n, v in state["trainable"].items():
+                named[n].copy_(v.to(named[n].device))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+    def close(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+
+
+class DeepSpeedEngine:
+    name = "deepspeed"
+    TAG = "probe"
+
+    def __init__(self, model, config, *, device, precision: str, call: ModelCall, zero_stage: int) -> None:
+        import deepspeed
+
+        ensure_dist_env()
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        if not torch.distributed.is_initialized():
+            deepspeed.init_distributed(dist_backend="nccl" if device.type == "cuda" else "gloo", verbose=False)
+        _, world = dist_info()
+        self.device, self.precision, self.call = device, precision, call
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))
+        ds_config = {
+            "train_micro_batch_size_per_gpu": config.batch_size,
+            "gradient_accumulation_steps": 1,
+            "train_batch_size": config.batch_size * world,
+            "gradient_clipping": MAX_GRAD_NORM,
+            "zero_optimization": {"stage": zero_stage},
+            "bf16": {"enabled": precision == "bf16"},
+            "zero_allow_untested_optimizer": True,
+            "steps_per_print": 10**9,
+            "wall_clock_breakdown": False,
+        }
+        self.engine, _, _, _ = deepspeed.initialize(
+            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config, dist_init_required=False
+        )
+        self.model = self.engine.module
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        # DeepSpeed records the global norm only in its own optimizer wrappers (ZeRO >= 1, bf16);
+        # with a plain torch optimizer at stage 0 we measure it ourselves before the step.
+        self._own_norm = zero_stage == 0 and precision != "bf16"
+
+    def train_step(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        self.engine.train()
+        loss = self.call.loss(self.engine, batch)
+        self.engine.backward(loss)
+        norm = _grad_norm(self.params) if self._own_norm else None
+        self.engine.step()
+        if norm is None:
+            g = self.engine.get_global_grad_norm()
+            norm = g.detach() if torch.is_tensor(g) else torch.tensor(float("nan") if g is None else float(g))
+        return loss.detach(), norm
+
+    def eval_module(self):
+        self.engine.eval()
+        return self.engine
+
+    def eval_autocast(self):
+        return torch.autocast(device_type=self.device.type, enabled=False)
+
+    def save(self, directory: Path) -> None:
+        self.engine.save_checkpoint(str(directory), tag=self.TAG, save_latest=False, exclude_frozen_parameters=True)
+
+    def load(self, directory: Path) -> None:
+        path, _ = self.engine.load_checkpoint(
+            str(directory), tag=self.TAG, load_module_strict=False, load_optimizer_states=True, load_lr_scheduler_states=True
+        )
+        if path is None:
+            raise FileNotFoundError(f"no DeepSpeed checkpoint under {str(directory)!r}")
+
+    def close(self) -> None:
+        try:
+            self.engine.destroy()
+        except Exception:
+            pass
+
+
+def make_engine(backend: str, model, config, *, device, precision: str, call: ModelCall, zero_stage: int = 0):
+    if backend == "deepspeed":
+        return DeepSpeedEngine(model, config, device=device, precision=precision, call=call, zero_stage=zero_stage)
+    if backend == "torch":
+        return TorchEngine(model, config, device=device, precision=precision, call=call)
+    raise ValueError(f"backend must be 'deepspeed' or 'torch', got {backend!r}")

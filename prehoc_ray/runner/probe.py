@@ -1,0 +1,377 @@
+"""The public probe API: one short LoRA fine-tune of one candidate with one seed, resumable.
+
+    from prehoc_ray.runner.probe import ProbeRequest, ProbeResult, run_probe
+
+run_probe trains a candidate from its checkpoint (or from scratch) to `target_step`, evaluates
+every `settings.eval_every` steps and at `target_step`, hands each evaluation row to `on_point`
+the moment it exists, checkpoints at the end and reports the measured cost.
+
+Determinism: the seed fixes the LoRA initialisation, the data order (batches.py) and dropout
+(re-seeded from (seed, step, rank) before every step). Together with a checkpoint that carries
+the adapter, the optimizer and the LR schedule, a run 0 -> 20 followed by 20 -> 40 computes the
+same curve as one run 0 -> 40.
+
+Inside a Ray Train TorchTrainer worker (or under torchrun/deepspeed) the process group already
+exists: every rank calls run_probe with the same request; ranks share each global batch, all
+ranks evaluate (ZeRO-3 needs every rank in each forward), rank 0 alone calls `on_point` and
+writes the checkpoint's meta.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from prehoc_ray import types as T
+from prehoc_ray.runner import checkpoint as ck
+from prehoc_ray.runner.cost import CostMeter, projected_full_cost_s
+from prehoc_ray.runner.errors import ProbeDivergedError, RunnerInputError
+from prehoc_ray.spec.candidate import CandidateSpec, ProbeSettings
+
+# How often (in steps) the loss is pulled from the device and checked for NaN/inf when the
+# evaluation interval is longer; in between, steps run without a host sync.
+SYNC_EVERY = 10
+
+
+@dataclass
+class ProbeRequest:
+    candidate: CandidateSpec
+    seed: int
+    target_step: int
+    checkpoint_dir: Path
+    settings: ProbeSettings = field(default_factory=ProbeSettings)
+    probe_id: str = ""
+
+    def __post_init__(self) -> None:
+        if self.target_step < 1:
+            raise ValueError(f"target_step must be >= 1, got {self.target_step}")
+        self.checkpoint_dir = Path(self.checkpoint_dir)
+
+
+@dataclass
+class ProbeResult:
+    rows: list[dict]  # every evaluation row of the probe so far (earlier runs included)
+    seconds: float  # wall time of this call
+    steps_run: int  # optimizer steps taken by this call
+    tokens: int  # training tokens processed by this call (all ranks)
+    seconds_per_step: float  # lambda: training seconds per step (evaluation excluded)
+    tokens_per_step: float
+    projected_full_cost_s: float  # seconds_per_step * config.full_steps
+    start_step: int = 0  # the step this call resumed from
+    end_step: int = 0
+    metric: str = ""  # what `value` is: "accuracy" or "exact_match"
+    backend: str = ""
+    precision: str = ""
+    new_rows: list[dict] = field(default_factory=list)  # rows emitted by this call
+    train_seconds: float = 0.0  # this call's training steps, every step included
+    eval_seconds: float = 0.0  # this call's evaluations
+
+
+def derive_seed(seed: int, *parts) -> int:
+    """A 63-bit seed for one purpose (LoRA init, data order, dropout at a step, ...)."""
+    h = hashlib.sha256(repr((seed,) + parts).encode()).digest()
+    return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
+
+
+def seed_step(value: int, device) -> None:
+    """Seed the generators dropout draws from: the CPU one and, on a GPU, only this process's
+    device (torch.manual_seed would touch -- and create contexts on -- every visible GPU)."""
+    import torch
+
+    torch.random.default_generator.manual_seed(value)
+    if device.type == "cuda":
+        torch.cuda.manual_seed(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Per-process preparation, shared by probes and static signals
+
+
+@dataclass
+class Prepared:
+    task: object  # data.TaskData
+    base: object  # models.Base
+    train: list  # batches.Encoded
+    eval_set: object  # metrics.EvalSet
+    call: object  # engine.ModelCall
+
+
+_PREPARED: dict[str, Prepared] = {}
+
+
+def prepare(candidate: CandidateSpec) -> Prepared:
+    """Task data, cached base model + tokenizer, tokenised train set and eval set."""
+    from prehoc_ray.runner.batches import encode_examples
+    from prehoc_ray.runner.data import load_task
+    from prehoc_ray.runner.engine import ModelCall
+    from prehoc_ray.runner.metrics import build_eval_set
+    from prehoc_ray.runner.models import base_key, get_base
+
+    task = load_task(candidate.task)
+    base = get_base(candidate.model, candidate.task, task.texts)
+    key = f"{base_key(candidate.model, candidate.task)}|{candidate.task.model_dump_json()}|{candidate.config.max_seq_len}"
+    hit = _PREPARED.get(key)
+    if hit is None or hit.task is not task or hit.base is not base:
+        max_len = candidate.config.max_seq_len
+        hit = _PREPARED[key] = Prepared(
+            task=task,
+            base=base,
+            train=encode_examples(base.codec, task.train, max_len),
+            eval_set=build_eval_set(base.codec, task, max_len),
+            call=ModelCall(base.model),
+        )
+    return hit
+
+
+def clear_caches() -> None:
+    """Drop every cached task, base model and tokenised set of this process."""
+    from prehoc_ray.runner import data, models
+
+    _PREPARED.clear()
+    models.clear_cache()
+    data._CACHE.clear()
+
+
+def build_lora_model(base, config, seed: int):
+    """A private copy of the base model with fresh LoRA adapters, initialised from `seed`."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    model = base.fresh_copy()
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.target_modules) if config.target_modules else None,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(derive_seed(seed, "lora-init"))  # init runs on CPU
+        try:
+            return get_peft_model(model, lora)
+        except ValueError as e:
+            raise RunnerInputError(f"cannot put LoRA adapters on {base.source!r}: {e} (set config.target_modules)") from e
+
+
+# --------------------------------------------------------------------------------------------
+# The probe
+
+
+def run_probe(request: ProbeRequest, on_point: Callable[[dict], None] | None = None) -> ProbeResult:
+    import torch
+
+    from prehoc_ray.runner.batches import batch_indices, collate
+    from prehoc_ray.runner.engine import dist_info, ensure_dist_env, make_engine, pick_device, pick_precision, to_device
+    from prehoc_ray.runner.metrics import evaluate, eval_batch_size
+
+    t_call = time.perf_counter()
+    cand, settings, seed, target = request.candidate, request.settings, request.seed, request.target_step
+    cfg = cand.config
+    prep = prepare(cand)
+    if settings.backend == "deepspeed":
+        ensure_dist_env()
+    device = pick_device()
+    precision = pick_precision(settings.precision, device)
+    rank, world = dist_info()
+    if settings.backend == "deepspeed" and world == 1:
+        # DeepSpeed creates the (single-process) group itself; read the world it will have.
+        import os
+
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+    pdir = ck.probe_dir(request.checkpoint_dir, cand.id, seed)
+    expected = ck.fingerprint(cand, seed, settings.backend, settings.zero_stage, precision, world)
+
+    found = ck.latest(pdir)
+    meta: dict = {}
+    if found is not None:
+        ck.check_fingerprint(found[1], expected, found[0])
+        meta = found[1]
+    start = int(meta.get("step", 0))
+    rows: list[dict] = list(meta.get("rows", []))
+    prior_wall = float(meta.get("wall_s", 0.0))
+    cum_tokens = int(meta.get("tokens", 0))
+
+    if start >= target:  # nothing to train: the checkpoint is already there (or past it)
+        sps, tps = float(meta.get("seconds_per_step", math.nan)), float(meta.get("tokens_per_step", math.nan))
+        return ProbeResult(
+            rows=[r for r in rows if r[T.STEP] <= target],
+            seconds=time.perf_counter() - t_call,
+            steps_run=0,
+            tokens=0,
+            seconds_per_step=sps,
+            tokens_per_step=tps,
+            projected_full_cost_s=projected_full_cost_s(sps, cfg.full_steps),
+            start_step=start,
+            end_step=start,
+            metric=prep.eval_set.metric,
+            backend=settings.backend,
+            precision=precision,
+        )
+
+    model = build_lora_model(prep.base, cfg, seed)
+    engine = make_engine(
+        settings.backend, model, cfg, device=device, precision=precision, call=prep.call, zero_stage=settings.zero_stage
+    )
+    rank, world = dist_info()
+    try:
+        if found is not None:
+            engine.load(found[0])
+        order_seed = derive_seed(seed, "order")
+        pad_id = prep.base.codec.pad_id
+        eval_bs = eval_batch_size(cfg.batch_size)
+        # running sums over the current evaluation window (since the last multiple of eval_every)
+        win = dict(meta.get("window", {"loss": 0.0, "grad_norm": 0.0, "n": 0}))
+        pending_loss, pending_norm, pending_steps = [], [], []
+        pending_tokens = 0
+        meter = CostMeter()
+        tokens_at_start = cum_tokens
+        new_rows: list[dict] = []
+
+        def sync() -> None:
+            """Pull the pending losses/norms to the host, check them, add them to the window."""
+            nonlocal pending_tokens, cum_tokens
+            if not pending_loss:
+                return
+            losses = torch.stack(pending_loss).float()
+            norms = torch.stack([n.float().reshape(()) for n in pending_norm]).to(losses.device)
+            tokens = torch.tensor([float(pending_tokens)], device=losses.device)
+            if world > 1:
+                torch.distributed.all_reduce(losses)
+                losses /= world
+                torch.distributed.all_reduce(tokens)
+            losses_l, norms_l = losses.cpu().tolist(), norms.cpu().tolist()
+            for s, l_, g in zip(pending_steps, losses_l, norms_l):
+                if not math.isfinite(l_):
+                    raise ProbeDivergedError(
+                        f"probe {request.probe_id or cand.id} (seed {seed}) diverged: training loss {l_} at step {s}",
+                        step=s,
+                        rows=rows,
+                    )
+                win["loss"] += l_
+                win["grad_norm"] += g
+                win["n"] += 1
+            cum_tokens += int(tokens.item())
+            pending_loss.clear(), pending_norm.clear(), pending_steps.clear()
+            pending_tokens = 0
+
+        t_window = time.perf_counter()
+        for step in range(start, target):
+            s = step + 1
+            seed_step(derive_seed(seed, "dropout", step, rank), device)
+            idx = batch_indices(len(prep.train), cfg.batch_size, order_seed, step, rank, world)
+            batch = collate([prep.train[i] for i in idx], pad_id)
+            pending_tokens += batch["tokens"]
+            loss, norm = engine.train_step(to_device(batch, device))
+            pending_loss.append(loss)
+            pending_norm.append(norm)
+            pending_steps.append(s)
+            if step == start:  # time the first step on its own: it carries the warm-up
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                meter.first_step_seconds = time.perf_counter() - t_window
+            is_eval = s % settings.eval_every == 0 or s == target
+            if is_eval or len(pending_loss) >= SYNC_EVERY:
+                sync()
+            if not is_eval:
+                continue
+            meter.train_seconds += time.perf_counter() - t_window
+            t_eval = time.perf_counter()
+            eval_loss, value = evaluate(
+                prep.call,
+                engine.eval_module(),
+                prep.eval_set,
+                pad_id=pad_id,
+                device=device,
+                batch_size=eval_bs,
+                autocast=engine.eval_autocast(),
+            )
+            meter.eval_seconds += time.perf_counter() - t_eval
+            row = {
+                T.CANDIDATE: cand.id,
+                T.SEED: seed,
+                T.STEP: s,
+                T.VALUE: value,
+                T.EVAL_LOSS: eval_loss,
+                T.TRAIN_LOSS: win["loss"] / max(1, win["n"]),
+                T.GRAD_NORM: win["grad_norm"] / max(1, win["n"]),
+                T.WALL_S: prior_wall + (time.perf_counter() - t_call),
+                T.TOKENS: cum_tokens,
+                T.PROBE_ID: request.probe_id,
+            }
+            if not math.isfinite(eval_loss):
+                raise ProbeDivergedError(
+                    f"probe {request.probe_id or cand.id} (seed {seed}) diverged: eval loss {eval_loss} at step {s}",
+                    step=s,
+                    rows=rows,
+                )
+            rows.append(row)
+            new_rows.append(row)
+            if rank == 0 and on_point is not None:
+                on_point(dict(row))
+            if s % settings.eval_every == 0:
+                win = {"loss": 0.0, "grad_norm": 0.0, "n": 0}
+            t_window = time.perf_counter()
+        meter.steps = target - start
+        meter.tokens = cum_tokens - tokens_at_start
+
+        _save(engine, pdir, target, rank, world, {
+            "fingerprint": expected,
+            "step": target,
+            "rows": rows,
+            "window": win,
+            "wall_s": prior_wall + (time.perf_counter() - t_call),
+            "tokens": cum_tokens,
+            "seconds_per_step": meter.seconds_per_step,
+            "tokens_per_step": meter.tokens_per_step,
+            "probe_id": request.probe_id,
+        })
+    finally:
+        engine.close()
+        del engine, model
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    return ProbeResult(
+        rows=rows,
+        seconds=time.perf_counter() - t_call,
+        steps_run=meter.steps,
+        tokens=meter.tokens,
+        seconds_per_step=meter.seconds_per_step,
+        tokens_per_step=meter.tokens_per_step,
+        projected_full_cost_s=projected_full_cost_s(meter.seconds_per_step, cfg.full_steps),
+        start_step=start,
+        end_step=target,
+        metric=prep.eval_set.metric,
+        backend=settings.backend,
+        precision=precision,
+        new_rows=new_rows,
+        train_seconds=meter.train_seconds,
+        eval_seconds=meter.eval_seconds,
+    )
+
+
+def _save(engine, pdir: Path, step: int, rank: int, world: int, meta: dict) -> None:
+    import torch.distributed as dist
+
+    def barrier() -> None:
+        if world > 1 and dist.is_initialized():
+            dist.barrier()
+
+    if rank == 0:
+        pdir.mkdir(parents=True, exist_ok=True)
+        step_dir = ck.new_step_dir(pdir, step)
+    barrier()
+    step_dir = pdir / f"step_{step:08d}"
+    if engine.name == "deepspeed" or rank == 0:  # DeepSpeed saves per-rank shards
+        engine.save(step_dir)
+    barrier()
+    if rank == 0:
+        ck.commit(pdir, step_dir, meta)
+    barrier()
