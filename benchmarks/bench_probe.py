@@ -18,6 +18,7 @@ one evaluation, checkpoint). Overhead = 1 - runner / hand on training throughput
 
     python benchmarks/bench_probe.py                 # tiny models + SmolLM2-135M
     python benchmarks/bench_probe.py --skip-smollm2  # tiny models only
+    python benchmarks/bench_probe.py --threads 1 --clock cpu   # on a machine others share
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -46,6 +48,9 @@ def make_dataset(path: Path, n: int = 512, words: int = 200, seed: int = 0) -> N
             label = rng.choice(["yes", "no"])
             text = " ".join(rng.choice(vocab) for _ in range(words))
             f.write(json.dumps({"text": f"{label} {text}", "label": label}) + "\n")
+
+
+CLOCK = time.perf_counter  # or time.process_time (--clock cpu)
 
 
 def hand_loop(prep, config, seed: int, steps: int, keep: bool = False) -> tuple[float, int]:
@@ -68,7 +73,7 @@ def hand_loop(prep, config, seed: int, steps: int, keep: bool = False) -> tuple[
     pad = prep.base.codec.pad_id
     data = prep.train
     tokens = 0
-    t0 = time.perf_counter()
+    t0 = CLOCK()
     for step in range(steps):
         items = [data[i] for i in batch_indices(len(data), config.batch_size, seed, step)]
         width = max(len(x.ids) for x in items)
@@ -91,7 +96,7 @@ def hand_loop(prep, config, seed: int, steps: int, keep: bool = False) -> tuple[
         opt.step()
         opt.zero_grad(set_to_none=True)
     float(loss.detach())
-    return time.perf_counter() - t0, tokens
+    return CLOCK() - t0, tokens
 
 
 def runner_arm(cand, backend: str, steps: int, seed: int) -> tuple[float, int, float]:
@@ -99,10 +104,17 @@ def runner_arm(cand, backend: str, steps: int, seed: int) -> tuple[float, int, f
     from prehoc_ray.runner.probe import ProbeRequest, run_probe
     from prehoc_ray.spec.candidate import ProbeSettings
 
-    with tempfile.TemporaryDirectory() as d:
-        t0 = time.perf_counter()
-        res = run_probe(ProbeRequest(cand, seed, steps, Path(d), ProbeSettings(backend=backend, eval_every=steps, precision="fp32")))
-        wall = time.perf_counter() - t0
+    from prehoc_ray.runner import probe as probe_module
+
+    # the runner times itself with time.perf_counter; under --clock cpu it reads CPU time instead
+    probe_module.time = types.SimpleNamespace(perf_counter=CLOCK)
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            t0 = CLOCK()
+            res = run_probe(ProbeRequest(cand, seed, steps, Path(d), ProbeSettings(backend=backend, eval_every=steps, precision="fp32")))
+            wall = CLOCK() - t0
+    finally:
+        probe_module.time = time
     return res.train_seconds, res.tokens, wall
 
 
@@ -164,6 +176,8 @@ def main(argv=None) -> int:
     ap.add_argument("--smollm2-reps", type=int, default=3)
     ap.add_argument("--no-deepspeed", action="store_true")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="cpu: time with this process's CPU time (robust on a shared machine; use with --threads 1)")
     ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args(argv)
 
@@ -171,10 +185,13 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     from prehoc_ray.spec.candidate import CandidateSpec, FinetuneConfig, ModelSpec, TaskSpec
 
     arms = ["hand", "hand+keep", "runner"] + ([] if args.no_deepspeed else ["runner-ds"])
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu count {os.cpu_count()}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu count {os.cpu_count()}, clock {args.clock}, "
+          f"load average {os.getloadavg()[0]:.1f}")
     results = []
     with tempfile.TemporaryDirectory() as d:
         data = Path(d) / "bench.jsonl"

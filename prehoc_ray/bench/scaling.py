@@ -37,7 +37,7 @@ from scipy.optimize import least_squares
 from scipy.stats import pearsonr
 
 from prehoc_ray.core.curves import _EXPONENTS, extrapolate
-from prehoc_ray.core.powerlaw import profile_fit
+from prehoc_ray.core.powerlaw import profile_fit, weighted_affine_fit
 from prehoc_ray.sim.recorded import DATA_DIR
 
 LLM_DIR = DATA_DIR / "rectified-scaling-law"
@@ -102,32 +102,36 @@ def rectified_law(D: np.ndarray, B: float, D_l: float, beta: float, E: float) ->
 
 
 def fit_rectified(D: np.ndarray, L: np.ndarray) -> tuple[float, float, float, float]:
-    """Least squares of log L on log of the rectified law, over a grid of starting betas.
+    """Least squares of log L on the log of the rectified law.
 
-    Parameters in log space (all positive); E is kept below the smallest observed loss.
+    For fixed (D_l, beta) the law is affine in (B, E) >= 0: a vectorised grid over (D_l, beta)
+    with the core's non-negative weighted affine solve (weights 1/L^2 ~ relative error) gives
+    the start; scipy's least_squares refines all four parameters in log space, E kept below
+    the smallest observed loss.
     """
     D, L = np.asarray(D, float), np.asarray(L, float)
     logL = np.log(L)
-    Lmin, Lmax = float(L.min()), float(L.max())
+    Lmin = float(L.min())
+    betas = np.geomspace(0.03, 2.0, 24)
+    dls = np.geomspace(1e-3, 1e9, 37)
+    bb, dd = np.meshgrid(betas, dls, indexing="ij")
+    u = 1.0 / (dd[..., None] + D[None, None, :] ** bb[..., None])  # (beta, D_l, n)
+    w = np.broadcast_to(1.0 / L**2, u.shape)
+    E, B = weighted_affine_fit(u, np.broadcast_to(L, u.shape), w, nonneg=True)
+    fitted = np.maximum(B[..., None] * u + E[..., None], 1e-12)
+    sse = ((np.log(fitted) - logL) ** 2).sum(-1)
+    i, j = np.unravel_index(int(np.argmin(sse)), sse.shape)
+    x0 = np.log([max(B[i, j], 1e-8), dls[j], betas[i], min(max(E[i, j], 1e-6 * Lmin), Lmin)])
+    lo = np.log([1e-10, 1e-10, 1e-3, 1e-7 * Lmin])
+    hi = np.log([1e40, 1e40, 5.0, Lmin])
 
     def resid(th: np.ndarray) -> np.ndarray:
-        B, Dl, beta, E = np.exp(th)
-        return np.log(B / (Dl + D**beta) + E) - logL
+        B_, Dl, beta, E_ = np.exp(th)
+        return np.log(B_ / (Dl + D**beta) + E_) - logL
 
-    best, best_cost = None, np.inf
-    for beta0 in (0.1, 0.3, 0.6, 1.0):
-        for e_frac in (0.2, 0.6):
-            E0 = e_frac * Lmin
-            Dl0 = 10.0 ** (beta0 * 2)  # the transition near a few hundred examples
-            B0 = max(Lmax - E0, 1e-6) * Dl0
-            x0 = np.log([B0, Dl0, beta0, E0])
-            lo = np.log([1e-8, 1e-8, 1e-3, 1e-6 * Lmin])
-            hi = np.log([1e30, 1e30, 3.0, Lmin])
-            sol = least_squares(resid, np.clip(x0, lo + 1e-9, hi - 1e-9), bounds=(lo, hi), method="trf", max_nfev=400)
-            if sol.cost < best_cost:
-                best, best_cost = sol.x, sol.cost
-    B, Dl, beta, E = np.exp(best)
-    return float(B), float(Dl), float(beta), float(E)
+    sol = least_squares(resid, np.clip(x0, lo + 1e-9, hi - 1e-9), bounds=(lo, hi), method="trf", max_nfev=300)
+    Bf, Dlf, betaf, Ef = np.exp(sol.x)
+    return float(Bf), float(Dlf), float(betaf), float(Ef)
 
 
 def prehoc_unclipped(D: np.ndarray, L: np.ndarray, target: float = FULL) -> float:
@@ -155,15 +159,19 @@ def predict(data: LLMData, method: str, ratio: int) -> np.ndarray:
     if method == "subtuning":
         return data.column(budget)
     if method == "model_size":
-        return -np.log(data.params)  # bigger is predicted better (lower "loss")
+        return np.log(data.params)  # the paper's feature; `score` selects the largest model
     raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
 
 
-def score(data: LLMData, pred: np.ndarray) -> tuple[float, float]:
-    """(PearCorr, RelAcc) in percent, rounded as the paper rounds (4 decimals, then x100)."""
+def score(data: LLMData, pred: np.ndarray, larger_is_better: bool = False) -> tuple[float, float]:
+    """(PearCorr, RelAcc) in percent, rounded as the paper rounds (4 decimals, then x100).
+
+    pred: predicted full-data loss (the lowest is selected), or with `larger_is_better` a
+    score whose largest value is selected (model size).
+    """
     true = data.column(FULL)
     pc = round(float(pearsonr(pred, true)[0]), 4)
-    chosen = true[int(np.argmin(pred))]
+    chosen = true[int(np.argmax(pred) if larger_is_better else np.argmin(pred))]
     ra = round(float((true.max() - chosen) / (true.max() - true.min())), 4)
     return 100 * pc, 100 * ra
 
@@ -174,7 +182,7 @@ def table(methods: tuple[str, ...] = METHODS) -> list[dict]:
         data = load_llm(name)
         for method in methods:
             for r in RATIOS:
-                pc, ra = score(data, predict(data, method, r))
+                pc, ra = score(data, predict(data, method, r), larger_is_better=method == "model_size")
                 rows.append({"dataset": name.upper(), "method": method, "ratio": r, "PearCorr": pc, "RelAcc": ra})
     return rows
 

@@ -19,6 +19,7 @@ def _register() -> None:
     from prehoc_ray.cli import analyze  # noqa: F401
     from prehoc_ray.cli import report, submit, validate  # noqa: F401
     from prehoc_ray.cli import run  # noqa: F401
+    from prehoc_ray.cli import simulate  # noqa: F401
 
 
 def main() -> None:

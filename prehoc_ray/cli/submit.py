@@ -236,11 +236,30 @@ def _status_str(info) -> str:
     return str(getattr(info.status, "value", info.status))
 
 
+def short_message(info, max_len: int = 300) -> str:
+    """Ray's job message without the log excerpt it appends on failure (we show the logs)."""
+    msg = " ".join(str(info.message or "").split())
+    cut = msg.find(", last available logs")
+    if cut >= 0:
+        msg = msg[:cut]
+    return msg if len(msg) <= max_len else msg[: max_len - 3] + "..."
+
+
+def _last_log_line(client, sid: str) -> str:
+    try:
+        lines = [ln.strip() for ln in client.get_job_logs(sid).splitlines() if ln.strip()]
+    except Exception:  # noqa: BLE001 - only a hint
+        return ""
+    errors = [ln for ln in lines if ln.lower().startswith(("error", "traceback")) or "Error:" in ln]
+    pick = errors[-1] if errors else (lines[-1] if lines else "")
+    return pick if len(pick) <= 400 else pick[:397] + "..."
+
+
 def describe(info) -> str:
     meta = info.metadata or {}
     lines = [f"submission id: {info.submission_id}", f"status:        {_status_str(info)}"]
     if info.message:
-        lines.append(f"message:       {' '.join(str(info.message).split())}")
+        lines.append(f"message:       {short_message(info)}")
     for key, label in (("start_time", "started"), ("end_time", "ended")):
         t = getattr(info, key, None)
         if t:
@@ -286,8 +305,9 @@ def _finish(client, sid: str, status: str) -> None:
     info = client.get_job_info(sid)
     typer.echo(describe(info), err=True)
     if status != "SUCCEEDED":
-        raise CliError(f"job {sid} {status}: {' '.join(str(info.message or '').split()) or 'see its logs'} "
-                       f"(`prehoc-ray logs {sid}`)")
+        last = _last_log_line(client, sid)
+        raise CliError(f"job {sid} {status}: {short_message(info) or 'see its logs'}"
+                       + (f"; last log line: {last}" if last else "") + f" (all logs: `prehoc-ray logs {sid}`)")
 
 
 def _run(fn, *args, **kwargs) -> None:
@@ -327,8 +347,9 @@ def _submit(spec_path: Path, address: str | None, wait: bool, working_dir: str, 
         if existing is not None:
             status = _status_str(existing)
             typer.echo(f"{sid}: this spec was already submitted to {resolve_address(address)}; not submitting it again "
-                       f"(pass --submission-id to run it once more).", err=True)
-            typer.echo(describe(existing))
+                       f"(pass --submission-id to run it once more, or --resume to continue it).", err=True)
+            if not (wait or status in ("FAILED", "STOPPED")):
+                typer.echo(describe(existing))  # else _finish below shows it
         else:
             try:
                 client.submit_job(**req)

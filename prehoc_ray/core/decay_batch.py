@@ -22,6 +22,9 @@ Missing depths (NaN in U) are allowed per unit: they get zero weight and are nev
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from prehoc_ray.core.decay import (
@@ -37,6 +40,7 @@ from prehoc_ray.core.decay import (
 from prehoc_ray.core.powerlaw import DEFAULT_EXPONENTS
 
 _CHUNK_ROWS = 4096  # unit-replicate rows per block: keeps the (rows, exponents) arrays in cache
+_MAX_THREADS = 4
 
 
 def _affine_gain(sw, sy, syy, sx, sxx, sxy):
@@ -257,7 +261,6 @@ def fit_decay_batch(
     nan = np.full(mt, np.nan)
     L_lo, L_hi, K_lo, K_hi, a_lo, a_hi = nan.copy(), nan.copy(), nan.copy(), nan.copy(), nan.copy(), nan.copy()
     if n_boot > 0:
-        rng = np.random.default_rng(seed)
         fitted_log = np.log(L[:, None] + K[:, None] * np.exp(-alpha[:, None] * logC))
         resid = np.where(mask, logU - fitted_log, 0.0)
         resid = np.where(mask, resid - (resid.sum(1) / n)[:, None], 0.0)
@@ -269,16 +272,16 @@ def fit_decay_batch(
         Kb = np.empty((mt, n_boot))
         eb = np.empty((mt, n_boot))
         # Coarse-to-fine over the exponent grid: every 4th exponent first (in float32: it only
-        # picks the neighbourhood), then the 7 fine exponents around the best coarse one in
-        # float64 (for a unimodal profile the optimum is within 3 fine steps of it).
+        # picks the neighbourhood), then the 7 fine exponents around the best coarse one (for a
+        # unimodal profile the optimum is within 3 fine steps of it).
         coarse = np.unique(np.r_[np.arange(0, E, 4), E - 1])
         offsets = np.arange(-3, 4)
         XEN = np.swapaxes(XT, -1, -2)  # (E, n) or (m, E, n)
         XTc32 = XT[..., coarse].astype(np.float32)
         X2Tc32 = X2T[..., coarse].astype(np.float32)
         full_mask = mask.all(1)
-        for lo_ in range(0, mt, per_chunk):
-            sl = slice(lo_, min(mt, lo_ + per_chunk))
+
+        def boot_chunk(sl: slice, rng: np.random.Generator) -> None:
             k = sl.stop - sl.start
             draw = rng.integers(0, n[sl, None, None], size=(k, n_boot, n_max))
             if full_mask[sl].all():
@@ -286,9 +289,9 @@ def fit_decay_batch(
             else:
                 src = np.take_along_axis(np.broadcast_to(packed[sl, None, :], draw.shape), draw, 2)
             Rb = np.take_along_axis(np.broadcast_to(resid[sl, None, :], draw.shape), src, 2)
-            Yb = np.maximum(np.exp(fitted_log[sl, None, :] + Rb), tiny[sl, None])
+            Yb = np.maximum(np.exp(fitted_log[sl, None, :] + Rb), tiny[sl, None]).reshape(-1, n_max)
             # relative weights 1/Y^2: W Y = 1/Y and W Y^2 = 1 where a depth is usable
-            inv = np.where(mask[sl, None, :], 1.0 / Yb, 0.0).reshape(-1, n_max)
+            inv = np.where(np.repeat(mask[sl], n_boot, axis=0), 1.0 / Yb, 0.0)
             W2 = inv * inv
             sw = W2.sum(1, keepdims=True)
             sy = inv.sum(1, keepdims=True)
@@ -301,18 +304,14 @@ def fit_decay_batch(
                 sx, sxx, sxy = ((A @ B).reshape(k * n_boot, -1) for A, B in ((W3, XTc32[sl]), (W3, X2Tc32[sl]), (I3, XTc32[sl])))
             best_c = coarse[np.argmax(_gain(sw.astype(np.float32), sy.astype(np.float32), sx, sxx, sxy), axis=1)]
             j = np.clip(best_c[:, None] + offsets[None, :], 0, E - 1)  # (R, 7)
-            if shared:
-                Xg = XEN[j]  # (R, 7, n)
-            else:
-                Xg = XEN[np.repeat(np.arange(sl.start, sl.stop), n_boot)[:, None], j]
+            Xg = XEN[j] if shared else XEN[np.repeat(np.arange(sl.start, sl.stop), n_boot)[:, None], j]  # (R, 7, n)
             gx = np.einsum("rkn,rn->rk", Xg, W2)
             gxx = np.einsum("rkn,rn->rk", Xg * Xg, W2)
             gxy = np.einsum("rkn,rn->rk", Xg, inv)
             # the fine exponents are judged as fit_decay judges its grid: squared log error
             a, b, _ = _affine_gain(sw, sy, syy, gx, gxx, gxy)
-            fl = floor_grid[sl].repeat(n_boot)[:, None, None]
-            logY = np.log(np.maximum(Yb.reshape(-1, n_max), fl[:, :, 0]))
-            res = np.log(np.maximum(a[..., None] + b[..., None] * Xg, fl)) - logY[:, None, :]
+            fitted = a[..., None] + b[..., None] * Xg  # > 0: a, b >= 0 and not both 0 for Y > 0
+            res = np.log(np.maximum(fitted, 1e-300)) - np.log(Yb)[:, None, :]
             if not full_mask[sl].all():
                 res = res * np.repeat(mask[sl], n_boot, axis=0)[:, None, :]
             pick = np.argmin(np.einsum("rkn,rkn->rk", res, res), axis=1)
@@ -320,6 +319,18 @@ def fit_decay_batch(
             Lb[sl] = a[rows, pick].reshape(k, n_boot)
             Kb[sl] = b[rows, pick].reshape(k, n_boot)
             eb[sl] = exponents[j[rows, pick]].reshape(k, n_boot)
+
+        # One generator per chunk (a fixed split), so results do not depend on the threads:
+        # numpy releases the GIL in its array loops, so chunks run in parallel on the cores.
+        slices = [slice(lo_, min(mt, lo_ + per_chunk)) for lo_ in range(0, mt, per_chunk)]
+        rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(len(slices))]
+        workers = min(_MAX_THREADS, os.cpu_count() or 1, len(slices))
+        if workers > 1:
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(boot_chunk, slices, rngs))
+        else:
+            for sl, r in zip(slices, rngs):
+                boot_chunk(sl, r)
         qL = np.quantile(Lb, [lo_q, hi_q], axis=1)
         qK = np.quantile(Kb, [lo_q, hi_q], axis=1)
         qa = np.quantile(eb, [lo_q, hi_q], axis=1)

@@ -31,11 +31,14 @@ Decision rules (mode "max": a larger metric is better; "min" mirrors every inequ
    cost is unknown cannot be fitted under a cap.
 6. Decisions:
    - run: picked and funded.
-   - probe more: not run, not Noise-Dominant ("do not buy probes"), its probing stopped
-     because the probe budget ran out while one more probe was still worth its price
-     (value_per_cost > gamma, or the initial probe never ran), and the answer could still
-     change: its optimistic bound (the other side of the interval) reaches the bar (the
-     baseline, or the task's chosen candidate's risk-adjusted score).
+   - probe more: not run, its probing stopped because the probe budget ran out while one
+     more probe was still worth its price (value_per_cost > gamma, or the initial probe never
+     ran), and the answer could still change: its optimistic bound (the other side of the
+     interval) reaches the bar (the baseline, or the task's chosen candidate's risk-adjusted
+     score). A candidate the engine wrote off as Noise-Dominant ("do not buy probes") never
+     qualifies: its stop reason is the floor, not the budget, and a confirmed floor leaves
+     value_per_cost under gamma. A Noise-Dominant label on a budget-stopped candidate is
+     provisional (the engine was still probing it) and the reason says so.
    - skip: everything else, with the reason (failed probe, no prediction, below the bar, a
      better candidate in the task, over budget).
 7. Totals: recommended = sum of full_cost_s of the runs; all = sum of full_cost_s of every
@@ -288,7 +291,7 @@ def make_plan(rows: Sequence[Mapping[str, Any]], settings: PlanSettings) -> Plan
         else:
             bar_good = -np.inf
         could_change = (not valid[i]) or optimistic_good[i] >= bar_good
-        probe_more = (i not in run_idx) and not nd and budget_stopped and worth_more and could_change
+        probe_more = (i not in run_idx) and budget_stopped and worth_more and could_change
         s_txt = f"risk-adjusted {_fmt(score[i])} ({q:.0%} {bound} bound)"
 
         if stop[i].lower().startswith("probe failed"):
@@ -318,7 +321,8 @@ def make_plan(rows: Sequence[Mapping[str, Any]], settings: PlanSettings) -> Plan
                 f"{cand[chosen_i]}'s {_fmt(score[chosen_i])}" if chosen_i is not None else "the bar")
             reason = (f"undecided: interval {_fmt(mean[i] - z * sd[i])}..{_fmt(mean[i] + z * sd[i])} still reaches {target}; "
                       f"the probe budget ran out while one more probe was worth its cost "
-                      f"(value/cost {_fmt(vpc[i])} > gamma {_fmt(gamma[i])})")
+                      f"(value/cost {_fmt(vpc[i])} > gamma {_fmt(gamma[i])})"
+                      + ("; Noise-Dominant so far, not confirmed: if the floor holds, probes will not narrow it" if nd else ""))
         elif i in over_budget:
             decision = SKIP
             what = "would run" if i == first.get(t) else f"next choice for task {t}"

@@ -246,11 +246,9 @@ class Driver:
             tags = {"task": c.task.name, "model": c.model.name, "config": c.config.name}
             self.actors[cid] = create_actor(str(self.run_dir), cid, tags, self.spec.cluster.namespace,
                                             max_restarts=self.actor_restarts)
-        # constructed (rebuilt from the store) before the first probe, so a slow start is seen here
-        refs = [a.ping.remote() for a in self.actors.values()]
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=120)
-        if len(ready) < len(refs):
-            self.progress.log(f"{len(refs) - len(ready)} candidate actor(s) not up after 120 s; continuing")
+        # Not waited for: the actors come up (and rebuild themselves from the store) while the
+        # first probes run; calls made meanwhile queue on them. Nothing the driver decides
+        # depends on them.
 
     def _stop_actors(self) -> None:
         for a in self.actors.values():

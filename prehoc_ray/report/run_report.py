@@ -157,7 +157,8 @@ def _incomplete_text(data: RunData) -> str:
             f"Below is what the result store holds: {len(data.curves)} candidate(s) with probe points, "
             f"{sum(v.get('finished', 0) for v in data.probe_counts.values())} finished probe(s), "
             f"{n_open} probe(s) started and never finished. Decay fits here are provisional (per candidate, "
-            "without the family's shared alpha). Resume the run with the same spec and --out to finish it.")
+            "without the family's shared alpha). Finish it with `prehoc-ray run <spec> --out <this directory> --resume` "
+            "(or `prehoc-ray submit <spec> --out <this directory> --resume` on a cluster).")
 
 
 # ----- HTML -----------------------------------------------------------------------------------

@@ -147,7 +147,10 @@ def test_probe_more_rules():
     rows = [
         row("t:undecided", "t", 0.71, 0.03, **common),
         row("t:hopeless", "t", 0.50, 0.03, **common),
-        row("t:noise", "t", 0.71, 0.05, regime="Noise-Dominant", L_int=0.0016, **common),
+        row("t:noise", "t", 0.71, 0.05, regime="Noise-Dominant", L_int=0.0016,
+            stop_reason="Noise-Dominant: intrinsic floor sqrt(L_int)=0.04 exceeds tolerance 0.02: no probe removes it",
+            value_per_cost=1e-3, gamma=1e-5),
+        row("t:noise-provisional", "t", 0.71, 0.05, regime="Noise-Dominant", L_int=0.0016, **common),
         row("t:cheap-enough", "t", 0.71, 0.03, stop_reason="probe budget spent", value_per_cost=1e-6, gamma=1e-5),
         row("t:never", "t", float("nan"), float("nan"), stop_reason="probe budget spent before the initial probe",
             value_per_cost=float("nan")),
@@ -158,6 +161,7 @@ def test_probe_more_rules():
     assert d["t:undecided"].decision == PROBE_MORE and "value/cost" in d["t:undecided"].reason
     assert d["t:hopeless"].decision == SKIP
     assert d["t:noise"].decision == SKIP
+    assert d["t:noise-provisional"].decision == PROBE_MORE and "not confirmed" in d["t:noise-provisional"].reason
     assert d["t:cheap-enough"].decision == SKIP
     assert d["t:never"].decision == PROBE_MORE
     assert d["t:failed"].decision == SKIP and "OOM" in d["t:failed"].reason

@@ -109,3 +109,16 @@ def test_empty_candidates_table(tmp_path, run_dir):
     assert out.rows == [] and pq.read_table(tmp_path / "plan.parquet").num_rows == 0
     assert out.totals["saving_s"] == 0 and math.isnan(out.totals["saving_fraction"])
     assert json.loads((tmp_path / "plan.json").read_text())["totals"]["saving_fraction"] is None
+
+
+def test_a_starved_probe_budget_asks_to_probe_more(tmp_path):
+    spec = simulated_spec_dict(baselines={"glue-like": 0.62, "gsm8k-like": 0.6, "noisy-labels": 0.6}, probe_seconds=8)
+    job = write_simulated_run(tmp_path, spec, seed=3)
+    out = write_outputs(tmp_path, job, report=False)
+    more = [r for r in out.rows if r["decision"] == "probe more"]
+    assert more and out.totals["n_probe_more"] == len(more)
+    cands = {r["candidate"]: r for r in pq.read_table(tmp_path / "candidates.parquet").to_pylist()}
+    for r in more:
+        assert "probe budget" in cands[r["candidate"]]["stop_reason"]
+        assert "budget ran out" in r["reason"]
+    assert not (tmp_path / "report.html").exists()

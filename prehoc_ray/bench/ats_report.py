@@ -1,0 +1,84 @@
+"""Tables and figure of the 30-LLM study (bench.scaling) next to the paper's published AtS."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from prehoc_ray.bench import scaling
+
+SHOWN = ("ats", "rectified", "prehoc", "prehoc_unclipped", "subtuning", "zero_shot", "model_size")
+PUB_NAME = {"ats": "AtS", "subtuning": "SubTuning", "zero_shot": "ZeroShot", "model_size": "ModelSize"}
+
+
+def compute() -> tuple[list[dict], dict]:
+    return scaling.table(), scaling.published()
+
+
+def reproduction_check(rows: list[dict], pub: dict) -> tuple[int, int, float]:
+    """(matching cells, cells compared, largest absolute difference) for the paper's methods."""
+    diffs = []
+    for r in rows:
+        name = PUB_NAME.get(r["method"])
+        if name is None:
+            continue
+        for metric in ("PearCorr", "RelAcc"):
+            diffs.append(abs(round(r[metric], 1) - pub[(r["dataset"], name, metric, r["ratio"])]))
+    d = np.array(diffs)
+    return int((d < 0.051).sum()), int(d.size), float(d.max())
+
+
+def markdown(rows: list[dict], pub: dict, ours: str = "prehoc") -> str:
+    by = {(r["dataset"], r["method"], r["ratio"]): r for r in rows}
+    out = []
+    ok, n, worst = reproduction_check(rows, pub)
+    out.append(f"Reproduction of the paper's Table 1 (AtS, ZeroShot, SubTuning, ModelSize): {ok}/{n} cells equal "
+               f"to the published value at the published precision (largest difference {worst:.2f}).\n")
+    for metric in ("PearCorr", "RelAcc"):
+        out.append(f"#### {metric} (%), higher is better\n")
+        out.append("| dataset | method | " + " | ".join(f"1/{r}" for r in scaling.RATIOS) + " |")
+        out.append("|---|---|" + "---:|" * len(scaling.RATIOS))
+        for ds in ("FLAN", "WMT19", "GIGAWORD"):
+            out.append(f"| {ds} | AtS (published) | " + " | ".join(f"{pub[(ds, 'AtS', metric, r)]:.1f}" for r in scaling.RATIOS) + " |")
+            for m in SHOWN:
+                out.append(f"| {ds} | {m} | " + " | ".join(f"{by[(ds, m, r)][metric]:.1f}" for r in scaling.RATIOS) + " |")
+        out.append("")
+    out.append(f"Target: {ours} beats the published AtS on every task and budget (ties at 100 RelAcc count as not beaten):\n")
+    out.append("| dataset | metric | " + " | ".join(f"1/{r}" for r in scaling.RATIOS) + " | verdict |")
+    out.append("|---|---|" + "---:|" * len(scaling.RATIOS) + "---|")
+    for ds in ("FLAN", "WMT19", "GIGAWORD"):
+        for metric in ("PearCorr", "RelAcc"):
+            cells, wins = [], 0
+            for r in scaling.RATIOS:
+                a, b = by[(ds, ours, r)][metric], pub[(ds, "AtS", metric, r)]
+                sign = ">" if a > b + 1e-9 else ("=" if abs(a - b) <= 1e-9 else "<")
+                wins += sign == ">"
+                cells.append(f"{a:.1f} {sign} {b:.1f}")
+            out.append(f"| {ds} | {metric} | " + " | ".join(cells) + f" | {'PASS' if wins == len(scaling.RATIOS) else f'MISS ({wins}/7 beaten)'} |")
+    out.append("")
+    return "\n".join(out)
+
+
+def plot(rows: list[dict], pub: dict, path: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by = {(r["dataset"], r["method"], r["ratio"]): r for r in rows}
+    fig, axes = plt.subplots(2, 3, figsize=(15, 7))
+    x = np.array(scaling.RATIOS)
+    for j, ds in enumerate(("FLAN", "WMT19", "GIGAWORD")):
+        for i, metric in enumerate(("PearCorr", "RelAcc")):
+            ax = axes[i, j]
+            ax.plot(x, [pub[(ds, "AtS", metric, r)] for r in x], "s-", color="k", lw=2.5, label="AtS (published)")
+            for m in ("ats", "rectified", "prehoc", "prehoc_unclipped", "subtuning"):
+                ax.plot(x, [by[(ds, m, r)][metric] for r in x], "o--" if m == "ats" else "o-", ms=4,
+                        label="AtS (our re-run)" if m == "ats" else m)
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(x, [f"1/{r}" for r in x])
+            ax.set_title(f"{ds} {metric}")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
