@@ -68,7 +68,7 @@ def main() -> int:
     write_csv(out / "results" / "runs.csv", rows)
     summary = Summary(rows)
     md = markdown(summary)
-    plot(summary, str(out / ""))
+    plot(summary, f"{out}/")
     print(md)
     minutes = (time.perf_counter() - t0) / 60
     body = "\n".join([

@@ -3,8 +3,8 @@
 Selection rule (the same for every policy): in each family (group = one task / base model),
 select the candidate with the best predicted final (ties: the first in world order). A
 candidate the policy has no prediction for (never probed) gets its family's mean prediction;
-a family with no prediction at all gets the first candidate (a random pick, since world
-order is random with respect to quality).
+a family with no prediction at all gets the mean prediction over the world (for RMSE) and its
+first candidate is selected (a random pick, since world order is random w.r.t. quality).
 
 Per world and budget:
 - regret: mean over families of (best true final - true final of the selected candidate),
@@ -12,6 +12,7 @@ Per world and budget:
 - spearman: mean over families of the Spearman correlation of predicted and true finals
   (0 where the predictions are constant);
 - rmse: root mean squared error of predicted vs true finals over all candidates;
+- regret[kind]: the same for one family, keyed by the family's kind (regime or base model);
 - coverage: fraction of true finals inside the central `level` interval (pred +- z std) over
   the candidates with a finite std; NaN when the policy gives no std (`std_frac` says how
   many had one).
@@ -29,10 +30,12 @@ from prehoc_ray.bench.worlds import World
 def filled_predictions(world: World, predicted: np.ndarray) -> np.ndarray:
     pred = np.asarray(predicted, float).copy()
     groups = world.groups
+    everywhere = pred[np.isfinite(pred)]
+    fallback = float(everywhere.mean()) if everywhere.size else 0.0
     for g in set(groups):
         m = groups == g
         finite = pred[m & np.isfinite(pred)]
-        pred[m & ~np.isfinite(pred)] = finite.mean() if finite.size else 0.0
+        pred[m & ~np.isfinite(pred)] = finite.mean() if finite.size else fallback
     return pred
 
 
@@ -81,6 +84,10 @@ def evaluate(world: World, result: PolicyResult, budget: float, level: float = 0
         "std_frac": float(np.mean(has)),
         "predicted_frac": float(np.mean(np.isfinite(result.predicted))),
     }
+    # Per family kind (the group name after its "fN-"/"gN-" prefix: the regime or the base
+    # model), so that a mean regret can be traced to the family that drives it.
+    for g, i in picks.items():
+        row[f"regret[{g.split('-', 1)[1]}]"] = float(y[groups == g].max() - y[i])
     if result.native_pick is not None:
         row["regret_native"] = regret_of(world, {g: result.native_pick.get(g, picks[g]) for g in picks})
     return row

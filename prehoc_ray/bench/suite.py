@@ -72,7 +72,8 @@ class Summary:
             rs = [r for r in self.rows if (r["dataset"], r["budget_frac"], r["policy"]) == k]
             reg = np.array([r["regret"] for r in rs])
             out = {"n": len(rs), "regret": reg.mean(), "regret_sem": reg.std(ddof=1) / math.sqrt(len(rs)) if len(rs) > 1 else float("nan")}
-            for m in ("spearman", "rmse", "coverage", "spent_frac", "seconds", "regret_native"):
+            fam = sorted({k for r in rs for k in r if k.startswith("regret[")})
+            for m in ("spearman", "rmse", "coverage", "spent_frac", "seconds", "regret_native", *fam):
                 vals = np.array([r.get(m, np.nan) for r in rs], float)
                 out[m] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
             self.table[k] = out
@@ -122,7 +123,12 @@ class Summary:
             return "TIE", "both 0"
         need = self.budget_to_match(dataset, peer, budget)
         grid = self.budgets(dataset, peer)
-        ratio_txt = f"peer needs {need / budget:.2f}x" if np.isfinite(need) else f"peer never reaches it up to {grid[-1]:g}"
+        if not np.isfinite(need):
+            ratio_txt = f"peer never reaches it up to budget {grid[-1]:g}"
+        elif need == grid[0] and self.get(dataset, grid[0], peer, "regret") <= rp:
+            ratio_txt = f"peer already there at its smallest budget ({need / budget:.2g}x)"
+        else:
+            ratio_txt = f"peer needs {need / budget:.2f}x"
         half = rq > 0 and rp <= 0.5 * rq
         third = (not np.isfinite(need) and grid[-1] >= 3 * budget) or (np.isfinite(need) and need >= 3 * budget)
         verdict = "PASS" if half or third else "MISS"
@@ -150,6 +156,16 @@ def markdown(summary: Summary) -> str:
                     reg += f" (native pick {100 * v['regret_native']:.2f})"
                 out.append(f"| {b:g} | {p} | {reg} | {_fmt(v['spearman'])} | {_fmt(v['rmse'], 100)} | "
                            f"{_fmt(v['coverage'])} | {_fmt(v['spent_frac'], 1, 3)} |")
+        out.append("")
+        fams = sorted({m for k, v in summary.table.items() if k[0] == ds for m in v if m.startswith("regret[")})
+        out.append(f"Regret by family ({ds}, points x100):\n")
+        out.append("| budget | policy | " + " | ".join(f[7:-1] for f in fams) + " |")
+        out.append("|---:|---|" + "---:|" * len(fams))
+        for b in summary.budgets(ds):
+            for p in summary.policies(ds):
+                v = summary.table.get((ds, b, p))
+                if v is not None and p != "oracle":
+                    out.append(f"| {b:g} | {p} | " + " | ".join(_fmt(v.get(f, float("nan")), 100) for f in fams) + " |")
         out.append("")
         out.append(f"Budget each policy needs to reach prehoc's regret ({ds}; multiple of prehoc's budget):\n")
         peers = [p for p in summary.policies(ds) if p not in ("prehoc", "oracle")]

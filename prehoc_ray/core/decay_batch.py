@@ -163,12 +163,14 @@ def _refine_batch(logC, logU, mask, theta0, lo, hi, f_scale, iters=60):
         c_cost, c_r, c_z, c_J = evaluate(cand, idx)
         better = c_cost < cost[idx] * (1 - 1e-13)
         moved = np.abs(cand - th).max(1)
+        # scipy's ftol (1e-8): an accepted step that barely lowers the cost ends the search
+        small_gain = better & (cost[idx] - c_cost <= 1e-8 * np.maximum(cost[idx], 1e-300))
         sel = idx[better]
         theta[sel] = cand[better]
         cost[sel], r[sel], z[sel], J[sel] = c_cost[better], c_r[better], c_z[better], c_J[better]
         lam[sel] = np.maximum(lam[sel] * 0.3, 1e-9)
         lam[idx[~better]] *= 10.0
-        done = (better & (moved < 1e-8)) | (~better & (lam[idx] > 1e8)) | (np.abs(g).max(1) < 1e-12)
+        done = small_gain | (better & (moved < 1e-8)) | (~better & (lam[idx] > 1e8)) | (np.abs(g).max(1) < 1e-12)
         active[idx[done]] = False
     return np.exp(theta)
 
@@ -283,15 +285,18 @@ def fit_decay_batch(
 
         def boot_chunk(sl: slice, rng: np.random.Generator) -> None:
             k = sl.stop - sl.start
-            draw = rng.integers(0, n[sl, None, None], size=(k, n_boot, n_max))
-            if full_mask[sl].all():
-                src = draw
+            full = bool(full_mask[sl].all())
+            if full:  # the common case: every depth usable, one uniform draw over positions
+                src = rng.integers(0, n_max, size=(k, n_boot, n_max))
             else:
+                draw = rng.integers(0, n[sl, None, None], size=(k, n_boot, n_max))
                 src = np.take_along_axis(np.broadcast_to(packed[sl, None, :], draw.shape), draw, 2)
-            Rb = np.take_along_axis(np.broadcast_to(resid[sl, None, :], draw.shape), src, 2)
+            Rb = np.take_along_axis(np.broadcast_to(resid[sl, None, :], src.shape), src, 2)
             Yb = np.maximum(np.exp(fitted_log[sl, None, :] + Rb), tiny[sl, None]).reshape(-1, n_max)
             # relative weights 1/Y^2: W Y = 1/Y and W Y^2 = 1 where a depth is usable
-            inv = np.where(np.repeat(mask[sl], n_boot, axis=0), 1.0 / Yb, 0.0)
+            inv = 1.0 / Yb
+            if not full:
+                inv *= np.repeat(mask[sl], n_boot, axis=0)
             W2 = inv * inv
             sw = W2.sum(1, keepdims=True)
             sy = inv.sum(1, keepdims=True)
@@ -312,7 +317,7 @@ def fit_decay_batch(
             a, b, _ = _affine_gain(sw, sy, syy, gx, gxx, gxy)
             fitted = a[..., None] + b[..., None] * Xg  # > 0: a, b >= 0 and not both 0 for Y > 0
             res = np.log(np.maximum(fitted, 1e-300)) - np.log(Yb)[:, None, :]
-            if not full_mask[sl].all():
+            if not full:
                 res = res * np.repeat(mask[sl], n_boot, axis=0)[:, None, :]
             pick = np.argmin(np.einsum("rkn,rkn->rk", res, res), axis=1)
             rows = np.arange(pick.size)

@@ -38,6 +38,7 @@ from prehoc_ray.execution.metrics import RunMetrics
 from prehoc_ray.execution.probes import gang_probe_task, probe_task, spec_payload, static_task
 from prehoc_ray.execution.progress import Progress
 from prehoc_ray.execution.resources import ProbeResources, infeasible_reason, probe_resources
+from prehoc_ray.io.errors import ManifestError
 from prehoc_ray.io.manifest import RunManifest, spec_hash
 from prehoc_ray.io.store import ResultStore
 from prehoc_ray.spec.job import JobSpec
@@ -145,7 +146,8 @@ class Driver:
     # ----- the run ---------------------------------------------------------------------------
     def run(self) -> RunResult:
         t0 = time.perf_counter()
-        manifest = self._open_run_dir()
+        self._check_run_dir()  # before anything starts or is written
+        manifest: RunManifest | None = None
         conn: Connection | None = None
         status, error = "failed", ""
         progress = self.progress
@@ -156,6 +158,7 @@ class Driver:
             why = infeasible_reason(self.res, ray.nodes())
             if why:
                 raise InfeasibleError(why)
+            manifest = self._open_run_dir()
             with progress:
                 progress.log(f"job {self.spec.name}: {len(self.cands)} candidates, budget {self.spec.budget.probe_seconds:g} "
                              f"{self.res.device_kind}-seconds, probes of {self.res.describe()}, Ray: {conn.address}, "
@@ -177,20 +180,31 @@ class Driver:
             raise
         finally:
             self._stop_actors()
-            try:
-                info = {"spent_s": self.stats.engine.spent if self.stats.engine else 0.0, "error": error,
-                        "wall_s": time.perf_counter() - t0}
-                manifest.with_status(status, **info).save(self.run_dir)
-            except Exception:
-                pass
+            if manifest is not None:
+                try:
+                    info = {"spent_s": self.stats.engine.spent if self.stats.engine else 0.0, "error": error,
+                            "wall_s": time.perf_counter() - t0}
+                    manifest.with_status(status, **info).save(self.run_dir)
+                except Exception:
+                    pass
             if conn is not None:
                 conn.close()
 
-    def _open_run_dir(self) -> RunManifest:
+    def _check_run_dir(self) -> None:
         existing = RunManifest.load(self.run_dir)
-        if existing is not None and not self.resume:
+        if existing is None:
+            return
+        if not self.resume:
             raise RunDirError(f"{self.run_dir}: already holds a run (manifest.json); pass --resume to continue it, "
                               "or choose another --out")
+        if existing.spec_hash != spec_hash(self.spec):
+            raise ManifestError(
+                f"{RunManifest.path(self.run_dir)}: this run directory belongs to spec {existing.spec_hash[:12]}, the spec "
+                f"given hashes to {spec_hash(self.spec)[:12]}; --resume needs the same spec (use a new --out to run this one)"
+            )
+
+    def _open_run_dir(self) -> RunManifest:
+        existing = RunManifest.load(self.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         # ManifestError (a ValueError) when the directory belongs to another spec
         manifest = self.store.open_manifest(spec_hash(self.spec), job=self.spec.name, backend=self.spec.backend)

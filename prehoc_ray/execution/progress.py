@@ -46,10 +46,15 @@ class Progress:
             from rich.console import Console
             from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
 
+            from rich.table import Column
+
+            fixed = {"no_wrap": True}
             self._bar = RichProgress(
-                TextColumn("[bold]budget"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f} device-s"),
-                TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-                console=Console(file=self.stream), transient=False,
+                TextColumn("[bold]budget", table_column=Column(**fixed)), BarColumn(bar_width=20),
+                TextColumn("{task.completed:.0f}/{task.total:.0f} device-s", table_column=Column(**fixed)),
+                TimeElapsedColumn(table_column=Column(**fixed)),
+                TextColumn("{task.fields[info]}", table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1)),
+                console=Console(file=self.stream), transient=False, expand=True,
             )
             self._bar.start()
             self._task = self._bar.add_task("budget", total=max(self.snap.budget, 1e-9), info="")

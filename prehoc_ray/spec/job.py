@@ -81,10 +81,16 @@ class JobSpec(_Strict):
                 raise ValueError(f"{kind}: duplicate name(s) {', '.join(dup)}")
         if self.candidates is not None:
             t, m, c = ({i.name for i in xs} for xs in (self.tasks, self.models, self.configs))
+            seen: dict[tuple[str, str, str], int] = {}
             for k, (tn, mn, cn) in enumerate(self.candidates):
                 for kind, name, known in (("task", tn, t), ("model", mn, m), ("config", cn, c)):
                     if name not in known:
                         raise ValueError(f"candidates[{k}]: unknown {kind} {name!r} (known: {', '.join(sorted(known))})")
+                # a repeated triple would be one candidate id twice: the engine and the actor
+                # names need them unique, so say it here rather than after Ray has started
+                if (tn, mn, cn) in seen:
+                    raise ValueError(f"candidates[{k}]: ({tn}, {mn}, {cn}) repeats candidates[{seen[(tn, mn, cn)]}]")
+                seen[(tn, mn, cn)] = k
         if self.allocation.initial_steps < 3 * self.probe.eval_every:
             raise ValueError(
                 f"allocation.initial_steps ({self.allocation.initial_steps}) must be >= 3 x probe.eval_every "

@@ -4,8 +4,9 @@ import numpy as np
 import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
-from prehoc_ray.cli import app
-import prehoc_ray.cli.simulate  # noqa: F401  (registers the command)
+from prehoc_ray.cli import _register, app
+
+_register()  # every sub-command, as `prehoc-ray` itself does
 
 PLAN_COLS = {"candidate", "group", "predicted_final", "predicted_std", "lower", "upper", "regime", "probe_steps",
              "probe_cost_s", "selected"}

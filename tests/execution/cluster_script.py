@@ -3,11 +3,12 @@ process holds one Ray connection and the test session already has one.
 
     python tests/execution/cluster_script.py OUT_DIR    -> OUT_DIR/result.json
 
-1. fractional GPUs: a CPU-only head (the driver) + 3 nodes with 1 logical GPU each; probes ask
-   for 0.5 GPU, so a node holds two and the rest spread; after some probes finished, one GPU
-   node is removed: its probes fail over, its actors restart elsewhere, the run ends in a plan.
-2. a gang: a node with 2 GPUs; probes ask for num_gpus: 2 -> a STRICT_PACK placement group of
-   two ranks on that node, released after each probe.
+One cluster: a CPU-only head (the driver), 3 nodes with 1 logical GPU each, 1 node with 2.
+1. a gang: probes ask for num_gpus: 2 -> a STRICT_PACK placement group of two ranks, only on
+   the 2-GPU node, released after each probe.
+2. fractional GPUs: probes ask for 0.5 GPU, so a node holds two and the rest spread; after
+   some probes finished, a 1-GPU node is removed: its probes fail over, its actors restart
+   elsewhere, the run ends in a plan.
 """
 
 from __future__ import annotations
@@ -44,13 +45,22 @@ def spec(**over) -> JobSpec:
     return JobSpec.model_validate(raw)
 
 
-def fractional(out: Path) -> dict:
+def make_cluster():
+    """A CPU-only head (the driver), 3 nodes with 1 logical GPU each, 1 node with 2."""
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 0})
-    nodes = [cluster.add_node(num_cpus=1, num_gpus=1) for _ in range(3)]
+    singles = [cluster.add_node(num_cpus=2, num_gpus=1) for _ in range(3)]
+    double = cluster.add_node(num_cpus=2, num_gpus=2)
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
-    gpu_nodes = {n.node_id for n in nodes}
-    victim = nodes[-1]
+    return cluster, singles, double
+
+
+SMALL = {"tasks": [{"name": "copy", "builtin": "synthetic_copy"},
+                   {"name": "noisy", "builtin": "tweet_sentiment", "label_noise": 0.6}]}
+
+
+def fractional(cluster, singles, double, out: Path) -> dict:
+    victim = singles[-1]
     finished: list[str] = []
     removed = threading.Event()
     finished_at_removal: set[str] = set()
@@ -63,14 +73,15 @@ def fractional(out: Path) -> dict:
             finished_at_removal.update(ResultStore(out / "frac").finished_probe_ids())
             cluster.remove_node(victim, allow_graceful=False)
 
-    s = spec(probe={"num_gpus": 0.5, "num_cpus": 0.5}, allocation={"max_concurrent_probes": 6})
+    s = spec(name="frac", **SMALL, probe={"num_gpus": 0.5, "num_cpus": 1}, budget={"probe_seconds": 12.0},
+             allocation={"max_concurrent_probes": 8})
     t0 = time.time()
-    res = Driver(s, out / "frac", sim={"sleep_s": 0.4}, on_probe_end=on_end).run()
+    res = Driver(s, out / "frac", sim={"sleep_s": 0.3}, on_probe_end=on_end).run()
     runs = read_runs(out / "frac")
     store = ResultStore(out / "frac")
-    result = {
+    return {
         "wall_s": time.time() - t0,
-        "gpu_nodes": sorted(gpu_nodes),
+        "gpu_nodes": sorted(n.node_id for n in singles + [double]),
         "victim": victim.node_id,
         "removed": removed.is_set(),
         "finished_at_removal": sorted(finished_at_removal),
@@ -82,28 +93,22 @@ def fractional(out: Path) -> dict:
         "plan": (out / "frac" / "plan.json").is_file(),
         "candidates": (out / "frac" / "candidates.parquet").is_file(),
     }
-    ray.shutdown()
-    cluster.shutdown()
-    return result
 
 
-def gang(out: Path) -> dict:
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 0})
-    node = cluster.add_node(num_cpus=2, num_gpus=2)
-    cluster.add_node(num_cpus=1, num_gpus=1)  # too small for a gang: never used by one
-    cluster.wait_for_nodes()
-    ray.init(address=cluster.address, log_to_driver=False)
+def gang(double, out: Path) -> dict:
     s = spec(name="gang", tasks=[{"name": "copy", "builtin": "synthetic_copy"}],
              models=[{"name": "tiny-a", "tiny": {"arch": "llama"}}],
-             probe={"num_gpus": 2, "num_cpus": 1}, budget={"probe_seconds": 3.0},
-             allocation={"max_concurrent_probes": 1})
+             probe={"num_gpus": 2, "num_cpus": 1}, budget={"probe_seconds": 0.7},
+             allocation={"max_concurrent_probes": 2, "seeds": 2})
+    t0 = time.time()
     res = Driver(s, out / "gang", sim={"sleep_s": 0.1}).run()
     runs = read_runs(out / "gang")
     from ray.util import placement_group_table
 
     pgs = placement_group_table()
-    result = {
-        "node": node.node_id,
+    return {
+        "wall_s": time.time() - t0,
+        "node": double.node_id,
         "nodes_of_finished": sorted({r["node_id"] for r in runs if r["status"] == "finished"}),
         "devices": sorted({r["devices"] for r in runs if r["status"] == "finished"}),
         "finished": sum(r["status"] == "finished" for r in runs),
@@ -112,13 +117,18 @@ def gang(out: Path) -> dict:
         "pg_strategies": sorted({p["strategy"] for p in pgs.values()}),
         "settled": res.engine.finished,
     }
-    ray.shutdown()
-    cluster.shutdown()
-    return result
 
 
 if __name__ == "__main__":
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
-    result = {"fractional": fractional(out), "gang": gang(out)}
+    t0 = time.time()
+    cluster, singles, double = make_cluster()
+    try:
+        result = {"start_s": time.time() - t0}
+        result["gang"] = gang(double, out)
+        result["fractional"] = fractional(cluster, singles, double, out)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
     (out / "result.json").write_text(json.dumps(result, indent=1))

@@ -63,7 +63,6 @@ def asha_grace_period(world: World, budget: float, eta: float = REDUCTION_FACTOR
 def _ensure_ray() -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     import ray
 
     if not ray.is_initialized():
@@ -159,7 +158,6 @@ def run(world: World, budget: float, *, seed: int = 0, concurrency: int = 4, gra
     e = world.eval_every
     max_t = max(int(np.ceil(c.horizon / e)) for c in world.candidates)
     grace = grace_period or asha_grace_period(world, budget)
-    np.random.seed(seed)  # AsyncHyperBandScheduler draws its bracket with the global numpy RNG
     order = np.random.default_rng(seed).permutation(len(world.candidates))
     curves = {c.id: (*c.curve(0), c.cost_per_step) for c in world.candidates}
     bank = _bank_class().remote(float(budget))
