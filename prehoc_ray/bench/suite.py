@@ -139,6 +139,21 @@ def _fmt(v: float, scale: float = 1.0, nd: int = 2) -> str:
     return "-" if not np.isfinite(v) else f"{scale * v:.{nd}f}"
 
 
+def verdicts(summary: Summary) -> str:
+    """One line per dataset and peer: how many budgets met the target."""
+    lines = []
+    for ds in summary.datasets():
+        for peer in PEERS:
+            if peer not in summary.policies(ds):
+                continue
+            vs = [(b, summary.target(ds, b, peer)[0]) for b in summary.budgets(ds, "prehoc")]
+            vs = [(b, v) for b, v in vs if v != "n/a"]
+            passed = [f"{b:g}" for b, v in vs if v == "PASS"]
+            lines.append(f"- {ds} vs {peer}: {len(passed)}/{len(vs)} budgets PASS"
+                         + (f" ({', '.join(passed)})" if passed else ""))
+    return "\n".join(lines)
+
+
 def markdown(summary: Summary) -> str:
     out = []
     for ds in summary.datasets():

@@ -275,7 +275,7 @@ def fit_decay_batch(
         eb = np.empty((mt, n_boot))
         # Coarse-to-fine over the exponent grid: every 4th exponent first (in float32: it only
         # picks the neighbourhood), then the 7 fine exponents around the best coarse one (for a
-        # unimodal profile the optimum is within 3 fine steps of it).
+        # unimodal profile the optimum is within 3 fine steps of it) judged by log loss.
         coarse = np.unique(np.r_[np.arange(0, E, 4), E - 1])
         offsets = np.arange(-3, 4)
         XEN = np.swapaxes(XT, -1, -2)  # (E, n) or (m, E, n)
@@ -308,15 +308,21 @@ def fit_decay_batch(
                 W3, I3 = W32.reshape(k, n_boot, n_max), inv32.reshape(k, n_boot, n_max)
                 sx, sxx, sxy = ((A @ B).reshape(k * n_boot, -1) for A, B in ((W3, XTc32[sl]), (W3, X2Tc32[sl]), (I3, XTc32[sl])))
             best_c = coarse[np.argmax(_gain(sw.astype(np.float32), sy.astype(np.float32), sx, sxx, sxy), axis=1)]
-            j = np.clip(best_c[:, None] + offsets[None, :], 0, E - 1)  # (R, 7)
-            Xg = XEN[j] if shared else XEN[np.repeat(np.arange(sl.start, sl.stop), n_boot)[:, None], j]  # (R, 7, n)
+            # ...plus both ends of the grid, where degenerate profiles (flat: alpha -> 0, a step:
+            # alpha -> max) have their optimum and float32 sums are least reliable.
+            # In ascending order, so ties resolve to the smallest exponent as in fit_decay.
+            R = best_c.size
+            j = np.concatenate([np.zeros((R, 1), np.int64), np.clip(best_c[:, None] + offsets[None, :], 0, E - 1),
+                                np.full((R, 1), E - 1)], 1)  # (R, 9)
+            Xg = XEN[j] if shared else XEN[np.repeat(np.arange(sl.start, sl.stop), n_boot)[:, None], j]  # (R, 9, n)
             gx = np.einsum("rkn,rn->rk", Xg, W2)
             gxx = np.einsum("rkn,rn->rk", Xg * Xg, W2)
             gxy = np.einsum("rkn,rn->rk", Xg, inv)
             # the fine exponents are judged as fit_decay judges its grid: squared log error
             a, b, _ = _affine_gain(sw, sy, syy, gx, gxx, gxy)
-            fitted = a[..., None] + b[..., None] * Xg  # > 0: a, b >= 0 and not both 0 for Y > 0
-            res = np.log(np.maximum(fitted, 1e-300)) - np.log(Yb)[:, None, :]
+            flr = 1e-12 * Yb.max(1)[:, None]  # profile_fit's floor for the log loss
+            fitted = np.maximum(a[..., None] + b[..., None] * Xg, flr[:, :, None])
+            res = np.log(fitted) - np.log(np.maximum(Yb, flr))[:, None, :]
             if not full:
                 res = res * np.repeat(mask[sl], n_boot, axis=0)[:, None, :]
             pick = np.argmin(np.einsum("rkn,rkn->rk", res, res), axis=1)

@@ -190,6 +190,15 @@ class Engine:
         # an initial probe later nor keep the others in the initial phase for ever.
         fresh = [st for st in self.states.values()
                  if st.failed is None and st.stop_reason is None and st.depth < s.initial_depth]
+        # When the budget cannot pay every initial probe, families take turns (the first
+        # candidate of each, then the second, ...): in id order the families sorting last
+        # would get no probe at all and their selection would be blind.
+        turn: dict[str, int] = {}
+        keyed = []
+        for st in fresh:
+            turn[st.info.group] = turn.get(st.info.group, -1) + 1
+            keyed.append(((turn[st.info.group], st.info.group, st.info.id), st))
+        fresh = [st for _, st in sorted(keyed, key=lambda kv: kv[0])]
         for st in fresh:
             est = st.cost_per_step * (s.initial_depth - st.depth) * s.seeds
             if est > self.budget_left - sum(self._order_cost(o) for o in orders):

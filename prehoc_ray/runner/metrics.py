@@ -136,7 +136,8 @@ def _classify_with_cache(call, module, es: EvalSet, *, pad_id: int, device, batc
         labels[j, : len(ids)] = torch.tensor(ids)
         lmask[j, : len(ids)] = 1
     labels, lmask = labels.to(device), lmask.to(device)
-    per_chunk = max(1, batch_size // m) if m <= batch_size else 1
+    # prompts per forward; the label pass repeats their cache m times, so bound per_chunk * m
+    per_chunk = max(1, min(batch_size, 8 * batch_size // m))
     nll = torch.zeros((es.n_examples, m), dtype=torch.float64)
     tokens = lmask.sum(1).double().cpu()
     keep = {"logits_to_keep": 1} if call.keep else {}
