@@ -74,6 +74,9 @@ class RunResult:
     plan_written: bool = False
     connection: str = ""
     nodes: dict[str, int] = field(default_factory=dict)  # node id -> attempts that ran there
+    # wall seconds per phase: connect, static, loop (of which wait: blocked in ray.wait,
+    # engine: next_round/refit, tell: reading the store and telling), outputs, plan
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def engine_settings(spec: JobSpec) -> EngineSettings:
@@ -152,9 +155,11 @@ class Driver:
         status, error = "failed", ""
         progress = self.progress
         try:
+            t = time.perf_counter()
             conn = connect(self.address, spec_address=self.spec.cluster.address, runtime_env=self.spec.cluster.runtime_env,
                            namespace=self.spec.cluster.namespace, num_cpus=self.num_cpus)
             self.stats.connection = conn.address
+            self._time("connect", t)
             why = infeasible_reason(self.res, ray.nodes())
             if why:
                 raise InfeasibleError(why)
@@ -164,11 +169,17 @@ class Driver:
                              f"{self.res.device_kind}-seconds, probes of {self.res.describe()}, Ray: {conn.address}, "
                              f"run dir {self.run_dir}" + (" (resuming)" if self.resume else ""))
                 self._payload = ray.put(spec_payload(self.spec))
+                t = time.perf_counter()
                 statics = self._static_signals()
+                self._time("static", t)
                 engine = Engine(self._infos(statics), engine_settings(self.spec))
                 self.stats.engine = engine
+                t = time.perf_counter()
                 self._start_actors()
+                self._time("actors", t)
+                t = time.perf_counter()
                 self._loop(engine)
+                self._time("loop", t)
                 self._finish(engine, t0)
             status = "finished"
             return self.stats
@@ -202,6 +213,9 @@ class Driver:
                 f"{RunManifest.path(self.run_dir)}: this run directory belongs to spec {existing.spec_hash[:12]}, the spec "
                 f"given hashes to {spec_hash(self.spec)[:12]}; --resume needs the same spec (use a new --out to run this one)"
             )
+
+    def _time(self, phase: str, since: float) -> None:
+        self.stats.timings[phase] = self.stats.timings.get(phase, 0.0) + time.perf_counter() - since
 
     def _open_run_dir(self) -> RunManifest:
         existing = RunManifest.load(self.run_dir)
@@ -284,8 +298,12 @@ class Driver:
     # ----- rounds ------------------------------------------------------------------------------
     def _loop(self, engine: Engine) -> None:
         for _ in range(self.max_rounds):
+            t = time.perf_counter()
             orders = engine.next_round()
+            self._time("engine", t)
+            t = time.perf_counter()
             self._publish(engine)
+            self._time("publish", t)
             if not orders:
                 return
             self.stats.rounds += 1
@@ -330,6 +348,7 @@ class Driver:
                 more, _ = ray.wait(rest, num_returns=len(rest), timeout=0) if rest else ([], [])
                 ready = list(ready) + list(more)
             self._waiting_s += time.perf_counter() - t_wait
+            self._time("wait", t_wait)
             now = time.monotonic()
             ended = [(ref, self._result(ref, inflight[ref])) for ref in ready]
             for ref, (o, attempt, t_sub) in list(inflight.items()):
@@ -364,7 +383,9 @@ class Driver:
                 if self.on_probe_end is not None:
                     self.on_probe_end({**out, "probe_id": o.probe_id, "attempt": attempt})
         self.progress.update(running=0, queued=0)
+        t = time.perf_counter()
         self._tell(engine, orders)
+        self._time("tell", t)
 
     def _submit(self, o: ProbeOrder, attempt: int):
         c = self.cands[o.candidate]
@@ -434,12 +455,13 @@ class Driver:
         runs = read_runs(self.run_dir)
         metric = next((r["metric"] for r in runs if r.get("status") == "finished" and r.get("metric")), self._metric_name)
         gamma = getattr(engine, "gamma", None) or (self.spec.allocation.gamma or float("nan"))
+        t = time.perf_counter()
         rows = outputs.candidate_rows(self.spec, engine.summary(), gamma, runs, metric)
         outputs.write_candidates(self.run_dir, rows)
         outputs.write_spend(self.run_dir, outputs.spend_rows(engine.history, runs))
         self.stats.candidates = rows
-        self.stats.wall_s = time.perf_counter() - t0
-        self.stats.overhead_s = max(0.0, self.stats.wall_s - self._waiting_s)
+        self._time("outputs", t)
+        t = time.perf_counter()
         try:
             from prehoc_ray.plan import write_outputs  # another engineer's module; optional here
         except ImportError:
@@ -447,6 +469,9 @@ class Driver:
         else:
             write_outputs(self.run_dir, self.spec)
             self.stats.plan_written = True
+        self._time("plan", t)
+        self.stats.wall_s = time.perf_counter() - t0
+        self.stats.overhead_s = max(0.0, self.stats.wall_s - self._waiting_s)
         self.progress.refresh(force=True)
 
 

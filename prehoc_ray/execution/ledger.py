@@ -38,7 +38,8 @@ RUN_FIELDS = {
     "target_step": pa.int64(),
     "resumed_from": pa.int64(),  # the step the probe really started from (its checkpoint)
     "steps_run": pa.int64(),
-    "wall_s": pa.float64(),
+    "wall_s": pa.float64(),  # the attempt inside its worker, bookkeeping included
+    "runner_s": pa.float64(),  # of which the probe itself (run_probe / the simulated curve)
     "cost_s": pa.float64(),
     "devices": pa.float64(),
     "train_s_per_step": pa.float64(),  # the runner's lambda: training seconds per step

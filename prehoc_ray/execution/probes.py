@@ -153,7 +153,9 @@ def _simulated(spec, store, sim, pid, cid, seed, start, target, attempt, tag, le
     from prehoc_ray.execution.simulated import simulation_for
 
     _inject_failure(sim, pid, attempt)
+    t0 = time.perf_counter()
     rows, cost = simulation_for(spec).run(cid, seed, start, target, pid)
+    runner_s = time.perf_counter() - t0
     sleep = float(sim.get("sleep_s", 0.0))
     # Points arrive one by one, as from a real probe, so a kill lands between two of them.
     for r in rows:
@@ -163,7 +165,7 @@ def _simulated(spec, store, sim, pid, cid, seed, start, target, attempt, tag, le
             store.append([tag(r)])
     if not rows and sleep:
         time.sleep(sleep)
-    return {"cost_s": float(cost), "steps_run": target - start, "resumed_from": start,
+    return {"cost_s": float(cost), "steps_run": target - start, "resumed_from": start, "runner_s": runner_s + sleep,
             "train_s_per_step": float(cost) / max(1, target - start), "metric": "value",
             "rows": [{"step": float(r["step"]), "value": float(r["value"])} for r in rows]}
 
@@ -190,7 +192,7 @@ def _real(spec, run_dir, store, pid, cid, seed, start, target, devices, tag, lea
             cost = res.seconds_per_step * (target - start) * devices
     sps = res.seconds_per_step if math.isfinite(res.seconds_per_step) else float("nan")
     new = [r for r in res.rows if start < float(r["step"]) <= target]
-    return {"rows": [{"step": float(r["step"]), "value": float(r["value"])} for r in new],
+    return {"rows": [{"step": float(r["step"]), "value": float(r["value"])} for r in new], "runner_s": float(res.seconds),
             "cost_s": float(cost), "steps_run": int(res.steps_run), "resumed_from": int(res.start_step),
             "train_s_per_step": float(sps * devices) if math.isfinite(sps) else float("nan"),
             "tokens": float(res.tokens), "metric": res.metric}

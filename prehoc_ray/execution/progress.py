@@ -38,6 +38,7 @@ class Progress:
         self.snap = Snapshot(budget=budget, candidates=candidates)
         self.log_every_s = log_every_s
         self._last_log = 0.0
+        self._last_line = ""
         self._bar = None
         self._task = None
 
@@ -86,7 +87,10 @@ class Progress:
                     f" {s.failed} failed | settled {s.settled}/{s.candidates}")
             self._bar.update(self._task, completed=min(s.spent, s.budget), info=info)
             return
+        # a line when something changed (at most every log_every_s), else one a minute
         now = time.monotonic()
-        if force or now - self._last_log >= self.log_every_s:
-            self._last_log = now
-            self.log(s.line())
+        line = s.line()
+        since = now - self._last_log
+        if force or (line != self._last_line and since >= self.log_every_s) or since >= max(60.0, self.log_every_s):
+            self._last_log, self._last_line = now, line
+            self.log(line)

@@ -4,7 +4,6 @@ exists before run_probe is called. Launched by test_runner_distributed.py."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
