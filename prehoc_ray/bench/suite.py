@@ -220,6 +220,8 @@ def plot(summary: Summary, path_prefix: str) -> list[str]:
     import matplotlib.pyplot as plt
 
     paths = []
+    colors = {p: f"C{i}" for i, p in enumerate(POLICY_NAMES)}
+    colors["prehoc"] = "k"
     metrics = (("regret", "regret (points)", 100), ("spearman", "Spearman (within family)", 1),
                ("rmse", "RMSE (points)", 100), ("coverage", "90% interval coverage", 1))
     for ds in summary.datasets():
@@ -230,11 +232,12 @@ def plot(summary: Summary, path_prefix: str) -> list[str]:
                 ys = [scale * summary.get(ds, b, p, m) for b in bs]
                 if not np.isfinite(ys).any():
                     continue
-                style = dict(lw=2.5, color="k") if p == "prehoc" else {}
-                ax.plot(bs, ys, "o-", label=p, **style)
+                ax.plot(bs, ys, "o-", label=p, color=colors[p], lw=2.5 if p == "prehoc" else 1.5)
             if m == "coverage":
                 ax.axhline(0.9, color="grey", ls=":")
             ax.set_xscale("log")
+            ax.set_xticks(summary.budgets(ds), [f"{b:g}" for b in summary.budgets(ds)])
+            ax.minorticks_off()
             ax.set_xlabel("probe budget (fraction of fully training every candidate)")
             ax.set_title(label)
         axes[0].legend(fontsize=7)

@@ -148,12 +148,12 @@ def decomposition_table(result: Any) -> Any:
     import pyarrow as pa
 
     rows = result.decomposition_rows()
-    text = {"unit", "kind", "regime", "reason", "diagnostics"}
     cols: dict[str, Any] = {}
     for name, values in rows.items():
-        if name in text:
-            cols[name] = pa.array([str(v) for v in values], type=pa.string())
-        elif name == "n_points":
+        # typed by content, so columns the core adds later come through without a change here
+        if any(isinstance(v, str) for v in values):
+            cols[name] = pa.array([None if v is None else str(v) for v in values], type=pa.string())
+        elif values and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
             cols[name] = pa.array([int(v) for v in values], type=pa.int64())
         else:
             cols[name] = _nullable(np.asarray(values, float) if values else np.empty(0))

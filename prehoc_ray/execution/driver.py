@@ -44,10 +44,13 @@ from prehoc_ray.io.store import ResultStore
 from prehoc_ray.spec.job import JobSpec
 
 # Before a probe has measured a candidate's cost, the engine needs a guess (device-seconds
-# per step per seed). Calibrated on this project's 2-core machine: a ~0.1M-parameter tiny
-# Llama at batch 8 x 96 tokens runs ~0.05 s/step, SmolLM2-135M at 1024 tokens/step ~2.7 s/step.
+# per step per seed): it decides whether the initial probes fit the budget. Calibrated on this
+# project's 2-core machine, one thread per probe, two probes side by side, probe cost charged
+# as measured (set-up and evaluations included): a ~0.16M-parameter tiny Llama at 8 x 96
+# tokens ~0.1 s/step; SmolLM2-135M at 4 x 96 tokens ~8 s/step. A GPU is far faster: the first
+# round's measurement replaces the guess.
 PRIOR_BASE_S = 0.05
-PRIOR_S_PER_PARAM_TOKEN = 2e-8 / 1024
+PRIOR_S_PER_PARAM_TOKEN = 1.5e-10
 STATIC_TIMEOUT_S = 1800.0
 
 

@@ -16,6 +16,7 @@ from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from prehoc_ray.core.analysis import AnalysisSettings, Unit
 from prehoc_ray.core.decay import ALPHA_MAX_THEORY
@@ -102,10 +103,12 @@ def phase_diagram(units: Sequence[Unit], gamma: float, settings: AnalysisSetting
     L_grid = np.geomspace(x_lo, tau2, 160)
     alphas = np.geomspace(y_lo, y_hi, 160)
     share = static_share(fitted, gamma, settings, horizon, L_grid, alphas)
+    contour = False
     cmap = LinearSegmentedColormap.from_list("dc_ss", [REGION_COLORS[Regime.DYNAMIC_CRITICAL], REGION_COLORS[Regime.STATIC_SUFFICIENT]])
     if share is not None:
         mesh = ax.pcolormesh(L_grid, alphas, share, cmap=cmap, vmin=0, vmax=1, shading="auto", zorder=0, rasterized=True)
-        if share.min() < 0.5 < share.max():
+        contour = bool(share.min() < 0.5 < share.max())
+        if contour:
             ax.contour(L_grid, alphas, share, levels=[0.5], colors=[REGIME_COLORS[Regime.STATIC_SUFFICIENT]], linewidths=1.5, linestyles="--", zorder=1)
         cb = fig.colorbar(mesh, ax=ax, pad=0.01, fraction=0.04)
         cb.set_label("share of units Static-Sufficient at this (L_int, alpha)", fontsize=7)
@@ -146,9 +149,9 @@ def phase_diagram(units: Sequence[Unit], gamma: float, settings: AnalysisSetting
     kinds = sorted({u.kind for u in fitted})
     handles += [Line2D([], [], marker=KIND_MARKERS.get(k, "o"), ls="none", color="0.3", label=KIND_LABELS.get(k, k)) for k in kinds]
     handles.append(Line2D([], [], color=REGIME_COLORS[Regime.NOISE_DOMINANT], lw=1.5, label=f"L_int = tau^2 = {tau2:.3g} (Noise-Dominant right of it)"))
-    if share is not None:
+    if contour:
         handles.append(Line2D([], [], color=REGIME_COLORS[Regime.STATIC_SUFFICIENT], lw=1.5, ls="--", label="J(0) = J(c*) for half of the units"))
-    ax.legend(handles=handles, fontsize=7, loc="lower right", framealpha=0.9)
+    ax.legend(handles=handles, fontsize=7, loc="best", framealpha=0.85)
     fig.text(0.01, 0.005, "Marker: each unit's own regime. Left of tau^2, background: share of units for which that (L_int, alpha) "
              "would be Static-Sufficient (green) rather than worth probing (blue).", fontsize=7, color="0.3")
     if any(u.fit.L_int < x_lo for u in fitted):
@@ -220,6 +223,13 @@ def decay_plot(units: Sequence[Unit], path: Path, limit: int = MAX_DECAY_PANELS)
         ax.set_title(f"{name}\n{u.regime.value}", fontsize=8, color=color)
         ax.text(0.03, 0.04, text + (f"\n[{', '.join(f.diagnostics)}]" if f.diagnostics and f.ok else ""), transform=ax.transAxes, fontsize=6.5, color="0.2")
         ax.tick_params(labelsize=7)
+        # Short axes (under a decade) would label every minor tick on top of each other:
+        # label 1, 2 and 5 of each decade instead.
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=7))
+            axis.set_minor_formatter(NullFormatter())
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.2g}"))
         if k % ncols == 0:
             ax.set_ylabel("U(c)", fontsize=8)
         if k >= (nrows - 1) * ncols:

@@ -36,8 +36,10 @@ class SimulatedBackend:
 
     def candidates(self) -> list[CandidateInfo]:
         tr = self.portfolio.truth
+        # The simulator knows each candidate's true cost; handing it over as the prior keeps
+        # the first round (budgeted before anything is measured) from overspending.
         return [
-            CandidateInfo(str(c), str(g), float(h), prior_cost_per_step=self.cost_per_step)
+            CandidateInfo(str(c), str(g), float(h), prior_cost_per_step=self._lam[str(c)])
             for c, g, h in zip(tr["candidate"], tr["group"], tr["horizon"])
         ]
 
