@@ -151,7 +151,7 @@ def decomposition_table(result: Any) -> Any:
     cols: dict[str, Any] = {}
     for name, values in rows.items():
         # typed by content, so columns the core adds later come through without a change here
-        if any(isinstance(v, str) for v in values):
+        if name in ("unit", "kind", "regime", "reason", "diagnostics") or any(isinstance(v, str) for v in values):
             cols[name] = pa.array([None if v is None else str(v) for v in values], type=pa.string())
         elif values and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
             cols[name] = pa.array([int(v) for v in values], type=pa.int64())

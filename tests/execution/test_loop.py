@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -167,15 +168,16 @@ def test_a_restarted_actor_rebuilds_itself_from_the_store(sim_run, tmp_path):
         assert math.isfinite(before["L_int"]) and not before["restarted"]
         ray.kill(a, no_restart=False)  # Ray restarts it: __init__ runs again
         after = None
-        for _ in range(60):
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:  # ray.kill is asynchronous: wait for the new process
             try:
                 after = ray.get(a.state.remote(), timeout=30)
-                break
+                if after["pid"] != before["pid"]:
+                    break
             except ray.exceptions.RayActorError:
-                import time
-
-                time.sleep(0.5)
-        assert after is not None and after["restarted"] and after["pid"] != before["pid"]
+                pass
+            time.sleep(0.5)
+        assert after is not None and after["pid"] != before["pid"] and after["restarted"]
         assert after["points"] == before["points"] and after["regime"] == before["regime"]
         assert after["depth"] == before["depth"]
     finally:
