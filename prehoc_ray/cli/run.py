@@ -73,13 +73,12 @@ def run_cmd(
 
     progress = Progress(spec.budget.probe_seconds, len(spec.candidate_specs()), quiet=quiet)
     try:
-        result = Driver(spec, run_dir, spec_path=spec_path, resume=resume, address=address, sim=sim,
-                        progress=progress).run()
-    except (RunDirError, ManifestError) as exc:
+        driver = Driver(spec, run_dir, spec_path=spec_path, resume=resume, address=address, sim=sim, progress=progress)
+    except ValueError as exc:  # a resource request Ray cannot express (probe.num_gpus 1.5, ...)
         _fail(str(exc), EXIT_BAD_INPUT)
-    except ValueError as exc:  # probe.num_gpus shapes and other spec-level problems found at start
-        if os.environ.get(DEBUG_ENV):
-            raise
+    try:
+        result = driver.run()
+    except (RunDirError, ManifestError) as exc:
         _fail(str(exc), EXIT_BAD_INPUT)
     except (ClusterError, InfeasibleError) as exc:
         _fail(str(exc), EXIT_FAILURE)

@@ -1,0 +1,17 @@
+"""Ray execution: an actor per candidate, budget allocation by marginal variance reduction,
+nothing lost. The only package that imports Ray.
+
+    driver.py     the round loop: engine orders -> Ray probes -> result store -> engine
+    probes.py     the device work: static signals and probes as Ray tasks, multi-GPU gangs
+    actors.py     CandidateActor, one per candidate, rebuilt from the store on restart
+    ledger.py     the driver's view of the store: finished, failed, attempts; probe_runs/
+    resources.py  what one probe asks for (CPU, GPU fraction, STRICT_PACK gang); feasibility
+    cluster.py    ray.init: an address, RAY_ADDRESS, or an embedded local Ray
+    metrics.py    ray.util.metrics (charted by cluster/grafana-dashboard.json)
+    progress.py   rich progress bar on a terminal, log lines elsewhere
+    outputs.py    static/candidates/spend tables of the run directory
+    simulated.py  backend: simulated, the spec's candidates on synthetic curves
+
+Kept import-light on purpose: Ray workers import the submodules they need, not this package's
+whole surface. Entry point: `prehoc_ray.execution.driver.Driver(spec, run_dir).run()`.
+"""

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import ray
 
-from prehoc_ray.execution.ledger import candidate_points
 
 SNAPSHOT = Path("state") / "candidates.parquet"
 ACTOR_PREFIX = "prehoc"
@@ -72,10 +71,16 @@ class CandidateActor:
     # ----- state -------------------------------------------------------------------------------
     def rebuild(self) -> int:
         """Reload everything from the run directory; returns the number of points held."""
-        from prehoc_ray.io.store import ResultStore
+        points_dir = Path(self.run_dir) / "points"
+        if points_dir.is_dir() and any(points_dir.iterdir()):
+            # pyarrow.dataset costs ~0.4 CPU-s to import: only a restart or a resume pays it
+            from prehoc_ray.execution.ledger import candidate_points
+            from prehoc_ray.io.store import ResultStore
 
-        self.points = candidate_points(ResultStore(self.run_dir), self.candidate)
-        row = read_snapshot_row(self.run_dir, self.candidate)
+            self.points = candidate_points(ResultStore(self.run_dir), self.candidate)
+            row = read_snapshot_row(self.run_dir, self.candidate)
+        else:
+            self.points, row = {}, None  # nothing measured yet: there is no fit to restore either
         self.fit = dict(row) if row else {}
         self._export()
         return self.n_points
