@@ -233,7 +233,9 @@ class Driver:
                 shutil.copyfile(self.spec_path, job_copy)
         else:
             job_copy.write_text(yaml.safe_dump(spec_payload(self.spec), sort_keys=False))
-        return manifest.with_status("running")
+        running = manifest.with_status("running")  # a resumed run is running again
+        running.save(self.run_dir)
+        return running
 
     # ----- static signals ----------------------------------------------------------------------
     def _static_signals(self) -> dict[str, dict[str, float]]:

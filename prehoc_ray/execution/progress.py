@@ -55,7 +55,7 @@ class Progress:
                 TextColumn("{task.completed:.0f}/{task.total:.0f} device-s", table_column=Column(**fixed)),
                 TimeElapsedColumn(table_column=Column(**fixed)),
                 TextColumn("{task.fields[info]}", table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1)),
-                console=Console(file=self.stream), transient=False, expand=True,
+                console=Console(file=self.stream, log_path=False), transient=False, expand=True,
             )
             self._bar.start()
             self._task = self._bar.add_task("budget", total=max(self.snap.budget, 1e-9), info="")
@@ -71,7 +71,7 @@ class Progress:
         if self.quiet:
             return
         if self._bar is not None:
-            self._bar.console.log(message)
+            self._bar.console.log(message, markup=False, highlight=False)
         else:
             print(f"[prehoc-ray {time.strftime('%H:%M:%S')}] {message}", file=self.stream, flush=True)
 
