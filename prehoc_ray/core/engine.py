@@ -337,6 +337,10 @@ class Engine:
             # predicted finals: the error of predicting every member by the family mean.
             L0_group = float(np.var(finite, ddof=1)) if finite.size >= 3 else float("nan")
             for m, fit, U in zip(members, fits, Us):
+                if m.stop_reason is not None and m.fit is not None:
+                    # Settled candidates keep the fit and regime they stopped with, so the
+                    # label never contradicts the stop reason; their data still feeds the family.
+                    continue
                 m.fit = fit
                 # A member's own floor interval is wide (few seeds); the family's pooled fit is
                 # the stronger evidence that a floor is really above tolerance.
