@@ -148,6 +148,7 @@ def build_lora_model(base, config, seed: int):
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
         target_modules=list(config.target_modules) if config.target_modules else None,
+        modules_to_save=list(config.modules_to_save) if config.modules_to_save else None,
         bias="none",
         task_type="CAUSAL_LM",
     )

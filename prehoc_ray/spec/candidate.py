@@ -66,6 +66,9 @@ class FinetuneConfig(_Strict):
     lora_alpha: float = Field(16.0, gt=0)
     lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
     target_modules: list[str] | None = None  # None: peft's defaults for the architecture
+    # Modules trained in full next to the adapters (peft's modules_to_save), e.g. ["lm_head"]:
+    # a model built from a config starts random, and LoRA alone barely moves its output head.
+    modules_to_save: list[str] | None = None
     learning_rate: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     batch_size: int = Field(8, ge=1)

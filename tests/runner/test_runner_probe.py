@@ -160,6 +160,17 @@ def test_classification_probe_reports_accuracy(weather_candidate, tmp_path):
         assert r[T.VALUE] * 32 == pytest.approx(round(r[T.VALUE] * 32))
 
 
+def test_modules_to_save_trains_the_output_head_of_a_random_model(weather_candidate, tmp_path):
+    # A model built from a config starts random: LoRA alone barely moves its frozen output head,
+    # while training lm_head in full (peft's modules_to_save) fits the answers quickly.
+    with_head = weather_candidate.model_copy(
+        update={"config": weather_candidate.config.model_copy(update={"modules_to_save": ["lm_head"]})}
+    )
+    plain = probe(weather_candidate, 0, 30, tmp_path / "plain", ProbeSettings(backend="torch", eval_every=30))
+    head = probe(with_head, 0, 30, tmp_path / "head", ProbeSettings(backend="torch", eval_every=30))
+    assert head.rows[-1][T.EVAL_LOSS] < 0.5 * plain.rows[-1][T.EVAL_LOSS]
+
+
 # --------------------------------------------------------------------------------------------
 # DeepSpeed (slow: the first engine in a fresh environment builds a small op, ~25-60 s once)
 
