@@ -14,10 +14,10 @@ import numpy as np
 from scipy.stats import norm
 
 from prehoc_ray.core.budget import choose_depth, default_gamma
-from prehoc_ray.core.decay import DIAGNOSTIC_HELP, DecayFit, fit_decay, fit_decay_shared_alpha, predictive_variance
+from prehoc_ray.core.decay import DIAGNOSTIC_HELP, DecayFit, fit_decay, predictive_variance
 from prehoc_ray.core.observations import CandidateCurves, Observations
-from prehoc_ray.core.population import MIN_POPULATION, out_of_fold, population_risk, seed_dispersion, seed_predictions
-from prehoc_ray.core.shrinkage import shrink_floors
+from prehoc_ray.core.population import MIN_POPULATION, out_of_fold, population_risk, seed_predictions
+from prehoc_ray.core.family import fit_family
 from prehoc_ray.core.regimes import RegimeThresholds, classify, explain
 from prehoc_ray.types import Regime
 
@@ -167,23 +167,13 @@ def analyze(
         if all_steps.size == 0:
             continue
         grid = _depth_grid(all_steps.min(), float(np.max(depths[members])), all_steps)
-        Us = np.vstack([seed_dispersion(cands[i], grid) for i in members])
-        # A member contributes only depths it has reached (per-candidate depths differ).
-        Us[depths[members][:, None] < grid[None, :]] = np.nan
-        shared = None
-        if len(members) > 1:
+        fam = fit_family([cands[i] for i in members], depths[members], grid, level=settings.level,
+                         n_boot=settings.n_boot, tolerance=settings.tolerance, rng_seq=rng_seq)
+        Us, shared, fits = fam.U, fam.shared, fam.fits
+        if shared is not None:
             with np.errstate(all="ignore"):
                 pooled = np.nanmean(Us, axis=0)
-            shared = fit_decay(grid, pooled, level=settings.level, n_boot=settings.n_boot, rng=np.random.default_rng(rng_seq.spawn(1)[0]))
             units.append(Unit(f"family:{g}", "seeds-pooled", grid, pooled, shared, L0=group_L0.get(g, np.nan)))
-        fits = []
-        for row, i in enumerate(members):
-            rng = np.random.default_rng(rng_seq.spawn(1)[0])
-            if shared is not None and shared.ok:
-                fits.append(fit_decay_shared_alpha(grid, Us[row], shared, level=settings.level, n_boot=settings.n_boot, rng=rng))
-            else:
-                fits.append(fit_decay(grid, Us[row], level=settings.level, n_boot=settings.n_boot, rng=rng))
-        fits = shrink_floors(fits, [len(cands[i].seeds) for i in members], scale=settings.tolerance**2 / 100)
         for row, (i, fit) in enumerate(zip(members, fits)):
             c = cands[i]
             U = Us[row]

@@ -26,11 +26,10 @@ import numpy as np
 from prehoc_ray.core.allocation import greedy_pick, marginal_reduction
 from prehoc_ray.core.budget import choose_depth
 from prehoc_ray.core.curves import extrapolate
-from prehoc_ray.core.decay import DecayFit, fit_decay, fit_decay_shared_alpha, predictive_variance
+from prehoc_ray.core.decay import DecayFit, predictive_variance
+from prehoc_ray.core.family import fit_family
 from prehoc_ray.core.observations import CandidateCurves
-from prehoc_ray.core.population import seed_dispersion
 from prehoc_ray.core.regimes import RegimeThresholds, classify, explain
-from prehoc_ray.core.shrinkage import shrink_floors
 from prehoc_ray.types import Regime
 
 
@@ -313,24 +312,9 @@ class Engine:
             grid = steps[(steps >= lo) & (steps <= hi)]
             if grid.size > 10:
                 grid = np.unique(grid[np.round(np.geomspace(1, grid.size, 10)).astype(int) - 1])
-            Us = np.vstack([seed_dispersion(c, grid) for c in curves])
-            # A member contributes only depths it has reached: beyond that its "dispersion" would
-            # be a stale copy of its last value and would flatten the family's curve.
-            Us[np.array([m.depth for m in members])[:, None] < grid[None, :]] = np.nan
-            shared = None
-            if len(members) > 1:
-                with np.errstate(all="ignore"):
-                    pooled = np.nanmean(Us, axis=0)
-                shared = fit_decay(grid, pooled, level=s.level, n_boot=s.n_boot, rng=np.random.default_rng(rng_seq.spawn(1)[0]))
-            fits = []
-            for m, U in zip(members, Us):
-                keep = grid <= m.depth
-                rng = np.random.default_rng(rng_seq.spawn(1)[0])
-                if shared is not None and shared.ok:
-                    fits.append(fit_decay_shared_alpha(grid[keep], U[keep], shared, level=s.level, n_boot=s.n_boot, rng=rng))
-                else:
-                    fits.append(fit_decay(grid[keep], U[keep], level=s.level, n_boot=s.n_boot, rng=rng))
-            fits = shrink_floors(fits, [len(c.seeds) for c in curves], scale=s.tolerance**2 / 100)
+            fam = fit_family(curves, np.array([m.depth for m in members], float), grid, level=s.level,
+                             n_boot=s.n_boot, tolerance=s.tolerance, rng_seq=rng_seq)
+            Us, shared, fits = fam.U, fam.shared, fam.fits
             preds = np.array([self._predict(m)[0] for m in members])
             finite = preds[np.isfinite(preds)]
             # Without completed runs, the static-only risk L(0) is the spread of the family's

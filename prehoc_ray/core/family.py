@@ -1,0 +1,59 @@
+"""Fitting a task family's members together: shared alpha, member floors shrunk to the family.
+
+Used by the offline analysis and by the allocation engine, so both decompose risk the same
+way (DESIGN.md "Sharing strength").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from prehoc_ray.core.decay import DecayFit, fit_decay, fit_decay_shared_alpha
+from prehoc_ray.core.observations import CandidateCurves
+from prehoc_ray.core.population import seed_dispersion
+from prehoc_ray.core.shrinkage import shrink_floors
+
+
+@dataclass(frozen=True)
+class FamilyFit:
+    grid: np.ndarray  # depths where U(c) was measured
+    U: np.ndarray  # (members, depths) seed dispersion; NaN beyond a member's depth
+    shared: DecayFit | None  # the pooled family fit (None for a family of one)
+    fits: list[DecayFit]  # one per member, alpha shared, floors shrunk
+
+
+def fit_family(
+    members: list[CandidateCurves],
+    depths: np.ndarray,
+    grid: np.ndarray,
+    *,
+    level: float,
+    n_boot: int,
+    tolerance: float,
+    rng_seq: np.random.SeedSequence,
+) -> FamilyFit:
+    """Seed dispersion per member, a pooled decay fit, member fits sharing its alpha.
+
+    Child generators are spawned from `rng_seq` in a fixed order (family first, then members),
+    so results are deterministic given the sequence's state.
+    """
+    Us = np.vstack([seed_dispersion(c, grid) for c in members])
+    # A member contributes only depths it has reached: beyond that its "dispersion" would be a
+    # stale copy of its last value and would flatten the family's curve.
+    Us[np.asarray(depths, float)[:, None] < grid[None, :]] = np.nan
+    shared = None
+    if len(members) > 1:
+        with np.errstate(all="ignore"):
+            pooled = np.nanmean(Us, axis=0)
+        shared = fit_decay(grid, pooled, level=level, n_boot=n_boot, rng=np.random.default_rng(rng_seq.spawn(1)[0]))
+    fits = []
+    for U in Us:
+        rng = np.random.default_rng(rng_seq.spawn(1)[0])
+        if shared is not None and shared.ok:
+            fits.append(fit_decay_shared_alpha(grid, U, shared, level=level, n_boot=n_boot, rng=rng))
+        else:
+            fits.append(fit_decay(grid, U, level=level, n_boot=n_boot, rng=rng))
+    fits = shrink_floors(fits, [len(c.seeds) for c in members], scale=tolerance**2 / 100)
+    return FamilyFit(grid, Us, shared, fits)
