@@ -36,6 +36,7 @@ from prehoc_ray.core.decay import (
     DIAG_NO_DECAY,
     DIAG_TOO_FEW,
     DecayFit,
+    log_bias,
 )
 from prehoc_ray.core.powerlaw import DEFAULT_EXPONENTS
 
@@ -185,8 +186,11 @@ def fit_decay_batch(
     alpha_max: float = ALPHA_MAX_THEORY,
     f_scale: float = 0.25,
     exponents: np.ndarray = DEFAULT_EXPONENTS,
+    dof: float | np.ndarray | None = None,
 ) -> list[DecayFit]:
     """fit_decay for every row of U (units x depths); c: (depths,) shared, or (units, depths).
+
+    dof: as in fit_decay, one value for every unit or one per unit.
 
     Deterministic given `seed`. Units with fewer than 3 distinct usable depths get an empty fit
     with `too_few_points`, as in fit_decay.
@@ -194,6 +198,9 @@ def fit_decay_batch(
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     C, U, mask = _prepare_batch(c, U)
+    # Sample variances fitted in log space (see decay.log_bias); dof: one value, or one per unit.
+    bias = np.asarray(log_bias(dof), float)
+    U = U * np.exp(-(bias[:, None] if bias.ndim == 1 else bias))
     m, n_max = U.shape
     if m == 0:
         return []

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from prehoc_ray.core.decay import DecayFit, fit_decay, fit_decay_shared_alpha
+from prehoc_ray.core.decay import DecayFit, fit_decay, fit_decay_shared_alpha, log_bias
 from prehoc_ray.core.observations import CandidateCurves
 from prehoc_ray.core.population import seed_dispersion
 from prehoc_ray.core.shrinkage import shrink_floors
@@ -43,17 +43,24 @@ def fit_family(
     # A member contributes only depths it has reached: beyond that its "dispersion" would be a
     # stale copy of its last value and would flatten the family's curve.
     Us[np.asarray(depths, float)[:, None] < grid[None, :]] = np.nan
+    # U is a sample variance over a member's seeds (dof = seeds - 1); the log-space decay fit
+    # needs its log bias divided out (decay.log_bias). The pooled mean over members has the
+    # members' degrees of freedom summed, depth by depth.
+    dof = np.array([max(len(c.seeds) - 1, 1) for c in members], float)
     shared = None
     if len(members) > 1:
         with np.errstate(all="ignore"):
             pooled = np.nanmean(Us, axis=0)
+        pooled_dof = np.where(np.isfinite(Us), dof[:, None], 0.0).sum(0)
+        pooled = pooled * np.exp(-log_bias(np.where(pooled_dof > 0, pooled_dof, np.inf)))
         shared = fit_decay(grid, pooled, level=level, n_boot=n_boot, rng=np.random.default_rng(rng_seq.spawn(1)[0]))
     fits = []
-    for U in Us:
+    for U, d in zip(Us, dof):
         rng = np.random.default_rng(rng_seq.spawn(1)[0])
         if shared is not None and shared.ok:
+            # A linear-space fit of relative errors: unbiased for the variance as it is.
             fits.append(fit_decay_shared_alpha(grid, U, shared, level=level, n_boot=n_boot, rng=rng))
         else:
-            fits.append(fit_decay(grid, U, level=level, n_boot=n_boot, rng=rng))
+            fits.append(fit_decay(grid, U, level=level, n_boot=n_boot, rng=rng, dof=d))
     fits = shrink_floors(fits, [len(c.seeds) for c in members], scale=tolerance**2 / 100)
     return FamilyFit(grid, Us, shared, fits)
