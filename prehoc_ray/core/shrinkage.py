@@ -6,6 +6,12 @@ Noise-Dominant by chance. Members of a task family are alike, so each member's l
 pulled toward the family's mean log-floor by the share of its spread that sampling noise
 explains (a James-Stein / method-of-moments estimate of the between-member variance). A
 member that truly differs from its family keeps most of its own estimate.
+
+The log of a sample variance sits below the log of the variance by E log(chi2_v / v) (0.28x
+for 2 seeds, 0.69x for 4; decay.log_bias), so the members' logs are debiased first and the
+family's centre is the log of the members' *mean* floor (unbiased), not the mean of their logs:
+otherwise shrinkage pulls every floor toward a centre a factor 1.5-3.5 too low, and the
+engine's intervals, built on those floors, under-cover.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from prehoc_ray.core.decay import DecayFit
+from scipy.special import polygamma
+
+from prehoc_ray.core.decay import DecayFit, log_bias
 
 
 def shrink_floors(fits: list[DecayFit], n_seeds: list[int], scale: float) -> list[DecayFit]:
@@ -27,10 +35,12 @@ def shrink_floors(fits: list[DecayFit], n_seeds: list[int], scale: float) -> lis
     if len(ok) < 3 or scale <= 0:
         return fits
     eps = scale
-    logL = np.log(np.array([fits[i].L_int for i in ok]) + eps)
-    # Sampling variance of the log of a variance estimated from s seeds: 2 / (s - 1).
-    s2 = np.array([2.0 / max(n_seeds[i] - 1, 1) for i in ok])
-    center = float(np.average(logL, weights=1 / s2))
+    L = np.array([fits[i].L_int for i in ok])
+    dof = np.array([max(n_seeds[i] - 1, 1) for i in ok], float)
+    logL = np.log(L + eps) - log_bias(dof)
+    # Sampling variance of the log of a variance estimated from s seeds: trigamma((s - 1) / 2).
+    s2 = polygamma(1, dof / 2)
+    center = float(np.log(np.average(L, weights=dof) + eps))
     between = max(0.0, float(np.var(logL, ddof=1) - s2.mean()))
     B = s2 / (s2 + between)
     out = list(fits)
