@@ -72,7 +72,7 @@ def main() -> int:
                     help="rebuild tables, figures and README from results/runs.csv instead of re-running the policies")
     args = ap.parse_args()
     cfg = SuiteConfig(synthetic_seeds=(0,), deberta_seeds=(0,), budgets=(0.1, 0.2), asha_budgets=(0.1,),
-                      synthetic_candidates=24, deberta_candidates=12) if args.quick else SuiteConfig()
+                      synthetic_candidates=24, deberta_candidates=12, demo_seeds=(0,), demo_budgets=(0.05,)) if args.quick else SuiteConfig()
     out = args.out
     (out / "results").mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -106,8 +106,8 @@ def main() -> int:
         "Method, fairness rules and honest caveats: `benchmarks/peers/NOTES.md`.", "",
         "Verdicts (target: prehoc's regret <= 1/2 of the peer's at equal budget, or the peer needs >= 3x the budget):", "",
         verdicts(summary), f"- 30 LLMs, prehoc vs published AtS: {ats_report.verdict_line(ats_rows, pub)}", "",
-        "### Policies on synthetic and DeBERTa worlds", "",
-        "![synthetic](peers/synthetic.png)", "![deberta](peers/deberta.png)", "",
+        "### Policies on synthetic, DeBERTa and recorded demo worlds", "",
+        "![synthetic](peers/synthetic.png)", "![deberta](peers/deberta.png)", "![demo](peers/demo.png)", "",
         md, "### 30 LLMs: AtS (Lin et al. 2024) protocol", "", "![ats](peers/ats.png)", "", ats_md,
     ])
     (out / "RESULTS.md").write_text(body + "\n")

@@ -87,7 +87,7 @@ def evaluate(world: World, result: PolicyResult, budget: float, level: float = 0
     # Per family kind (the group name after its "fN-"/"gN-" prefix: the regime or the base
     # model), so that a mean regret can be traced to the family that drives it.
     for g, i in picks.items():
-        row[f"regret[{g.split('-', 1)[1]}]"] = float(y[groups == g].max() - y[i])
+        row[f"regret[{g.split('-', 1)[-1]}]"] = float(y[groups == g].max() - y[i])
     if result.native_pick is not None:
         row["regret_native"] = regret_of(world, {g: result.native_pick.get(g, picks[g]) for g in picks})
     return row

@@ -41,8 +41,8 @@ class Replay:
     def probe(self, i: int, seed: int, start: int, target: int) -> tuple[np.ndarray, np.ndarray, float]:
         """Steps and values in (start, target], and the cost charged."""
         c = self.world.candidates[i]
-        if target > c.horizon or start < 0 or target < start:
-            raise ValueError(f"bad probe range ({start}, {target}] for {c.id} (horizon {c.horizon})")
+        if target > self.world.probe_cap(c) or start < 0 or target < start:
+            raise ValueError(f"bad probe range ({start}, {target}] for {c.id} (probes reach at most step {self.world.probe_cap(c)})")
         cost = self.cost(i, start, target)
         # A relative tolerance absorbs float round-off in budgets computed as sums of costs.
         if self.spent + cost > self.budget * (1 + 1e-12) + 1e-12:

@@ -12,7 +12,7 @@ import numpy as np
 
 from prehoc_ray.bench.metrics import evaluate
 from prehoc_ray.bench.policies import POLICY_NAMES, get_policy
-from prehoc_ray.bench.worlds import World, deberta_world, synthetic_world
+from prehoc_ray.bench.worlds import World, deberta_world, demo_world, synthetic_world
 
 PEERS = ("uniform", "asha")  # the targets compare prehoc's regret with these
 
@@ -28,7 +28,16 @@ class SuiteConfig:
     budgets: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4)
     asha_budgets: tuple[float, ...] = (0.05, 0.1, 0.2)  # Ray Tune costs ~30 ms per reported step here
     policies: tuple[str, ...] = POLICY_NAMES
-    datasets: tuple[str, ...] = ("synthetic", "deberta")
+    datasets: tuple[str, ...] = ("synthetic", "deberta", "demo")
+    # The recorded demo portfolio: one set of candidates, worlds differ in which recorded probe
+    # seeds play (6 pairs of 4). Its probes stop at 10% of the horizon, so uniform probing of
+    # 2 seeds saturates at a budget of 0.2.
+    demo_seeds: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
+    demo_budgets: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2)
+
+
+# Policies that learn from a family's past runs; a world without history (the demo) has none.
+NEEDS_HISTORY = ("tuneahead", "static_only")
 
 
 def make_world(dataset: str, seed: int, cfg: SuiteConfig) -> World:
@@ -36,18 +45,29 @@ def make_world(dataset: str, seed: int, cfg: SuiteConfig) -> World:
         return synthetic_world(cfg.synthetic_candidates, seed=seed)
     if dataset == "deberta":
         return deberta_world(cfg.deberta_candidates, 2, seed=seed)
-    raise ValueError(f"dataset must be 'synthetic' or 'deberta', got {dataset!r}")
+    if dataset == "demo":
+        return demo_world(seed)
+    raise ValueError(f"dataset must be 'synthetic', 'deberta' or 'demo', got {dataset!r}")
+
+
+def _seeds_and_budgets(dataset: str, cfg: SuiteConfig) -> tuple[tuple[int, ...], tuple[float, ...], tuple[float, ...]]:
+    if dataset == "demo":
+        return cfg.demo_seeds, cfg.demo_budgets, cfg.demo_budgets
+    seeds = cfg.synthetic_seeds if dataset == "synthetic" else cfg.deberta_seeds
+    return seeds, cfg.budgets, cfg.asha_budgets
 
 
 def run_suite(cfg: SuiteConfig = SuiteConfig(), log=print) -> list[dict]:
     rows = []
     for dataset in cfg.datasets:
-        seeds = cfg.synthetic_seeds if dataset == "synthetic" else cfg.deberta_seeds
+        seeds, budgets, asha_budgets = _seeds_and_budgets(dataset, cfg)
         for seed in seeds:
             world = make_world(dataset, seed, cfg)
-            for frac in cfg.budgets:
+            for frac in budgets:
                 for name in cfg.policies:
-                    if name == "asha" and frac not in cfg.asha_budgets:
+                    if name == "asha" and frac not in asha_budgets:
+                        continue
+                    if name in NEEDS_HISTORY and not world.history:
                         continue
                     t0 = time.perf_counter()
                     res = get_policy(name)(world, frac * world.full_cost, seed=seed)
@@ -79,7 +99,7 @@ class Summary:
             self.table[k] = out
 
     def datasets(self) -> list[str]:
-        return sorted({k[0] for k in self.table}, key=lambda d: ("synthetic", "deberta").index(d) if d in ("synthetic", "deberta") else 9)
+        return sorted({k[0] for k in self.table}, key=lambda d: ("synthetic", "deberta", "demo").index(d) if d in ("synthetic", "deberta", "demo") else 9)
 
     def budgets(self, dataset: str, policy: str | None = None) -> list[float]:
         return sorted({k[1] for k in self.table if k[0] == dataset and (policy is None or k[2] == policy)})

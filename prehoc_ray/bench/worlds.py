@@ -1,6 +1,9 @@
 """Worlds to benchmark policies on: candidates with replayable curves and known true finals.
 
 - `synthetic_world`: the ground-truth generator (sim.synthetic), one family per regime.
+- `demo_world`: the demo portfolio (jobs/demo.yaml) as benchmarks/record_demo.py recorded it:
+  real LoRA probes of two tiny Llamas on three text tasks, probe seeds to 500 steps, and one
+  full 5,000-step fine-tune per candidate for the true final.
 - `deberta_world`: real DeBERTa / DeBERTaV3 fine-tuning runs on MultiNLI (sim.recorded data):
   a family = one base model, a candidate = one hyper-parameter configuration, selection = the
   best configuration of the family. The recorded data have ONE run per configuration, so a
@@ -18,8 +21,10 @@ are expressed as a fraction of `full_cost` = the cost of fully training every ca
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -56,6 +61,7 @@ class World:
     probe_seeds: int = 2  # seeds the engine (and uniform probing) run per candidate
     history: list[Candidate] = field(default_factory=list)
     truth: dict[str, np.ndarray] = field(default_factory=dict)  # extra ground truth (synthetic)
+    max_probe_depth: int | None = None  # deepest recorded probe step (None: curves go to the horizon)
 
     def __post_init__(self) -> None:
         if self.mode != "max":
@@ -78,6 +84,10 @@ class World:
 
     def index(self) -> dict[str, int]:
         return {c.id: i for i, c in enumerate(self.candidates)}
+
+    def probe_cap(self, c: Candidate) -> int:
+        """The deepest step a probe of `c` can buy: its horizon, or the recorded probe depth."""
+        return c.horizon if self.max_probe_depth is None else min(c.horizon, self.max_probe_depth)
 
 
 def _synthetic_cost(i: int, base: float = 0.01, spread: float = 0.5) -> float:
@@ -138,6 +148,56 @@ def synthetic_world(
             hist.append(c)
     truth = {k: np.array(v, dtype=object if k in ("candidate", "group", "regime") else float) for k, v in truth_rows.items()}
     return World(f"synthetic-s{seed}", cands, eval_every, tolerance, probe_seeds=probe_seeds, history=hist, truth=truth)
+
+
+DEMO_DIR = DATA_DIR / "demo-recorded"
+
+
+def demo_world(seed: int = 0, probe_seeds: int = 2, tolerance: float = 0.02, data_dir: Path = DEMO_DIR) -> World:
+    """The recorded demo portfolio: family = task, candidate = task x model.
+
+    Probes replay the recorded probe seeds (500 steps, an evaluation every 10); the true final is
+    the last evaluation of the candidate's independent full fine-tune. World `seed` picks which
+    `probe_seeds` of the recorded seeds play seeds 0, 1, ... (the seed-th combination), so the
+    worlds differ in probe noise only: the candidates and their finals are the same. Cost per
+    step = the median measured training CPU-seconds per step of the candidate's probe runs. No
+    history (nobody ran these families before), so the policies that need past runs do not apply.
+    """
+    import pyarrow.parquet as pq
+
+    path = Path(data_dir) / "curves.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no recorded demo portfolio; run benchmarks/record_demo.py first")
+    t = pq.read_table(path).to_pydict()
+    runs: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    meta: dict[str, dict] = {}
+    for cid, grp, seed_, kind, st, v, h, sps in zip(t["candidate"], t["group"], t["seed"], t["kind"], t["step"], t["value"],
+                                                    t["horizon"], t["train_s_per_step"]):
+        runs.setdefault((cid, int(seed_)), []).append((float(st), float(v)))
+        m = meta.setdefault(cid, {"group": grp, "horizon": int(h), "sps": [], "probe_seeds": set(), "full": None})
+        if kind == "probe":
+            m["probe_seeds"].add(int(seed_))
+            m["sps"].append(float(sps))
+        else:
+            m["full"] = int(seed_)
+    recorded = sorted(set.intersection(*(m["probe_seeds"] for m in meta.values())))
+    combos = list(itertools.combinations(recorded, probe_seeds))
+    if not combos:
+        raise ValueError(f"{path}: {len(recorded)} recorded probe seed(s), fewer than probe_seeds={probe_seeds}")
+    use = combos[seed % len(combos)]
+    cands, depth = [], 0
+    for cid in sorted(meta):
+        m = meta[cid]
+        if m["full"] is None:
+            raise ValueError(f"{path}: candidate {cid} has no full run (kind=full)")
+        curves = []
+        for s in use:
+            pts = np.array(sorted(runs[(cid, s)]))
+            curves.append((pts[:, 0], pts[:, 1]))
+            depth = max(depth, int(pts[-1, 0]))
+        final = sorted(runs[(cid, m["full"])])[-1][1]
+        cands.append(Candidate(cid, str(m["group"]), m["horizon"], float(np.median(m["sps"])), {}, tuple(curves), float(final)))
+    return World(f"demo-s{seed}", cands, 10, tolerance, probe_seeds=probe_seeds, max_probe_depth=depth)
 
 
 def _load_deberta_runs(model: str) -> list[dict]:

@@ -6,7 +6,7 @@ import pytest
 
 from prehoc_ray.bench.metrics import evaluate
 from prehoc_ray.bench.policies import POLICY_NAMES, get_policy
-from prehoc_ray.bench.worlds import deberta_world, synthetic_world
+from prehoc_ray.bench.worlds import deberta_world, demo_world, synthetic_world
 
 CHEAP = [p for p in POLICY_NAMES if p not in ("asha", "oracle")]
 
@@ -61,3 +61,14 @@ def test_prehoc_policy_is_the_engine(syn):
 def test_static_only_learns_from_history_and_costs_nothing(deb):
     r = get_policy("static_only")(deb, 0.0)
     assert r.spent == 0 and np.isfinite(r.predicted).all() and np.isfinite(r.std).all()
+
+
+@pytest.mark.parametrize("name", ["prehoc", "uniform", "lc_extrapolation"])
+def test_policies_on_the_recorded_demo_stay_within_budget_and_recorded_depth(name):
+    w = demo_world(2)
+    for frac in (0.02, 0.3):
+        r = get_policy(name)(w, frac * w.full_cost, seed=0)
+        assert r.spent <= frac * w.full_cost * (1 + 1e-9)
+        assert np.all(r.probe_steps <= w.max_probe_depth)
+        if name == "prehoc":
+            assert r.info["refused"] == 0

@@ -6,7 +6,7 @@ import pytest
 
 from prehoc_ray.bench.policies import uniform_depth
 from prehoc_ray.bench.replay import BudgetExceeded, Replay
-from prehoc_ray.bench.worlds import deberta_world, synthetic_world
+from prehoc_ray.bench.worlds import deberta_world, demo_world, synthetic_world
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +56,28 @@ def test_deberta_world_is_real_recorded_runs():
         assert c.n_seeds == 1 and c.curve(1) is c.curve(0)  # no seed replicates in recorded data
         assert c.true_final == v[-1] and st[-1] == c.horizon
         assert 0.3 < c.true_final < 1.0
+
+
+def test_demo_world_replays_the_recorded_real_probes():
+    import pyarrow.parquet as pq
+
+    from prehoc_ray.bench.worlds import DEMO_DIR
+
+    w0, w1 = demo_world(0), demo_world(1)
+    assert len(w0.candidates) == 6 and sorted(set(w0.groups)) == ["bbc_news", "tweets", "tweets_noisy"]
+    assert w0.max_probe_depth == 500 and not w0.history
+    t = pq.read_table(DEMO_DIR / "curves.parquet").to_pydict()
+    for c in w0.candidates:
+        assert c.horizon == 5000 and c.n_seeds == 2
+        full = sorted((s, v) for cid, k, s, v in zip(t["candidate"], t["kind"], t["step"], t["value"]) if cid == c.id and k == "full")
+        assert full[-1][0] == 5000 and c.true_final == full[-1][1]  # the final of an independent full run
+        st, v = c.curve(0)
+        assert st[0] == 10 and st[-1] == 500 and np.all((v >= 0) & (v <= 1))
+    # Other worlds replay other recorded seeds of the same candidates.
+    assert [c.true_final for c in w0.candidates] == [c.true_final for c in w1.candidates]
+    assert any(not np.array_equal(a.curve(1)[1], b.curve(1)[1]) for a, b in zip(w0.candidates, w1.candidates))
+    # Probes cannot buy steps that were never recorded; uniform depth stops there too.
+    r = Replay(w0, budget=w0.full_cost)
+    with pytest.raises(ValueError, match="at most step 500"):
+        r.probe(0, 0, 0, 510)
+    assert uniform_depth(w0, w0.full_cost, seeds=2) == 500

@@ -80,7 +80,7 @@ def uniform_depth(world: World, budget: float, seeds: int) -> int:
     0 when not even one evaluation interval fits.
     """
     e = world.eval_every
-    caps = np.array([c.horizon - c.horizon % e for c in world.candidates], float)
+    caps = np.array([world.probe_cap(c) - world.probe_cap(c) % e for c in world.candidates], float)
     lam = np.array([c.cost_per_step for c in world.candidates]) * seeds
     best = 0
     for d in range(e, int(caps.max()) + 1, e):

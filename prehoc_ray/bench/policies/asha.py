@@ -50,7 +50,7 @@ def asha_expected_iters(n: int, grace: int, eta: float, max_t: int) -> float:
 def asha_grace_period(world: World, budget: float, eta: float = REDUCTION_FACTOR) -> int:
     """Largest grace period (in evaluations) whose expected cost fits the budget (at least 1)."""
     e = world.eval_every
-    max_t = max(int(np.ceil(c.horizon / e)) for c in world.candidates)
+    max_t = max(int(np.ceil(world.probe_cap(c) / e)) for c in world.candidates)
     lam = float(np.mean([c.cost_per_step for c in world.candidates])) * e
     best = 1
     for g in range(1, max_t + 1):
@@ -156,7 +156,7 @@ def run(world: World, budget: float, *, seed: int = 0, concurrency: int = 4, gra
     from ray.tune.schedulers import AsyncHyperBandScheduler
 
     e = world.eval_every
-    max_t = max(int(np.ceil(c.horizon / e)) for c in world.candidates)
+    max_t = max(int(np.ceil(world.probe_cap(c) / e)) for c in world.candidates)
     grace = grace_period or asha_grace_period(world, budget)
     order = np.random.default_rng(seed).permutation(len(world.candidates))
     curves = {c.id: (*c.curve(0), c.cost_per_step) for c in world.candidates}

@@ -20,6 +20,9 @@ from prehoc_ray.core.engine import CandidateInfo, Engine, EngineSettings
 def settings_for(world: World, budget: float, seed: int = 0, **overrides) -> EngineSettings:
     kw = dict(budget=budget, seeds=world.probe_seeds, eval_every=world.eval_every,
               initial_depth=3 * world.eval_every, tolerance=world.tolerance, seed=seed)
+    if world.max_probe_depth is not None:
+        # Recorded probes stop short of the horizon: the engine's probe cap must too.
+        kw["max_depth_fraction"] = min(1.0, world.max_probe_depth / max(c.horizon for c in world.candidates))
     kw.update(overrides)
     return EngineSettings(**kw)
 

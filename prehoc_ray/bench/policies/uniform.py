@@ -20,7 +20,8 @@ from prehoc_ray.core.curves import extrapolate
 def probe_all(world: World, replay: Replay, depth: int, seeds: int) -> None:
     e = world.eval_every
     for i, c in enumerate(world.candidates):
-        d = min(depth, c.horizon - c.horizon % e)
+        cap = world.probe_cap(c)
+        d = min(depth, cap - cap % e)
         for s in range(seeds):
             if d > 0:
                 replay.probe(i, s, 0, d)
