@@ -42,6 +42,9 @@ class CandidateInfo:
     horizon: float  # steps of the full fine-tune
     prior_cost_per_step: float = 1.0  # device-seconds per step per seed, until measured
     static: dict[str, float] = field(default_factory=dict)
+    # True when the prior is the real cost (simulators, replays of recorded curves); otherwise
+    # it is a guess that the engine calibrates on measured probes and admits with a margin.
+    prior_cost_exact: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,9 @@ class EngineSettings:
     n_boot: int = 100
     slots: int = 1_000_000  # candidates extended per round (the cluster's parallelism)
     seed: int = 0
+    # Before any probe has run, a guessed cost can be several times off (model loading, a slow
+    # node): the first round admits guessed initial probes only while margin x guess fits.
+    prior_cost_margin: float = 3.0
 
     def __post_init__(self) -> None:
         checks = {
@@ -69,12 +75,13 @@ class EngineSettings:
             "max_depth_fraction": 0 < self.max_depth_fraction <= 1,
             "tolerance": self.tolerance > 0,
             "slots": self.slots >= 1,
+            "prior_cost_margin": self.prior_cost_margin >= 1,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(
                 f"invalid engine setting(s): {', '.join(bad)} (budget >= 0, seeds >= 2, initial_depth >= 3 x eval_every, "
-                "growth > 1, 0 < max_depth_fraction <= 1, tolerance > 0, slots >= 1)"
+                "growth > 1, 0 < max_depth_fraction <= 1, tolerance > 0, slots >= 1, prior_cost_margin >= 1)"
             )
 
 
@@ -201,15 +208,27 @@ class Engine:
         # The planned cost is accumulated order by order, the same float additions in the same
         # order as summing the list afresh for every candidate (which is quadratic: minutes for
         # 10,000 candidates).
-        planned = 0.0
+        planned = 0.0  # estimated cost of this round's orders
+        cautious = 0.0  # the same with guessed costs times the margin
+        factor = self._prior_calibration()
         for st in fresh:
-            est = st.cost_per_step * (s.initial_depth - st.depth) * s.seeds
+            est = self._cost_per_step_estimate(st, factor) * (s.initial_depth - st.depth) * s.seeds
             if est > self.budget_left - planned:
                 st.stop_reason = "probe budget spent before the initial probe"
                 continue
+            # Nothing measured yet and the cost a guess: plan with a margin, and defer (not stop)
+            # what does not fit it; the next round has measured costs to decide with. The first
+            # order of a round always runs if it fits at all, so there is something to measure.
+            guessed = factor is None and st.steps_run == 0 and not st.info.prior_cost_exact
+            margin = s.prior_cost_margin if guessed else 1.0
+            if orders and margin * est > self.budget_left - cautious:
+                continue
             new = self._orders_for(st, s.initial_depth)
+            cost = 0.0
             for o in new:
-                planned += self._order_cost(o)
+                cost += self._order_cost(o, factor)
+            planned += cost
+            cautious += margin * cost
             orders += new
         if not orders:
             self.refit()
@@ -218,8 +237,22 @@ class Engine:
         self._open = {o.probe_id: o for o in orders}
         return orders
 
-    def _order_cost(self, o: ProbeOrder) -> float:
-        return self.states[o.candidate].cost_per_step * (o.target_step - o.start_step)
+    def _order_cost(self, o: ProbeOrder, factor: float | None = None) -> float:
+        return self._cost_per_step_estimate(self.states[o.candidate], factor) * (o.target_step - o.start_step)
+
+    def _prior_calibration(self) -> float | None:
+        """Median of measured / prior cost over the candidates that ran: how far off the guesses
+        are on this cluster (slower devices, loading overhead). None before anything ran."""
+        ratios = [st.cost_per_step / st.info.prior_cost_per_step for st in self.states.values()
+                  if st.steps_run > 0 and st.info.prior_cost_per_step > 0 and not st.info.prior_cost_exact]
+        return float(np.median(ratios)) if ratios else None
+
+    @staticmethod
+    def _cost_per_step_estimate(st: CandidateState, factor: float | None) -> float:
+        """Measured cost per step; else the prior, scaled by the calibration when it is a guess."""
+        if st.steps_run > 0 or st.info.prior_cost_exact or factor is None:
+            return st.cost_per_step
+        return st.info.prior_cost_per_step * factor
 
     def _orders_for(self, st: CandidateState, target: int) -> list[ProbeOrder]:
         out = []

@@ -95,6 +95,7 @@ def engine_settings(spec: JobSpec) -> EngineSettings:
         gamma=a.gamma,
         level=a.level,
         slots=a.max_concurrent_probes,
+        prior_cost_margin=a.prior_cost_margin,
         seed=a.seed,
     )
 

@@ -39,7 +39,7 @@ class SimulatedBackend:
         # The simulator knows each candidate's true cost; handing it over as the prior keeps
         # the first round (budgeted before anything is measured) from overspending.
         return [
-            CandidateInfo(str(c), str(g), float(h), prior_cost_per_step=self._lam[str(c)])
+            CandidateInfo(str(c), str(g), float(h), prior_cost_per_step=self._lam[str(c)], prior_cost_exact=True)
             for c, g, h in zip(tr["candidate"], tr["group"], tr["horizon"])
         ]
 

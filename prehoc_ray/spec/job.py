@@ -43,6 +43,8 @@ class AllocationSpec(_Strict):
     max_concurrent_probes: int = Field(4, ge=1)  # also the number of candidates extended per round
     max_retries: int = Field(2, ge=0)
     probe_timeout_s: float = Field(3600, gt=0)
+    # Before the first probe is measured, probes are admitted while this x their guessed cost fits.
+    prior_cost_margin: float = Field(3.0, ge=1)
     seed: int = 0
 
 

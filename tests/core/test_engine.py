@@ -102,3 +102,43 @@ def test_open_round_and_bad_settings_are_errors(portfolio):
         EngineSettings(budget=1.0, eval_every=10, initial_depth=20)
     with pytest.raises(ValueError, match="duplicate"):
         Engine([CandidateInfo("a", "g", 100.0), CandidateInfo("a", "g", 100.0)], settings(portfolio))
+
+
+def test_guessed_costs_do_not_overspend_the_first_round(portfolio):
+    # The priors are 2.5x too optimistic (a model that loads slowly, a slower node). With every
+    # initial probe planned on them in one round, 15 s of budget buys probes that cost 27 s;
+    # the engine admits guessed probes with a margin (3x), measures, recalibrates the rest with
+    # the measured/guessed ratio, and stays within the budget.
+    backend = SimulatedBackend(portfolio)
+    true = {c.id: c.prior_cost_per_step for c in backend.candidates()}
+    infos = [CandidateInfo(c.id, c.group, c.horizon, prior_cost_per_step=c.prior_cost_per_step / 2.5) for c in backend.candidates()]
+    budget = 15.0
+
+    def run(margin: float) -> Engine:
+        eng = Engine(infos, settings(portfolio, budget=budget, prior_cost_margin=margin))
+        for _ in range(200):
+            orders = eng.next_round()
+            if not orders:
+                break
+            for o in orders:
+                rows, cost = backend.run(o)
+                eng.tell(o, rows, cost)
+        assert eng.finished
+        return eng
+
+    assert run(1.0).spent > 1.5 * budget  # planning on the guesses alone overspends
+    eng = run(3.0)
+    assert eng.spent <= budget * (1 + 1e-9)
+    probed = [st for st in eng.states.values() if st.depth > 0]
+    assert len(probed) >= 9  # the margin defers probes, it does not cancel them
+    # Measured costs replace the guesses.
+    for st in probed:
+        assert st.cost_per_step == pytest.approx(true[st.info.id])
+
+
+def test_exact_priors_are_spent_without_a_margin(portfolio):
+    # Simulators hand over the true costs (prior_cost_exact): round 0 plans every initial probe.
+    backend = SimulatedBackend(portfolio)
+    eng = Engine(backend.candidates(), settings(portfolio, budget=60.0))
+    first = eng.next_round()
+    assert len({o.candidate for o in first}) == 18

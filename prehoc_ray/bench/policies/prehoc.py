@@ -30,7 +30,8 @@ def settings_for(world: World, budget: float, seed: int = 0, **overrides) -> Eng
 def run_engine(world: World, settings: EngineSettings, max_rounds: int = 1000) -> tuple[Engine, Replay]:
     replay = Replay(world, settings.budget)
     idx = world.index()
-    infos = [CandidateInfo(c.id, c.group, float(c.horizon), prior_cost_per_step=c.cost_per_step, static=c.static)
+    infos = [CandidateInfo(c.id, c.group, float(c.horizon), prior_cost_per_step=c.cost_per_step, static=c.static,
+                           prior_cost_exact=True)
              for c in world.candidates]
     engine = Engine(infos, settings)
     refused = 0
