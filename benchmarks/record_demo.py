@@ -10,6 +10,8 @@ For every candidate of the job (tasks x models x configs), this runs the real pr
 - one full fine-tune (seed 1000) to the config's `full_steps`, evaluated every `--full-eval-every`
   steps: its last value is the candidate's true final, independent of every probe seed.
 
+Each candidate's static signals (runner.static.compute_static_signals: zero-shot metric, label
+statistics, sizes; what the driver computes before probing) go to `<out>/static.parquet`.
 Rows go to `<out>/curves.parquet` (candidate, group = task, model, seed, kind = probe|full,
 step, value, horizon, train_s_per_step) and are flushed per finished run into
 `<out>/runs/<candidate>__<seed>.parquet`, so a killed recording resumes where it stopped and
@@ -71,6 +73,24 @@ def run_one(job_path: str, cand_id: str, seed: int, target: int, eval_every: int
             "train_s_per_step": res.seconds_per_step, "last": rows["value"][-1] if rows["value"] else None}
 
 
+def record_static(job_path: str, out: Path) -> None:
+    """The static signals the driver computes before any probe, one row per candidate."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from prehoc_ray.runner.static import compute_static_signals
+    from prehoc_ray.spec.job import load_job
+
+    rows: dict[str, list] = {"candidate": []}
+    for cand in load_job(job_path).candidate_specs():
+        sig = compute_static_signals(cand)
+        rows["candidate"].append(cand.id)
+        for k, v in sig.items():
+            rows.setdefault(k, []).append(float(v))
+    pq.write_table(pa.table(rows), out / "static.parquet")
+    print(f"wrote {out / 'static.parquet'}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--job", default=str(ROOT / "jobs" / "demo.yaml"))
@@ -80,6 +100,7 @@ def main() -> None:
     ap.add_argument("--full-eval-every", type=int, default=250)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--full-steps", type=int, default=None, help="override the config's full_steps (smoke runs only)")
+    ap.add_argument("--static-only", action="store_true", help="(re)compute the static signals only")
     args = ap.parse_args()
 
     import pyarrow.dataset as ds
@@ -90,6 +111,10 @@ def main() -> None:
     job = load_job(args.job)
     out = Path(args.out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
+    if args.static_only or not (out / "static.parquet").exists():
+        record_static(args.job, out)
+    if args.static_only:
+        return
     todo = []
     for cand in job.candidate_specs():
         runs = [(s, args.probe_depth, job.probe.eval_every) for s in range(args.probe_seeds)]

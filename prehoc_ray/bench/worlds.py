@@ -160,7 +160,8 @@ def demo_world(seed: int = 0, probe_seeds: int = 2, tolerance: float = 0.02, dat
     the last evaluation of the candidate's independent full fine-tune. World `seed` picks which
     `probe_seeds` of the recorded seeds play seeds 0, 1, ... (the seed-th combination), so the
     worlds differ in probe noise only: the candidates and their finals are the same. Cost per
-    step = the median measured training CPU-seconds per step of the candidate's probe runs. No
+    step = the median measured training CPU-seconds per step of the candidate's probe runs. Static
+    features = the static signals the driver computes before probing (static.parquet). No
     history (nobody ran these families before), so the policies that need past runs do not apply.
     """
     import pyarrow.parquet as pq
@@ -168,6 +169,11 @@ def demo_world(seed: int = 0, probe_seeds: int = 2, tolerance: float = 0.02, dat
     path = Path(data_dir) / "curves.parquet"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no recorded demo portfolio; run benchmarks/record_demo.py first")
+    statics: dict[str, dict[str, float]] = {}
+    if (Path(data_dir) / "static.parquet").exists():
+        st_tab = pq.read_table(Path(data_dir) / "static.parquet").to_pydict()
+        for k, cid in enumerate(st_tab["candidate"]):
+            statics[cid] = {name: float(col[k]) for name, col in st_tab.items() if name != "candidate"}
     t = pq.read_table(path).to_pydict()
     runs: dict[tuple[str, int], list[tuple[float, float]]] = {}
     meta: dict[str, dict] = {}
@@ -196,7 +202,8 @@ def demo_world(seed: int = 0, probe_seeds: int = 2, tolerance: float = 0.02, dat
             curves.append((pts[:, 0], pts[:, 1]))
             depth = max(depth, int(pts[-1, 0]))
         final = sorted(runs[(cid, m["full"])])[-1][1]
-        cands.append(Candidate(cid, str(m["group"]), m["horizon"], float(np.median(m["sps"])), {}, tuple(curves), float(final)))
+        cands.append(Candidate(cid, str(m["group"]), m["horizon"], float(np.median(m["sps"])), statics.get(cid, {}),
+                               tuple(curves), float(final)))
     return World(f"demo-s{seed}", cands, 10, tolerance, probe_seeds=probe_seeds, max_probe_depth=depth)
 
 

@@ -114,6 +114,7 @@ class CandidateState:
     stop_reason: str | None = None
     value_per_cost: float = float("nan")  # marginal risk reduction per device-second of the next step
     family_L_int_lo: float = float("nan")  # the pooled family fit's floor lower bound
+    no_learning: bool = False  # the metric has not yet left its no-skill level (see no_skill_level)
 
     @property
     def depth(self) -> int:
@@ -135,6 +136,39 @@ class CandidateState:
         return CandidateCurves(self.info.id, self.info.group, self.info.horizon, float("nan"), np.zeros(0), seeds)
 
 
+def no_skill_level(static: dict[str, float]) -> float:
+    """The metric a model reaches before it learns the task, from the static signals.
+
+    The larger of its measured zero-shot metric and chance (1 / labels) for classification;
+    NaN when the static signals say neither (then the learning check never fires).
+    """
+    vals = []
+    z = static.get("static_zero_shot_metric", float("nan"))
+    k = static.get("static_num_labels", float("nan"))
+    if math.isfinite(z):
+        vals.append(float(z))
+    if math.isfinite(k) and k >= 2:
+        vals.append(1.0 / k)
+    return max(vals) if vals else float("nan")
+
+
+def learning_not_seen(seed_last: list[float], baseline: float, tolerance: float) -> bool:
+    """The seeds' latest values are not above the no-skill level by more than their noise.
+
+    Seed dispersion measures how much runs differ, not whether they have started to learn: a
+    randomly initialised model evaluated before it learns anything gives a flat dispersion
+    (evaluation noise) that the decay fit reads as a high floor, so the candidate would be
+    written off as Noise-Dominant, or stopped at c*, with a prediction near chance. Such a
+    candidate is outside the model the decomposition rests on (DESIGN.md: locally regular
+    phase); the engine keeps probing it, as it does an unidentified fit.
+    """
+    if not math.isfinite(baseline) or len(seed_last) < 2:
+        return False
+    v = np.asarray(seed_last, float)
+    se = float(v.std(ddof=1)) / math.sqrt(v.size)
+    return float(v.mean()) <= baseline + max(2.0 * se, tolerance)
+
+
 class Engine:
     """Deterministic given the candidates, the settings and the results it is told."""
 
@@ -146,6 +180,7 @@ class Engine:
         self.settings = settings
         self.thresholds = RegimeThresholds(settings.tolerance)
         self.states = {c.id: CandidateState(c) for c in sorted(candidates, key=lambda c: c.id)}
+        self._baseline = {c.id: no_skill_level(c.static) for c in candidates}
         self.round = 0
         self._open: dict[str, ProbeOrder] = {}
         self.spent = 0.0
@@ -296,13 +331,14 @@ class Engine:
             targets[i] = min(self._cap(st), self._round_up(want))
             lam[i] = st.cost_per_step * s.seeds
             # the same test as _identified(st)
-            unidentified[i] = not (ok and f.c_max >= 4 * f.c_min and "floor_unidentified" not in f.diagnostics)
+            unidentified[i] = st.no_learning or not (ok and f.c_max >= 4 * f.c_min and "floor_unidentified" not in f.diagnostics)
         inc = targets - depth
         cost = lam * inc
         gain = marginal_reduction(K, alpha, depth, inc)
-        # Too few depths to fit, or a floor the data cannot yet tell from a slow decay: the next
-        # increment is what makes the decision possible, so it runs first (infinite value) as
-        # long as the budget allows; the price-of-risk test applies once the fit is identified.
+        # Too few depths to fit, a floor the data cannot yet tell from a slow decay, or no learning
+        # seen yet: the next increment is what makes the decision possible, so it runs first
+        # (infinite value) as long as the budget allows; the price-of-risk test applies once the
+        # fit is identified.
         gain = np.where(unidentified | ~np.isfinite(K), np.inf, gain)
         gain_l, cost_l, inc_l = gain.tolist(), cost.tolist(), inc.tolist()
         for st, g, c in zip(active, gain_l, cost_l):
@@ -368,6 +404,10 @@ class Engine:
                                       c_min=max(fit.c_min, 1.0), horizon=self._cap(m))
                     m.c_star, m.J0, m.J_star = float(ch.c_star), float(ch.J0), float(ch.J_star)
                 m.regime = Regime(classify(fit.L_int, m.L0, m.J0, m.J_star, self.thresholds, np.fmax(fit.L_int_lo, m.family_L_int_lo)).item())
+                m.no_learning = learning_not_seen(
+                    [pts[max(pts)] for pts in m.points.values() if pts], self._baseline[m.info.id], s.tolerance)
+                if m.no_learning:
+                    m.regime = Regime.UNDETERMINED
                 self._stop_if_settled(m)
 
     @staticmethod
@@ -383,6 +423,11 @@ class Engine:
         static_settled = np.isfinite(st.L0) and st.L0 <= self.thresholds.risk_tolerance
         # A decay seen over less than a 4x range of depths, or one whose floor the data cannot
         # tell from a slow decay, cannot settle anything yet: keep probing if the budget allows.
+        if st.no_learning:
+            if st.depth >= self._cap(st):
+                st.stop_reason = (f"reached the probe cap with no learning seen: the metric is still within noise of its "
+                                  f"no-skill level {self._baseline[st.info.id]:.3g}")
+            return
         if not self._identified(st) and not static_settled:
             if st.depth >= self._cap(st):
                 st.stop_reason = f"reached the probe cap; {st.regime.value}: {why}"

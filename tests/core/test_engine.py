@@ -142,3 +142,46 @@ def test_exact_priors_are_spent_without_a_margin(portfolio):
     eng = Engine(backend.candidates(), settings(portfolio, budget=60.0))
     first = eng.next_round()
     assert len({o.candidate for o in first}) == 18
+
+
+def test_no_skill_level_and_learning_check():
+    from prehoc_ray.core.engine import learning_not_seen, no_skill_level
+
+    assert no_skill_level({"static_zero_shot_metric": 0.15, "static_num_labels": 5.0}) == pytest.approx(0.2)
+    assert no_skill_level({"static_zero_shot_metric": 0.44, "static_num_labels": 3.0}) == pytest.approx(0.44)
+    assert np.isnan(no_skill_level({}))
+    assert learning_not_seen([0.19, 0.22, 0.21, 0.18], 0.2, 0.02)  # at chance
+    assert not learning_not_seen([0.35, 0.38, 0.33, 0.36], 0.2, 0.02)  # clearly learning
+    assert not learning_not_seen([0.19, 0.22], float("nan"), 0.02)  # nothing to compare with
+    assert not learning_not_seen([0.19], 0.2, 0.02)  # one seed: no noise estimate
+
+
+def test_candidates_still_at_chance_are_probed_not_written_off():
+    # The recorded demo: tiny random-init Llamas whose accuracy sits at chance for the first
+    # ~200 of 5,000 steps. Without the learning check, the flat seed dispersion there reads as
+    # a floor and the engine stops after 2-3% of its budget with predictions near chance.
+    import prehoc_ray.core.engine as engine_mod
+    from prehoc_ray.bench.metrics import evaluate
+    from prehoc_ray.bench.policies import prehoc
+    from prehoc_ray.bench.worlds import demo_world
+
+    def run(check: bool) -> tuple[float, float]:
+        saved = engine_mod.learning_not_seen
+        if not check:
+            engine_mod.learning_not_seen = lambda *a: False
+        try:
+            rmse, spent = [], []
+            for s in range(6):  # the 6 pairs of recorded probe seeds
+                w = demo_world(s)
+                r = prehoc.run(w, 0.1 * w.full_cost, seed=s)
+                row = evaluate(w, r, 0.1 * w.full_cost)
+                rmse.append(row["rmse"])
+                spent.append(row["spent_frac"])
+            return float(np.mean(rmse)), float(np.mean(spent))
+        finally:
+            engine_mod.learning_not_seen = saved
+
+    rmse_on, spent_on = run(True)
+    rmse_off, spent_off = run(False)
+    assert spent_on > 1.5 * spent_off
+    assert rmse_on < 0.85 * rmse_off
