@@ -280,8 +280,10 @@ def make_plan(rows: Sequence[Mapping[str, Any]], settings: PlanSettings) -> Plan
         regime_note = f"; {regime[i]}" if regime[i] else ""
         risk_note = " (Noise-Dominant: its wide interval counts against it)" if nd else ""
         budget_stopped = "probe budget" in stop[i].lower()
+        # value_per_cost is +inf where the engine could not decide yet (a fit not identified, no
+        # learning seen): the next probe is worth more than any price.
         worth_more = (not np.isfinite(vpc[i])) if not valid[i] else (
-            np.isfinite(vpc[i]) and np.isfinite(gamma[i]) and vpc[i] > gamma[i]
+            not np.isnan(vpc[i]) and np.isfinite(gamma[i]) and vpc[i] > gamma[i]
         )
         chosen_i = chosen.get(t)
         if has_bar[i]:

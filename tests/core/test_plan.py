@@ -155,6 +155,9 @@ def test_probe_more_rules():
         row("t:never", "t", float("nan"), float("nan"), stop_reason="probe budget spent before the initial probe",
             value_per_cost=float("nan")),
         row("t:failed", "t", float("nan"), float("nan"), stop_reason="probe failed: OOM", value_per_cost=float("nan")),
+        # The engine could not decide yet (no learning seen, fit not identified): value/cost +inf.
+        row("t:undecidable", "t", 0.69, 0.03, regime="Undetermined", stop_reason="probe budget spent",
+            value_per_cost=float("inf"), gamma=1e-5),
     ]
     plan = make_plan(rows, PlanSettings(baselines={"t": 0.70}, confidence=0.8))
     d = by_cand(plan)
@@ -165,6 +168,7 @@ def test_probe_more_rules():
     assert d["t:cheap-enough"].decision == SKIP
     assert d["t:never"].decision == PROBE_MORE
     assert d["t:failed"].decision == SKIP and "OOM" in d["t:failed"].reason
+    assert d["t:undecidable"].decision == PROBE_MORE
 
 
 def test_every_candidate_gets_a_one_line_reason_and_totals_add_up():
