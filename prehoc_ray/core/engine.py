@@ -448,6 +448,10 @@ class Engine:
         cc = st.curves()
         per_seed = [extrapolate(stp, v, cc.horizon) for stp, v in cc.seeds.values() if stp.size]
         mean = float(np.mean(per_seed)) if per_seed else float("nan")
+        if st.no_learning:
+            # No learning seen yet: the decomposition says nothing about where the curve goes
+            # once it starts, so there is no honest interval (the plan then asks for more probes).
+            return mean, float("nan")
         var = predictive_variance(st.fit, st.depth, len(per_seed)) if st.fit is not None and st.fit.ok else float("nan")
         return mean, float(np.sqrt(var)) if np.isfinite(var) else float("nan")
 

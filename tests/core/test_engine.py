@@ -185,3 +185,18 @@ def test_candidates_still_at_chance_are_probed_not_written_off():
     rmse_off, spent_off = run(False)
     assert spent_on > 1.5 * spent_off
     assert rmse_on < 0.85 * rmse_off
+
+
+def test_a_candidate_with_no_learning_seen_gets_no_interval():
+    from prehoc_ray.bench.policies.prehoc import run_engine, settings_for
+    from prehoc_ray.bench.worlds import demo_world
+
+    w = demo_world(0)
+    eng, _ = run_engine(w, settings_for(w, 0.1 * w.full_cost))
+    rows = {r["candidate"]: r for r in eng.summary()}
+    stuck = [st for st in eng.states.values() if st.no_learning]
+    assert stuck  # the label-noise task's models stay at chance within the probe budget
+    for st in stuck:
+        r = rows[st.info.id]
+        assert r["regime"] == "Undetermined"
+        assert np.isfinite(r["predicted_final"]) and np.isnan(r["predicted_std"]) and np.isnan(r["lower"])
