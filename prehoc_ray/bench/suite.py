@@ -37,7 +37,7 @@ class SuiteConfig:
 
 
 # Policies that learn from a family's past runs; a world without history (the demo) has none.
-NEEDS_HISTORY = ("tuneahead", "static_only")
+NEEDS_HISTORY = ("tuneahead", "static_only", "prehoc_history")
 
 
 def make_world(dataset: str, seed: int, cfg: SuiteConfig) -> World:

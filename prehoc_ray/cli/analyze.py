@@ -94,18 +94,7 @@ def _blas_limit() -> Any:
 
 def to_observations(table: Any) -> Any:
     """TrajectoryTable -> the core's Observations (plain numpy columns)."""
-    from prehoc_ray.core.observations import Observations
-
-    return Observations(
-        candidate=table.candidate,
-        step=table.step,
-        value=table.value,
-        seed=table.seed,
-        group=table.group,
-        final=table.final,
-        horizon=table.horizon,
-        static={k: v for k, v in table.static.items()},
-    )
+    return table.to_observations()
 
 
 def _nullable(values: Any) -> Any:

@@ -159,6 +159,16 @@ def check_paths(spec: JobSpec) -> list[Problem]:
         _check_model(k, model, problems)
     if spec.backend == "simulated":
         problems = [Problem(p.field, p.message + " (not used by the simulated backend)", error=False) for p in problems]
+    if spec.history is not None:
+        # The simulated backend uses a history too (it feeds the engine, not the probes).
+        from prehoc_ray.io.history import coverage_problems, load_history
+
+        try:
+            hist = load_history(spec.history)
+        except (OSError, ValueError) as exc:
+            problems.append(Problem("history", str(exc)))
+        else:
+            problems += [Problem("history", line, error=False) for line in coverage_problems(hist, [t.name for t in spec.tasks])]
     return problems
 
 

@@ -28,7 +28,8 @@ from prehoc_ray.core.budget import choose_depth
 from prehoc_ray.core.curves import extrapolate
 from prehoc_ray.core.decay import DecayFit, predictive_variance
 from prehoc_ray.core.family import fit_family
-from prehoc_ray.core.observations import CandidateCurves
+from prehoc_ray.core.observations import CandidateCurves, Observations
+from prehoc_ray.core.population import HistoryPredictor, population_risk
 from prehoc_ray.core.regimes import RegimeThresholds, classify, explain
 from prehoc_ray.types import Regime
 
@@ -172,7 +173,13 @@ def learning_not_seen(seed_last: list[float], baseline: float, tolerance: float)
 class Engine:
     """Deterministic given the candidates, the settings and the results it is told."""
 
-    def __init__(self, candidates: list[CandidateInfo], settings: EngineSettings) -> None:
+    def __init__(self, candidates: list[CandidateInfo], settings: EngineSettings, history: Observations | None = None) -> None:
+        """history: completed runs of the candidates' families (group = family, with `final`),
+        as `prehoc-ray analyze` reads them. Families with at least MIN_POPULATION finals get
+        their predictions and intervals from a population model trained on them (DESIGN.md:
+        population risk) instead of from the probes' own decomposition, and their static-only
+        risk L(0) (which decides Static-Sufficient and the cost of not probing, J(0)) from its
+        cross-validated error. U(c) is still measured by seed dispersion."""
         ids = [c.id for c in candidates]
         if len(set(ids)) != len(ids):
             dup = sorted({i for i in ids if ids.count(i) > 1})
@@ -181,6 +188,19 @@ class Engine:
         self.thresholds = RegimeThresholds(settings.tolerance)
         self.states = {c.id: CandidateState(c) for c in sorted(candidates, key=lambda c: c.id)}
         self._baseline = {c.id: no_skill_level(c.static) for c in candidates}
+        self._history: dict[str, HistoryPredictor] = {}
+        self._history_L0: dict[str, float] = {}
+        self._static_names: list[str] = history.static_names if history is not None else []
+        if history is not None and len(history.candidate):
+            families = {c.group for c in candidates}
+            runs: dict[str, list[CandidateCurves]] = {}
+            for cc in history.per_candidate():
+                runs.setdefault(cc.group, []).append(cc)
+            for g in sorted(families & set(runs)):
+                hp = HistoryPredictor(runs[g], level=settings.level, seed=settings.seed)
+                if hp.usable:
+                    self._history[g] = hp
+                    self._history_L0[g] = float(population_risk(hp.known, np.array([0.0]), seed=settings.seed)[0])
         self.round = 0
         self._open: dict[str, ProbeOrder] = {}
         self.spent = 0.0
@@ -389,6 +409,9 @@ class Engine:
             # Without completed runs, the static-only risk L(0) is the spread of the family's
             # predicted finals: the error of predicting every member by the family mean.
             L0_group = float(np.var(finite, ddof=1)) if finite.size >= 3 else float("nan")
+            # With completed runs of the family, L(0) is what it should be: the cross-validated
+            # error of predicting a run's final from static information alone.
+            L0_group = self._history_L0.get(g, L0_group)
             for m, fit, U in zip(members, fits, Us):
                 if m.stop_reason is not None and m.fit is not None:
                     # Settled candidates keep the fit and regime they stopped with, so the
@@ -455,6 +478,21 @@ class Engine:
         var = predictive_variance(st.fit, st.depth, len(per_seed)) if st.fit is not None and st.fit.ok else float("nan")
         return mean, float(np.sqrt(var)) if np.isfinite(var) else float("nan")
 
+    def _history_predictions(self) -> dict[str, tuple[float, float]]:
+        """Population-model predictions (mean, std) of the members of families with history."""
+        out: dict[str, tuple[float, float]] = {}
+        for g, hp in self._history.items():
+            members = [st for st in self.states.values() if st.info.group == g]
+            curves = []
+            for st in members:
+                cc = st.curves()
+                static = np.array([float(st.info.static.get(k, float("nan"))) for k in self._static_names], float)
+                curves.append(CandidateCurves(cc.candidate, cc.group, cc.horizon, float("nan"), static, cc.seeds))
+            mean, std = hp.predict(curves, np.array([float(st.depth) for st in members]))
+            for st, m, sd in zip(members, mean, std):
+                out[st.info.id] = (float(m), float(sd))
+        return out
+
     @property
     def finished(self) -> bool:
         return not self._open and all(st.stop_reason is not None or st.failed is not None for st in self.states.values())
@@ -464,9 +502,13 @@ class Engine:
         from scipy.stats import norm
 
         z = float(norm.ppf(0.5 + self.settings.level / 2))
+        pop = self._history_predictions()
         rows = []
         for st in self.states.values():
             mean, sd = self._predict(st)
+            predictor = "probes"
+            if st.info.id in pop and all(math.isfinite(v) for v in pop[st.info.id]):
+                (mean, sd), predictor = pop[st.info.id], "history"
             f = st.fit
             rows.append({
                 "candidate": st.info.id,
@@ -474,6 +516,7 @@ class Engine:
                 "regime": st.regime.value,
                 "predicted_final": mean,
                 "predicted_std": sd,
+                "predictor": predictor,
                 "lower": mean - z * sd,
                 "upper": mean + z * sd,
                 "probe_steps": int(st.depth),

@@ -169,6 +169,72 @@ def out_of_fold(
     return mean, std
 
 
+class HistoryPredictor:
+    """Predicts new candidates of one family from the family's completed runs (its history).
+
+    The history's static features must be in the same order as the candidates'. For a probe
+    depth d, the GP of `out_of_fold` (the correction to the last observed value, imputation,
+    conformal scale, clipping to the training range widened by a tenth) is trained on the
+    history truncated at d; depth 0 uses the static features alone. One model per depth,
+    cached: the engine asks again every round, and most candidates' depths did not move.
+    """
+
+    def __init__(self, history: list[CandidateCurves], *, level: float = 0.9, seed: int = 0) -> None:
+        self.known = [h for h in history if np.isfinite(h.final)]
+        self.y = np.array([h.final for h in self.known])
+        self.level, self.seed = level, seed
+        self._models: dict[float, tuple] = {}
+
+    @property
+    def usable(self) -> bool:
+        return len(self.known) >= MIN_POPULATION
+
+    def _model(self, d: float) -> tuple:
+        if d not in self._models:
+            y, use_curve = self.y, bool(d > 0)
+            Xh = feature_matrix(self.known, np.full(len(self.known), d), use_curve)
+            base = Xh[:, 1] if use_curve else np.full(len(self.known), y.mean())
+            base = np.where(np.isfinite(base), base, y.mean())
+            with np.errstate(all="ignore"):
+                means = np.nanmean(np.where(np.isfinite(Xh), Xh, np.nan), axis=0) if Xh.size else np.zeros(Xh.shape[1])
+            means = np.where(np.isfinite(means), means, float(y.mean()))
+            Xf = np.where(np.isfinite(Xh), Xh, means)
+            keep = Xf.std(0) > 1e-12 if Xf.shape[0] > 1 else np.ones(Xf.shape[1], bool)
+            model = CalibratedPredictor(self.level, self.seed + len(self._models)).fit(Xf[:, keep], y - base)
+            self._models[d] = (model, means, keep)
+        return self._models[d]
+
+    def predict(self, cands: list[CandidateCurves], depths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted final and calibrated std per candidate; NaN when the history is too small."""
+        depths = np.asarray(depths, float)
+        mean, std = np.full(len(cands), np.nan), np.full(len(cands), np.nan)
+        if not self.usable or not cands:
+            return mean, std
+        y = self.y
+        lo, hi = float(y.min()), float(y.max())
+        pad = 0.1 * (hi - lo)
+        for d in np.unique(depths):
+            idx = np.flatnonzero(depths == d)
+            model, means, keep = self._model(float(d))
+            Xc = feature_matrix([cands[i] for i in idx], depths[idx], bool(d > 0))
+            base = np.where(np.isfinite(Xc[:, 1]), Xc[:, 1], y.mean()) if d > 0 else np.full(idx.size, y.mean())
+            m, sd = model.predict(np.where(np.isfinite(Xc), Xc, means)[:, keep])
+            mean[idx], std[idx] = np.clip(base + m, lo - pad, hi + pad), sd
+        return mean, std
+
+
+def predict_from_history(
+    history: list[CandidateCurves],
+    cands: list[CandidateCurves],
+    depths: np.ndarray,
+    *,
+    level: float = 0.9,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """HistoryPredictor(history).predict(cands, depths): one family, one call."""
+    return HistoryPredictor(history, level=level, seed=seed).predict(cands, depths)
+
+
 def population_risk(
     cands: list[CandidateCurves],
     depths: np.ndarray,

@@ -39,6 +39,7 @@ from prehoc_ray.execution.probes import gang_probe_task, probe_task, spec_payloa
 from prehoc_ray.execution.progress import Progress
 from prehoc_ray.execution.resources import ProbeResources, infeasible_reason, probe_resources
 from prehoc_ray.io.errors import ManifestError
+from prehoc_ray.io.history import load_history
 from prehoc_ray.io.manifest import RunManifest, spec_hash
 from prehoc_ray.io.store import ResultStore
 from prehoc_ray.spec.job import JobSpec
@@ -143,6 +144,8 @@ class Driver:
         self.num_cpus = num_cpus
         self.res: ProbeResources = probe_resources(spec.probe)
         self.cands = {c.id: c for c in spec.candidate_specs()}
+        # Past runs of the tasks (spec.history): read now, so a bad file fails before Ray starts.
+        self.history = load_history(spec.history) if spec.history else None
         self.store = ResultStore(self.run_dir)
         self.metrics = RunMetrics(spec.name)
         self.actors: dict = {}
@@ -176,7 +179,7 @@ class Driver:
                 t = time.perf_counter()
                 statics = self._static_signals()
                 self._time("static", t)
-                engine = Engine(self._infos(statics), engine_settings(self.spec))
+                engine = Engine(self._infos(statics), engine_settings(self.spec), history=self.history)
                 self.stats.engine = engine
                 t = time.perf_counter()
                 self._start_actors()

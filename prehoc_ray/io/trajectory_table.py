@@ -12,12 +12,15 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
 from prehoc_ray.io.trajectory_parse import factorize, parse_trajectory_columns
+
+if TYPE_CHECKING:
+    from prehoc_ray.core.observations import Observations
 from prehoc_ray.types import CANDIDATE, FINAL, GROUP, HORIZON, SEED, STEP, VALUE
 
 
@@ -73,6 +76,13 @@ class TrajectoryTable:
             HORIZON: self.horizon,
         }
         return {**base, **self.static, **self.extra}
+
+    def to_observations(self) -> "Observations":
+        """The core's view: plain numpy columns (static features by name)."""
+        from prehoc_ray.core.observations import Observations
+
+        return Observations(candidate=self.candidate, step=self.step, value=self.value, seed=self.seed, group=self.group,
+                            final=self.final, horizon=self.horizon, static=dict(self.static))
 
     def __repr__(self) -> str:
         return (

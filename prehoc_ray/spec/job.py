@@ -73,6 +73,10 @@ class JobSpec(_Strict):
     plan: PlanSpec = PlanSpec()
     cluster: ClusterSpec = ClusterSpec()
     backend: Literal["real", "simulated"] = "real"  # simulated: synthetic curves, for tests and dry runs
+    # Completed past fine-tunes of the tasks (a trajectory file as `prehoc-ray analyze` reads it:
+    # candidate, step, value, group = the task name, final, horizon, static_* columns). Tasks
+    # with at least 8 finals there get predictions, intervals and L(0) from a population model.
+    history: str | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> "JobSpec":
@@ -139,6 +143,8 @@ def load_job(path: str | Path) -> JobSpec:
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
     base = path.resolve().parent
+    if isinstance(raw.get("history"), str) and not Path(raw["history"]).is_absolute():
+        raw["history"] = str(base / raw["history"])
     for section, key in (("tasks", "path"), ("models", "path")):
         for item in raw.get(section) or []:
             if isinstance(item, dict) and item.get(key) and not Path(str(item[key])).is_absolute():

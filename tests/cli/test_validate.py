@@ -181,3 +181,20 @@ def test_validate_starts_nothing(tmp_path):
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+def test_history_problems_are_named(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = {"candidate": [f"r{i}" for i in range(9) for _ in range(3)], "step": [10.0, 20.0, 30.0] * 9,
+            "value": [0.5, 0.6, 0.65] * 9, "group": ["other"] * 27, "final": [0.7] * 27}
+    pq.write_table(pa.table(rows), tmp_path / "past.parquet")
+    spec = write(tmp_path, {**GOOD, "history": "past.parquet"})
+    res = runner.invoke(app, ["validate", str(spec), "--json"])
+    out = json.loads(res.output)
+    assert out["ok"]  # usable, but it says why it will not help
+    assert any("history" in w and "task 'copy'" in w and "other" in w for w in out["warnings"]), out["warnings"]
+    spec = write(tmp_path, {**GOOD, "history": "missing.parquet"})
+    out = json.loads(runner.invoke(app, ["validate", str(spec), "--json"]).output)
+    assert not out["ok"] and any("history" in e and "missing.parquet" in e for e in out["errors"])

@@ -200,3 +200,22 @@ def test_a_candidate_with_no_learning_seen_gets_no_interval():
         r = rows[st.info.id]
         assert r["regime"] == "Undetermined"
         assert np.isfinite(r["predicted_final"]) and np.isnan(r["predicted_std"]) and np.isnan(r["lower"])
+
+
+def test_a_history_of_past_runs_gives_population_predictions():
+    # Real DeBERTa runs: the engine told 60 completed runs per family predicts the other
+    # configurations far better than from its own probes (one recorded run per configuration,
+    # so its seed dispersion is zero and its intervals degenerate).
+    from prehoc_ray.bench.metrics import evaluate
+    from prehoc_ray.bench.policies import prehoc
+    from prehoc_ray.bench.worlds import deberta_world
+
+    w = deberta_world(30, 2, seed=0)
+    budget = 0.1 * w.full_cost
+    plain = prehoc.run(w, budget)
+    told = prehoc.run_with_history(w, budget)
+    assert {r["predictor"] for r in told.info["rows"]} == {"history"}
+    assert {r["predictor"] for r in plain.info["rows"]} == {"probes"}
+    m_plain, m_told = evaluate(w, plain, budget), evaluate(w, told, budget)
+    assert m_told["rmse"] < 0.7 * m_plain["rmse"]
+    assert 0.75 <= m_told["coverage"] <= 1.0

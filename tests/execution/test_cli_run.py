@@ -88,3 +88,52 @@ def test_resume_through_the_cli_prints_the_summary(cli, sim_run, tmp_path):
     assert "0 probe attempt(s) run here" in res.output
     for cand in ("copy:tiny-a", "sentiment:tiny-b", "noisy:tiny-a"):
         assert cand in res.output
+
+
+def _history_file(path, family: str, n: int, with_final: bool = True):
+    """n completed past runs of `family`: curves that rise to a final of 0.6-0.8."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    cols = {k: [] for k in ("candidate", "step", "value", "group", "final", "horizon")}
+    for i in range(n):
+        final = 0.6 + 0.2 * rng.random()
+        steps = np.arange(10, 1001, 10, dtype=float)
+        vals = final - 0.2 * steps**-0.5 + 0.01 * rng.standard_normal(steps.size)
+        cols["candidate"] += [f"past-{i}"] * steps.size
+        cols["step"] += list(steps)
+        cols["value"] += list(vals)
+        cols["group"] += [family] * steps.size
+        cols["final"] += [final if with_final else None] * steps.size
+        cols["horizon"] += [1000.0] * steps.size
+    pq.write_table(pa.table(cols), path)
+    return path
+
+
+def test_a_bad_history_is_exit_2_naming_the_field_and_file(cli, tmp_path):
+    hist = _history_file(tmp_path / "past.parquet", "sentiment", 10, with_final=False)
+    res = cli(write(tmp_path, history=str(hist)), "--out", tmp_path / "out")
+    assert res.exit_code == 2
+    line = one_line_error(res)
+    assert "history" in line and "past.parquet" in line and "final" in line
+    res = cli(write(tmp_path, history="nowhere.csv"), "--out", tmp_path / "out")
+    assert res.exit_code == 2 and "history" in one_line_error(res)
+
+
+def test_a_history_feeds_the_predictions_of_its_family(cli, ray_session, tmp_path):
+    import pyarrow.parquet as pq
+
+    hist = _history_file(tmp_path / "past.parquet", "sentiment", 12)
+    res = cli(write(tmp_path, history="past.parquet"), "--out", tmp_path / "out", "--quiet")  # relative to the spec
+    assert res.exit_code == 0, res.output
+    rows = pq.read_table(tmp_path / "out" / "candidates.parquet").to_pylist()
+    by_task = {}
+    for r in rows:
+        by_task.setdefault(r["task"], set()).add(r["predictor"])
+    assert by_task["sentiment"] == {"history"}
+    assert by_task["copy"] == {"probes"} and by_task["noisy"] == {"probes"}
+    for r in rows:
+        if r["task"] == "sentiment":
+            assert 0.5 < r["predicted_final"] < 0.9 and r["predicted_std"] > 0

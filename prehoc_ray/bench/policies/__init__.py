@@ -10,6 +10,9 @@ documented per module:
 
 - prehoc:           the project's engine (core.engine.Engine) as shipped; its own predictor
                     (mean over seeds of core.curves.extrapolate) and its interval.
+- prehoc_history:   the same engine, also told the family's past runs (world.history), as a
+                    job spec's `history:` tells it: predictions and intervals from the
+                    population model, static-only risk L(0) from its cross-validated error.
 - uniform:          every candidate probed to the same depth with the engine's seed count;
                     the engine's predictor; std from the spread of the seeds' predictions.
 - tuneahead:        TuneAhead-style: one fixed-depth probe per candidate, static features +
@@ -54,6 +57,7 @@ def _registry() -> dict[str, Policy]:
 
     return {
         "prehoc": prehoc.run,
+        "prehoc_history": prehoc.run_with_history,
         "uniform": uniform.run,
         "tuneahead": tuneahead.run,
         "lc_extrapolation": lc_extrapolation.run,
@@ -63,7 +67,7 @@ def _registry() -> dict[str, Policy]:
     }
 
 
-POLICY_NAMES = ("prehoc", "uniform", "tuneahead", "lc_extrapolation", "static_only", "asha", "oracle")
+POLICY_NAMES = ("prehoc", "prehoc_history", "uniform", "tuneahead", "lc_extrapolation", "static_only", "asha", "oracle")
 
 
 def get_policy(name: str) -> Policy:

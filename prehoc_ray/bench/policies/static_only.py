@@ -13,7 +13,7 @@ import numpy as np
 from prehoc_ray.bench.policies import PolicyResult
 from prehoc_ray.bench.worlds import Candidate, World
 from prehoc_ray.core.observations import CandidateCurves
-from prehoc_ray.core.population import MIN_POPULATION, CalibratedPredictor, feature_matrix, impute
+from prehoc_ray.core.population import predict_from_history
 
 
 def as_curves(c: Candidate, static_names: list[str], final: float, prefix: tuple[np.ndarray, np.ndarray] | None = None) -> CandidateCurves:
@@ -24,35 +24,18 @@ def as_curves(c: Candidate, static_names: list[str], final: float, prefix: tuple
 
 def population_predict(world: World, depth: float, prefixes: dict[int, tuple[np.ndarray, np.ndarray]] | None,
                        use_curve: bool, level: float = 0.9, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Per family: GP trained on the history (truncated at `depth`), predicting the candidates.
-
-    The same steps as core.population.out_of_fold for candidates without a known final (GP on
-    the correction to the last observed value, imputation, conformal scale, clipping to the
-    training range widened by a tenth), minus the cross-fitting of the history itself, which
-    the benchmark does not need.
-    """
+    """Per family: core.population.predict_from_history on the world's history, every candidate
+    at `depth` (its prefix in `prefixes`; none when use_curve is False)."""
     n = len(world.candidates)
     pred, std = np.full(n, np.nan), np.full(n, np.nan)
     names = sorted(world.candidates[0].static) if world.candidates else []
+    d = float(depth) if use_curve else 0.0
     for g in sorted(set(world.groups)):
         hist = [as_curves(h, names, h.true_final) for h in world.history if h.group == g]
-        if len(hist) < MIN_POPULATION:
-            continue
         idx = [i for i, c in enumerate(world.candidates) if c.group == g]
-        pool = [as_curves(world.candidates[i], names, float("nan"), prefixes.get(i) if prefixes else (np.zeros(0), np.zeros(0)))
+        pool = [as_curves(world.candidates[i], names, float("nan"), prefixes.get(i) if prefixes and use_curve else (np.zeros(0), np.zeros(0)))
                 for i in idx]
-        Xh = feature_matrix(hist, np.full(len(hist), float(depth)), use_curve)
-        Xp = feature_matrix(pool, np.full(len(pool), float(depth)), use_curve)
-        y = np.array([h.final for h in hist])
-        # Column 1 of the curve features is the last observed value: the baseline the GP corrects.
-        base_h = Xh[:, 1] if use_curve else np.full(len(hist), y.mean())
-        base_p = np.where(np.isfinite(Xp[:, 1]), Xp[:, 1], y.mean()) if use_curve else np.full(len(pool), y.mean())
-        Xtr, Xte = impute(Xh, Xp, fallback=float(y.mean()))
-        model = CalibratedPredictor(level, seed).fit(Xtr, y - base_h)
-        m, sd = model.predict(Xte)
-        lo, hi = float(y.min()), float(y.max())
-        pred[idx] = np.clip(base_p + m, lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo))
-        std[idx] = sd
+        pred[idx], std[idx] = predict_from_history(hist, pool, np.full(len(idx), d), level=level, seed=seed)
     return pred, std
 
 
