@@ -21,7 +21,7 @@ PEERS = ("uniform", "asha")  # the targets compare prehoc's regret with these
 class SuiteConfig:
     """What to run. Defaults: the full benchmark (about 10 minutes on 2 busy cores)."""
 
-    synthetic_seeds: tuple[int, ...] = (0, 1, 2, 3)
+    synthetic_seeds: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 7)
     synthetic_candidates: int = 45
     deberta_seeds: tuple[int, ...] = (0, 1, 2)
     deberta_candidates: int = 30  # per family; 2 families (DeBERTa-base, DeBERTaV3-base) per world
