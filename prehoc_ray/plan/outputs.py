@@ -43,6 +43,7 @@ PLAN_SCHEMA = pa.schema([
     ("baseline", pa.float64()),
     ("p_beat", pa.float64()),  # P(beats the baseline), or P(beats the task's runner-up) without one
     ("risk_adjusted", pa.float64()),  # one-sided bound at plan.confidence (the ranking score)
+    ("predictor", pa.string()),  # where the prediction comes from: "probes", or "history" (past runs)
 ])
 PLAN_COLUMNS = tuple(PLAN_SCHEMA.names)
 
@@ -122,6 +123,7 @@ def build_plan(candidates: Sequence[Mapping[str, Any]], spec: JobSpec) -> tuple[
             "baseline": d.bar,
             "p_beat": d.p_beat,
             "risk_adjusted": d.score,
+            "predictor": str(r.get("predictor") or "probes"),
         })
     metric = next((str(r["metric"]) for r in rows if r.get("metric")), "metric")
     totals = {
