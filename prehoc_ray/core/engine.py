@@ -372,7 +372,9 @@ class Engine:
             if inc_l[i] <= 0:
                 st.stop_reason = "reached the probe cap (max_depth_fraction of the full run)"
             elif cost_l[i] > left:
-                st.stop_reason = "probe budget spent"
+                st.stop_reason = "probe budget spent" + (
+                    f" with no learning seen yet: the metric is still within noise of its no-skill level "
+                    f"{self._baseline[st.info.id]:.3g}" if st.no_learning else "")
             elif math.isfinite(gain_l[i]) and gain_l[i] <= gamma * cost_l[i]:
                 st.stop_reason = "the next increment removes less risk than it costs (gamma x cost)"
         orders: list[ProbeOrder] = []

@@ -199,7 +199,9 @@ def make_plan(rows: Sequence[Mapping[str, Any]], settings: PlanSettings) -> Plan
     stop = [str(r.get("stop_reason") or "") for r in rows]
 
     with np.errstate(invalid="ignore"):
-        sd = np.where(np.isfinite(L_int) & (L_int > 0), np.fmax(std, np.sqrt(np.abs(L_int))), std)
+        # A NaN std means the engine has no interval to give (no learning seen yet, no fit): it
+        # stays NaN; sqrt(L_int) only widens an interval that exists.
+        sd = np.where(np.isfinite(std) & np.isfinite(L_int) & (L_int > 0), np.maximum(std, np.sqrt(np.abs(L_int))), std)
     valid = np.isfinite(mean) & np.isfinite(sd) & (sd >= 0)
     good = sign * mean  # larger is better in every comparison below
     score_good = good - z * sd  # pessimistic bound at the plan's confidence
@@ -300,7 +302,7 @@ def make_plan(rows: Sequence[Mapping[str, Any]], settings: PlanSettings) -> Plan
             decision, reason = SKIP, f"{stop[i]}: no prediction to act on"
         elif not valid[i]:
             why = stop[i] or "no probe data"
-            if np.isfinite(mean[i]):
+            if np.isfinite(mean[i]) and "no learning seen" not in why:
                 why = f"no interval: too little data to fit the uncertainty decay; {why}"
             if probe_more:
                 decision, reason = PROBE_MORE, f"no prediction yet ({why}); the probe budget ran out before one was possible"

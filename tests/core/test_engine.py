@@ -200,6 +200,7 @@ def test_a_candidate_with_no_learning_seen_gets_no_interval():
         r = rows[st.info.id]
         assert r["regime"] == "Undetermined"
         assert np.isfinite(r["predicted_final"]) and np.isnan(r["predicted_std"]) and np.isnan(r["lower"])
+        assert "no learning seen" in r["stop_reason"]
 
 
 def test_a_history_of_past_runs_gives_population_predictions():

@@ -225,3 +225,19 @@ def test_knapsack_greedy_beyond_exact_limit():
 def test_settings_errors_name_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         PlanSettings(**kwargs)
+
+
+def test_no_interval_stays_no_interval():
+    # The engine gives no std for a candidate it cannot predict yet (no learning seen); the
+    # plan's sqrt(L_int) floor widens intervals, it must not invent one.
+    rows = [
+        row("t:stuck", "t", 0.45, float("nan"), L_int=0.002, regime="Undetermined",
+            stop_reason="probe budget spent with no learning seen yet: the metric is still within noise of its no-skill level 0.4",
+            value_per_cost=float("inf")),
+        row("t:other", "t", 0.30, float("nan"), L_int=0.002, regime="Undetermined",
+            stop_reason="reached the probe cap with no learning seen: the metric is still within noise of its no-skill level 0.3"),
+    ]
+    d = by_cand(make_plan(rows, PlanSettings(confidence=0.8)))
+    assert d["t:stuck"].decision == PROBE_MORE and "no learning seen" in d["t:stuck"].reason
+    assert "too little data" not in d["t:stuck"].reason
+    assert d["t:other"].decision == SKIP and "no learning seen" in d["t:other"].reason
