@@ -28,6 +28,7 @@ from prehoc_ray.core.budget import choose_depth
 from prehoc_ray.core.curves import extrapolate
 from prehoc_ray.core.decay import DecayFit, predictive_variance
 from prehoc_ray.core.family import fit_family
+from prehoc_ray.core.learning import learning_not_seen, no_skill_level
 from prehoc_ray.core.observations import CandidateCurves, Observations
 from prehoc_ray.core.population import HistoryPredictor, population_risk
 from prehoc_ray.core.regimes import RegimeThresholds, classify, explain
@@ -135,39 +136,6 @@ class CandidateState:
             st = np.array(sorted(pts), float)
             seeds[s] = (st, np.array([pts[int(k)] for k in st], float))
         return CandidateCurves(self.info.id, self.info.group, self.info.horizon, float("nan"), np.zeros(0), seeds)
-
-
-def no_skill_level(static: dict[str, float]) -> float:
-    """The metric a model reaches before it learns the task, from the static signals.
-
-    The larger of its measured zero-shot metric and chance (1 / labels) for classification;
-    NaN when the static signals say neither (then the learning check never fires).
-    """
-    vals = []
-    z = static.get("static_zero_shot_metric", float("nan"))
-    k = static.get("static_num_labels", float("nan"))
-    if math.isfinite(z):
-        vals.append(float(z))
-    if math.isfinite(k) and k >= 2:
-        vals.append(1.0 / k)
-    return max(vals) if vals else float("nan")
-
-
-def learning_not_seen(seed_last: list[float], baseline: float, tolerance: float) -> bool:
-    """The seeds' latest values are not above the no-skill level by more than their noise.
-
-    Seed dispersion measures how much runs differ, not whether they have started to learn: a
-    randomly initialised model evaluated before it learns anything gives a flat dispersion
-    (evaluation noise) that the decay fit reads as a high floor, so the candidate would be
-    written off as Noise-Dominant, or stopped at c*, with a prediction near chance. Such a
-    candidate is outside the model the decomposition rests on (DESIGN.md: locally regular
-    phase); the engine keeps probing it, as it does an unidentified fit.
-    """
-    if not math.isfinite(baseline) or len(seed_last) < 2:
-        return False
-    v = np.asarray(seed_last, float)
-    se = float(v.std(ddof=1)) / math.sqrt(v.size)
-    return float(v.mean()) <= baseline + max(2.0 * se, tolerance)
 
 
 class Engine:

@@ -145,7 +145,7 @@ def test_exact_priors_are_spent_without_a_margin(portfolio):
 
 
 def test_no_skill_level_and_learning_check():
-    from prehoc_ray.core.engine import learning_not_seen, no_skill_level
+    from prehoc_ray.core.learning import learning_not_seen, no_skill_level
 
     assert no_skill_level({"static_zero_shot_metric": 0.15, "static_num_labels": 5.0}) == pytest.approx(0.2)
     assert no_skill_level({"static_zero_shot_metric": 0.44, "static_num_labels": 3.0}) == pytest.approx(0.44)
