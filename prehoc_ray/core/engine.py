@@ -219,6 +219,17 @@ class Engine:
         # an initial probe later nor keep the others in the initial phase for ever.
         fresh = [st for st in self.states.values()
                  if st.failed is None and st.stop_reason is None and st.depth < s.initial_depth]
+        # A family whose past runs say static information already predicts a final within
+        # tolerance (L(0) <= tau^2 by the history's cross-validated error) needs no probe at
+        # all: its members are settled before the first one is bought.
+        for st in fresh:
+            L0 = self._history_L0.get(st.info.group, float("nan"))
+            if st.depth == 0 and math.isfinite(L0) and L0 <= self.thresholds.risk_tolerance:
+                st.L0, st.regime = L0, Regime.STATIC_SUFFICIENT
+                st.stop_reason = (f"Static-Sufficient from past runs: "
+                                  f"{explain(Regime.STATIC_SUFFICIENT, float('nan'), L0, float('nan'), float('nan'), self.thresholds)}"
+                                  "; no probe needed")
+        fresh = [st for st in fresh if st.stop_reason is None]
         # When the budget cannot pay every initial probe, families take turns (the first
         # candidate of each, then the second, ...): in id order the families sorting last
         # would get no probe at all and their selection would be blind.

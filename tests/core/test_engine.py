@@ -220,3 +220,22 @@ def test_a_history_of_past_runs_gives_population_predictions():
     m_plain, m_told = evaluate(w, plain, budget), evaluate(w, told, budget)
     assert m_told["rmse"] < 0.7 * m_plain["rmse"]
     assert 0.75 <= m_told["coverage"] <= 1.0
+
+
+def test_past_runs_that_make_a_family_static_sufficient_spare_its_probes():
+    # Synthetic Static-Sufficient family: static features explain the finals within tolerance,
+    # and its 20 past runs show it (cross-validated L(0) <= tau^2). Told them, the engine buys
+    # no probe for that family and spends the budget on the others.
+    from prehoc_ray.bench.policies import prehoc
+    from prehoc_ray.bench.worlds import synthetic_world
+
+    w = synthetic_world(45, seed=0)
+    told = prehoc.run_with_history(w, 0.05 * w.full_cost)
+    plain = prehoc.run(w, 0.05 * w.full_cost)
+    ss = [i for i, c in enumerate(w.candidates) if "static_sufficient" in c.group]
+    others = [i for i in range(len(w.candidates)) if i not in ss]
+    rows = told.info["rows"]
+    assert all(told.probe_steps[i] == 0 and rows[i]["regime"] == "Static-Sufficient" for i in ss)
+    assert all("from past runs" in rows[i]["stop_reason"] for i in ss)
+    assert all(np.isfinite(told.predicted[i]) and np.isfinite(told.std[i]) for i in ss)  # from the history
+    assert told.probe_steps[others].sum() > plain.probe_steps[others].sum()
