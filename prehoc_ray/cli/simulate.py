@@ -26,7 +26,8 @@ import typer
 
 from prehoc_ray.cli import EXIT_BAD_INPUT, app
 
-POLICY_HELP = "prehoc (the engine), uniform, tuneahead, lc_extrapolation, static_only, asha, oracle"
+POLICY_HELP = ("prehoc (the engine), prehoc_history (the engine told the world's past runs), uniform, tuneahead, "
+               "lc_extrapolation, static_only, asha, oracle")
 
 
 @app.command("simulate")
