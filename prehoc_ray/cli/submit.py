@@ -153,7 +153,14 @@ def submission_problems(spec_path: Path, spec: JobSpec, working_dir: Path | None
     """
     raw = raw_spec(spec_path)
     problems: list[Problem] = []
+    history = str(raw.get("history") or "")
     for p in check_paths(spec):
+        if p.field == "history":
+            if history and Path(history).is_absolute() and p.error:
+                problems.append(Problem(p.field, p.message + " here; an absolute path must exist on the cluster nodes", error=False))
+            else:
+                problems.append(p)
+            continue
         section, idx, key = (p.field.split(".") + ["", ""])[:3]
         items = raw.get(section) or []
         item = items[int(idx)] if idx.isdigit() and int(idx) < len(items) else None
@@ -172,6 +179,9 @@ def submission_problems(spec_path: Path, spec: JobSpec, working_dir: Path | None
                     if not _inside(resolved, working_dir):
                         problems.append(Problem(f"{section}.{k}.path", f"{item['path']!r} is outside the working directory "
                                                                        f"{str(working_dir)!r}: it would not reach the cluster"))
+        if history and not Path(history).is_absolute() and not _inside(spec_path.resolve().parent / history, working_dir):
+            problems.append(Problem("history", f"{history!r} is outside the working directory {str(working_dir)!r}: "
+                                               "it would not reach the cluster"))
     return problems
 
 

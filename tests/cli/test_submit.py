@@ -137,6 +137,7 @@ def test_out_and_runtime_env_options(tmp_path):
         ("missing-relative", "tasks.0.path: task 'qa': data file"),
         ("bad-spec", "budget: Field required"),
         ("bad-runtime-env", "--runtime-env"),
+        ("history-outside", "history: '../../past.parquet' is outside the working directory"),
     ],
 )
 def test_bad_input_exits_2(tmp_path, case, expected):
@@ -154,6 +155,15 @@ def test_bad_input_exits_2(tmp_path, case, expected):
         path = write_spec(wd / "jobs", spec)
     elif case == "missing-relative":
         path = write_spec(wd, spec)
+    elif case == "history-outside":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"candidate": ["a"], "step": [1.0], "value": [0.5], "group": ["qa"], "final": [0.6]}),
+                       tmp_path / "past.parquet")
+        d = simulated_spec_dict(name="bad")
+        d["history"] = "../../past.parquet"
+        path = write_spec(wd / "jobs", d)
     elif case == "bad-spec":
         d = simulated_spec_dict(name="bad")
         del d["budget"]
