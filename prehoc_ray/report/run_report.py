@@ -27,7 +27,7 @@ MD_FILE = "report.md"
 
 PLAN_TABLE_COLUMNS = (
     ("candidate", "candidate"), ("task", "task"), ("model", "model"), ("regime", "regime"),
-    ("decision", "decision"), ("predicted_final", "predicted"), ("predicted_std", "std"),
+    ("decision", "decision"), ("predicted_final", "predicted"), ("predicted_std", "std"), ("predictor", "from"),
     ("lower", "lower"), ("upper", "upper"), ("p_beat", "P(beat)"), ("probe_steps", "probe steps"),
     ("probe_cost_s", "probe cost (s)"), ("full_cost_s", "full run (s)"), ("L_int", "L_int"), ("K", "K"),
     ("alpha", "alpha"), ("c_star", "c*"), ("reason", "reason"),

@@ -15,6 +15,7 @@ from prehoc_ray.cli import report as _report  # noqa: F401  (registers commands)
 from prehoc_ray.cli import submit as _submit  # noqa: F401
 from prehoc_ray.cli import validate as _validate  # noqa: F401
 from prehoc_ray.plan import write_outputs
+from prehoc_ray.report.run_report import PLAN_TABLE_COLUMNS
 from prehoc_ray.plan.simrun import simulated_spec_dict, write_simulated_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -149,7 +150,7 @@ def test_report_renders_in_headless_chromium(finished, tmp_path):
     d, out = finished
     seen = _render(d / "report.html", tmp_path)
     assert seen["planRows"] == len(out.rows)
-    assert seen["cells"] == 18 and seen["planWidth"] > 300
+    assert seen["cells"] == len(PLAN_TABLE_COLUMNS) and seen["planWidth"] > 300
     assert {i["id"] for i in seen["images"]} == {"img-savings", "img-phase", "img-decay", "img-spend"}
     for img in seen["images"]:
         assert img["w"] > 100 and img["h"] > 100 and img["shown"] > 100, img
