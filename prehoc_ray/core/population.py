@@ -35,14 +35,24 @@ def feature_matrix(cands: list[CandidateCurves], depths: np.ndarray, use_curve: 
     return np.vstack(rows) if rows else np.zeros((0, 0))
 
 
-def impute(train: np.ndarray, *others: np.ndarray, fallback: float = 0.0) -> list[np.ndarray]:
-    """Replace NaN by the training column mean (or `fallback`); drop columns constant in training."""
+def fit_imputer(train: np.ndarray, fallback: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(column means of `train`, NaN -> `fallback`; columns not constant in training)."""
     with np.errstate(all="ignore"):
         means = np.nanmean(np.where(np.isfinite(train), train, np.nan), axis=0) if train.size else np.zeros(train.shape[1])
     means = np.where(np.isfinite(means), means, fallback)
-    fixed = [np.where(np.isfinite(m), m, means) for m in (train, *others)]
-    keep = fixed[0].std(0) > 1e-12 if fixed[0].shape[0] > 1 else np.ones(train.shape[1], bool)
-    return [m[:, keep] for m in fixed]
+    filled = np.where(np.isfinite(train), train, means)
+    keep = filled.std(0) > 1e-12 if filled.shape[0] > 1 else np.ones(train.shape[1], bool)
+    return means, keep
+
+
+def apply_imputer(X: np.ndarray, means: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    return np.where(np.isfinite(X), X, means)[:, keep]
+
+
+def impute(train: np.ndarray, *others: np.ndarray, fallback: float = 0.0) -> list[np.ndarray]:
+    """Replace NaN by the training column mean (or `fallback`); drop columns constant in training."""
+    means, keep = fit_imputer(train, fallback)
+    return [apply_imputer(m, means, keep) for m in (train, *others)]
 
 
 @dataclass
@@ -195,12 +205,8 @@ class HistoryPredictor:
             Xh = feature_matrix(self.known, np.full(len(self.known), d), use_curve)
             base = Xh[:, 1] if use_curve else np.full(len(self.known), y.mean())
             base = np.where(np.isfinite(base), base, y.mean())
-            with np.errstate(all="ignore"):
-                means = np.nanmean(np.where(np.isfinite(Xh), Xh, np.nan), axis=0) if Xh.size else np.zeros(Xh.shape[1])
-            means = np.where(np.isfinite(means), means, float(y.mean()))
-            Xf = np.where(np.isfinite(Xh), Xh, means)
-            keep = Xf.std(0) > 1e-12 if Xf.shape[0] > 1 else np.ones(Xf.shape[1], bool)
-            model = CalibratedPredictor(self.level, self.seed + len(self._models)).fit(Xf[:, keep], y - base)
+            means, keep = fit_imputer(Xh, fallback=float(y.mean()))
+            model = CalibratedPredictor(self.level, self.seed + len(self._models)).fit(apply_imputer(Xh, means, keep), y - base)
             self._models[d] = (model, means, keep)
         return self._models[d]
 
@@ -218,7 +224,7 @@ class HistoryPredictor:
             model, means, keep = self._model(float(d))
             Xc = feature_matrix([cands[i] for i in idx], depths[idx], bool(d > 0))
             base = np.where(np.isfinite(Xc[:, 1]), Xc[:, 1], y.mean()) if d > 0 else np.full(idx.size, y.mean())
-            m, sd = model.predict(np.where(np.isfinite(Xc), Xc, means)[:, keep])
+            m, sd = model.predict(apply_imputer(Xc, means, keep))
             mean[idx], std[idx] = np.clip(base + m, lo - pad, hi + pad), sd
         return mean, std
 
