@@ -4,9 +4,7 @@ checkpoint, candidates.parquet with the task's real metric."""
 
 from __future__ import annotations
 
-import json
 import math
-import random
 
 import pyarrow.parquet as pq
 import pytest
@@ -15,19 +13,8 @@ import yaml
 pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-WORDS = {"pos": ["sunny", "bright", "warm", "clear"], "neg": ["rainy", "stormy", "cold", "grey"]}
-FILLER = ["today", "the", "sky", "is", "very", "quite", "and", "outside", "here", "again"]
+from tests.weather_data import write_weather  # noqa: E402
 
-
-def write_weather(path, n: int = 300, seed: int = 0) -> None:
-    """Text/label rows whose label one keyword gives away: a tiny model learns it in ~20 steps."""
-    rng = random.Random(seed)
-    with open(path, "w") as f:
-        for _ in range(n):
-            label = rng.choice(["pos", "neg"])
-            words = [rng.choice(FILLER) for _ in range(rng.randint(3, 7))]
-            words.insert(rng.randrange(len(words) + 1), rng.choice(WORDS[label]))
-            f.write(json.dumps({"text": " ".join(words), "label": label}) + "\n")
 
 
 SPEC = {
@@ -54,7 +41,7 @@ def test_real_tiny_probes_end_to_end(ray_session, tmp_path):
     from prehoc_ray.io.store import ResultStore
     from prehoc_ray.spec.job import load_job
 
-    write_weather(tmp_path / "weather.jsonl")
+    write_weather(tmp_path / "weather.jsonl", n=300)
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(SPEC))
     spec = load_job(path)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import random
 
 import pytest
 
@@ -21,6 +19,7 @@ pytest.importorskip("peft")
 torch.set_num_threads(1)
 
 from prehoc_ray.spec.candidate import CandidateSpec, FinetuneConfig, ModelSpec, TaskSpec  # noqa: E402
+from tests.weather_data import write_weather  # noqa: E402
 
 TINY = {"arch": "llama", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 384}
 
@@ -33,24 +32,6 @@ def copy_candidate(**config) -> CandidateSpec:
     task = TaskSpec(name="copy", builtin="synthetic_copy", max_train_examples=256, eval_examples=16)
     cfg = {"learning_rate": 1e-2, "batch_size": 8, "max_seq_len": 32, "full_steps": 200, **config}
     return CandidateSpec(task=task, model=tiny_model(), config=FinetuneConfig(**cfg))
-
-
-WORDS = {
-    "pos": ["sunny", "bright", "warm", "clear"],
-    "neg": ["rainy", "stormy", "cold", "grey"],
-}
-FILLER = ["today", "the", "sky", "is", "very", "quite", "and", "outside", "here", "again"]
-
-
-def write_weather_jsonl(path, n: int = 200, seed: int = 0) -> None:
-    """A small text/label classification set: the label is given away by one keyword."""
-    rng = random.Random(seed)
-    with open(path, "w") as f:
-        for _ in range(n):
-            label = rng.choice(["pos", "neg"])
-            words = [rng.choice(FILLER) for _ in range(rng.randint(3, 7))]
-            words.insert(rng.randrange(len(words) + 1), rng.choice(WORDS[label]))
-            f.write(json.dumps({"text": " ".join(words), "label": label}) + "\n")
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +47,7 @@ def make_tiny_model():
 @pytest.fixture(scope="session")
 def weather_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "weather.jsonl"
-    write_weather_jsonl(path)
+    write_weather(path)
     return path
 
 
