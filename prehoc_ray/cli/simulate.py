@@ -26,8 +26,9 @@ import typer
 
 from prehoc_ray.cli import EXIT_BAD_INPUT, app
 
-POLICY_HELP = ("prehoc (the engine), prehoc_history (the engine told the world's past runs), uniform, tuneahead, "
-               "lc_extrapolation, static_only, asha, oracle")
+POLICY_HELP = ("prehoc (the engine), prehoc_prediction (the engine spending on prediction variance), prehoc_history "
+               "(the engine told the world's past runs), uniform, sh (successive halving), asha, tuneahead, lc_extrapolation, "
+               "static_only, oracle (the expected finals: a reference)")
 
 
 @app.command("simulate")
@@ -44,7 +45,9 @@ def simulate_cmd(
     import pyarrow.parquet as pq
     from scipy.stats import norm
 
-    from prehoc_ray.bench.metrics import evaluate, select
+    from prehoc_ray.bench.backtest import ORACLE, oracle_result
+    from prehoc_ray.bench.market import Market
+    from prehoc_ray.bench.metrics import evaluate, picks_of
     from prehoc_ray.bench.policies import POLICY_NAMES, get_policy
     from prehoc_ray.bench.worlds import synthetic_world
 
@@ -53,7 +56,7 @@ def simulate_cmd(
         problems.append(f"--candidates must be >= 3 (one per family), got {candidates}")
     if not (budget > 0 and np.isfinite(budget)):
         problems.append(f"--budget must be a fraction > 0 of the full-training cost, got {budget}")
-    if policy not in POLICY_NAMES:
+    if policy not in POLICY_NAMES + (ORACLE,):
         problems.append(f"--policy must be one of {', '.join(POLICY_NAMES)}, got {policy!r}")
     if problems:
         typer.echo("error: " + "; ".join(problems), err=True)
@@ -61,8 +64,8 @@ def simulate_cmd(
 
     world = synthetic_world(candidates, seed=seed)
     budget_s = budget * world.full_cost
-    res = get_policy(policy)(world, budget_s, seed=seed)
-    picks = set(select(world, res.predicted).values())
+    res = oracle_result(world) if policy == ORACLE else get_policy(policy)(Market(world, budget_s), seed=seed)
+    picks = set(picks_of(world, res).values())
     z = float(norm.ppf(0.95))
     n = len(world.candidates)
     cost = np.zeros(n)

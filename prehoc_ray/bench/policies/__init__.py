@@ -1,30 +1,38 @@
-"""Policies: given a world and a probe budget, predict every candidate's final.
+"""Policies: given a market of probe observations, pick one fine-tune per task.
 
 Common signature (one small module per policy, registered in POLICIES):
 
-    run(world: World, budget: float, *, seed: int = 0) -> PolicyResult
+    run(market: Market, *, seed: int = 0) -> PolicyResult
 
-`budget` is in device-seconds (worlds.World.full_cost x a fraction); every observation is
-bought through bench.replay.Replay, so no policy can spend more than `budget`. Predictors,
-documented per module:
+A policy sees only a `bench.market.Market`: the candidates' public facts, the tasks' past
+runs, and the observations it buys (market.probe charges cost_per_step x steps per seed and
+refuses anything past market.budget). It never sees a World, true finals or unbought points.
+It returns a prediction per candidate and, where its own rule differs from "the best
+prediction per task", its picks. Predictors, documented per module:
 
 - prehoc:           the project's engine (core.engine.Engine) as shipped; its own predictor
                     (mean over seeds of core.curves.extrapolate) and its interval.
 - prehoc_history:   the same engine, also told the family's past runs (world.history), as a
                     job spec's `history:` tells it: predictions and intervals from the
                     population model, static-only risk L(0) from its cross-validated error.
-- uniform:          every candidate probed to the same depth with the engine's seed count;
-                    the engine's predictor; std from the spread of the seeds' predictions.
+- prehoc_prediction: the same engine with allocation.objective = prediction (spend to shrink
+                    every candidate's prediction variance), for the comparison of objectives.
+- uniform:          every candidate probed to the same depth with the engine's seed count
+                    (one seed when two do not fit); the engine's predictor; std from the
+                    spread of the seeds' predictions.
+- sh:               synchronous successive halving (one Hyperband bracket) with the
+                    engine's predictor; picks the best survivor of the last rung.
 - tuneahead:        TuneAhead-style: one fixed-depth probe per candidate, static features +
                     probe features into a regressor trained on the family's past runs (the
                     core's calibrated GP instead of gradient boosting).
 - lc_extrapolation: one seed per candidate to a fixed depth, each curve extrapolated alone
                     (core.curves.extrapolate) with a residual-bootstrap std.
 - static_only:      no probe; the calibrated GP on static features trained on past runs.
-- asha:             Ray Tune's AsyncHyperBandScheduler over trainables replaying the curves;
-                    the prefix each trial reached is extrapolated like the others; no std.
-- oracle:           the true finals (regret 0 by definition); it is a reference, not a
-                    policy, and its cost is reported as fully training everything.
+- asha:             Ray Tune's AsyncHyperBandScheduler deciding over every trial of a task
+                    at once; picks its best reported value; the prefix each trial reached
+                    is also extrapolated (the harness reports that pick as asha_extrapolated).
+
+The oracle is not a policy (it reads the truth): bench.backtest scores it as a reference.
 """
 
 from __future__ import annotations
@@ -34,58 +42,60 @@ from typing import Callable
 
 import numpy as np
 
-from prehoc_ray.bench.worlds import World
+from prehoc_ray.bench.market import Market
 
 
 @dataclass
 class PolicyResult:
     policy: str
-    predicted: np.ndarray  # per candidate of world.candidates; NaN where the policy has none
+    predicted: np.ndarray  # per candidate of market.candidates; NaN where the policy has none
     std: np.ndarray  # predictive std of the final; NaN where the policy gives none
     spent: float  # device-seconds of probes bought
     probe_steps: np.ndarray  # deepest step reached per candidate (0: never probed)
     regime: np.ndarray | None = None  # engine regimes (object array), where the policy has them
     native_pick: dict[str, int] | None = None  # group -> index chosen by the peer's own rule
+    picks: dict[str, int] | None = None  # group -> index the policy runs; None: best prediction
     info: dict = field(default_factory=dict)
 
 
 Policy = Callable[..., PolicyResult]
 
 
-def _registry() -> dict[str, Policy]:
-    from prehoc_ray.bench.policies import asha, lc_extrapolation, oracle, prehoc, static_only, tuneahead, uniform
+# name -> (module, function): imported on first use, so a policy's heavy imports (Ray Tune)
+# cost nothing to the others.
+_REGISTRY: dict[str, tuple[str, str]] = {
+    "prehoc": ("prehoc", "run"),
+    "prehoc_prediction": ("prehoc", "run_prediction_objective"),
+    "prehoc_history": ("prehoc", "run_with_history"),
+    "uniform": ("uniform", "run"),
+    "sh": ("sh", "run"),
+    "asha": ("asha", "run"),
+    "static_only": ("static_only", "run"),
+    "tuneahead": ("tuneahead", "run"),
+    "lc_extrapolation": ("lc_extrapolation", "run"),
+}
 
-    return {
-        "prehoc": prehoc.run,
-        "prehoc_history": prehoc.run_with_history,
-        "uniform": uniform.run,
-        "tuneahead": tuneahead.run,
-        "lc_extrapolation": lc_extrapolation.run,
-        "static_only": static_only.run,
-        "asha": asha.run,
-        "oracle": oracle.run,
-    }
-
-
-POLICY_NAMES = ("prehoc", "prehoc_history", "uniform", "tuneahead", "lc_extrapolation", "static_only", "asha", "oracle")
+POLICY_NAMES = tuple(_REGISTRY)
 
 
 def get_policy(name: str) -> Policy:
-    reg = _registry()
-    if name not in reg:
+    if name not in _REGISTRY:
         raise ValueError(f"policy must be one of {', '.join(POLICY_NAMES)}, got {name!r}")
-    return reg[name]
+    import importlib
+
+    module, fn = _REGISTRY[name]
+    return getattr(importlib.import_module(f"prehoc_ray.bench.policies.{module}"), fn)
 
 
-def uniform_depth(world: World, budget: float, seeds: int) -> int:
+def uniform_depth(market: Market, budget: float, seeds: int) -> int:
     """Deepest multiple of eval_every that every candidate can reach with `seeds` seeds.
 
     A candidate whose full run is shorter stops at its last evaluation before the horizon.
     0 when not even one evaluation interval fits.
     """
-    e = world.eval_every
-    caps = np.array([world.probe_cap(c) - world.probe_cap(c) % e for c in world.candidates], float)
-    lam = np.array([c.cost_per_step for c in world.candidates]) * seeds
+    e = market.eval_every
+    caps = np.array([o.probe_cap - o.probe_cap % e for o in market.candidates], float)
+    lam = np.array([o.cost_per_step for o in market.candidates]) * seeds
     best = 0
     for d in range(e, int(caps.max()) + 1, e):
         if float((lam * np.minimum(d, caps)).sum()) > budget * (1 + 1e-12):

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from prehoc_ray.bench.market import Market
 from prehoc_ray.bench.policies import PolicyResult, uniform_depth
 from prehoc_ray.bench.policies.uniform import probe_all
-from prehoc_ray.bench.replay import Replay
-from prehoc_ray.bench.worlds import World
 from prehoc_ray.core.curves import _EXPONENTS, extrapolate
 from prehoc_ray.core.powerlaw import profile_fit
 
@@ -31,17 +30,16 @@ def bootstrap_std(steps: np.ndarray, values: np.ndarray, horizon: float, n_boot:
     return float(np.std(reps, ddof=1))
 
 
-def run(world: World, budget: float, *, seed: int = 0, n_boot: int = 30) -> PolicyResult:
-    replay = Replay(world, budget)
-    depth = uniform_depth(world, budget, 1)
-    probe_all(world, replay, depth, 1)
+def run(market: Market, *, seed: int = 0, n_boot: int = 30) -> PolicyResult:
+    depth = uniform_depth(market, market.budget, 1)
+    probe_all(market, depth, 1)
     rng = np.random.default_rng(seed)
-    n = len(world.candidates)
+    n = len(market.candidates)
     pred, std = np.full(n, np.nan), np.full(n, np.nan)
-    for i, c in enumerate(world.candidates):
-        st, v = replay.prefix(i, 0)
+    for i, o in enumerate(market.candidates):
+        st, v = market.prefix(i, 0)
         if st.size:
-            pred[i] = extrapolate(st, v, c.horizon)
-            std[i] = bootstrap_std(st, v, c.horizon, n_boot, rng)
-    steps = np.array([replay.depth(i) for i in range(n)], float)
-    return PolicyResult("lc_extrapolation", pred, std, replay.spent, steps, info={"depth": depth})
+            pred[i] = extrapolate(st, v, o.horizon)
+            std[i] = bootstrap_std(st, v, o.horizon, n_boot, rng)
+    steps = np.array([market.depth(i) for i in range(n)], float)
+    return PolicyResult("lc_extrapolation", pred, std, market.spent, steps, info={"depth": depth})

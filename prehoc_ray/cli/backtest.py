@@ -1,0 +1,144 @@
+"""`prehoc-ray backtest`: what would prehoc-ray have chosen, at what cost, on fine-tunes we already ran?
+
+    prehoc-ray backtest RUNS --budget 0.05,0.1,0.2 [--policy prehoc --policy asha ...]
+        [--repeats 5] [--history PAST] [--tolerance 0.02] [--seeds 2] --out DIR
+
+RUNS is a trajectory table (the `analyze` format) whose `final` column is each candidate's
+full-run outcome; optional `cost_per_step` (default 1) and static_* columns. Every policy buys
+its observations through a replay that charges cost_per_step x steps per seed and refuses
+anything past the budget. Writes DIR/picks.parquet (the fine-tune each policy would run per
+task), DIR/backtest.parquet (regret, spend, Spearman, RMSE, coverage per policy, budget and
+repeat), DIR/report.md and DIR/regret.png. Bad input: one line naming the column or option, exit 2.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from prehoc_ray.cli import EXIT_BAD_INPUT, EXIT_FAILURE, app
+from prehoc_ray.cli.analyze import DEBUG_ENV, BadInput, _blas_limit, _OneLineErrors
+
+DEFAULT_POLICIES = ("prehoc", "uniform", "sh", "asha", "static_only", "oracle")
+
+
+def parse_budgets(text: str) -> list[float]:
+    out = []
+    for part in text.split(","):
+        try:
+            b = float(part)
+        except ValueError:
+            raise BadInput(f"--budget: expected fractions in (0, 1] separated by commas (e.g. 0.05,0.1), got {part!r}") from None
+        if not (math.isfinite(b) and 0 < b <= 1):
+            raise BadInput(f"--budget: expected fractions in (0, 1] of the cost of fully training every candidate, got {part!r}")
+        out.append(b)
+    return sorted(set(out))
+
+
+def _history(path: Path | None) -> list:
+    if path is None:
+        return []
+    from prehoc_ray.bench.worlds_table import table_world
+    from prehoc_ray.io import read_trajectories
+
+    return list(table_world(read_trajectories(path), probe_seeds=1, name="history").candidates)
+
+
+def run_backtest_command(runs: Path, out: Path, budgets: list[float], policies: list[str], repeats: int, tolerance: float,
+                         seeds: int, history: Path | None = None, echo: Any = print) -> list[Path]:
+    """The command's work without the CLI; raises BadInput or TrajectoryError on bad input."""
+    from dataclasses import replace
+
+    import pyarrow as pa
+
+    from prehoc_ray.bench.backtest import ORACLE, run_backtest
+    from prehoc_ray.bench.policies import POLICY_NAMES
+    from prehoc_ray.bench.summary import Summary, markdown, plot
+    from prehoc_ray.bench.worlds_table import table_world
+    from prehoc_ray.io import read_trajectories, write_table
+
+    bad = [p for p in policies if p not in POLICY_NAMES + (ORACLE,)]
+    if bad:
+        raise BadInput(f"--policy: expected one of {', '.join(POLICY_NAMES + (ORACLE,))}, got {bad[0]!r}")
+    if repeats < 1:
+        raise BadInput(f"--repeats: expected an integer >= 1, got {repeats}")
+    if not (math.isfinite(tolerance) and tolerance > 0):
+        raise BadInput(f"--tolerance: expected a number > 0 (metric units), got {tolerance:g}")
+    if seeds < 1:
+        raise BadInput(f"--seeds: expected an integer >= 1, got {seeds}")
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"--out: {out} exists and is not a directory")
+    world = table_world(read_trajectories(runs), tolerance=tolerance, probe_seeds=seeds)
+    past = _history(history)
+    if past:
+        world = replace(world, history=past)
+    n_seeds = min(c.n_seeds for c in world.candidates)
+    tasks = sorted(set(world.groups))
+    echo(f"read {len(world.candidates)} candidates in {len(tasks)} task(s) from {runs}; "
+         f"{min(seeds, n_seeds)} probe seed(s) per candidate"
+         + ("" if n_seeds > 1 else " (one curve per candidate: seed dispersion is not observable)")
+         + (f"; {len(past)} past runs" if past else ""))
+    if "static_only" in policies and not past:
+        echo("note: static_only has no past runs to learn from (--history): its picks are blind")
+    with _blas_limit():
+        rows, picks = run_backtest([world], budgets, policies, repeats, log=lambda s: echo(s))
+    out.mkdir(parents=True, exist_ok=True)
+    for r in rows:
+        r["dataset"] = world.name
+    for p in picks:
+        p["dataset"] = world.name
+    pick_cols = ("policy", "budget_frac", "repeat", "group", "candidate", "regret")
+    write_table(pa.table({k if k != "budget_frac" else "budget": [p[k] for p in picks] for k in pick_cols}), out / "picks.parquet")
+    metric_cols = ("policy", "budget_frac", "repeat", "regret", "spent_frac", "spearman", "rmse", "coverage", "r_full")
+    write_table(pa.table({{"budget_frac": "budget", "spent_frac": "spent"}.get(k, k): [float(r[k]) if k not in ("policy",) else r[k]
+                                                                                     for r in rows] for k in metric_cols}),
+                out / "backtest.parquet")
+    summary = Summary(rows, picks)
+    png = plot(summary, str(out / "regret-"))
+    (out / "regret.png").unlink(missing_ok=True)
+    if png:
+        Path(png[0]).rename(out / "regret.png")
+    notes = [f"# Backtest of {runs}", "",
+             f"{len(world.candidates)} candidates, {len(tasks)} task(s), budgets {', '.join(f'{b:g}' for b in budgets)} "
+             f"of the cost of fully training every candidate once ({world.full_cost:.4g} device-seconds); "
+             f"policies: {', '.join(policies)}; repeats: {repeats} (deterministic policies run once).",
+             "" if n_seeds > 1 else "One curve per candidate: seed dispersion was not observable, so every policy probed one seed "
+             "and prehoc's intervals come from the extrapolation error of the curve model, not from seeds.",
+             "", "![regret](regret.png)", "", markdown(summary),
+             "Score any policy yourself: join picks.parquet (group, candidate) with the table's `final` column; "
+             "regret = the task's best final minus the picked candidate's final."]
+    (out / "report.md").write_text("\n".join(notes) + "\n")
+    written = [out / "picks.parquet", out / "backtest.parquet", out / "report.md", out / "regret.png"]
+    echo(f"wrote {', '.join(p.name for p in written)} to {out}")
+    return written
+
+
+@app.command("backtest", cls=_OneLineErrors)
+def backtest_command(
+    runs: Path = typer.Argument(..., help="Trajectory table of fine-tunes already run (.csv, .parquet, .jsonl) with a `final` column.", show_default=False),
+    out: Path = typer.Option(..., "--out", help="Output directory (created if missing).", show_default=False),
+    budget: str = typer.Option("0.05,0.1,0.2", "--budget", help="Probe budgets as fractions of fully training every candidate once, comma-separated."),
+    policy: Optional[List[str]] = typer.Option(None, "--policy", help=f"Policy to replay (repeatable; default: {', '.join(DEFAULT_POLICIES)})."),
+    repeats: int = typer.Option(5, "--repeats", help="Repeats of the stochastic policies (ASHA's arrival order, the engine's bootstrap)."),
+    history: Optional[Path] = typer.Option(None, "--history", help="Past runs of the same tasks (same format) for the policies that learn from history."),
+    tolerance: float = typer.Option(0.02, "--tolerance", help="Tolerated prediction error in metric units (tau).", metavar="TAU"),
+    seeds: int = typer.Option(2, "--seeds", help="Probe seeds per candidate (at most the recorded ones)."),
+) -> None:
+    """Replay prehoc-ray and its peers on fine-tunes already run: picks, regret and cost per budget."""
+    from prehoc_ray.io import TrajectoryError
+
+    try:
+        run_backtest_command(runs, out, parse_budgets(budget), list(policy or DEFAULT_POLICIES), repeats, tolerance, seeds,
+                             history, echo=typer.echo)
+    except (BadInput, TrajectoryError) as exc:
+        typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except Exception as exc:  # noqa: BLE001 - the CLI contract: a message, not a traceback
+        if os.environ.get(DEBUG_ENV):
+            raise
+        typer.echo(f"error: backtest failed: {type(exc).__name__}: {' '.join(str(exc).split())} (set {DEBUG_ENV}=1 for the traceback)", err=True)
+        raise typer.Exit(EXIT_FAILURE) from None
