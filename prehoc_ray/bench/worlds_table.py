@@ -75,7 +75,7 @@ def table_world(table: TrajectoryTable, *, tolerance: float = 0.02, probe_seeds:
         per_cand_has = {c for c, f in zip(cand, table.final) if np.isfinite(f)}
         for k in missing:
             if cand[k] not in per_cand_has:
-                raise TrajectoryError(f"{label}: column 'final' row {k + 1}: candidate {cand[k]!r} has no final; "
+                raise TrajectoryError(f"{label}: column 'final' row {k + 1}: candidate {str(cand[k])!r} has no final; "
                                       "backtest needs the outcome of every candidate's full run")
     seed = np.asarray(table.seed, int)
     step = np.asarray(table.step, float)
@@ -99,7 +99,7 @@ def table_world(table: TrajectoryTable, *, tolerance: float = 0.02, probe_seeds:
         costs = np.unique(cost[idx])
         if costs.size > 1:
             raise TrajectoryError(f"{label}: column '{COST_COLUMN}' row {int(idx[np.argmax(cost[idx] != costs[0])]) + 1}: "
-                                  f"candidate {cid!r} has more than one cost per step ({costs[0]:g}, {costs[1]:g}); expected one")
+                                  f"candidate {str(cid)!r} has more than one cost per step ({costs[0]:g}, {costs[1]:g}); expected one")
         fin = np.asarray(table.final, float)[idx]
         static = {k[len("static_"):] if k.startswith("static_") else k: float(np.nanmean(table.static[k][idx]))
                   if np.isfinite(table.static[k][idx]).any() else float("nan") for k in static_names}

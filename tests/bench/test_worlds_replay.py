@@ -1,11 +1,11 @@
-"""Worlds carry replayable curves and ground truth; the replay charges per step and refuses
-anything past the budget."""
+"""Worlds carry replayable curves and ground truth; the market over them charges per step
+and refuses anything past the budget."""
 
 import numpy as np
 import pytest
 
 from prehoc_ray.bench.policies import uniform_depth
-from prehoc_ray.bench.replay import BudgetExceeded, Replay
+from prehoc_ray.bench.market import BudgetExceeded, Market
 from prehoc_ray.bench.worlds import deberta_world, demo_world, synthetic_world
 
 
@@ -29,7 +29,7 @@ def test_synthetic_world_has_families_truth_and_history(world):
 
 def test_replay_charges_per_step_and_refuses_past_the_budget(world):
     c = world.candidates[0]
-    r = Replay(world, budget=c.cost_per_step * 100)
+    r = Market(world, budget=c.cost_per_step * 100)
     st, v, cost = r.probe(0, 0, 0, 60)
     assert cost == pytest.approx(c.cost_per_step * 60)
     assert np.all((st > 0) & (st <= 60)) and st.size == 3
@@ -43,9 +43,9 @@ def test_replay_charges_per_step_and_refuses_past_the_budget(world):
 
 def test_uniform_depth_is_the_deepest_affordable(world):
     lam = sum(c.cost_per_step for c in world.candidates)
-    d = uniform_depth(world, lam * 2 * 95, seeds=2)
+    d = uniform_depth(Market(world, 0.0), lam * 2 * 95, seeds=2)
     assert d == 80  # multiples of eval_every=20
-    assert uniform_depth(world, lam * 2 * 5, seeds=2) == 0
+    assert uniform_depth(Market(world, 0.0), lam * 2 * 5, seeds=2) == 0
 
 
 def test_deberta_world_is_real_recorded_runs():
@@ -77,7 +77,7 @@ def test_demo_world_replays_the_recorded_real_probes():
     assert [c.true_final for c in w0.candidates] == [c.true_final for c in w1.candidates]
     assert any(not np.array_equal(a.curve(1)[1], b.curve(1)[1]) for a, b in zip(w0.candidates, w1.candidates))
     # Probes cannot buy steps that were never recorded; uniform depth stops there too.
-    r = Replay(w0, budget=w0.full_cost)
+    r = Market(w0, budget=w0.full_cost)
     with pytest.raises(ValueError, match="at most step 500"):
         r.probe(0, 0, 0, 510)
-    assert uniform_depth(w0, w0.full_cost, seeds=2) == 500
+    assert uniform_depth(r, w0.full_cost, seeds=2) == 500
