@@ -137,11 +137,13 @@ def size_asha(market: Market, budget: float | None = None, eta: float = REDUCTIO
                    for g, m in tasks.items())
 
     tol = budget * (1 + 1e-12) + 1e-12
-    for cap in range(full, 0, -1):
-        fits = [g for g in range(1, cap + 1) if cost(g, cap) <= tol]
-        if fits:
-            return max(fits), cap, cost(max(fits), cap)
-    return 1, 1, cost(1, 1)
+    fits = [g for g in range(1, full + 1) if cost(g, full) <= tol]
+    if fits:
+        return max(fits), full, cost(max(fits), full)
+    for cap in range(full - 1, 0, -1):  # grace = 1 does not fit a full run: lower max_t
+        if cost(1, cap) <= tol:
+            return 1, cap, cost(1, cap)
+    return 1, 1, cost(1, 1)  # not even one evaluation of every trial fits: the Market ends the run
 
 
 # ----- the emulated controller -------------------------------------------------------------------
@@ -404,6 +406,7 @@ def _per_group_scheduler(make):
             super().__init__()
             self.by_group: dict = {}
             self.events: list = []  # (index, iteration, value, decision) in the order Tune saw them
+            self.seen: dict = {}
 
         def _of(self, trial):
             g = trial.config["trial"]["group"]
@@ -419,7 +422,10 @@ def _per_group_scheduler(make):
 
         def on_trial_result(self, tune_controller, trial, result):
             d = self._of(trial).on_trial_result(tune_controller, trial, result)
-            self.events.append((trial.config["trial"]["index"], int(result[TIME_ATTR]), result.get(METRIC), d))
+            i, k = trial.config["trial"]["index"], int(result[TIME_ATTR])
+            if k > self.seen.get(i, 0):  # not the repeat Tune sends when a trainable returns
+                self.seen[i] = k
+                self.events.append((i, k, result.get(METRIC), d))
             return d
 
         def on_trial_complete(self, tune_controller, trial, result):
