@@ -6,7 +6,9 @@ difference is a percentile bootstrap over worlds (Efron & Tibshirani 1993, ch. 1
 whole worlds so that the tasks of one world, which share their draw, stay together.
 
 Verdict: PASS when the interval lies wholly below zero (prehoc's regret significantly lower),
-LOSS when wholly above, TIE otherwise (including identical regrets everywhere).
+LOSS when wholly above, TIE otherwise (including identical regrets everywhere). With fewer
+than MIN_UNITS paired units a percentile bootstrap has no meaning (two units give an
+"interval" between two numbers): the verdict is n/a.
 """
 
 from __future__ import annotations
@@ -18,10 +20,14 @@ from enum import Enum
 import numpy as np
 
 
+MIN_UNITS = 5
+
+
 class Verdict(str, Enum):
     PASS = "PASS"
     TIE = "TIE"
     LOSS = "LOSS"
+    NA = "n/a"  # too few paired units to tell
 
 
 @dataclass(frozen=True)
@@ -35,8 +41,8 @@ class PairedDifference:
 
     @property
     def verdict(self) -> Verdict:
-        if self.n == 0 or not math.isfinite(self.lo):
-            return Verdict.TIE
+        if self.n < MIN_UNITS or not math.isfinite(self.lo):
+            return Verdict.NA
         if self.hi < 0:
             return Verdict.PASS
         if self.lo > 0:

@@ -114,3 +114,25 @@ def table_world(table: TrajectoryTable, *, tolerance: float = 0.02, probe_seeds:
                               f"({e}); expected probe curves of at least one interval")
     src = Path(table.source).stem if table.source is not None else "table"
     return World(name or src, cands, e, tolerance, probe_seeds=probe_seeds, max_probe_depth=cap)
+
+
+def portfolios(world: World, size: int, count: int, seed: int = 0) -> list[World]:
+    """`count` worlds of `size` random candidates per task (all of a smaller task), drawn
+    without replacement within a portfolio: the units a paired comparison needs when one table
+    holds few tasks (the protocol of shared/reference/deberta-asha.md). Portfolios drawn from
+    one table share candidates, so intervals over them are narrower than over independent
+    portfolios would be; the report says so."""
+    if size < 2:
+        raise ValueError(f"portfolio size must be >= 2 candidates per task, got {size}")
+    rng = np.random.default_rng(seed)
+    groups = world.groups
+    out = []
+    for k in range(count):
+        keep: list[int] = []
+        for g in sorted(set(groups)):
+            idx = np.flatnonzero(groups == g)
+            keep += sorted(rng.choice(idx, size=min(size, idx.size), replace=False).tolist())
+        keep.sort()
+        out.append(World(f"{world.name}-p{k:02d}", [world.candidates[i] for i in keep], world.eval_every, world.tolerance,
+                         probe_seeds=world.probe_seeds, history=world.history, max_probe_depth=world.max_probe_depth))
+    return out

@@ -1,7 +1,8 @@
 """`prehoc-ray backtest`: what would prehoc-ray have chosen, at what cost, on fine-tunes we already ran?
 
     prehoc-ray backtest RUNS --budget 0.05,0.1,0.2 [--policy prehoc --policy asha ...]
-        [--repeats 5] [--history PAST] [--tolerance 0.02] [--seeds 2] --out DIR
+        [--repeats 5] [--portfolios 20 --portfolio-size 64] [--history PAST] [--tolerance 0.02]
+        [--seeds 2] --out DIR
 
 RUNS is a trajectory table (the `analyze` format) whose `final` column is each candidate's
 full-run outcome; optional `cost_per_step` (default 1) and static_* columns. Every policy buys
@@ -9,6 +10,9 @@ its observations through a replay that charges cost_per_step x steps per seed an
 anything past the budget. Writes DIR/picks.parquet (the fine-tune each policy would run per
 task), DIR/backtest.parquet (regret, spend, Spearman, RMSE, coverage per policy, budget and
 repeat), DIR/report.md and DIR/regret.png. Bad input: one line naming the column or option, exit 2.
+
+Paired intervals need units: the table's tasks, or with --portfolios K --portfolio-size N, K
+random portfolios of N candidates per task drawn from the table (fewer than 5 units: no verdict).
 """
 
 from __future__ import annotations
@@ -49,7 +53,8 @@ def _history(path: Path | None) -> list:
 
 
 def run_backtest_command(runs: Path, out: Path, budgets: list[float], policies: list[str], repeats: int, tolerance: float,
-                         seeds: int, history: Path | None = None, echo: Any = print) -> list[Path]:
+                         seeds: int, history: Path | None = None, echo: Any = print, n_portfolios: int = 0,
+                         portfolio_size: int = 0) -> list[Path]:
     """The command's work without the CLI; raises BadInput or TrajectoryError on bad input."""
     from dataclasses import replace
 
@@ -58,7 +63,7 @@ def run_backtest_command(runs: Path, out: Path, budgets: list[float], policies: 
     from prehoc_ray.bench.backtest import ORACLE, run_backtest
     from prehoc_ray.bench.policies import POLICY_NAMES
     from prehoc_ray.bench.summary import Summary, markdown, plot
-    from prehoc_ray.bench.worlds_table import table_world
+    from prehoc_ray.bench.worlds_table import portfolios, table_world
     from prehoc_ray.io import read_trajectories, write_table
 
     bad = [p for p in policies if p not in POLICY_NAMES + (ORACLE,)]
@@ -72,6 +77,9 @@ def run_backtest_command(runs: Path, out: Path, budgets: list[float], policies: 
         raise BadInput(f"--seeds: expected an integer >= 1, got {seeds}")
     if out.exists() and not out.is_dir():
         raise BadInput(f"--out: {out} exists and is not a directory")
+    if n_portfolios < 0 or (n_portfolios and portfolio_size < 2):
+        raise BadInput(f"--portfolios/--portfolio-size: expected a count >= 1 and a size >= 2 candidates per task, "
+                       f"got {n_portfolios} and {portfolio_size}")
     world = table_world(read_trajectories(runs), tolerance=tolerance, probe_seeds=seeds)
     past = _history(history)
     if past:
@@ -84,18 +92,15 @@ def run_backtest_command(runs: Path, out: Path, budgets: list[float], policies: 
          + (f"; {len(past)} past runs" if past else ""))
     if "static_only" in policies and not past:
         echo("note: static_only has no past runs to learn from (--history): its picks are blind")
+    worlds = portfolios(world, portfolio_size, n_portfolios) if n_portfolios else [world]
     with _blas_limit():
-        rows, picks = run_backtest([world], budgets, policies, repeats, log=lambda s: echo(s))
+        rows, picks = run_backtest(worlds, budgets, policies, repeats, log=lambda s: echo(s), dataset=world.name)
     out.mkdir(parents=True, exist_ok=True)
-    for r in rows:
-        r["dataset"] = world.name
-    for p in picks:
-        p["dataset"] = world.name
-    pick_cols = ("policy", "budget_frac", "repeat", "group", "candidate", "regret")
+    pick_cols = ("world", "policy", "budget_frac", "repeat", "group", "candidate", "regret")
     write_table(pa.table({k if k != "budget_frac" else "budget": [p[k] for p in picks] for k in pick_cols}), out / "picks.parquet")
-    metric_cols = ("policy", "budget_frac", "repeat", "regret", "spent_frac", "spearman", "rmse", "coverage", "r_full")
-    write_table(pa.table({{"budget_frac": "budget", "spent_frac": "spent"}.get(k, k): [float(r[k]) if k not in ("policy",) else r[k]
-                                                                                     for r in rows] for k in metric_cols}),
+    metric_cols = ("world", "policy", "budget_frac", "repeat", "regret", "spent_frac", "spearman", "rmse", "coverage", "r_full")
+    write_table(pa.table({{"budget_frac": "budget", "spent_frac": "spent"}.get(k, k):
+                          [r[k] if k in ("policy", "world") else float(r[k]) for r in rows] for k in metric_cols}),
                 out / "backtest.parquet")
     summary = Summary(rows, picks)
     png = plot(summary, str(out / "regret-"))
@@ -105,7 +110,9 @@ def run_backtest_command(runs: Path, out: Path, budgets: list[float], policies: 
     notes = [f"# Backtest of {runs}", "",
              f"{len(world.candidates)} candidates, {len(tasks)} task(s), budgets {', '.join(f'{b:g}' for b in budgets)} "
              f"of the cost of fully training every candidate once ({world.full_cost:.4g} device-seconds); "
-             f"policies: {', '.join(policies)}; repeats: {repeats} (deterministic policies run once).",
+             f"policies: {', '.join(policies)}; repeats: {repeats} (deterministic policies run once)."
+             + (f" {n_portfolios} random portfolios of {portfolio_size} candidates per task drawn from the table; they share "
+                "candidates, so intervals over them are narrower than over independent portfolios." if n_portfolios else ""),
              "" if n_seeds > 1 else "One curve per candidate: seed dispersion was not observable, so every policy probed one seed "
              "and prehoc's intervals come from the extrapolation error of the curve model, not from seeds.",
              "", "![regret](regret.png)", "", markdown(summary),
@@ -127,13 +134,15 @@ def backtest_command(
     history: Optional[Path] = typer.Option(None, "--history", help="Past runs of the same tasks (same format) for the policies that learn from history."),
     tolerance: float = typer.Option(0.02, "--tolerance", help="Tolerated prediction error in metric units (tau).", metavar="TAU"),
     seeds: int = typer.Option(2, "--seeds", help="Probe seeds per candidate (at most the recorded ones)."),
+    n_portfolios: int = typer.Option(0, "--portfolios", help="Backtest K random portfolios drawn from the table (units for the paired intervals).", metavar="K"),
+    portfolio_size: int = typer.Option(0, "--portfolio-size", help="Candidates per task in each portfolio.", metavar="N"),
 ) -> None:
     """Replay prehoc-ray and its peers on fine-tunes already run: picks, regret and cost per budget."""
     from prehoc_ray.io import TrajectoryError
 
     try:
         run_backtest_command(runs, out, parse_budgets(budget), list(policy or DEFAULT_POLICIES), repeats, tolerance, seeds,
-                             history, echo=typer.echo)
+                             history, echo=typer.echo, n_portfolios=n_portfolios, portfolio_size=portfolio_size)
     except (BadInput, TrajectoryError) as exc:
         typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None

@@ -37,6 +37,7 @@ def test_identical_or_noisy_regrets_tie():
     assert noisy.lo < 0 < noisy.hi and noisy.verdict is Verdict.TIE
 
 
-def test_only_shared_units_are_paired():
+def test_only_shared_units_are_paired_and_too_few_get_no_verdict():
     d = paired_difference({1: 0.0, 2: 0.0, 3: 1.0}, {2: 1.0, 3: 2.0, 4: 9.0})
     assert d.n == 2 and d.mean == pytest.approx(-1.0)
+    assert d.verdict is Verdict.NA  # two tasks "always worse" is not evidence
