@@ -11,15 +11,24 @@ Per round:
 1. Candidates not yet at the initial depth get their initial probe (every seed).
 2. Every candidate is refitted: seed dispersion U(c), the family's shared alpha, member floors
    shrunk toward the family, the budget-optimal depth c* with the measured cost per step.
-3. Stop, with a reason, candidates that are Noise-Dominant, Static-Sufficient, at c*, or at
-   the probe cap; the others compete for the budget by marginal variance reduction per unit
-   cost (greedy, `slots` at a time), each extended toward min(growth x depth, c*, cap).
+3. objective "prediction": stop, with a reason, candidates that are Noise-Dominant,
+   Static-Sufficient, at c*, or at the probe cap; the others compete for the budget by marginal
+   variance reduction per unit cost (greedy, `slots` at a time), each extended toward
+   min(growth x depth, c*, cap).
+   objective "decision" (the default): candidates compete by the expected reduction of their
+   task's selection regret per device-second (knowledge gradient, KG(*); core/decision.py);
+   a candidate with P(best in its task) below `contention` is out of contention, and the
+   allocation stops when no increment's value pays for its cost at the price of regret. These
+   two stops are decisions about beliefs that later results can change, so they are revisited
+   every round (a stopped candidate whose task leader fell is probed again); probe cap, budget
+   and failures are final.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -27,6 +36,7 @@ from prehoc_ray.core.allocation import greedy_pick, marginal_reduction
 from prehoc_ray.core.budget import choose_depth
 from prehoc_ray.core.curves import extrapolate
 from prehoc_ray.core.decay import DecayFit, predictive_variance
+from prehoc_ray.core.decision import backtest_error, best_other, extrapolation_variance, group_codes, kg_star, p_best
 from prehoc_ray.core.family import fit_family
 from prehoc_ray.core.learning import learning_not_seen, no_skill_level
 from prehoc_ray.core.observations import CandidateCurves, Observations
@@ -66,11 +76,20 @@ class EngineSettings:
     # Before any probe has run, a guessed cost can be several times off (model loading, a slow
     # node): the first round admits guessed initial probes only while margin x guess fits.
     prior_cost_margin: float = 3.0
+    # What the probes are for. "decision": the per-task choice of which full fine-tune to run
+    # (expected regret reduction per device-second; core/decision.py). "prediction": every
+    # candidate's prediction variance (marginal variance reduction per device-second).
+    objective: Literal["decision", "prediction"] = "decision"
+    # Price of regret per device-second (objective "decision"); None: tolerance / median
+    # full-run cost, i.e. one tolerance of regret is worth one full fine-tune.
+    gamma_decision: float | None = None
+    contention: float = 0.01  # P(best in task) below which a candidate is out of contention
+    mode: Literal["max", "min"] = "max"  # is a larger metric better? (which candidate is "best")
 
     def __post_init__(self) -> None:
         checks = {
             "budget": self.budget >= 0,
-            "seeds": self.seeds >= 2,
+            "seeds": self.seeds >= 1,
             "eval_every": self.eval_every >= 1,
             "initial_depth": self.initial_depth >= 3 * self.eval_every,
             "growth": self.growth > 1,
@@ -78,12 +97,17 @@ class EngineSettings:
             "tolerance": self.tolerance > 0,
             "slots": self.slots >= 1,
             "prior_cost_margin": self.prior_cost_margin >= 1,
+            "objective": self.objective in ("decision", "prediction"),
+            "gamma_decision": self.gamma_decision is None or self.gamma_decision > 0,
+            "contention": 0 <= self.contention < 1,
+            "mode": self.mode in ("max", "min"),
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(
-                f"invalid engine setting(s): {', '.join(bad)} (budget >= 0, seeds >= 2, initial_depth >= 3 x eval_every, "
-                "growth > 1, 0 < max_depth_fraction <= 1, tolerance > 0, slots >= 1, prior_cost_margin >= 1)"
+                f"invalid engine setting(s): {', '.join(bad)} (budget >= 0, seeds >= 1, initial_depth >= 3 x eval_every, "
+                "growth > 1, 0 < max_depth_fraction <= 1, tolerance > 0, slots >= 1, prior_cost_margin >= 1, "
+                "objective 'decision' or 'prediction', gamma_decision > 0, 0 <= contention < 1, mode 'max' or 'min')"
             )
 
 
@@ -117,6 +141,12 @@ class CandidateState:
     value_per_cost: float = float("nan")  # marginal risk reduction per device-second of the next step
     family_L_int_lo: float = float("nan")  # the pooled family fit's floor lower bound
     no_learning: bool = False  # the metric has not yet left its no-skill level (see no_skill_level)
+    mu: float = float("nan")  # predicted final (seed-mean extrapolation), set by refit
+    p_best: float = float("nan")  # P(best expected final in its task) under the decision beliefs
+    probe_value: float = float("nan")  # expected regret reduction per device-second of the next extension
+    soft_stop: bool = False  # stop_reason is a decision about beliefs, revisited every round
+    backtest: tuple[int, float, float] = (-1, float("nan"), float("nan"))  # (points, error, log ratio)
+    bt_scale: float = float("nan")  # the curve model's extrapolation error per unit log ratio at this depth
 
     @property
     def depth(self) -> int:
@@ -307,6 +337,8 @@ class Engine:
         return int(math.ceil(c / e) * e)
 
     def _extensions(self) -> list[ProbeOrder]:
+        if self.settings.objective == "decision":
+            return self._decision_extensions()
         s = self.settings
         active = [st for st in self.states.values() if st.stop_reason is None and st.failed is None]
         if not active:
@@ -361,19 +393,179 @@ class Engine:
             orders += self._orders_for(active[i], int(targets[i]))
         return orders
 
+    # ----- decision-aware allocation ----------------------------------------------------------
+    _MAX_LOOKAHEAD = 12  # KG(*) looks at most this many growth steps ahead
+
+    def _belief_arrays(self, states: list[CandidateState]) -> dict[str, np.ndarray]:
+        """Per candidate: mean (sign-adjusted so larger is better), the pieces of its belief variance."""
+        s = self.settings
+        sign = 1.0 if s.mode == "max" else -1.0
+        n = len(states)
+        a = {k: np.full(n, np.nan) for k in ("mu", "L", "K", "alpha", "scale", "depth", "horizon", "cap", "lam")}
+        a["ok_fit"], a["identified"], a["no_learning"] = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool)
+        a["seeds"] = np.full(n, float(s.seeds))
+        for i, st in enumerate(states):
+            a["mu"][i] = sign * st.mu
+            f = st.fit
+            if f is not None and f.ok:
+                a["L"][i], a["K"][i], a["alpha"][i] = f.L_int, f.K, f.alpha
+                a["ok_fit"][i] = True
+                a["identified"][i] = f.c_max >= 4 * f.c_min and "floor_unidentified" not in f.diagnostics
+            a["scale"][i] = st.bt_scale
+            a["depth"][i] = st.depth
+            a["horizon"][i] = st.info.horizon
+            a["cap"][i] = self._cap(st)
+            a["lam"][i] = st.cost_per_step * s.seeds
+            a["no_learning"][i] = st.no_learning
+        return a
+
+    def _belief_variance(self, a: dict[str, np.ndarray], depth: np.ndarray) -> np.ndarray:
+        """Variance of the belief about each candidate's expected final m_i after probing to `depth`.
+
+        S seeds to depth c estimate m_i by their mean extrapolation with variance
+        (L_int + K c^-alpha) / S (the floor's share of it never goes; the engine does not add
+        seeds). Without a decay fit (one seed: no dispersion), the curve model's extrapolation
+        error from the task's back-test, which reaches zero at the horizon. No learning seen
+        yet: no belief (NaN), the decomposition says nothing about where the curve goes.
+        depth broadcasts against (n,) or (n, m).
+        """
+        d = np.maximum(np.asarray(depth, float), 1e-9)
+        extra = d.ndim - 1
+        col = lambda k: a[k].reshape(a[k].shape + (1,) * extra)  # noqa: E731
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            seed_var = (col("L") + col("K") * d ** (-col("alpha"))) / col("seeds")
+            ext_var = extrapolation_variance(col("scale"), col("horizon"), d)
+        # The seeds share the curve model's extrapolation error: seed dispersion cannot see it.
+        # The two add: the seeds' own noise and the model error they share (the back-test sees
+        # some of the seeds' noise too, so the sum errs on the wide side).
+        var = np.where(col("ok_fit"), seed_var + np.where(np.isfinite(ext_var), ext_var, 0.0), ext_var)
+        return np.where(col("no_learning"), np.nan, var)
+
+    def _decision_values(self, states: list[CandidateState], budget_left: float) -> dict[str, np.ndarray]:
+        """p_best, KG(*) value per device-second and the increments, for every candidate."""
+        s = self.settings
+        a = self._belief_arrays(states)
+        n = len(states)
+        codes = group_codes([st.info.group for st in states])
+        var_now = self._belief_variance(a, a["depth"])
+        rng = np.random.default_rng(np.random.SeedSequence([s.seed, self.round, 0x6B67]))
+        # enough draws for a stable 1% threshold; fewer per candidate for huge portfolios
+        draws = int(np.clip(4_000_000 // max(n, 1), 128, 1024))
+        pb = p_best(a["mu"], np.sqrt(var_now), codes, rng, draws=draws)
+        gap = a["mu"] - best_other(a["mu"], codes)
+        # KG(*): increments of 1..m growth steps, on the evaluation grid, clipped to the cap
+        e = s.eval_every
+        k = np.arange(1, self._MAX_LOOKAHEAD + 1, dtype=float)
+        d = a["depth"][:, None]
+        targets = np.minimum(a["cap"][:, None], np.ceil(np.maximum(d, 1.0) * s.growth**k[None, :] / e) * e)
+        cost = a["lam"][:, None] * (targets - d)
+        feasible = (targets > d) & (cost <= budget_left)
+        var_after = self._belief_variance(a, targets)
+        ratio, kgv, kbest = kg_star(gap, var_now, var_after, cost, feasible)
+        # No belief yet (no decay fit and no back-test, or no learning seen): the next increment
+        # is what makes one possible. A fit that is not yet identified (a 4x range of depths, a
+        # floor told from a slow decay) still gives a belief once the back-test's extrapolation
+        # error is part of it; it competes by its value like the rest.
+        unidentified = a["no_learning"] | ~np.isfinite(var_now)
+        return {"p_best": pb, "ratio": ratio, "kg": kgv, "k": kbest, "target1": targets[:, 0], "cost1": cost[:, 0],
+                "cost_k": np.where(kbest >= 0, cost[np.arange(n), np.maximum(kbest, 0)], np.nan),
+                "unidentified": unidentified, "var_now": var_now, "K": a["K"], "alpha": a["alpha"], "depth": a["depth"]}
+
+    def _decision_extensions(self) -> list[ProbeOrder]:
+        """Who gets the next increment when the probes serve the per-task choice (core/decision.py).
+
+        Every candidate takes part in its task's beliefs (stopped ones too: they are still
+        choices). Out of contention: P(best in task) < contention, not probed however uncertain.
+        Not yet identified (too few depths, an unidentified floor, no learning seen) and in
+        contention: the next increment is what makes a belief possible, so it runs first. The
+        rest compete by KG(*) value per device-second, and only while it pays at the price of
+        regret gamma_decision.
+        """
+        s = self.settings
+        states = list(self.states.values())
+        if not states:
+            return []
+        gamma = self.gamma_decision
+        left = self.budget_left
+        v = self._decision_values(states, left)
+        pb, ratio, unident = v["p_best"], v["ratio"], v["unidentified"]
+        depth, target1, cost1 = v["depth"], v["target1"], v["cost1"]
+        active = np.array([st.stop_reason is None and st.failed is None for st in states])
+        capped = active & (target1 <= depth)
+        out = active & ~capped & np.isfinite(pb) & (pb < s.contention)
+        priority = active & ~capped & ~out & unident
+        pays = active & ~capped & ~out & ~unident & (ratio > gamma)
+        fits = cost1 <= left
+        score = np.where(priority, np.inf, np.where(pays, ratio, -np.inf))
+        order = np.lexsort((np.arange(len(states)), -score))
+        chosen: list[int] = []
+        room = left
+        for i in order.tolist():
+            if len(chosen) >= s.slots or score[i] == -np.inf:
+                break
+            if cost1[i] <= room:
+                chosen.append(i)
+                room -= cost1[i]
+        chosen_set = set(chosen)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            var_gain = np.where(np.isfinite(v["K"]), v["K"] * (np.maximum(depth, 1e-9) ** -v["alpha"]
+                                                               - np.maximum(target1, 1e-9) ** -v["alpha"]), np.nan)
+        for i, st in enumerate(states):
+            st.p_best = float(pb[i])
+            st.probe_value = float(ratio[i]) if not capped[i] else 0.0
+            st.value_per_cost = float(var_gain[i] / cost1[i]) if cost1[i] > 0 else float("nan")
+            if not active[i] or i in chosen_set:
+                continue
+            g = st.info.group
+            if capped[i]:
+                st.stop_reason = "reached the probe cap (max_depth_fraction of the full run)"
+            elif out[i]:
+                st.stop_reason = (f"out of contention: P(best in {g}) = {pb[i]:.2%} < {s.contention:.0%} after "
+                                  f"{int(depth[i])} steps")
+                st.soft_stop = True
+            elif not fits[i] or priority[i] or pays[i]:
+                # wanted an increment the budget cannot pay (the cheapest one left does not fit)
+                if not fits[i]:
+                    st.stop_reason = "probe budget spent" + (
+                        f" with no learning seen yet: the metric is still within noise of its no-skill level "
+                        f"{self._baseline[st.info.id]:.3g}" if st.no_learning else "")
+                # else: it fits but the round's slots are full; it competes again next round
+            else:
+                kg, ck = float(v["kg"][i]), float(v["cost_k"][i])
+                if np.isfinite(ck) and kg > 0:
+                    st.stop_reason = (f"contender, settled: P(best in {g}) = {pb[i]:.1%}; the best further probe "
+                                      f"({ck:.3g} device-s) removes {kg:.2g} of expected regret, less than its cost at "
+                                      f"the price of regret ({gamma * ck:.2g})")
+                else:
+                    st.stop_reason = (f"contender, settled: P(best in {g}) = {pb[i]:.1%}; no further probe changes "
+                                      "the choice (nothing left to learn within the budget and the probe cap)")
+                st.soft_stop = True
+        orders: list[ProbeOrder] = []
+        for i in sorted(chosen, key=lambda i: states[i].info.id):
+            orders += self._orders_for(states[i], int(target1[i]))
+        return orders
+
     # ----- fitting ----------------------------------------------------------------------------
     def refit(self) -> None:
         """Refit every candidate's decomposition and decide who stops (deterministic)."""
         s = self.settings
         rng_seq = np.random.SeedSequence([s.seed, self.round])
+        if s.objective == "decision":
+            # Out of contention and settled are decisions about the current beliefs: revisit them.
+            for st in self.states.values():
+                if st.soft_stop:
+                    st.stop_reason, st.soft_stop = None, False
         groups: dict[str, list[CandidateState]] = {}
         for st in self.states.values():
-            if st.points:
+            if any(st.points.values()):  # a probe whose rows were all non-finite left nothing to fit
                 groups.setdefault(st.info.group, []).append(st)
         lam_all = [st.cost_per_step * s.seeds for st in self.states.values()]
         horizon_all = [st.info.horizon for st in self.states.values()]
         gamma = s.gamma or s.tolerance**2 / (float(np.median(lam_all)) * float(np.median(horizon_all)))
         self.gamma = gamma
+        # Price of regret: one tolerance of regret is worth one full fine-tune (of median cost).
+        full = [st.cost_per_step * st.info.horizon for st in self.states.values()]
+        self.gamma_decision = s.gamma_decision or s.tolerance / float(np.median(full))
         for g, members in sorted(groups.items()):
             curves = [m.curves() for m in members]
             lo = min(float(c.seeds[k][0][0]) for c in curves for k in c.seeds if c.seeds[k][0].size)
@@ -386,6 +578,8 @@ class Engine:
                              n_boot=s.n_boot, tolerance=s.tolerance, rng_seq=rng_seq)
             Us, shared, fits = fam.U, fam.shared, fam.fits
             preds = np.array([self._predict(m)[0] for m in members])
+            for m, p in zip(members, preds.tolist()):
+                m.mu = p
             finite = preds[np.isfinite(preds)]
             # Without completed runs, the static-only risk L(0) is the spread of the family's
             # predicted finals: the error of predicting every member by the family mean.
@@ -413,6 +607,47 @@ class Engine:
                 if m.no_learning:
                     m.regime = Regime.UNDETERMINED
                 self._stop_if_settled(m)
+        self._update_backtests()
+
+    def _update_backtests(self) -> None:
+        """Rolling-origin back-test of the curve model, pooled per task (core/decision.py).
+
+        Each candidate's seeds' prefixes up to half their depth, extrapolated to that depth and
+        compared with what they reached (error per unit log ratio, seeds averaged). A candidate
+        at depth d gets the RMS over its task's back-tests made at depth >= d (the curve model
+        errs less as curves flatten, so shallower back-tests would overstate a deep candidate's
+        error); at least the two deepest; the portfolio's where its task has fewer than two.
+        Cached per candidate until it has new points.
+        """
+        recs: dict[str, list[tuple[float, float]]] = {}
+        for st in self.states.values():
+            npts = sum(len(p) for p in st.points.values())
+            if npts == 0:
+                continue
+            if st.backtest[0] != npts:
+                es, rs = [], []
+                for stp, v in st.curves().seeds.values():
+                    e, r = backtest_error(stp, v, extrapolate, min_points=1)
+                    if math.isfinite(e):
+                        es.append(e)
+                        rs.append(r)
+                st.backtest = (npts, float(np.mean(es)) if es else float("nan"), float(np.mean(rs)) if rs else float("nan"))
+            _, e, r = st.backtest
+            if math.isfinite(e) and r > 0:
+                recs.setdefault(st.info.group, []).append((float(st.depth), (e / r) ** 2))
+        everything = sorted(x for v in recs.values() for x in v)
+
+        def scale_at(sorted_recs: list[tuple[float, float]], d: float) -> float:
+            if len(sorted_recs) < 2:
+                return float("nan")
+            depths = np.array([x[0] for x in sorted_recs])
+            k = min(int(np.searchsorted(depths, d, side="left")), len(sorted_recs) - 2)
+            return float(np.sqrt(np.mean([x[1] for x in sorted_recs[k:]])))
+
+        by_group = {g: sorted(v) for g, v in recs.items()}
+        for st in self.states.values():
+            sc = scale_at(by_group.get(st.info.group, []), float(st.depth))
+            st.bt_scale = sc if math.isfinite(sc) else scale_at(everything, float(st.depth))
 
     @staticmethod
     def _identified(st: CandidateState) -> bool:
@@ -431,6 +666,17 @@ class Engine:
             if st.depth >= self._cap(st):
                 st.stop_reason = (f"reached the probe cap with no learning seen: the metric is still within noise of its "
                                   f"no-skill level {self._baseline[st.info.id]:.3g}")
+            return
+        if self.settings.objective == "decision":
+            # The decision rule (_decision_extensions) stops the rest, with reasons it revisits.
+            if st.depth >= self._cap(st):
+                st.stop_reason = "reached the probe cap (max_depth_fraction of the full run)"
+            elif static_settled:
+                # The task's predicted finals spread less than the tolerance (L(0) <= tau^2): any
+                # pick is within what the user said a wrong prediction may cost. Revisited every
+                # round, since L(0) moves with the predictions.
+                st.stop_reason = f"Static-Sufficient: {why}; the task's candidates are all within tolerance of each other"
+                st.soft_stop = True
             return
         if not self._identified(st) and not static_settled:
             if st.depth >= self._cap(st):
@@ -457,6 +703,10 @@ class Engine:
             # once it starts, so there is no honest interval (the plan then asks for more probes).
             return mean, float("nan")
         var = predictive_variance(st.fit, st.depth, len(per_seed)) if st.fit is not None and st.fit.ok else float("nan")
+        if len(per_seed) == 1 and not np.isfinite(var):
+            # One seed: no dispersion to fit, so the interval is the curve model's own
+            # extrapolation error at this depth, from the task's back-test.
+            var = float(extrapolation_variance(st.bt_scale, cc.horizon, st.depth))
         return mean, float(np.sqrt(var)) if np.isfinite(var) else float("nan")
 
     def _history_predictions(self) -> dict[str, tuple[float, float]]:
@@ -484,8 +734,15 @@ class Engine:
 
         z = float(norm.ppf(0.5 + self.settings.level / 2))
         pop = self._history_predictions()
+        states = list(self.states.values())
+        if self.settings.objective == "prediction" and states:
+            # The decision quantities are not what this objective allocates by; report them anyway.
+            v = self._decision_values(states, self.budget_left)
+            decision = {st.info.id: (float(v["p_best"][i]), float(v["ratio"][i])) for i, st in enumerate(states)}
+        else:
+            decision = {st.info.id: (st.p_best, st.probe_value) for st in states}
         rows = []
-        for st in self.states.values():
+        for st in states:
             mean, sd = self._predict(st)
             predictor = "probes"
             if st.info.id in pop and all(math.isfinite(v) for v in pop[st.info.id]):
@@ -511,6 +768,8 @@ class Engine:
                 "J0": st.J0,
                 "J_star": st.J_star,
                 "value_per_cost": st.value_per_cost,
+                "p_best": decision[st.info.id][0],  # P(its expected final is its task's best)
+                "probe_value": decision[st.info.id][1],  # expected regret reduction per device-second, next extension
                 "diagnostics": ";".join(f.diagnostics) if f else "",
                 "stop_reason": st.stop_reason or "",
             })

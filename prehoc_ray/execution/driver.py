@@ -98,6 +98,8 @@ def engine_settings(spec: JobSpec) -> EngineSettings:
         slots=a.max_concurrent_probes,
         prior_cost_margin=a.prior_cost_margin,
         seed=a.seed,
+        objective=a.objective,
+        mode=spec.plan.mode,
     )
 
 

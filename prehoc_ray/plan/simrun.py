@@ -115,7 +115,7 @@ def write_simulated_run(
     settings = EngineSettings(budget=job.budget.probe_seconds, seeds=a.seeds, eval_every=job.probe.eval_every,
                               initial_depth=a.initial_steps, growth=a.growth, max_depth_fraction=a.max_depth_fraction,
                               tolerance=a.tolerance, gamma=a.gamma, level=a.level, n_boot=50, slots=a.max_concurrent_probes,
-                              seed=a.seed)
+                              seed=a.seed, objective=a.objective, mode=job.plan.mode)
     engine = Engine(backend.candidates(), settings)
     store = ResultStore(run_dir)
     manifest = store.open_manifest(job.spec_hash(), name=job.name, backend=job.backend)

@@ -46,6 +46,10 @@ class AllocationSpec(_Strict):
     # Before the first probe is measured, probes are admitted while this x their guessed cost fits.
     prior_cost_margin: float = Field(3.0, ge=1)
     seed: int = 0
+    # What probes are bought for: "decision" (the per-task choice of which full fine-tune to run:
+    # expected regret reduction per device-second) or "prediction" (every candidate's prediction
+    # variance). See prehoc_ray/core/decision.py.
+    objective: Literal["decision", "prediction"] = "decision"
 
 
 class PlanSpec(_Strict):

@@ -161,6 +161,7 @@ def test_candidates_still_at_chance_are_probed_not_written_off():
     # ~200 of 5,000 steps. Without the learning check, the flat seed dispersion there reads as
     # a floor and the engine stops after 2-3% of its budget with predictions near chance.
     import prehoc_ray.core.engine as engine_mod
+    from prehoc_ray.bench.market import Market
     from prehoc_ray.bench.metrics import evaluate
     from prehoc_ray.bench.policies import prehoc
     from prehoc_ray.bench.worlds import demo_world
@@ -173,7 +174,9 @@ def test_candidates_still_at_chance_are_probed_not_written_off():
             rmse, spent = [], []
             for s in range(6):  # the 6 pairs of recorded probe seeds
                 w = demo_world(s)
-                r = prehoc.run(w, 0.1 * w.full_cost, seed=s)
+                # The write-off this guards against is the prediction objective's regime stop
+                # (Noise-Dominant); the decision objective has no such stop.
+                r = prehoc.run(Market(w, 0.1 * w.full_cost), seed=s, objective="prediction")
                 row = evaluate(w, r, 0.1 * w.full_cost)
                 rmse.append(row["rmse"])
                 spent.append(row["spent_frac"])
@@ -188,11 +191,13 @@ def test_candidates_still_at_chance_are_probed_not_written_off():
 
 
 def test_a_candidate_with_no_learning_seen_gets_no_interval():
+    from prehoc_ray.bench.market import Market
     from prehoc_ray.bench.policies.prehoc import run_engine, settings_for
     from prehoc_ray.bench.worlds import demo_world
 
     w = demo_world(0)
-    eng, _ = run_engine(w, settings_for(w, 0.1 * w.full_cost))
+    market = Market(w, 0.1 * w.full_cost)
+    eng, _ = run_engine(market, settings_for(market))
     rows = {r["candidate"]: r for r in eng.summary()}
     stuck = [st for st in eng.states.values() if st.no_learning]
     assert stuck  # the label-noise task's models stay at chance within the probe budget
@@ -207,14 +212,15 @@ def test_a_history_of_past_runs_gives_population_predictions():
     # Real DeBERTa runs: the engine told 60 completed runs per family predicts the other
     # configurations far better than from its own probes (one recorded run per configuration,
     # so its seed dispersion is zero and its intervals degenerate).
+    from prehoc_ray.bench.market import Market
     from prehoc_ray.bench.metrics import evaluate
     from prehoc_ray.bench.policies import prehoc
     from prehoc_ray.bench.worlds import deberta_world
 
     w = deberta_world(30, 2, seed=0)
     budget = 0.1 * w.full_cost
-    plain = prehoc.run(w, budget)
-    told = prehoc.run_with_history(w, budget)
+    plain = prehoc.run(Market(w, budget))
+    told = prehoc.run_with_history(Market(w, budget))
     assert {r["predictor"] for r in told.info["rows"]} == {"history"}
     assert {r["predictor"] for r in plain.info["rows"]} == {"probes"}
     m_plain, m_told = evaluate(w, plain, budget), evaluate(w, told, budget)
@@ -226,12 +232,13 @@ def test_past_runs_that_make_a_family_static_sufficient_spare_its_probes():
     # Synthetic Static-Sufficient family: static features explain the finals within tolerance,
     # and its 20 past runs show it (cross-validated L(0) <= tau^2). Told them, the engine buys
     # no probe for that family and spends the budget on the others.
+    from prehoc_ray.bench.market import Market
     from prehoc_ray.bench.policies import prehoc
     from prehoc_ray.bench.worlds import synthetic_world
 
     w = synthetic_world(45, seed=0)
-    told = prehoc.run_with_history(w, 0.05 * w.full_cost)
-    plain = prehoc.run(w, 0.05 * w.full_cost)
+    told = prehoc.run_with_history(Market(w, 0.05 * w.full_cost))
+    plain = prehoc.run(Market(w, 0.05 * w.full_cost))
     ss = [i for i, c in enumerate(w.candidates) if "static_sufficient" in c.group]
     others = [i for i in range(len(w.candidates)) if i not in ss]
     rows = told.info["rows"]

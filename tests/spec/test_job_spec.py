@@ -133,3 +133,14 @@ def test_every_shipped_job_spec_loads(name):
     spec = load_job(JOBS / name)
     assert spec.candidate_specs()
     assert spec.allocation.initial_steps >= 3 * spec.probe.eval_every
+
+
+def test_allocation_objective_is_parsed_and_validated(tmp_path):
+    assert load_job(write(tmp_path, BASE)).allocation.objective == "decision"
+    spec = load_job(write(tmp_path, {**BASE, "allocation": {"objective": "prediction"}}))
+    assert spec.allocation.objective == "prediction"
+    from prehoc_ray.execution.driver import engine_settings
+
+    assert engine_settings(spec).objective == "prediction"
+    with pytest.raises(SpecError, match="allocation.objective"):
+        load_job(write(tmp_path, {**BASE, "allocation": {"objective": "regret"}}))

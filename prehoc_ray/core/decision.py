@@ -1,0 +1,237 @@
+"""Decision-aware allocation: spend probes where they change which full fine-tune a task runs.
+
+What users pay for is the per-task choice (CandidateInfo.group) of which candidate to fine-tune
+in full. A probe is worth what it is expected to remove from the regret of that choice, not
+how much prediction variance it removes: a candidate 15 points behind its task's leader needs
+no precision at all, two contenders half a point apart need a lot.
+
+Beliefs. Per task, independent normal beliefs about each candidate's EXPECTED final m_i (the
+mean over runs). The realised final of a full run carries its own run-to-run noise L_int, which
+no probe removes, so beliefs are about m_i: S seeds probed to depth c estimate m_i by their
+mean extrapolation with variance (L_int + K c^-alpha) / S (core/decay.py; the engine's
+_belief_variance), plus the curve model's back-tested extrapolation error that the seeds share). Extending the probe from c to c' removes
+v_i = K (c^-alpha - c'^-alpha) / S of it. With one seed there is no dispersion to fit K and
+alpha; the engine then believes the curve model's own extrapolation error, measured by a
+rolling-origin back-test within the task (`backtest_error`, `extrapolation_variance`).
+
+Value of an increment: the knowledge gradient (Frazier, Powell & Dayanik 2008, "A
+knowledge-gradient policy for sequential information collection", SIAM J. Control Optim.
+47(5)) for independent normal beliefs,
+
+    KG_i = s~_i f(-|mu_i - max_{j != i} mu_j| / s~_i),  s~_i = sqrt(v_i),  f(z) = z Phi(z) + phi(z),
+
+the expected increase of max_j mu_j after the measurement: the expected regret the increment
+removes. KG is myopic: a small increment moves a belief too little to change the choice, so its
+value per cost underrates candidates that need a deeper look (the value of information is not
+concave in the amount bought; Frazier & Powell 2010, "Paradoxes in learning and the marginal
+value of information", Decision Analysis 7(4)). We use their remedy KG(*): for every candidate,
+the best value per device-second over 1..m successive increments (depths growth^k x c up to the
+probe cap), KG(c -> c_k) / cost(c -> c_k). The engine then buys the first increment of the
+candidate with the best ratio and decides again when it returns (a rolling horizon, as in
+Ryzhov, Powell & Frazier 2012, "The knowledge gradient algorithm for a general class of online
+learning problems", Oper. Res. 60(1)). Why not top-two Thompson or LUCB: both identify the best
+arm but have no notion of cost per measurement and no stopping rule priced in the user's
+units; KG(*)/cost gives both (stop when the best ratio is below the price of regret).
+
+Contention. P(best in task) per candidate by Monte Carlo on the normal beliefs, Rao-Blackwellised:
+for each draw of the others, P(X_i > max_{j != i} X_j) = Phi((mu_i - M_-i) / s_i), averaged over
+draws (far less noisy than counting argmaxes, so the 1% threshold is stable), with a generator
+seeded by (seed, round) so the engine stays deterministic.
+
+Price of regret. gamma_decision = tolerance / median full-run cost: one tolerance of regret is
+worth one full fine-tune. The tolerance is what the user says a wrong prediction may cost them
+without mattering; a full run is what they would pay to find out directly. An increment whose
+expected regret reduction per device-second is below gamma_decision does not pay.
+
+Everything is vectorised over candidates with tasks as integer codes; per-task max / second
+max come from one lexsort (no Python loop over candidates).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import log_ndtr, ndtr
+
+_INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
+
+
+def f_kg(z: np.ndarray) -> np.ndarray:
+    """f(z) = z Phi(z) + phi(z) = E[max(Z + z, 0)] for standard normal Z: the knowledge-gradient kernel."""
+    z = np.asarray(z, float)
+    return z * ndtr(z) + _INV_SQRT_2PI * np.exp(-0.5 * z * z)
+
+
+def knowledge_gradient(sigma_tilde: np.ndarray, gap: np.ndarray) -> np.ndarray:
+    """KG = s~ f(-|gap| / s~): expected improvement of the max of the means from one measurement.
+
+    sigma_tilde: std of the change of the measured mean (sqrt of the variance the measurement
+    removes); gap: mu_i - max_{j != i} mu_j. Zero where s~ is 0 or not finite; for a candidate
+    alone in its task (gap = -inf) too, since no measurement changes its task's choice.
+    """
+    s = np.asarray(sigma_tilde, float)
+    g = np.abs(np.asarray(gap, float))
+    ok = np.isfinite(s) & (s > 0) & np.isfinite(g)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        z = np.where(ok, -g / np.where(ok, s, 1.0), 0.0)
+        # f(z) underflows to 0 far in the tail, which is the right answer (no value).
+        out = np.where(ok, s * f_kg(z), 0.0)
+    return np.maximum(out, 0.0)
+
+
+def group_codes(groups: list[str] | np.ndarray) -> np.ndarray:
+    """Integer code per task (sorted names), for the vectorised per-task reductions."""
+    _, codes = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
+    return codes.astype(np.int64)
+
+
+def best_other(mu: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """max_{j != i, same task} mu_j per candidate (-inf when none); NaN means are ignored."""
+    mu = np.asarray(mu, float)
+    n = mu.size
+    out = np.full(n, -np.inf)
+    if n == 0:
+        return out
+    key = np.where(np.isfinite(mu), mu, -np.inf)
+    order = np.lexsort((-key, codes))  # by task, best first
+    ks, cs = key[order], np.asarray(codes)[order]
+    pos = np.arange(n)
+    first = np.maximum.accumulate(np.where(np.r_[True, cs[1:] != cs[:-1]], pos, 0))
+    nxt = np.minimum(first + 1, n - 1)
+    second = np.where((first + 1 < n) & (cs[nxt] == cs), ks[nxt], -np.inf)
+    out[order] = np.where(pos == first, second, ks[first])
+    return out
+
+
+def p_best(mu: np.ndarray, sd: np.ndarray, codes: np.ndarray, rng: np.random.Generator, draws: int = 512) -> np.ndarray:
+    """P(candidate has its task's largest expected final) under independent normal beliefs.
+
+    Rao-Blackwellised Monte Carlo: draws of every candidate, then per candidate the exact
+    probability of beating the best of the others in that draw, averaged; normalised per task
+    so a task's probabilities sum to 1. NaN for candidates without a finite belief (they take
+    no part). A candidate alone in its task gets 1.
+    """
+    mu = np.asarray(mu, float)
+    sd = np.asarray(sd, float)
+    n = mu.size
+    out = np.full(n, np.nan)
+    ok = np.isfinite(mu) & np.isfinite(sd) & (sd >= 0)
+    idx = np.flatnonzero(ok)
+    if idx.size == 0:
+        return out
+    m, s, c = mu[idx], sd[idx], codes[idx]
+    order = np.lexsort((np.arange(idx.size), c))
+    m, s, c, idx = m[order], s[order], c[order], idx[order]
+    starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
+    sizes = np.diff(np.r_[starts, c.size])
+    seg = np.repeat(np.arange(starts.size), sizes)
+    X = m[None, :] + s[None, :] * rng.standard_normal((draws, m.size))
+    M1 = np.maximum.reduceat(X, starts, axis=1)  # (draws, tasks)
+    # second max per task: mask each task's argmax and reduce again
+    arg = _segment_argmax(X, starts, sizes)
+    X2 = X.copy()
+    rows = np.arange(draws)[:, None]
+    X2[rows, arg] = -np.inf
+    M2 = np.maximum.reduceat(X2, starts, axis=1)
+    own_is_max = np.zeros_like(X, dtype=bool)
+    own_is_max[rows, arg] = True
+    M_other = np.where(own_is_max, M2[:, seg], M1[:, seg])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        zz = (m[None, :] - M_other) / s[None, :]
+    # zero-variance beliefs: the step function itself
+    zz = np.where(s[None, :] > 0, zz, np.where(m[None, :] > M_other, np.inf, np.where(m[None, :] < M_other, -np.inf, 0.0)))
+    p = np.exp(log_ndtr(zz)).mean(axis=0)
+    p = np.where(np.isneginf(M_other).all(axis=0), 1.0, p)  # alone in its task
+    tot = np.bincount(seg, weights=p, minlength=starts.size)
+    p = p / np.where(tot[seg] > 0, tot[seg], 1.0)
+    out[idx] = p
+    return out
+
+
+def _segment_argmax(X: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Column index of each row's maximum within each segment: (draws, segments)."""
+    M = np.maximum.reduceat(X, starts, axis=1)
+    seg = np.repeat(np.arange(starts.size), sizes)
+    hit = X == M[:, seg]
+    # first hit per segment: the smallest column index where hit, via a masked minimum
+    cols = np.where(hit, np.arange(X.shape[1])[None, :], X.shape[1])
+    return np.minimum.reduceat(cols, starts, axis=1)
+
+
+def kg_star(
+    gap: np.ndarray,
+    var_now: np.ndarray,
+    var_after: np.ndarray,
+    cost: np.ndarray,
+    feasible: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """KG(*): the best value per unit cost over increments k = 1..m.
+
+    gap: (n,) mu_i - best other mean; var_now: (n,) belief variance at the current depth;
+    var_after: (n, m) belief variance after the k-th candidate increment; cost: (n, m) its cost;
+    feasible: (n, m) which increments may be bought (inside the budget and the probe cap).
+    Returns (value per cost, the expected regret reduction of that increment, k) per candidate;
+    value 0 and k = -1 where nothing is feasible or nothing can be learned.
+    """
+    gap = np.asarray(gap, float)
+    v_now = np.asarray(var_now, float)
+    va = np.asarray(var_after, float)
+    cost = np.asarray(cost, float)
+    removed = np.clip(v_now[:, None] - va, 0.0, None)
+    kg = knowledge_gradient(np.sqrt(removed), np.broadcast_to(gap[:, None], va.shape))
+    ok = np.isfinite(kg) & (cost > 0)
+    if feasible is not None:
+        ok &= feasible
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(ok, kg / np.where(cost > 0, cost, 1.0), -np.inf)
+    if ratio.shape[1] == 0:
+        n = gap.size
+        return np.zeros(n), np.zeros(n), np.full(n, -1)
+    k = np.argmax(ratio, axis=1)
+    best = ratio[np.arange(k.size), k]
+    none = ~np.isfinite(best)
+    return np.where(none, 0.0, best), np.where(none, 0.0, kg[np.arange(k.size), k]), np.where(none, -1, k)
+
+
+def backtest_error(steps: np.ndarray, values: np.ndarray, extrapolate, min_points: int = 3) -> tuple[float, float]:
+    """Rolling-origin back-test of one curve: (error, log ratio) of predicting its last value.
+
+    The prefix up to half the curve's depth is extrapolated to the depth reached and compared
+    with the value observed there. The error is per unit of log(depth / origin) so that tasks
+    pool candidates at different depths (`extrapolation_variance` scales it back). NaN when the
+    half prefix has fewer than `min_points` evaluations.
+    """
+    steps = np.asarray(steps, float)
+    values = np.asarray(values, float)
+    if steps.size == 0:
+        return float("nan"), float("nan")
+    d = float(steps[-1])
+    keep = steps <= d / 2
+    if int(keep.sum()) < min_points:
+        return float("nan"), float("nan")
+    origin = float(steps[keep][-1])
+    pred = float(extrapolate(steps[keep], values[keep], d))
+    ratio = float(np.log(d / origin))
+    if not (np.isfinite(pred) and ratio > 0):
+        return float("nan"), float("nan")
+    return pred - float(values[-1]), ratio
+
+
+def pooled_backtest_scale(errors: np.ndarray, log_ratios: np.ndarray, min_count: int = 2) -> float:
+    """Root mean square back-test error per unit log ratio over a task's candidates (NaN if too few)."""
+    e = np.asarray(errors, float)
+    r = np.asarray(log_ratios, float)
+    ok = np.isfinite(e) & np.isfinite(r) & (r > 0)
+    if int(ok.sum()) < min_count:
+        return float("nan")
+    return float(np.sqrt(np.mean((e[ok] / r[ok]) ** 2)))
+
+
+def extrapolation_variance(scale: np.ndarray | float, horizon: np.ndarray | float, depth: np.ndarray | float) -> np.ndarray:
+    """(scale x log(horizon / depth))^2: the curve model's error when extrapolating from `depth`.
+
+    Linear in the log of the remaining ratio (an error per doubling that does not shrink as the
+    curve flattens: conservative), zero at the horizon.
+    """
+    h = np.asarray(horizon, float)
+    c = np.maximum(np.asarray(depth, float), 1e-9)
+    return (np.asarray(scale, float) * np.log(np.maximum(h / c, 1.0))) ** 2
