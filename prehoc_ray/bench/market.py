@@ -9,7 +9,10 @@ past runs (completed runs of the same tasks, as a team's history would hold them
 policy bought and checks that its picks do not change.
 
 A seed index must be below the candidate's number of recorded seeds: a replay cannot invent a
-run nobody recorded (a table with one curve per candidate is probed with one seed).
+run nobody recorded (a table with one curve per candidate is probed with one seed). A probe
+starts at most at the step its seed already reached (its checkpoint, or 0): a probe cannot
+skip ahead and buy a late window cheaply, so what a seed has bought is always a prefix. The
+market's name is opaque (a world's name would let a policy rebuild it from its seed).
 """
 
 from __future__ import annotations
@@ -72,7 +75,6 @@ class Market:
         self.history: tuple[PastRun, ...] = tuple(_past(h) for h in world.history)
         self.eval_every = int(world.eval_every)
         self.tolerance = float(world.tolerance)
-        self.name = world.name
 
     # ----- public facts ------------------------------------------------------------------------
     @property
@@ -112,6 +114,9 @@ class Market:
             raise ValueError(f"seed {seed} of {o.id}: only {o.n_seeds} recorded seed(s)")
         if target > o.probe_cap or start < 0 or target < start:
             raise ValueError(f"bad probe range ({start}, {target}] for {o.id} (probes reach at most step {o.probe_cap})")
+        reached = self._reached.get((i, seed), 0)
+        if start > reached:
+            raise ValueError(f"probe of {o.id} seed {seed} starts at step {start}, past its checkpoint at step {reached}")
         cost = self.cost(i, start, target)
         # A relative tolerance absorbs float round-off in budgets computed as sums of costs.
         if self.spent + cost > self.budget * (1 + 1e-12) + 1e-12:

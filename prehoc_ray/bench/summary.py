@@ -1,7 +1,8 @@
 """Tables, verdicts and figures from backtest rows (bench.backtest), with paired intervals.
 
-The unit of comparison is a *world* when a dataset has several (independent draws of a
-portfolio), else a *task* of the one world (a team's own table: each task is one selection).
+The unit of comparison is a *world* when a dataset has 5 or more (independent draws of a
+portfolio), else a *task* (a team's own table, the recorded demo: each task is one selection
+problem, pooled over the few worlds that replay it).
 A policy's regret on a unit is its mean over tasks and repeats; intervals are percentile
 bootstraps over units; prehoc is compared with every peer by the paired difference on the
 same units (bench.stats).
@@ -53,7 +54,9 @@ class Summary:
         if self.unit(dataset) == "task" and metric == "regret":
             for p in self.picks:
                 if p.get("dataset", "table") == dataset and p["policy"] == policy and math.isclose(p["budget_frac"], budget):
-                    acc.setdefault((p["world"], p["group"]), []).append(float(p["regret"]))
+                    # the task, pooled over this dataset's worlds: they replay the same candidates
+                    # (seed pairs of the demo, portfolios of one table), so they are not independent
+                    acc.setdefault(p["group"], []).append(float(p["regret"]))
         else:
             for r in self._rows(dataset):
                 if r["policy"] == policy and math.isclose(r["budget_frac"], budget) and metric in r:
@@ -99,7 +102,7 @@ class Summary:
                         continue
                     d = self.compare(ds, b, peer, subject)
                     out.append({"dataset": ds, "budget": b, "peer": peer, "diff": d.mean, "lo": d.lo, "hi": d.hi,
-                                "n": d.n, "wins": d.wins, "losses": d.losses, "verdict": d.verdict.value})
+                                "n": d.n, "wins": d.wins, "losses": d.losses, "p": d.p, "verdict": d.verdict.value})
         return out
 
 
@@ -158,12 +161,13 @@ def markdown(s: Summary, subject: str = SUBJECT) -> str:
         vs = [v for v in s.verdicts(subject) if v["dataset"] == ds]
         if vs:
             out.append(f"Paired difference of regret, {subject} minus peer (points x100; negative = {subject} better), "
-                       f"95% bootstrap interval over {unit}s; PASS = interval below 0, LOSS = above, else TIE:\n")
-            out.append(f"| budget | peer | difference [95% CI] | {unit}s {subject} better / worse | verdict |")
-            out.append("|---:|---|---:|---:|---|")
+                       f"95% bootstrap-t interval over {unit}s and the sign-flip permutation p; PASS = interval below 0 "
+                       f"and p < 0.05, LOSS = above 0 and p < 0.05, else TIE; n/a below 5 {unit}s:\n")
+            out.append(f"| budget | peer | difference [95% CI] | {unit}s {subject} better / worse | p | verdict |")
+            out.append("|---:|---|---:|---:|---:|---|")
             for v in vs:
                 out.append(f"| {v['budget']:g} | {v['peer']} | {_pts(v['diff'])} [{_pts(v['lo'])}, {_pts(v['hi'])}] | "
-                           f"{v['wins']} / {v['losses']} of {v['n']} | {v['verdict']} |")
+                           f"{v['wins']} / {v['losses']} of {v['n']} | {_num(v['p'], 3)} | {v['verdict']} |")
             out.append("")
     return "\n".join(out)
 

@@ -32,13 +32,17 @@ def _cost_column(table: TrajectoryTable, label: str) -> np.ndarray:
     except (TypeError, ValueError):
         bad = next(k for k, x in enumerate(raw) if not _is_number(x))
         raise TrajectoryError(f"{label}: column '{COST_COLUMN}' row {bad + 1}: expected a number > 0 "
-                              f"(device-seconds per step), got {raw[bad]!r}") from None
+                              f"(device-seconds per step), got {_show(raw[bad])}") from None
     bad = np.flatnonzero(~(np.isfinite(cost) & (cost > 0)))
     if bad.size:
         k = int(bad[0])
         raise TrajectoryError(f"{label}: column '{COST_COLUMN}' row {k + 1}: expected a number > 0 "
-                              f"(device-seconds per step), got {raw[k]!r}")
+                              f"(device-seconds per step), got {_show(raw[k])}")
     return cost
+
+
+def _show(x) -> str:
+    return repr(x.item()) if isinstance(x, np.generic) else repr(x)
 
 
 def _is_number(x) -> bool:
@@ -85,7 +89,7 @@ def table_world(table: TrajectoryTable, *, tolerance: float = 0.02, probe_seeds:
     static_names = sorted(table.static)
     cands: list[Candidate] = []
     curves_all: list[np.ndarray] = []
-    shallow: list[tuple[float, float]] = []  # (deepest step every seed reached, horizon)
+    shallow: list[tuple[float, float, str]] = []  # (deepest step every seed reached, horizon, id)
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         idx = order[lo:hi]
         cid = cand[idx[0]]
@@ -101,13 +105,18 @@ def table_world(table: TrajectoryTable, *, tolerance: float = 0.02, probe_seeds:
             raise TrajectoryError(f"{label}: column '{COST_COLUMN}' row {int(idx[np.argmax(cost[idx] != costs[0])]) + 1}: "
                                   f"candidate {str(cid)!r} has more than one cost per step ({costs[0]:g}, {costs[1]:g}); expected one")
         fin = np.asarray(table.final, float)[idx]
+        known = np.unique(fin[np.isfinite(fin)])
+        if known.size > 1:
+            row = int(idx[np.flatnonzero(np.isfinite(fin) & (fin != known[0]))[0]]) + 1
+            raise TrajectoryError(f"{label}: column 'final' row {row}: candidate {str(cid)!r} has more than one final "
+                                  f"({known[0]:g}, {known[1]:g}); expected the one outcome of its full run on every row")
         static = {k[len("static_"):] if k.startswith("static_") else k: float(np.nanmean(table.static[k][idx]))
                   if np.isfinite(table.static[k][idx]).any() else float("nan") for k in static_names}
-        shallow.append((min(float(c[0][-1]) for c in curves), horizon))
+        shallow.append((min(float(c[0][-1]) for c in curves), horizon, str(cid)))
         cands.append(Candidate(cid, str(table.group[idx[0]]), int(round(horizon)), float(costs[0]), static,
                                tuple(curves), float(np.nanmean(fin))))
     e = eval_every or infer_eval_every(curves_all)
-    reach = [d for d, h in shallow if d < h]
+    reach = [d for d, h, _ in shallow if d < h]
     cap = int(min(reach)) if reach else None
     if cap is not None and cap < e:
         raise TrajectoryError(f"{label}: column 'step': some curves stop at step {cap:g}, before one evaluation interval "
@@ -136,3 +145,12 @@ def portfolios(world: World, size: int, count: int, seed: int = 0) -> list[World
         out.append(World(f"{world.name}-p{k:02d}", [world.candidates[i] for i in keep], world.eval_every, world.tolerance,
                          probe_seeds=world.probe_seeds, history=world.history, max_probe_depth=world.max_probe_depth))
     return out
+
+
+def probe_cap_note(world: World) -> str | None:
+    """A line for the user when some curves stop short and so cap every candidate's probes."""
+    if world.max_probe_depth is None:
+        return None
+    short = [c.id for c in world.candidates if min(float(st[-1]) for st, _ in c.curves) <= world.max_probe_depth]
+    return (f"note: probes stop at step {world.max_probe_depth} for every candidate, where the shortest recorded curves end "
+            f"({', '.join(short[:3])}{' ...' if len(short) > 3 else ''}); the full-depth floor R_full is not measurable")

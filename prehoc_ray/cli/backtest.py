@@ -63,7 +63,7 @@ def run_backtest_command(runs: Path, out: Path, budgets: list[float], policies: 
     from prehoc_ray.bench.backtest import ORACLE, run_backtest
     from prehoc_ray.bench.policies import POLICY_NAMES
     from prehoc_ray.bench.summary import Summary, markdown, plot
-    from prehoc_ray.bench.worlds_table import portfolios, table_world
+    from prehoc_ray.bench.worlds_table import portfolios, probe_cap_note, table_world
     from prehoc_ray.io import read_trajectories, write_table
 
     bad = [p for p in policies if p not in POLICY_NAMES + (ORACLE,)]
@@ -90,6 +90,9 @@ def run_backtest_command(runs: Path, out: Path, budgets: list[float], policies: 
          f"{min(seeds, n_seeds)} probe seed(s) per candidate"
          + ("" if n_seeds > 1 else " (one curve per candidate: seed dispersion is not observable)")
          + (f"; {len(past)} past runs" if past else ""))
+    note = probe_cap_note(world)
+    if note:
+        echo(note)
     if "static_only" in policies and not past:
         echo("note: static_only has no past runs to learn from (--history): its picks are blind")
     worlds = portfolios(world, portfolio_size, n_portfolios) if n_portfolios else [world]
@@ -102,6 +105,12 @@ def run_backtest_command(runs: Path, out: Path, budgets: list[float], policies: 
     write_table(pa.table({{"budget_frac": "budget", "spent_frac": "spent"}.get(k, k):
                           [r[k] if k in ("policy", "world") else float(r[k]) for r in rows] for k in metric_cols}),
                 out / "backtest.parquet")
+    written_extra = []
+    if n_portfolios:
+        write_table(pa.table({"world": [w.name for w in worlds for _ in w.candidates],
+                              "group": [c.group for w in worlds for c in w.candidates],
+                              "candidate": [c.id for w in worlds for c in w.candidates]}), out / "portfolios.parquet")
+        written_extra.append(out / "portfolios.parquet")
     summary = Summary(rows, picks)
     png = plot(summary, str(out / "regret-"))
     (out / "regret.png").unlink(missing_ok=True)
@@ -117,9 +126,10 @@ def run_backtest_command(runs: Path, out: Path, budgets: list[float], policies: 
              "and prehoc's intervals come from the extrapolation error of the curve model, not from seeds.",
              "", "![regret](regret.png)", "", markdown(summary),
              "Score any policy yourself: join picks.parquet (group, candidate) with the table's `final` column; "
-             "regret = the task's best final minus the picked candidate's final."]
+             "regret = the task's best final minus the picked candidate's final"
+             + (" within the portfolio (portfolios.parquet lists each portfolio's candidates)." if n_portfolios else ".")]
     (out / "report.md").write_text("\n".join(notes) + "\n")
-    written = [out / "picks.parquet", out / "backtest.parquet", out / "report.md", out / "regret.png"]
+    written = [out / "picks.parquet", out / "backtest.parquet", out / "report.md", out / "regret.png", *written_extra]
     echo(f"wrote {', '.join(p.name for p in written)} to {out}")
     return written
 
@@ -130,7 +140,7 @@ def backtest_command(
     out: Path = typer.Option(..., "--out", help="Output directory (created if missing).", show_default=False),
     budget: str = typer.Option("0.05,0.1,0.2", "--budget", help="Probe budgets as fractions of fully training every candidate once, comma-separated."),
     policy: Optional[List[str]] = typer.Option(None, "--policy", help=f"Policy to replay (repeatable; default: {', '.join(DEFAULT_POLICIES)})."),
-    repeats: int = typer.Option(5, "--repeats", help="Repeats of the stochastic policies (ASHA's arrival order, the engine's bootstrap)."),
+    repeats: int = typer.Option(5, "--repeats", help="Repeats of the stochastic policies (ASHA: the arrival order of its asynchronous results); the others are deterministic and run once."),
     history: Optional[Path] = typer.Option(None, "--history", help="Past runs of the same tasks (same format) for the policies that learn from history."),
     tolerance: float = typer.Option(0.02, "--tolerance", help="Tolerated prediction error in metric units (tau).", metavar="TAU"),
     seeds: int = typer.Option(2, "--seeds", help="Probe seeds per candidate (at most the recorded ones)."),

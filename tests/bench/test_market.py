@@ -53,3 +53,14 @@ def test_probe_beyond_the_cap_is_a_value_error(world):
     m = Market(world, budget=world.full_cost)
     with pytest.raises(ValueError, match="at most step"):
         m.probe(0, 0, 0, world.candidates[0].horizon + 20)
+
+
+def test_a_probe_cannot_skip_past_its_checkpoint(world):
+    m = Market(world, budget=world.full_cost)
+    with pytest.raises(ValueError, match="past its checkpoint"):
+        m.probe(0, 0, 1980, 2000)  # the horizon's value for 20 steps' cost: refused
+    m.probe(0, 0, 0, 40)
+    with pytest.raises(ValueError, match="past its checkpoint at step 40"):
+        m.probe(0, 0, 60, 80)
+    m.probe(0, 0, 40, 80)
+    assert m.prefix(0, 0)[0].max() == 80 and m.spent == pytest.approx(world.candidates[0].cost_per_step * 80)

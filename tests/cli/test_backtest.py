@@ -92,3 +92,22 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, cols, args, expect):
     res = CliRunner().invoke(app, ["backtest", str(path), "--out", str(tmp_path / "o"), *args])
     assert res.exit_code == 2, res.output
     assert expect in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_more_than_one_final_per_candidate_is_rejected(tmp_path):
+    # seeds of one candidate disagree on its full run's outcome
+    path = _write(tmp_path, candidate=["a", "a", "a", "a"], seed=[0, 0, 1, 1], final=[0.5, 0.5, 0.55, 0.55])
+    res = CliRunner().invoke(app, ["backtest", str(path), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "column 'final' row 3" in res.output and "more than one final" in res.output
+
+
+def test_portfolios_give_units_and_say_which_candidates_they_hold(deberta_table, tmp_path):
+    out = tmp_path / "p"
+    res = CliRunner().invoke(app, ["backtest", str(deberta_table), "--budget", "0.1", "--policy", "prehoc", "--policy", "uniform",
+                                   "--portfolios", "5", "--portfolio-size", "6", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    members = pq.read_table(out / "portfolios.parquet").to_pylist()
+    picks = pq.read_table(out / "picks.parquet").to_pylist()
+    held = {(m["world"], m["candidate"]) for m in members}
+    assert len({m["world"] for m in members}) == 5 and all((p["world"], p["candidate"]) in held for p in picks)
+    assert "5 random portfolios of 6 candidates" in (out / "report.md").read_text()
