@@ -80,8 +80,9 @@ class EngineSettings:
     # (expected regret reduction per device-second; core/decision.py). "prediction": every
     # candidate's prediction variance (marginal variance reduction per device-second).
     objective: Literal["decision", "prediction"] = "decision"
-    # Price of regret per device-second (objective "decision"); None: tolerance / median
-    # full-run cost, i.e. one tolerance of regret is worth one full fine-tune.
+    # Price of regret per device-second (objective "decision"); None: tolerance / the median
+    # task's cost of training all its candidates in full, i.e. one tolerance of regret in a
+    # task's pick is worth brute-forcing the task.
     gamma_decision: float | None = None
     contention: float = 0.01  # P(best in task) below which a candidate is out of contention
     mode: Literal["max", "min"] = "max"  # is a larger metric better? (which candidate is "best")
@@ -563,9 +564,12 @@ class Engine:
         horizon_all = [st.info.horizon for st in self.states.values()]
         gamma = s.gamma or s.tolerance**2 / (float(np.median(lam_all)) * float(np.median(horizon_all)))
         self.gamma = gamma
-        # Price of regret: one tolerance of regret is worth one full fine-tune (of median cost).
-        full = [st.cost_per_step * st.info.horizon for st in self.states.values()]
-        self.gamma_decision = s.gamma_decision or s.tolerance / float(np.median(full))
+        # Price of regret: one tolerance of regret in a task's pick is worth training every
+        # candidate of the task in full (brute force, the way to remove that regret for sure).
+        task_full: dict[str, float] = {}
+        for st in self.states.values():
+            task_full[st.info.group] = task_full.get(st.info.group, 0.0) + st.cost_per_step * st.info.horizon
+        self.gamma_decision = s.gamma_decision or s.tolerance / float(np.median(list(task_full.values())))
         for g, members in sorted(groups.items()):
             curves = [m.curves() for m in members]
             lo = min(float(c.seeds[k][0][0]) for c in curves for k in c.seeds if c.seeds[k][0].size)
