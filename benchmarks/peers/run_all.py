@@ -70,7 +70,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small smoke run; leaves RESULTS.md and the README alone")
     ap.add_argument("--development", action="store_true", help="the development seeds (for tuning); leaves RESULTS.md and the README alone")
-    ap.add_argument("--datasets", default="hetero,synthetic,deberta,demo")
+    ap.add_argument("--datasets", default="hetero,hetero_miss,synthetic,deberta,demo")
     ap.add_argument("--out", type=Path, default=HERE)
     ap.add_argument("--jobs", type=int, default=2, help="worlds run at a time (processes); results do not depend on it")
     ap.add_argument("--from-csv", action="store_true", help="rebuild tables, figures and README from results/*.csv")
@@ -78,7 +78,7 @@ def main() -> int:
     datasets = tuple(args.datasets.split(","))
     if args.quick:
         cfg = SuiteConfig(datasets=datasets, budgets=(0.1,), demo_budgets=(0.05,), asha_repeats=2,
-                          seeds={"hetero": (100, 101), "synthetic": (100,), "deberta": (100,), "demo": (3,)})
+                          seeds={"hetero": (100, 101), "hetero_miss": (100,), "synthetic": (100,), "deberta": (100,), "demo": (3,)})
     else:
         cfg = SuiteConfig(datasets=datasets, split="development" if args.development else "report")
     publish = not (args.quick or args.development)

@@ -158,6 +158,19 @@ def markdown(s: Summary, subject: str = SUBJECT) -> str:
                            f"{_num(s.mean(ds, b, p, 'spent_frac'), 3)} | {_num(s.mean(ds, b, p, 'spearman'))} | "
                            f"{_num(s.mean(ds, b, p, 'coverage'))} |")
         out.append("")
+        mono = []
+        for p in s.policies(ds):
+            bs = s.budgets(ds, p)
+            if p == "oracle" or len(bs) < 2:
+                continue
+            cells = [s.cell(ds, b, p) for b in bs]
+            # more budget may not make the pick worse beyond the noise: each mean stays within
+            # the previous budget's interval or below it
+            ok = all(c2[0] <= c1[2] + 1e-12 for c1, c2 in zip(cells, cells[1:]) if math.isfinite(c1[2]))
+            mono.append(f"{p} {'yes' if ok else 'NO'}")
+        if mono:
+            out.append("Regret non-increasing in budget (each mean within or below the previous budget's interval): "
+                       + ", ".join(mono) + ".\n")
         vs = [v for v in s.verdicts(subject) if v["dataset"] == ds]
         if vs:
             out.append(f"Paired difference of regret, {subject} minus peer (points x100; negative = {subject} better), "

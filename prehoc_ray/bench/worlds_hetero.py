@@ -64,6 +64,37 @@ true_final, horizon), it also holds:
 
 The regime label uses core.regimes' rule with L0 = L_int + V_r and no probe information:
 Noise-Dominant if L_int > tau^2, Static-Sufficient if L0 <= tau^2, Dynamic-Critical otherwise.
+
+Misspecified variant (misspecified=True, world "hetero-miss-s{seed}"). The curves above follow
+exactly the model the engine fits: seed noise L_int + K c^-alpha from a Gaussian reverse random
+walk. The variant keeps everything else (tasks, contenders, costs, features, late bloomers,
+history, R of every run and every true_final, the truth keys; all drawn from the same stream,
+so hetero-miss-s{seed} is hetero-s{seed} with other curves) and changes how a run's curve
+departs from its R. Its parameters come from a second stream seeded by (seed, a constant).
+
+- Shared schedule bias. Every run of unit i adds b_i g_i(s), the same for all its probe seeds:
+  |b_i| ~ U(0.5, 3) tau, negative for 75% of the units (the early curve under-rates the
+  final, as the learning-rate decay still lifts it), positive otherwise. g_i(0) = 1 (about 1
+  for logistic) and g_i(horizon) = 0, with one of four shapes at random: cosine annealing
+  (1 + cos(pi s / H)) / 2, linear decay 1 - s / H, a plateau that ends logistically (midpoint
+  U(0.3, 0.7) H, scale U(0.04, 0.10) H), or an exponential (time constant U(0.2, 0.6) H)
+  normalised to 0 at the horizon. Averaging seeds does not remove it. A full run's end, and so
+  true_final, carries none of it.
+- Heavy-tailed noise. The random walk's increments are Student-t with 3 degrees of freedom,
+  clipped at 6 sd, and scaled to the variance the Gaussian ones had.
+- Variance that is not a power law. For a third of the units the walk's variance decays
+  exponentially, V_H + (V_e - V_H) exp(-(s - e) / T_i), with V_e and V_H the power law's
+  K_i s^-alpha_i at the first evaluation e and at the horizon H, and T_i such that it meets the
+  power law at sqrt(e H) (above it before, below it after, back to it at the horizon).
+  Half of the units also have an instability at the warmup end: independent (no memory across
+  evaluations) t(3) noise whose variance is a Gaussian bump in the step, U(0.5, 2) times the
+  walk's variance at its centre U(0.03, 0.15) H, with width U(0.01, 0.03) H.
+- Saturation. An observed value above 0.95 (below 0.10) is squashed smoothly into (0.95, 1.0)
+  ((0.05, 0.10)), so that an accuracy stays one (about 1 value in 7000 is touched).
+
+Extra truth keys: bias (b_i), bias_shape, bias_10pct (b_i g_i at 10% of the horizon), noise_T
+(T_i, NaN for a power law), bump_var, bump_step and bump_width (0, NaN, NaN without a bump).
+`noise_variance(world)` gives each candidate's walk and bump variance at every evaluation.
 """
 
 from __future__ import annotations
@@ -96,6 +127,22 @@ BEATEN_GAP = (3.0, 15.0)  # tau
 STATIC_RESID_SD = 0.5  # tau: static-explained tasks
 DYNAMIC_RESID_FRAC = 0.9  # share of Var(m) the features leave unexplained in dynamic tasks
 
+# The misspecified variant (module docstring, "Misspecified variant").
+MISS_BIAS_RANGE = (0.5, 3.0)  # tau: size of the shared schedule bias
+MISS_BIAS_NEGATIVE = 0.75  # share of units whose early curve under-rates their final
+MISS_BIAS_SHAPES = ("cosine", "linear", "logistic", "exp")
+MISS_LOGISTIC_MID = (0.3, 0.7)  # fraction of the horizon
+MISS_LOGISTIC_WIDTH = (0.04, 0.10)  # fraction of the horizon
+MISS_EXP_BIAS_T = (0.2, 0.6)  # fraction of the horizon
+MISS_T_DF = 3  # Student-t degrees of freedom of the optimization-noise increments
+MISS_T_CLIP = 6.0  # |draw| in standard deviations (the unit-variance t's): no 20-sd single evaluations
+MISS_EXP_DECAY = 1 / 3  # share of units whose optimization variance decays exponentially
+MISS_BUMP = 0.5  # share of units with a variance bump at the warmup end
+MISS_BUMP_AT = (0.03, 0.15)  # fraction of the horizon
+MISS_BUMP_WIDTH = (0.01, 0.03)  # fraction of the horizon (Gaussian sd)
+MISS_BUMP_SIZE = (0.5, 2.0)  # times the random-walk variance at the bump
+MISS_SATURATE = (0.10, 0.95, 0.05)  # observed values beyond (lo, hi) are squashed into (lo - room, hi + room)
+
 
 def _loguniform(rng: np.random.Generator, lo: float, hi: float, n: int) -> np.ndarray:
     return np.exp(rng.uniform(np.log(lo), np.log(hi), n))
@@ -120,8 +167,14 @@ def heterogeneous_world(
     tolerance: float = 0.02,
     n_history: int = 16,
     probe_seeds: int = 2,
+    misspecified: bool = False,
 ) -> World:
-    """A world whose candidates differ in noise, cost and revelation time (module docstring)."""
+    """A world whose candidates differ in noise, cost and revelation time (module docstring).
+
+    misspecified=True: the same tasks, contenders, costs, features, late bloomers, expected and
+    true finals, but curves whose noise breaks the engine's model (module docstring,
+    "Misspecified variant"); the world is named hetero-miss-s{seed}.
+    """
     if n_tasks < 1:
         raise ValueError(f"n_tasks must be >= 1, got {n_tasks}")
     if candidates_per_task < 3:
@@ -217,14 +270,24 @@ def heterogeneous_world(
     n_runs = run_unit.size
     R = m[run_unit] + np.sqrt(L_int[run_unit]) * rng.standard_normal(n_runs)
     var = K[run_unit, None] * steps[None, :] ** (-alpha[run_unit, None])
-    incr = np.sqrt(np.diff(var[:, ::-1], axis=1, prepend=0.0)) * rng.standard_normal((n_runs, steps.size))
-    e = np.cumsum(incr, axis=1)[:, ::-1]
+    z = rng.standard_normal((n_runs, steps.size))  # drawn in both variants: the later draws stay the same
     u = run_unit
+    if misspecified:  # its own stream, after every draw of the well-specified world
+        miss = _misspecification(np.random.default_rng([seed, _MISS_STREAM]), N, K, alpha, tau, float(eval_every), H)
+        var = _rw_variance(steps, K[u], alpha[u], miss["noise_T"][u], float(eval_every), H)
+        z = miss["t"](n_runs, steps.size)
+    incr = np.sqrt(np.diff(var[:, ::-1], axis=1, prepend=0.0)) * z
+    e = np.cumsum(incr, axis=1)[:, ::-1]
     fast = A[u, None] * np.exp(-steps[None, :] / r_fast[u, None])
     tail = np.exp(-(H - onset[u]) / rise[u])
     late = np.exp(-np.maximum(steps[None, :] - onset[u, None], 0.0) / rise[u, None])
     bloom = depth[u, None] * (late - tail[:, None]) / (1.0 - tail[:, None])
     Y = R[:, None] - fast - bloom + e
+    if misspecified:
+        bump_var = _bump_variance(steps, miss["bump_var"][u], miss["bump_step"][u], miss["bump_width"][u])
+        Y = Y + np.sqrt(bump_var) * miss["t"](n_runs, steps.size)
+        Y = Y + miss["bias"][u, None] * _bias_shape(steps, miss["bias_shape"][u], miss["bias_time"][u], miss["bias_width"][u], H)
+        Y = _saturate(Y, *MISS_SATURATE)
     full_final = m[cand_units] + np.sqrt(L_int[cand_units]) * rng.standard_normal(cand_units.size)
 
     # ----- assemble ---------------------------------------------------------------------------
@@ -273,4 +336,128 @@ def heterogeneous_world(
         "static_resid_var": Vr[task[cu]],
         "horizon": np.full(cu.size, float(horizon)),
     }
+    if misspecified:
+        truth.update({
+            "bias": miss["bias"][cu],
+            "bias_shape": np.array([MISS_BIAS_SHAPES[j] for j in miss["bias_shape"][cu]], dtype=object),
+            "bias_10pct": miss["bias"][cu] * _bias_shape(np.array([0.1 * H]), miss["bias_shape"][cu], miss["bias_time"][cu],
+                                                         miss["bias_width"][cu], H)[:, 0],
+            "noise_T": miss["noise_T"][cu],
+            "bump_var": miss["bump_var"][cu],
+            "bump_step": miss["bump_step"][cu],
+            "bump_width": miss["bump_width"][cu],
+        })
+        return World(f"hetero-miss-s{seed}", cands, int(eval_every), tau, probe_seeds=probe_seeds, history=hist, truth=truth)
     return World(f"hetero-s{seed}", cands, int(eval_every), tau, probe_seeds=probe_seeds, history=hist, truth=truth)
+
+
+# ----- the misspecified variant ------------------------------------------------------------------
+_MISS_STREAM = 0x6D155  # second word of the misspecification stream's seed
+
+
+def noise_variance(world: World) -> tuple[np.ndarray, np.ndarray]:
+    """(random walk, warmup bump) variance of each candidate's optimization noise at each of its
+    evaluation steps, from world.truth: (n_candidates, n_steps) arrays. For a well-specified
+    world the bump is 0 and the random walk's variance is K s^-alpha."""
+    tr, e = world.truth, float(world.eval_every)
+    H = float(tr["horizon"][0])
+    steps = np.arange(e, H + 1e-9, e)
+    n = len(world.candidates)
+    T = tr.get("noise_T", np.full(n, np.nan))
+    rw = _rw_variance(steps, tr["K"], tr["alpha"], T, e, H)
+    if "bump_var" not in tr:
+        return rw, np.zeros_like(rw)
+    return rw, _bump_variance(steps, tr["bump_var"], tr["bump_step"], tr["bump_width"])
+
+
+def _t_scale(df: int, clip: float) -> float:
+    """1 / sd of a Student-t(df) draw scaled to unit variance and clipped to +-clip (df = 3 only)."""
+    if df != 3:
+        raise ValueError("closed form for 3 degrees of freedom only")
+    # X = T / sqrt(3) has density 2 / (pi (1 + x^2)^2).
+    inner = 2 / np.pi * (np.arctan(clip) - clip / (1 + clip**2))
+    outer = 2 / np.pi * (np.pi / 2 - np.arctan(clip) - clip / (1 + clip**2))
+    return float(1 / np.sqrt(inner + clip**2 * outer))
+
+
+def _misspecification(rng: np.random.Generator, n: int, K: np.ndarray, alpha: np.ndarray, tau: float, e: float,
+                      H: float) -> dict:
+    """Per-unit parameters of the misspecified noise, and the unit-variance heavy-tailed draws."""
+    sign = np.where(rng.random(n) < MISS_BIAS_NEGATIVE, -1.0, 1.0)
+    bias = sign * rng.uniform(*MISS_BIAS_RANGE, n) * tau
+    shape = rng.integers(0, len(MISS_BIAS_SHAPES), n)
+    mid = rng.uniform(*MISS_LOGISTIC_MID, n) * H
+    width = rng.uniform(*MISS_LOGISTIC_WIDTH, n) * H
+    T_exp = rng.uniform(*MISS_EXP_BIAS_T, n) * H
+    logistic = shape == MISS_BIAS_SHAPES.index("logistic")
+    bias_time = np.where(logistic, mid, np.where(shape == MISS_BIAS_SHAPES.index("exp"), T_exp, np.nan))
+    bias_width = np.where(logistic, width, np.nan)
+
+    exp_decay = rng.random(n) < MISS_EXP_DECAY
+    c = np.sqrt(e * H)  # the exponential decay meets the power law at e, sqrt(e H) and H
+    if H > e:
+        v_e, v_c, v_H = K * e**-alpha, K * c**-alpha, K * H**-alpha
+        T_noise = (c - e) / np.log((v_e - v_H) / (v_c - v_H))
+    else:
+        T_noise = np.full(n, np.inf)
+    noise_T = np.where(exp_decay, T_noise, np.nan)
+
+    has_bump = rng.random(n) < MISS_BUMP
+    bump_step = rng.uniform(*MISS_BUMP_AT, n) * H
+    bump_width = rng.uniform(*MISS_BUMP_WIDTH, n) * H
+    bump_size = rng.uniform(*MISS_BUMP_SIZE, n)
+    at = np.maximum(bump_step, e)
+    bump_var = np.where(has_bump, bump_size * _rw_variance(at[:, None], K, alpha, noise_T, e, H, per_row=True)[:, 0], 0.0)
+    bump_step = np.where(has_bump, bump_step, np.nan)
+    bump_width = np.where(has_bump, bump_width, np.nan)
+
+    scale = _t_scale(MISS_T_DF, MISS_T_CLIP)
+
+    def t(*size: int) -> np.ndarray:
+        return np.clip(rng.standard_t(MISS_T_DF, size) / np.sqrt(MISS_T_DF / (MISS_T_DF - 2)), -MISS_T_CLIP, MISS_T_CLIP) * scale
+
+    return {"bias": bias, "bias_shape": shape, "bias_time": bias_time, "bias_width": bias_width, "noise_T": noise_T,
+            "bump_var": bump_var, "bump_step": bump_step, "bump_width": bump_width, "t": t}
+
+
+def _rw_variance(steps: np.ndarray, K: np.ndarray, alpha: np.ndarray, noise_T: np.ndarray, e: float, H: float,
+                 per_row: bool = False) -> np.ndarray:
+    """Variance of the reverse random walk at `steps`, one row per unit: K s^-alpha, or where
+    noise_T is finite, V_H + (V_e - V_H) exp(-(s - e) / noise_T) (equal to the power law at the
+    first evaluation and at sqrt(e H), and to within exp(-(H - e) / noise_T) at the horizon).
+    per_row: steps holds one column per unit."""
+    s = steps if per_row else steps[None, :]
+    K, alpha, T = K[:, None], alpha[:, None], noise_T[:, None]
+    power = K * s ** (-alpha)
+    v_e, v_H = K * e ** (-alpha), K * H ** (-alpha)
+    with np.errstate(invalid="ignore", over="ignore"):
+        expo = v_H + (v_e - v_H) * np.exp(-(s - e) / np.where(np.isfinite(T), T, 1.0))
+    return np.where(np.isfinite(T), expo, power)
+
+
+def _bump_variance(steps: np.ndarray, size: np.ndarray, at: np.ndarray, width: np.ndarray) -> np.ndarray:
+    """Variance of the warmup-end instability: a Gaussian bump in the step, no memory across evaluations."""
+    on = size > 0
+    z = (steps[None, :] - np.where(on, at, 0.0)[:, None]) / np.where(on, width, 1.0)[:, None]
+    return size[:, None] * np.exp(-0.5 * z**2)
+
+
+def _saturate(y: np.ndarray, lo: float, hi: float, room: float) -> np.ndarray:
+    """An accuracy stays an accuracy: values above hi (below lo) are squashed smoothly below hi + room
+    (above lo - room); values in [lo, hi] are untouched."""
+    y = np.where(y > hi, hi + room * np.tanh((y - hi) / room), y)
+    return np.where(y < lo, lo - room * np.tanh((lo - y) / room), y)
+
+
+def _bias_shape(steps: np.ndarray, shape: np.ndarray, time: np.ndarray, width: np.ndarray, H: float) -> np.ndarray:
+    """g(s) per unit: 1 at s = 0 (for logistic, about 1), 0 at the horizon, shaped by the schedule."""
+    s = steps[None, :]
+    cosine = np.broadcast_to(0.5 * (1 + np.cos(np.pi * s / H)), (shape.size, steps.size))
+    linear = np.broadcast_to(1 - s / H, (shape.size, steps.size))
+    mid = np.where(np.isfinite(time), time, 0.5 * H)[:, None]
+    w = np.where(np.isfinite(width), width, 0.1 * H)[:, None]
+    sig = lambda x: 0.5 * (1 + np.tanh(0.5 * x))  # noqa: E731 - logistic, overflow-free
+    logistic = (sig((mid - s) / w) - sig((mid - H) / w)) / (sig(mid / w) - sig((mid - H) / w))
+    T = np.where(np.isfinite(time), time, H)[:, None]
+    expo = (np.exp(-s / T) - np.exp(-H / T)) / (1 - np.exp(-H / T))
+    return np.choose(shape[:, None], (cosine, linear, logistic, expo))

@@ -7,6 +7,7 @@ from prehoc_ray.bench.market import Market
 from prehoc_ray.bench.policies import sh
 from prehoc_ray.bench.policies.sh import bracket_cost, plan_rungs, size_bracket
 from prehoc_ray.bench.worlds import Candidate, World, deberta_world, synthetic_world
+from prehoc_ray.bench.worlds_hetero import heterogeneous_world
 
 
 @pytest.fixture(scope="module")
@@ -92,10 +93,49 @@ def test_halving_structure(syn, deb, frac):
             for d, k in rungs:  # exactly k candidates of the task reached rung depth d
                 assert np.sum(r.probe_steps[idx] >= np.minimum(d * e, caps[idx])) == k
             assert all(m.seeds_run(i) == S for i in idx)
-            # The pick is the best prediction among the last rung's candidates.
+            # The pick is the best prediction among the last rung's candidates (the finalists).
             last_d = rungs[-1][0]
             last = [i for i in idx if r.probe_steps[i] >= min(last_d * e, caps[i])]
+            assert sorted(r.info["finalists"][g]) == sorted(last)
             assert r.picks[g] == max(last, key=lambda i: (r.predicted[i], -i))
+            # Only the finalists go past their rung (spending the leftover), together: within one
+            # evaluation interval of each other unless at their probe cap.
+            for i in set(idx) - set(last):  # a dropped candidate stays at a rung's depth
+                assert r.probe_steps[i] in {min(d * e, caps[i]) for d, _ in rungs[:-1]}
+            fin = np.array(last)
+            if len(fin) >= 2:  # the finalists short of their cap are level to one interval, unless
+                open_ = fin[r.probe_steps[fin] < caps[fin]]  # the shallowest could not afford the next
+                if open_.size and np.ptp(r.probe_steps[open_]) > e:
+                    j = open_[np.argmin(r.probe_steps[open_])]
+                    assert m.cost(j, m.depth(j), min(m.depth(j) + e, caps[j])) * S > m.left
+
+
+@pytest.fixture(scope="module")
+def spend_worlds():
+    return {"hetero": heterogeneous_world(0), "synthetic": synthetic_world(45, seed=0)}
+
+
+@pytest.mark.parametrize("frac", [0.05, 0.1, 0.2])
+@pytest.mark.parametrize("kind", ["hetero", "synthetic"])
+def test_spends_the_budget(spend_worlds, kind, frac):
+    # The bracket alone plans 0.63-0.80 of a 5% budget (r0 is a whole number of evaluations); the
+    # leftover goes to the finalists, so that a user's budget is spent.
+    w = spend_worlds[kind]
+    m = Market(w, frac * w.full_cost)
+    r = sh.run(m)
+    assert r.spent <= m.budget * (1 + 1e-9)
+    assert r.spent / m.budget >= 0.9, (kind, frac, r.info["bracket_spent"] / m.budget, r.spent / m.budget)
+    assert r.info["bracket_spent"] <= r.spent
+    rungs = r.info["rungs"]  # the finalists went past their rung
+    assert any(m.depth(i) > rungs[g][-1][0] * w.eval_every for g, fin in r.info["finalists"].items() for i in fin)
+    # what is left could not buy one more interval of any finalist that is short of its cap
+    e = w.eval_every
+    for g, fin in r.info["finalists"].items():
+        for i in fin:
+            o = m.candidates[i]
+            if len(fin) >= 2 and m.depth(i) < o.probe_cap:
+                nxt = min((m.depth(i) // e + 1) * e, o.probe_cap)
+                assert m.cost(i, m.depth(i), nxt) * r.info["seeds"] > m.left
 
 
 @pytest.mark.parametrize("frac", [0.04, 0.1, 0.3])
