@@ -181,7 +181,9 @@ def make_plan(rows: Sequence[Mapping[str, Any]], settings: PlanSettings) -> Plan
     """Decide, for every candidate row, run / skip / probe more (see the module docstring).
 
     Each row needs candidate and task; uses predicted_final, predicted_std, L_int, regime,
-    full_cost_s, probe_cost_s, stop_reason, value_per_cost and gamma when present.
+    full_cost_s, probe_cost_s, stop_reason, value_per_cost (probe_value when the row's objective
+    is "decision": expected regret reduction per device-second) and gamma (the objective's
+    price) when present.
     """
     n = len(rows)
     sign = 1.0 if settings.mode == "max" else -1.0
@@ -193,7 +195,7 @@ def make_plan(rows: Sequence[Mapping[str, Any]], settings: PlanSettings) -> Plan
     L_int = np.array([_f(r, "L_int") for r in rows])
     cost = np.array([_f(r, "full_cost_s") for r in rows])
     probe_cost = np.array([_f(r, "probe_cost_s") for r in rows])
-    vpc = np.array([_f(r, "value_per_cost") for r in rows])
+    vpc = np.array([_f(r, "probe_value" if r.get("objective") == "decision" else "value_per_cost") for r in rows])
     gamma = np.array([_f(r, "gamma") for r in rows])
     regime = [str(r.get("regime") or "") for r in rows]
     stop = [str(r.get("stop_reason") or "") for r in rows]
@@ -284,9 +286,8 @@ def make_plan(rows: Sequence[Mapping[str, Any]], settings: PlanSettings) -> Plan
         budget_stopped = "probe budget" in stop[i].lower()
         # value_per_cost is +inf where the engine could not decide yet (a fit not identified, no
         # learning seen): the next probe is worth more than any price.
-        worth_more = (not np.isfinite(vpc[i])) if not valid[i] else (
-            not np.isnan(vpc[i]) and np.isfinite(gamma[i]) and vpc[i] > gamma[i]
-        )
+        pays = bool(not np.isnan(vpc[i]) and np.isfinite(gamma[i]) and vpc[i] > gamma[i])
+        worth_more = (not np.isfinite(vpc[i]) or pays) if not valid[i] else pays
         chosen_i = chosen.get(t)
         if has_bar[i]:
             bar_good = sign * bars[i]

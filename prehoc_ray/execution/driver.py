@@ -465,7 +465,12 @@ class Driver:
     def _finish(self, engine: Engine, t0: float) -> None:
         runs = read_runs(self.run_dir)
         metric = next((r["metric"] for r in runs if r.get("status") == "finished" and r.get("metric")), self._metric_name)
-        gamma = getattr(engine, "gamma", None) or (self.spec.allocation.gamma or float("nan"))
+        # The price the allocation objective compares a probe's value with: of prediction risk
+        # (objective "prediction") or of regret (objective "decision").
+        if self.spec.allocation.objective == "decision":
+            gamma = getattr(engine, "gamma_decision", None) or float("nan")
+        else:
+            gamma = getattr(engine, "gamma", None) or (self.spec.allocation.gamma or float("nan"))
         t = time.perf_counter()
         rows = outputs.candidate_rows(self.spec, engine.summary(), gamma, runs, metric)
         outputs.write_candidates(self.run_dir, rows)

@@ -78,6 +78,7 @@ def candidate_rows(spec: JobSpec, summary: list[dict], gamma: float, runs: list[
             "train_cost_per_step_s": lam,
             "full_cost_s": lam * c.config.full_steps,
             "gamma": float(gamma),
+            "objective": spec.allocation.objective,
             "metric": metric,
             "mode": spec.plan.mode,
         })

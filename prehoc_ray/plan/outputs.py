@@ -44,6 +44,8 @@ PLAN_SCHEMA = pa.schema([
     ("p_beat", pa.float64()),  # P(beats the baseline), or P(beats the task's runner-up) without one
     ("risk_adjusted", pa.float64()),  # one-sided bound at plan.confidence (the ranking score)
     ("predictor", pa.string()),  # where the prediction comes from: "probes", or "history" (past runs)
+    ("p_best", pa.float64()),  # P(best in its task) under the engine's beliefs
+    ("probe_value", pa.float64()),  # expected regret reduction per device-second of its next extension
 ])
 PLAN_COLUMNS = tuple(PLAN_SCHEMA.names)
 
@@ -124,6 +126,8 @@ def build_plan(candidates: Sequence[Mapping[str, Any]], spec: JobSpec) -> tuple[
             "p_beat": d.p_beat,
             "risk_adjusted": d.score,
             "predictor": str(r.get("predictor") or "probes"),
+            "p_best": _num(r.get("p_best")),
+            "probe_value": _num(r.get("probe_value")),
         })
     metric = next((str(r["metric"]) for r in rows if r.get("metric")), "metric")
     totals = {

@@ -149,14 +149,15 @@ def write_simulated_run(
         manifest.with_status("running").save(run_dir)
         return job
     engine.refit()
-    gamma = float(getattr(engine, "gamma", float("nan")))
+    decision = a.objective == "decision"
+    gamma = float(getattr(engine, "gamma_decision" if decision else "gamma", float("nan")))
     rows = []
     cfg = job.configs[0]
     for r in engine.summary():
         t, m = r["candidate"].split(":")[:2]
         rows.append({**r, "task": t, "model": m, "config": cfg.name, "full_steps": int(cfg.full_steps),
                      "full_cost_s": float(r["cost_per_step_s"]) * cfg.full_steps * full_cost_factor,
-                     "gamma": gamma, "metric": "accuracy"})
+                     "gamma": gamma, "objective": a.objective, "metric": "accuracy"})
     write_table(pa.Table.from_pylist(rows), run_dir / "candidates.parquet")
     manifest.with_status("finished", rounds=rounds, spent_s=engine.spent).save(run_dir)
     return job

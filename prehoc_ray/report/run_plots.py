@@ -217,6 +217,46 @@ def spend_plot(spend: Sequence[Mapping[str, Any]], budget: float | None, path: P
     return _save(fig, path)
 
 
+def contender_plot(spend: Sequence[Mapping[str, Any]], candidates: Sequence[Mapping[str, Any]], path: Path,
+                   contention: float = 0.01) -> Path:
+    """Probe spend per round, split into each task's contenders (P(best in task) >= contention
+    at the end) and the candidates that ended out of contention: where the budget moved."""
+    fig = Figure(figsize=(7.5, 4.2))
+    ax = fig.add_subplot(1, 1, 1)
+    p_best = {str(r["candidate"]): _num_or_nan(r.get("p_best")) for r in candidates}
+    task = {str(r["candidate"]): str(r.get("task") or r.get("group") or "") for r in candidates}
+    if not spend or not any(np.isfinite(v) for v in p_best.values()):
+        ax.text(0.5, 0.5, "no P(best) yet (objective 'prediction' or no probe finished)", ha="center", va="center")
+        ax.set_axis_off()
+        return _save(fig, path)
+    rounds = sorted({int(r["round"]) for r in spend})
+    layers: dict[str, np.ndarray] = {}
+    for r in spend:
+        c = str(r["candidate"])
+        pb = p_best.get(c, float("nan"))
+        key = f"{task.get(c, '?')}: contenders" if np.isfinite(pb) and pb >= contention else "out of contention"
+        arr = layers.setdefault(key, np.zeros(len(rounds)))
+        arr[rounds.index(int(r["round"]))] += float(r["cost_s"]) if _finite(r["cost_s"]) else 0.0
+    keys = sorted(k for k in layers if k != "out of contention") + (["out of contention"] if "out of contention" in layers else [])
+    colors = [f"C{k % 10}" for k in range(len(keys))]
+    if keys and keys[-1] == "out of contention":
+        colors[-1] = "#bbbbbb"
+    ax.stackplot(rounds, *[layers[k] for k in keys], labels=keys, colors=colors, alpha=0.9, step="post")
+    ax.set_xlabel("round")
+    ax.set_ylabel("probe spend in the round (device-s)")
+    ax.set_title(f"How the budget moved between contenders (P(best) >= {contention:.0%} at the end)")
+    ax.legend(fontsize=6, loc="upper right")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _num_or_nan(v: Any) -> float:
+    try:
+        return float(v) if v is not None else float("nan")
+    except (TypeError, ValueError):
+        return float("nan")
+
+
 def savings_plot(totals: Mapping[str, Any], path: Path) -> Path:
     """Running everything vs the plan (recommended full runs + the probes that chose them)."""
     allc = float(totals.get("all_full_cost_s") or 0.0)

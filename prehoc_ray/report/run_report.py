@@ -106,6 +106,8 @@ def make_plots(data: RunData) -> dict[str, Path]:
         "decay": run_plots.decay_grid(run_plots.curves_for(order, data.curves), fits, order, data.tolerance, out_dir / "decay_curves.png"),
         "spend": run_plots.spend_plot(data.spend, data.spec.budget.probe_seconds if data.spec else None, out_dir / "probe_spend.png"),
     }
+    if data.candidates:
+        plots["contenders"] = run_plots.contender_plot(data.spend, data.candidates, out_dir / "contenders.png")
     if data.totals:
         plots["savings"] = run_plots.savings_plot(data.totals, out_dir / "savings.png")
     return plots
@@ -231,6 +233,8 @@ def render_html(data: RunData, plots: dict[str, Path]) -> str:
                  + "</p>")
     parts.append("<h2>Where the probe budget went</h2>")
     parts.append(_img(plots, "spend", "cumulative probe spend by round and candidate"))
+    if "contenders" in plots:
+        parts.append(_img(plots, "contenders", "probe spend per round: each task's contenders and the rest"))
     if data.notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in data.notes) + "</ul>")
     parts.append("</body></html>")
@@ -266,6 +270,8 @@ def render_markdown(data: RunData, plots: dict[str, Path]) -> str:
     out += ["## Phase diagram", "", f"![phase diagram]({rel['phase']})", "",
             "## Uncertainty decay per candidate", "", f"![decay curves]({rel['decay']})", "",
             "## Where the probe budget went", "", f"![probe spend]({rel['spend']})", ""]
+    if "contenders" in rel:
+        out += [f"![contenders]({rel['contenders']})", ""]
     if data.notes:
         out += ["## Notes", "", *[f"- {n}" for n in data.notes], ""]
     return "\n".join(out)

@@ -244,3 +244,26 @@ def test_a_decision_round_over_10000_candidates_is_fast():
     took = time.perf_counter() - t
     assert orders and took < 1.0
     assert len({o.candidate for o in orders}) == 64
+
+
+def test_a_budget_short_of_every_initial_probe_probes_everyone_shallower():
+    # Full initial probes (2 seeds x 30 steps x 0.01) cost 0.6 per candidate, 3.6 for six; a
+    # budget of 2.5 pays 2 seeds x 20 steps (2.4) for all of them: nobody is picked blind.
+    backend = _Curves({"a": 0.80, "b": 0.78, "c": 0.70, "d": 0.60, "e": 0.75, "f": 0.65})
+    s = EngineSettings(budget=2.5, seeds=2, eval_every=10, initial_depth=30, tolerance=0.01, n_boot=20)
+    eng = Engine(backend.infos(), s)
+    rounds = _drive(eng, backend)
+    first = rounds[0]
+    assert len(first) == 12 and all(pid.endswith("|0-20") for pid in first)  # everyone, both seeds, two evaluations
+    rows = eng.summary()
+    assert all(r["probe_steps"] >= 20 and np.isfinite(r["predicted_final"]) for r in rows)
+    assert eng.spent <= s.budget + 1e-9
+    # Not even one interval at two seeds for all (1.2): one seed each, one interval.
+    eng1 = Engine(backend.infos(), EngineSettings(budget=1.0, seeds=2, eval_every=10, initial_depth=30, tolerance=0.01, n_boot=20))
+    first1 = _drive(eng1, backend)[0]
+    assert sorted(first1) == sorted(f"r0000|{c}|s0|0-10" for c in "abcdef")
+    assert eng1.spent <= 1.0 + 1e-9
+    # The prediction objective keeps full initial probes for those the budget pays.
+    engp = Engine(backend.infos(), EngineSettings(budget=2.5, seeds=2, eval_every=10, initial_depth=30, tolerance=0.01,
+                                                  n_boot=20, objective="prediction"))
+    assert all(o.probe_id.endswith("|0-30") for o in engp.next_round())

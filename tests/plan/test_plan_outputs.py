@@ -122,3 +122,16 @@ def test_a_starved_probe_budget_asks_to_probe_more(tmp_path):
         assert "probe budget" in cands[r["candidate"]]["stop_reason"]
         assert "budget ran out" in r["reason"]
     assert not (tmp_path / "report.html").exists()
+
+
+def test_plan_carries_p_best_and_probe_value_and_the_report_shows_contenders(run_dir, outputs):
+    d, _ = run_dir
+    t = pq.read_table(d / "plan.parquet").to_pylist()
+    by_task: dict = {}
+    for r in t:
+        by_task.setdefault(r["task"], []).append(r["p_best"])
+    for ps in by_task.values():  # P(best in task) is a distribution over the task's candidates
+        assert all(0 <= p <= 1 for p in ps) and sum(ps) == pytest.approx(1.0, abs=1e-6)
+    assert all(r["probe_value"] is None or r["probe_value"] >= 0 for r in t)
+    png = d / "plots" / "contenders.png"
+    assert png.exists() and png.stat().st_size > 5000
