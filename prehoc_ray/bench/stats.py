@@ -62,8 +62,8 @@ def bootstrap_mean_ci(x: np.ndarray, level: float = 0.95, n_boot: int = 10_000, 
     """Studentized bootstrap interval of the mean of x (NaN for fewer than 2 values).
 
     t* = (mean* - mean) / se*; the interval is [mean - t*_(1-a) se, mean - t*_(a) se]. A
-    resample with no spread (se* = 0) gets t* = 0 when its mean equals the sample's, else
-    +-inf: it says the sample could be that extreme, and widens the interval accordingly.
+    resample with no spread (se* = 0: every draw the same unit, or only zero differences) is
+    studentized by the sample's own se instead, as a percentile replicate would be.
     """
     x = np.asarray(x, float)
     x = x[np.isfinite(x)]
@@ -77,9 +77,7 @@ def bootstrap_mean_ci(x: np.ndarray, level: float = 0.95, n_boot: int = 10_000, 
     m, se = float(x.mean()), float(x.std(ddof=1) / np.sqrt(n))
     ms = res.mean(axis=1)
     ses = res.std(axis=1, ddof=1) / np.sqrt(n)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.where(ses > 0, (ms - m) / ses, np.sign(ms - m) * np.inf)
-    t = np.nan_to_num(t, nan=0.0, posinf=1e12, neginf=-1e12)
+    t = (ms - m) / np.where(ses > 0, ses, se)
     a = (1 - level) / 2
     lo_t, hi_t = np.quantile(t, [a, 1 - a])
     return float(m - hi_t * se), float(m - lo_t * se)

@@ -220,9 +220,8 @@ def test_mode_min_prefers_the_lowest_metric():
     assert rows["high"]["probe_steps"] < min(rows["low"]["probe_steps"], rows["mid"]["probe_steps"])
 
 
-def test_a_decision_round_over_10000_candidates_is_fast():
-    import time
-
+def test_a_decision_round_over_10000_candidates_fills_its_slots():
+    # The time it takes is a benchmark figure (benchmarks/bench_execution.py), not a test.
     rng = np.random.default_rng(0)
     n = 10_000
     infos = [CandidateInfo(f"c{i:05d}", f"t{i % 50}", 1000.0, prior_cost_per_step=0.01 * (1 + i % 7), prior_cost_exact=True)
@@ -239,10 +238,8 @@ def test_a_decision_round_over_10000_candidates_is_fast():
     eng._decision_extensions()  # warm up
     for st in eng.states.values():
         st.stop_reason, st.soft_stop = None, False
-    t = time.perf_counter()
     orders = eng._decision_extensions()
-    took = time.perf_counter() - t
-    assert orders and took < 1.0
+    assert orders
     assert len({o.candidate for o in orders}) == 64
 
 
