@@ -13,9 +13,9 @@ import math
 import os
 import sys
 from collections import Counter
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import typer
 from typer.core import TyperCommand
@@ -53,6 +53,24 @@ if app.registered_callback is None:
     @app.callback()
     def _root() -> None:
         """Decide which fine-tunes are worth running, before paying for them."""
+
+
+@contextmanager
+def one_line_errors(what: str) -> Iterator[None]:
+    """The CLI contract around a command's work: bad input is one line and exit 2, any other
+    failure one line and exit 1 (the traceback with PREHOC_RAY_DEBUG=1)."""
+    from prehoc_ray.io import TrajectoryError
+
+    try:
+        yield
+    except (BadInput, TrajectoryError) as exc:
+        typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except Exception as exc:  # noqa: BLE001 - the CLI contract: a message, not a traceback
+        if os.environ.get(DEBUG_ENV):
+            raise
+        typer.echo(f"error: {what} failed: {type(exc).__name__}: {' '.join(str(exc).split())} (set {DEBUG_ENV}=1 for the traceback)", err=True)
+        raise typer.Exit(EXIT_FAILURE) from None
 
 
 def _finite(name: str, value: float | None, *, positive: bool = True) -> None:
@@ -223,17 +241,7 @@ def analyze_command(
     n_boot: int = typer.Option(200, "--n-boot", help="Bootstrap replicates for the decay-fit intervals (0 skips them)."),
 ) -> None:
     """Predict every candidate's final from its trajectories and decompose the prediction risk."""
-    from prehoc_ray.io import TrajectoryError
-
-    try:
+    with one_line_errors("analysis"):
         run_analysis(trajectories, out, mode=mode.value, depth=depth, horizon=horizon, level=level, tolerance=tolerance,
                      cost_per_step=cost_per_step, gamma=gamma, seed=seed, n_boot=n_boot, echo=typer.echo)
-    except (BadInput, TrajectoryError) as exc:
-        typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
-    except Exception as exc:  # noqa: BLE001 - the CLI contract: a message, not a traceback
-        if os.environ.get(DEBUG_ENV):
-            raise
-        typer.echo(f"error: analysis failed: {type(exc).__name__}: {' '.join(str(exc).split())} (set {DEBUG_ENV}=1 for the traceback)", err=True)
-        raise typer.Exit(EXIT_FAILURE) from None
     sys.stdout.flush()

@@ -18,14 +18,13 @@ random portfolios of N candidates per task drawn from the table (fewer than 5 un
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any, List, Optional
 
 import typer
 
-from prehoc_ray.cli import EXIT_BAD_INPUT, EXIT_FAILURE, app
-from prehoc_ray.cli.analyze import DEBUG_ENV, BadInput, _blas_limit, _OneLineErrors
+from prehoc_ray.cli import app
+from prehoc_ray.cli.analyze import BadInput, _blas_limit, _OneLineErrors, one_line_errors
 
 DEFAULT_POLICIES = ("prehoc", "uniform", "sh", "asha", "static_only", "oracle")
 
@@ -148,16 +147,6 @@ def backtest_command(
     portfolio_size: int = typer.Option(0, "--portfolio-size", help="Candidates per task in each portfolio.", metavar="N"),
 ) -> None:
     """Replay prehoc-ray and its peers on fine-tunes already run: picks, regret and cost per budget."""
-    from prehoc_ray.io import TrajectoryError
-
-    try:
+    with one_line_errors("backtest"):
         run_backtest_command(runs, out, parse_budgets(budget), list(policy or DEFAULT_POLICIES), repeats, tolerance, seeds,
                              history, echo=typer.echo, n_portfolios=n_portfolios, portfolio_size=portfolio_size)
-    except (BadInput, TrajectoryError) as exc:
-        typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
-    except Exception as exc:  # noqa: BLE001 - the CLI contract: a message, not a traceback
-        if os.environ.get(DEBUG_ENV):
-            raise
-        typer.echo(f"error: backtest failed: {type(exc).__name__}: {' '.join(str(exc).split())} (set {DEBUG_ENV}=1 for the traceback)", err=True)
-        raise typer.Exit(EXIT_FAILURE) from None
