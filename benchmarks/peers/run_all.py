@@ -106,6 +106,12 @@ def main() -> int:
     ats_md = ats_report.markdown(ats_rows, pub)
     ats_report.plot(ats_rows, pub, str(out / "ats.png"))
     minutes = (time.perf_counter() - t0) / 60
+    if args.from_csv:  # the tables were rebuilt, not re-run: keep the last run's time
+        import re
+
+        prev = (out / "RESULTS.md").read_text() if (out / "RESULTS.md").exists() else ""
+        found = re.search(r"Last run: ([\d.]+) min", prev)
+        minutes = float(found.group(1)) if found else float("nan")
     seeds = {ds: cfg.world_seeds(ds) for ds in cfg.datasets}
     body = "\n".join([
         "Regenerate everything (tables, `benchmarks/peers/results/*.csv`, the PNGs, this section):",
@@ -116,8 +122,9 @@ def main() -> int:
         + "; ".join(f"{ds} {DEVELOPMENT_SEEDS[ds][0]}-{DEVELOPMENT_SEEDS[ds][-1]}" for ds in cfg.datasets) + ".",
         f"Budgets {cfg.budgets} (demo {cfg.demo_budgets}); ASHA repeated {cfg.asha_repeats} times per world and budget.",
         "Method, fairness rules and caveats: `benchmarks/peers/NOTES.md`.", "",
-        "Verdicts: paired difference of regret, prehoc minus peer, points x100, 95% bootstrap interval over worlds; "
-        "PASS = prehoc significantly lower, LOSS = significantly higher, TIE otherwise:", "",
+        "Verdicts: paired difference of regret, prehoc minus peer, points x100, 95% bootstrap-t interval over worlds; "
+        "PASS = prehoc significantly lower (interval below 0 and sign-flip p < 0.05), LOSS = significantly higher, "
+        "TIE otherwise, n/a with fewer than 5 units (the demo: 3 tasks):", "",
         verdicts, f"- 30 LLMs, prehoc vs published AtS: {ats_report.verdict_line(ats_rows, pub)}", "",
         *[f"![{ds}](peers/{ds}.png)" for ds in cfg.datasets], "",
         md, "### 30 LLMs: AtS (Lin et al. 2024) protocol", "", "![ats](peers/ats.png)", "", ats_md,

@@ -66,7 +66,8 @@ def bootstrap_mean_ci(x: np.ndarray, level: float = 0.95, n_boot: int = 10_000, 
     studentized by the sample's own se instead, as a percentile replicate would be.
     """
     x = np.asarray(x, float)
-    x = x[np.isfinite(x)]
+    # regrets averaged in different orders differ by float round-off; that is no spread
+    x = np.round(x[np.isfinite(x)], 12)
     n = x.size
     if n < 2:
         return float("nan"), float("nan")
@@ -77,7 +78,7 @@ def bootstrap_mean_ci(x: np.ndarray, level: float = 0.95, n_boot: int = 10_000, 
     m, se = float(x.mean()), float(x.std(ddof=1) / np.sqrt(n))
     ms = res.mean(axis=1)
     ses = res.std(axis=1, ddof=1) / np.sqrt(n)
-    t = (ms - m) / np.where(ses > 0, ses, se)
+    t = (ms - m) / np.where(ses > 1e-9 * se, ses, se)  # float round-off is no spread
     a = (1 - level) / 2
     lo_t, hi_t = np.quantile(t, [a, 1 - a])
     return float(m - hi_t * se), float(m - lo_t * se)
