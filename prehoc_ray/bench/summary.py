@@ -195,6 +195,11 @@ def plot(s: Summary, path_prefix: str) -> list[str]:
     paths = []
     for ds in s.datasets():
         fig, ax = plt.subplots(figsize=(7.5, 4.5))
+        top = 0.0  # the probing policies' range: a far-off static-only line is named, not drawn
+        for p in s.policies(ds):
+            if p not in ("static_only", "oracle"):
+                top = max([top] + [100 * c[2] for b in s.budgets(ds, p) for c in [s.cell(ds, b, p)] if math.isfinite(c[2])])
+        off_scale = []
         for k, p in enumerate(s.policies(ds)):
             bs = s.budgets(ds, p)
             cells = [s.cell(ds, b, p) for b in bs]
@@ -205,12 +210,17 @@ def plot(s: Summary, path_prefix: str) -> list[str]:
             if p == "oracle":
                 ax.axhline(m[0], color="grey", ls=":", label="expected-final oracle" if m[0] > 0 else "oracle (0)")
                 continue
+            if top > 0 and np.nanmin(m) > 1.5 * top:
+                off_scale.append(f"{p}: {np.nanmean(m):.1f}")
+                continue
             ax.plot(bs, m, "o-", color=color, label=p, lw=2.5 if p == SUBJECT else 1.4)
             if np.isfinite(lo).all():
                 ax.fill_between(bs, lo, hi, color=color, alpha=0.12)
         r_full = _finite_mean([r.get("r_full", np.nan) for r in s._rows(ds)])
         if math.isfinite(r_full):
             ax.axhline(100 * r_full, color="grey", ls="--", label="R_full")
+        if off_scale:
+            ax.text(0.99, 0.98, "off scale: " + ", ".join(off_scale), transform=ax.transAxes, ha="right", va="top", fontsize=7)
         ax.set_xscale("log")
         bs = s.budgets(ds)
         ax.set_xticks(bs, [f"{b:g}" for b in bs])
