@@ -45,8 +45,8 @@ def test_html_is_self_contained(finished):
     assert "<script" not in html and "<link" not in html
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//|file:)""", html)
     srcs = re.findall(r'<img [^>]*src="([^"]+)"', html)
-    assert len(srcs) == 4 and all(s.startswith("data:image/png;base64,") for s in srcs)
-    for name in ("phase diagram", "decay curves", "probe spend", "savings"):
+    assert len(srcs) == 5 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    for name in ("phase diagram", "decay curves", "probe spend", "contenders", "savings"):
         assert name.split()[0] in html.lower()
     rows = re.findall(r'<tr class="(run|skip|probe-more)">', html)
     assert len(rows) == len(out.rows)
@@ -57,7 +57,7 @@ def test_markdown_and_pngs(finished):
     d, out = finished
     md = (d / "report.md").read_text()
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
-    assert len(links) == 4
+    assert len(links) == 5  # phase, decay, spend, contenders, savings
     for link in links:
         assert (d / link).read_bytes()[:8] == PNG
     assert "| candidate | task | model | regime | decision |" in md
