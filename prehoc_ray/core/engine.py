@@ -568,7 +568,9 @@ class Engine:
                                                                - np.maximum(target1, 1e-9) ** -v["alpha"]), np.nan)
         for i, st in enumerate(states):
             st.p_best = float(pb[i])
-            st.probe_value = float(v["ratio_any"][i]) if not capped[i] else 0.0
+            # No belief yet (no learning seen, nothing to fit): the next probe is what makes the
+            # decision possible, worth more than any price (+inf, as value_per_cost says it).
+            st.probe_value = 0.0 if capped[i] else (float("inf") if unident[i] else float(v["ratio_any"][i]))
             st.value_per_cost = float(var_gain[i] / cost1[i]) if cost1[i] > 0 else float("nan")
             if not active[i] or i in chosen_set:
                 continue
