@@ -57,8 +57,15 @@ def oracle_result(world: World) -> PolicyResult:
                         np.array([c.horizon for c in world.candidates], float), info={"reference": True})
 
 
-def evaluate_policy(world: World, policy: str, frac: float, repeat: int = 0, **kw) -> list[Evaluation]:
-    """One policy on one world at one budget: one Evaluation (two for ASHA)."""
+def world_floors(world: World) -> tuple[float, float]:
+    """(R_full, the expected-final oracle's regret): what no probe budget removes."""
+    return full_depth_regret(world, world.probe_seeds), expected_oracle_regret(world)
+
+
+def evaluate_policy(world: World, policy: str, frac: float, repeat: int = 0, floors: tuple[float, float] | None = None,
+                    **kw) -> list[Evaluation]:
+    """One policy on one world at one budget: one Evaluation (two for ASHA). `floors`: the
+    world's world_floors(), when the caller has them already."""
     budget = frac * world.full_cost
     t0 = time.perf_counter()
     if policy == ORACLE:
@@ -71,8 +78,7 @@ def evaluate_policy(world: World, policy: str, frac: float, repeat: int = 0, **k
                                         picks=select(world, res.predicted), info=res.info))
     seconds = time.perf_counter() - t0
     out = []
-    r_full = full_depth_regret(world, world.probe_seeds)
-    floor = expected_oracle_regret(world)
+    r_full, floor = floors if floors is not None else world_floors(world)
     for res in results:
         row = evaluate(world, res, budget)
         picks = picks_of(world, res)
@@ -95,11 +101,12 @@ def run_backtest(worlds: Iterable[World], budgets: Iterable[float], policies: It
     picks: list[dict] = []
     budgets, policies = list(budgets), list(policies)
     for world in worlds:
+        floors = world_floors(world)
         for frac in budgets:
             for name in policies:
                 n_rep = repeats_for(name) if repeats_for else (repeats if name in STOCHASTIC else 1)
                 for rep in range(n_rep):
-                    for ev in evaluate_policy(world, name, frac, rep):
+                    for ev in evaluate_policy(world, name, frac, rep, floors):
                         ev.row.update(tags)
                         rows.append(ev.row)
                         picks += [{**p, **tags} for p in ev.picks]

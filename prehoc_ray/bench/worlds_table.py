@@ -89,7 +89,7 @@ def table_world(table: TrajectoryTable, *, tolerance: float = 0.02, probe_seeds:
     static_names = sorted(table.static)
     cands: list[Candidate] = []
     curves_all: list[np.ndarray] = []
-    shallow: list[tuple[float, float, str]] = []  # (deepest step every seed reached, horizon, id)
+    shallow: list[tuple[float, float]] = []  # (deepest step every seed reached, horizon)
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         idx = order[lo:hi]
         cid = cand[idx[0]]
@@ -112,11 +112,11 @@ def table_world(table: TrajectoryTable, *, tolerance: float = 0.02, probe_seeds:
                                   f"({known[0]:g}, {known[1]:g}); expected the one outcome of its full run on every row")
         static = {k[len("static_"):] if k.startswith("static_") else k: float(np.nanmean(table.static[k][idx]))
                   if np.isfinite(table.static[k][idx]).any() else float("nan") for k in static_names}
-        shallow.append((min(float(c[0][-1]) for c in curves), horizon, str(cid)))
+        shallow.append((min(float(c[0][-1]) for c in curves), horizon))
         cands.append(Candidate(cid, str(table.group[idx[0]]), int(round(horizon)), float(costs[0]), static,
                                tuple(curves), float(np.nanmean(fin))))
     e = eval_every or infer_eval_every(curves_all)
-    reach = [d for d, h, _ in shallow if d < h]
+    reach = [d for d, h in shallow if d < h]
     cap = int(min(reach)) if reach else None
     if cap is not None and cap < e:
         raise TrajectoryError(f"{label}: column 'step': some curves stop at step {cap:g}, before one evaluation interval "

@@ -219,16 +219,6 @@ def backtest_error(steps: np.ndarray, values: np.ndarray, extrapolate, min_point
     return pred - float(values[-1]), ratio
 
 
-def pooled_backtest_scale(errors: np.ndarray, log_ratios: np.ndarray, min_count: int = 2) -> float:
-    """Root mean square back-test error per unit log ratio over a task's candidates (NaN if too few)."""
-    e = np.asarray(errors, float)
-    r = np.asarray(log_ratios, float)
-    ok = np.isfinite(e) & np.isfinite(r) & (r > 0)
-    if int(ok.sum()) < min_count:
-        return float("nan")
-    return float(np.sqrt(np.mean((e[ok] / r[ok]) ** 2)))
-
-
 def extrapolation_variance(scale: np.ndarray | float, horizon: np.ndarray | float, depth: np.ndarray | float) -> np.ndarray:
     """(scale x log(horizon / depth))^2: the curve model's error when extrapolating from `depth`.
 

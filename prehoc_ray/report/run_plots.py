@@ -21,6 +21,7 @@ from prehoc_ray.core.budget import c_star as c_star_fn
 from prehoc_ray.core.observations import CandidateCurves
 
 from prehoc_ray.report.analysis_plots import REGIME_COLORS as _ANALYSIS_COLORS
+from prehoc_ray.report.run_data import _num
 
 # The offline analysis's palette, keyed by the regime's text (the run's tables hold strings).
 REGIME_COLORS = {r.value: c for r, c in _ANALYSIS_COLORS.items()}
@@ -171,6 +172,17 @@ def decay_grid(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], fits: Mappin
     return _save(fig, path, tight=False)
 
 
+def _spend_per_round(spend: Sequence[Mapping[str, Any]], key_of: Any) -> tuple[list[int], dict[str, np.ndarray]]:
+    """(rounds, key -> probe spend per round), the key being key_of(candidate id)."""
+    rounds = sorted({int(r["round"]) for r in spend})
+    at = {rd: k for k, rd in enumerate(rounds)}
+    per: dict[str, np.ndarray] = {}
+    for r in spend:
+        arr = per.setdefault(key_of(str(r["candidate"])), np.zeros(len(rounds)))
+        arr[at[int(r["round"])]] += float(r["cost_s"]) if _finite(r["cost_s"]) else 0.0
+    return rounds, per
+
+
 def spend_plot(spend: Sequence[Mapping[str, Any]], budget: float | None, path: Path, top: int = 8) -> Path:
     """Cumulative probe spend by round, stacked by candidate (top spenders, the rest pooled),
     and against wall-clock time when the spend table says when each probe ended."""
@@ -181,11 +193,7 @@ def spend_plot(spend: Sequence[Mapping[str, Any]], budget: float | None, path: P
         ax.text(0.5, 0.5, "no probe has finished yet", ha="center", va="center")
         ax.set_axis_off()
         return _save(fig, path)
-    rounds = sorted({int(r["round"]) for r in spend})
-    per: dict[str, np.ndarray] = {}
-    for r in spend:
-        arr = per.setdefault(r["candidate"], np.zeros(len(rounds)))
-        arr[rounds.index(int(r["round"]))] += float(r["cost_s"]) if _finite(r["cost_s"]) else 0.0
+    rounds, per = _spend_per_round(spend, lambda c: c)
     totals = sorted(per, key=lambda c: (-per[c].sum(), c))
     shown = totals[:top]
     layers = [np.cumsum(per[c]) for c in shown]
@@ -223,20 +231,18 @@ def contender_plot(spend: Sequence[Mapping[str, Any]], candidates: Sequence[Mapp
     at the end) and the candidates that ended out of contention: where the budget moved."""
     fig = Figure(figsize=(7.5, 4.2))
     ax = fig.add_subplot(1, 1, 1)
-    p_best = {str(r["candidate"]): _num_or_nan(r.get("p_best")) for r in candidates}
+    p_best = {str(r["candidate"]): _num(r.get("p_best")) for r in candidates}
     task = {str(r["candidate"]): str(r.get("task") or r.get("group") or "") for r in candidates}
     if not spend or not any(np.isfinite(v) for v in p_best.values()):
         ax.text(0.5, 0.5, "no P(best) yet (objective 'prediction' or no probe finished)", ha="center", va="center")
         ax.set_axis_off()
         return _save(fig, path)
-    rounds = sorted({int(r["round"]) for r in spend})
-    layers: dict[str, np.ndarray] = {}
-    for r in spend:
-        c = str(r["candidate"])
+
+    def layer(c: str) -> str:
         pb = p_best.get(c, float("nan"))
-        key = f"{task.get(c, '?')}: contenders" if np.isfinite(pb) and pb >= contention else "out of contention"
-        arr = layers.setdefault(key, np.zeros(len(rounds)))
-        arr[rounds.index(int(r["round"]))] += float(r["cost_s"]) if _finite(r["cost_s"]) else 0.0
+        return f"{task.get(c, '?')}: contenders" if np.isfinite(pb) and pb >= contention else "out of contention"
+
+    rounds, layers = _spend_per_round(spend, layer)
     keys = sorted(k for k in layers if k != "out of contention") + (["out of contention"] if "out of contention" in layers else [])
     colors = [f"C{k % 10}" for k in range(len(keys))]
     if keys and keys[-1] == "out of contention":
@@ -248,13 +254,6 @@ def contender_plot(spend: Sequence[Mapping[str, Any]], candidates: Sequence[Mapp
     ax.legend(fontsize=6, loc="upper right")
     fig.tight_layout()
     return _save(fig, path)
-
-
-def _num_or_nan(v: Any) -> float:
-    try:
-        return float(v) if v is not None else float("nan")
-    except (TypeError, ValueError):
-        return float("nan")
 
 
 def savings_plot(totals: Mapping[str, Any], path: Path) -> Path:

@@ -104,5 +104,4 @@ def _run(market: Market, seed: int, history: Observations | None, name: str, **o
 
 def run_prediction_objective(market: Market, *, seed: int = 0, **overrides) -> PolicyResult:
     """The engine spending to shrink every candidate's prediction variance (objective=prediction)."""
-    res = _run(market, seed, None, "prehoc_prediction", objective="prediction", **overrides)
-    return res
+    return _run(market, seed, None, "prehoc_prediction", objective="prediction", **overrides)
