@@ -151,7 +151,7 @@ def test_report_renders_in_headless_chromium(finished, tmp_path):
     seen = _render(d / "report.html", tmp_path)
     assert seen["planRows"] == len(out.rows)
     assert seen["cells"] == len(PLAN_TABLE_COLUMNS) and seen["planWidth"] > 300
-    assert {i["id"] for i in seen["images"]} == {"img-savings", "img-phase", "img-decay", "img-spend"}
+    assert {i["id"] for i in seen["images"]} == {"img-savings", "img-phase", "img-decay", "img-spend", "img-contenders"}
     for img in seen["images"]:
         assert img["w"] > 100 and img["h"] > 100 and img["shown"] > 100, img
 
