@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import typer
 import yaml
 
@@ -144,6 +145,24 @@ def _check_model(k: int, model, problems: list[Problem]) -> None:
             problems.append(Problem(f"models.{k}.tiny.arch", f"tiny arch {arch!r} is not supported (expected {' or '.join(TINY_ARCHS)})"))
 
 
+def check_eval_sizes(spec: JobSpec) -> list[Problem]:
+    """Tasks whose evaluation set is too small to resolve the tolerance (core/evaluation_noise)."""
+    from prehoc_ray.core.evaluation_noise import WORST_P, eval_sampling_variance, examples_to_resolve
+
+    tol = spec.allocation.tolerance
+    out = []
+    for k, task in enumerate(spec.tasks):
+        sd = float(np.sqrt(eval_sampling_variance(WORST_P, task.eval_examples)))
+        if sd > tol:
+            need = examples_to_resolve(tol)
+            out.append(Problem(
+                f"tasks.{k}.eval_examples",
+                f"{task.eval_examples} evaluation examples measure an accuracy with a sampling sd of up to {sd:.3f}, "
+                f"more than allocation.tolerance {tol:g}: evaluation noise alone can make task {task.name!r}'s "
+                f"candidates look Noise-Dominant; {need} examples would resolve it", error=False))
+    return out
+
+
 def check_paths(spec: JobSpec) -> list[Problem]:
     """Problems with the files and packages `spec` names (paths as load_job resolved them).
 
@@ -178,7 +197,7 @@ def validate_file(path: Path) -> tuple[JobSpec | None, list[str], list[Problem]]
         spec = load_job(path)
     except SpecError as exc:
         return None, str(exc).splitlines(), []
-    return spec, [], check_paths(spec)
+    return spec, [], check_paths(spec) + check_eval_sizes(spec)
 
 
 @app.command("validate")

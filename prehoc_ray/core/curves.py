@@ -47,6 +47,19 @@ def extrapolate(steps: np.ndarray, values: np.ndarray, horizon: float) -> float:
     return float(last + shrink * gain)
 
 
+def power_exponent(steps: np.ndarray, values: np.ndarray) -> float:
+    """The exponent e of the saturating power law `extrapolate` fits to (steps, values) (the
+    same weights and grid); NaN with fewer than 3 distinct steps."""
+    steps = np.asarray(steps, float)
+    values = np.asarray(values, float)
+    if np.unique(steps).size < 3:
+        return float("nan")
+    order = np.argsort(steps)
+    steps, values = steps[order], values[order]
+    _, _, e, _ = profile_fit(steps, values, steps / steps[-1], _EXPONENTS)
+    return float(e)
+
+
 def curve_features(steps: np.ndarray, values: np.ndarray, horizon: float) -> np.ndarray:
     """Summary of a prefix for a population predictor.
 

@@ -28,6 +28,7 @@ DIAG_FLOOR_UNIDENTIFIED = "floor_unidentified"
 DIAG_EARLY_TRANSIENT = "early_transient"
 DIAG_NO_DECAY = "no_decay"
 DIAG_INCREASING = "increasing"
+DIAG_AT_BOUND = "at_bound"
 
 DIAGNOSTIC_HELP = {
     DIAG_TOO_FEW: "fewer than 3 distinct depths: the three parameters cannot be fitted",
@@ -35,7 +36,19 @@ DIAGNOSTIC_HELP = {
     DIAG_EARLY_TRANSIENT: "the decay is faster than theory allows (alpha > alpha_max): still an early transient; drop the first depths or probe deeper",
     DIAG_NO_DECAY: "no measurable decay: the risk is all floor at these depths",
     DIAG_INCREASING: "the uncertainty grows with depth: runs diverge or the predictor is unstable",
+    DIAG_AT_BOUND: "the fit ended on a parameter bound (alpha at its limit, or K = 0 with a decay seen): the decay law is not identified; probe deeper",
 }
+
+
+def on_bound(alpha: np.ndarray | float, K: np.ndarray | float, no_decay: np.ndarray | bool) -> np.ndarray:
+    """Where a fit ended on a bound of its parameters: alpha at either end of ALPHA_BOUNDS, or
+    K = 0 although a decay was seen. Such a fit is the optimizer giving up, not a measurement:
+    c* and regimes must not be read from it. A fit of no measurable decay (K = 0 by design)
+    is not on a bound."""
+    a = np.asarray(alpha, float)
+    k = np.asarray(K, float)
+    lo, hi = ALPHA_BOUNDS
+    return ~np.asarray(no_decay, bool) & ((a >= hi * (1 - 1e-3)) | (a <= lo * (1 + 1e-3)) | (k <= 0))
 
 
 @dataclass(frozen=True)
@@ -184,6 +197,8 @@ def fit_decay(
         diags.append(DIAG_FLOOR_UNIDENTIFIED)
     if alpha > alpha_max:
         diags.append(DIAG_EARLY_TRANSIENT)
+    if bool(on_bound(alpha, K, DIAG_NO_DECAY in diags)):
+        diags.append(DIAG_AT_BOUND)
     return DecayFit(
         float(L), float(K), float(alpha), L_lo, L_hi, K_lo, K_hi, a_lo, a_hi,
         n, float(c.min()), float(c.max()), tuple(diags),

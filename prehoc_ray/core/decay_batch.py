@@ -30,6 +30,7 @@ import numpy as np
 from prehoc_ray.core.decay import (
     ALPHA_BOUNDS,
     ALPHA_MAX_THEORY,
+    DIAG_AT_BOUND,
     DIAG_EARLY_TRANSIENT,
     DIAG_FLOOR_UNIDENTIFIED,
     DIAG_INCREASING,
@@ -37,6 +38,7 @@ from prehoc_ray.core.decay import (
     DIAG_TOO_FEW,
     DecayFit,
     log_bias,
+    on_bound,
 )
 from prehoc_ray.core.powerlaw import DEFAULT_EXPONENTS
 
@@ -368,9 +370,11 @@ def fit_decay_batch(
     no_decay = K * cmin ** (-alpha) < 0.05 * L
     unident = ~no_decay & (n_boot > 0) & (L_lo <= 0.05 * Umin) & (L_hi >= 0.5 * Umin)
     transient = alpha > alpha_max
+    bound = on_bound(alpha, K, no_decay)
     for j, i in enumerate(todo):
         diags = tuple(d for d, flag in ((DIAG_INCREASING, increasing[j]), (DIAG_NO_DECAY, no_decay[j]),
-                                        (DIAG_FLOOR_UNIDENTIFIED, unident[j]), (DIAG_EARLY_TRANSIENT, transient[j])) if flag)
+                                        (DIAG_FLOOR_UNIDENTIFIED, unident[j]), (DIAG_EARLY_TRANSIENT, transient[j]),
+                                        (DIAG_AT_BOUND, bound[j])) if flag)
         fits[i] = DecayFit(
             float(L[j]), float(K[j]), float(alpha[j]), float(L_lo[j]), float(L_hi[j]), float(K_lo[j]), float(K_hi[j]),
             float(a_lo[j]), float(a_hi[j]), int(distinct[i]), float(cmin[j]), float(cmax[j]), diags,

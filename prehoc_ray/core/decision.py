@@ -195,13 +195,37 @@ def kg_star(
     return np.where(none, 0.0, best), np.where(none, 0.0, kg[np.arange(k.size), k]), np.where(none, -1, k)
 
 
-def backtest_error(steps: np.ndarray, values: np.ndarray, extrapolate, min_points: int = 3) -> tuple[float, float]:
-    """Rolling-origin back-test of one curve: (error, log ratio) of predicting its last value.
+def curve_distance(origin: np.ndarray | float, target: np.ndarray | float, exponent: np.ndarray | float = 0.0) -> np.ndarray:
+    """How much a saturating power law y = a + b s^-e still changes between steps `origin` and
+    `target`, per unit of b e: the integral of s^(-e-1) over [origin, target], which is
+    (origin^-e - target^-e) / e, and log(target / origin) as e -> 0.
 
-    The prefix up to half the curve's depth is extrapolated to the depth reached and compared
-    with the value observed there. The error is per unit of log(depth / origin) so that tasks
-    pool candidates at different depths (`extrapolation_variance` scales it back). NaN when the
-    half prefix has fewer than `min_points` evaluations.
+    An extrapolation error is a share of the change the curve still makes, so the error a
+    back-test measures over one window, divided by that window's curve_distance, carries to any
+    other window of the same curve by multiplying with its curve_distance. e = 0 is the
+    conservative limit (gains per doubling that never shrink); with e > 0 the error shrinks as
+    the probe deepens and the curve flattens.
+    """
+    o = np.maximum(np.asarray(origin, float), 1e-9)
+    t = np.maximum(np.asarray(target, float), o)
+    e = np.asarray(exponent, float)
+    e = np.where(np.isfinite(e), np.maximum(e, 0.0), 0.0)
+    pos = e > 1e-9
+    es = np.where(pos, e, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        # o^-e (1 - (o/t)^e) / e, written to stay finite for large steps and exponents
+        power = np.exp(-es * np.log(o)) * -np.expm1(-es * np.log(t / o)) / es
+    return np.where(pos, power, np.log(t / o))
+
+
+def backtest_error(steps: np.ndarray, values: np.ndarray, extrapolate, min_points: int = 3) -> tuple[float, float]:
+    """Rolling-origin back-test of one curve: (extrapolated - observed, origin step).
+
+    The prefix up to half the curve's depth (the last evaluation at or before it is the origin)
+    is extrapolated to the depth reached (its last step) and compared with the value observed
+    there. Callers pool the errors per unit of curve_distance(origin, depth, exponent), and
+    `extrapolation_variance` carries them to the horizon. NaN when the half prefix has fewer
+    than `min_points` evaluations.
     """
     steps = np.asarray(steps, float)
     values = np.asarray(values, float)
@@ -213,18 +237,19 @@ def backtest_error(steps: np.ndarray, values: np.ndarray, extrapolate, min_point
         return float("nan"), float("nan")
     origin = float(steps[keep][-1])
     pred = float(extrapolate(steps[keep], values[keep], d))
-    ratio = float(np.log(d / origin))
-    if not (np.isfinite(pred) and ratio > 0):
+    if not (np.isfinite(pred) and 0 < origin < d):
         return float("nan"), float("nan")
-    return pred - float(values[-1]), ratio
+    return pred - float(values[-1]), origin
 
 
-def extrapolation_variance(scale: np.ndarray | float, horizon: np.ndarray | float, depth: np.ndarray | float) -> np.ndarray:
-    """(scale x log(horizon / depth))^2: the curve model's error when extrapolating from `depth`.
+def extrapolation_variance(scale: np.ndarray | float, horizon: np.ndarray | float, depth: np.ndarray | float,
+                           exponent: np.ndarray | float = 0.0) -> np.ndarray:
+    """(scale x curve_distance(depth, horizon, exponent))^2: the curve model's error when
+    extrapolating from `depth`, zero at the horizon.
 
-    Linear in the log of the remaining ratio (an error per doubling that does not shrink as the
-    curve flattens: conservative), zero at the horizon.
+    `scale` is an error per unit of curve_distance, as the back-test measures it. With exponent 0
+    the error grows with the log of the remaining ratio (an error per doubling that does not
+    shrink as the curve flattens: conservative); with the task's curve exponent it grows with
+    the change the curve model still expects.
     """
-    h = np.asarray(horizon, float)
-    c = np.maximum(np.asarray(depth, float), 1e-9)
-    return (np.asarray(scale, float) * np.log(np.maximum(h / c, 1.0))) ** 2
+    return (np.asarray(scale, float) * curve_distance(depth, np.maximum(np.asarray(horizon, float), 1e-9), exponent)) ** 2

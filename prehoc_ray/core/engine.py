@@ -37,14 +37,21 @@ import numpy as np
 from prehoc_ray.core.allocation import greedy_pick, marginal_reduction
 from prehoc_ray.core.budget import choose_depth
 from prehoc_ray.core.curves import extrapolate
-from prehoc_ray.core.decay import DecayFit, predictive_variance
-from prehoc_ray.core.decision import backtest_error, best_other, extrapolation_variance, group_codes, kg_star, p_best
+from prehoc_ray.core.decay import DIAG_AT_BOUND, DIAG_FLOOR_UNIDENTIFIED, DIAGNOSTIC_HELP, DecayFit, predictive_variance
+from prehoc_ray.core.backtests import CurveBacktest, candidate_backtest, extrapolation_error
+from prehoc_ray.core.decision import best_other, extrapolation_variance, group_codes, kg_star, p_best
+from prehoc_ray.core.evaluation_noise import EVAL_EXAMPLES_KEY, eval_sampling_variance
 from prehoc_ray.core.family import fit_family
 from prehoc_ray.core.learning import learning_not_seen, no_skill_level
 from prehoc_ray.core.observations import CandidateCurves, Observations
 from prehoc_ray.core.population import HistoryPredictor, population_risk
 from prehoc_ray.core.regimes import RegimeThresholds, classify, explain
 from prehoc_ray.types import Regime
+
+
+# z of the 90% interval: "too early to tell" compares a 90% interval's width with the task's range.
+TOO_EARLY_Z = 1.6448536269514722
+TOO_EARLY = "too_early_to_tell"  # a diagnostic: see Engine._too_early
 
 
 @dataclass(frozen=True)
@@ -148,8 +155,12 @@ class CandidateState:
     p_best: float = float("nan")  # P(best expected final in its task) under the decision beliefs
     probe_value: float = float("nan")  # expected regret reduction per device-second of the next extension
     soft_stop: bool = False  # stop_reason is a decision about beliefs, revisited every round
-    backtest: tuple[int, float, float] = (-1, float("nan"), float("nan"))  # (points, error, log ratio)
-    bt_scale: float = float("nan")  # the curve model's extrapolation error per unit log ratio at this depth
+    backtest: CurveBacktest | None = None  # its own back-tests, for the points it had then
+    bt_scale: float = float("nan")  # the curve model's extrapolation error per unit curve_distance at this depth
+    bt_exponent: float = 0.0  # the exponent that error is carried to the horizon with (its task's curves)
+    too_early: bool = False  # its interval is wider than all its task's curves have moved (see _too_early)
+    L_eval: float = float("nan")  # evaluation-set sampling variance of its final (NaN: set size unknown)
+    seed_var_fallback: float = 0.0  # variance of one seed's extrapolated final, where no usable decay fit (refit)
     # Seeds this candidate is probed with: settings.seeds unless the budget could not pay every
     # candidate's initial probe at that many (objective "decision"; see next_round). 0: not set yet.
     n_seeds: int = 0
@@ -237,6 +248,32 @@ class Engine:
         self.spent += float(cost_s)
         self._open.pop(order.probe_id, None)
 
+    def withdraw(self, order: ProbeOrder, stop: str | None = None, cost_s: float = 0.0) -> None:
+        """An order the driver did not run: the budget could not pay it once costs were known
+        (execution/admission.py). Its candidate's probes stay as they were, so the next round
+        plans again with what this round measured. `stop`: the candidate stops with this reason
+        instead (a round that could run none of its orders must not ask for them again).
+        `cost_s`: what its failed attempts cost before a retry was withdrawn (charged)."""
+        st = self.states[order.candidate]
+        st.cost_s += float(cost_s)
+        self.spent += float(cost_s)
+        self._open.pop(order.probe_id, None)
+        if stop is not None:
+            st.stop_reason, st.soft_stop = stop, False
+        elif not st.reached:
+            # An initial probe that never started: its depth and seeds were sized on guessed
+            # costs; the next round sizes them again on the measured ones (_initial_seeds), so
+            # every task can still get a probe it can pay for.
+            st.n_seeds = st.init_depth = 0
+
+    def order_cost_estimate(self, order: ProbeOrder) -> tuple[float, bool]:
+        """(device-seconds, guessed) of an order: its candidate's measured cost per step x the
+        order's steps, or before the candidate ran its prior, uncalibrated (guessed True unless
+        the prior is exact). The driver scales it by what the run has measured."""
+        st = self.states[order.candidate]
+        guessed = st.steps_run == 0 and not st.info.prior_cost_exact
+        return st.cost_per_step * (order.target_step - order.start_step), guessed
+
     # ----- ask --------------------------------------------------------------------------------
     @property
     def budget_left(self) -> float:
@@ -287,6 +324,10 @@ class Engine:
         for st in fresh:
             est = self._cost_per_step_estimate(st, factor) * (self._init_depth(st) - st.depth) * self._seeds(st)
             if est > self.budget_left - planned:
+                if orders and est <= self.budget_left:
+                    # The orders before it may not all run (the driver withdraws what the budget
+                    # cannot pay once costs are measured): defer it to the next round, not stop it.
+                    continue
                 st.stop_reason = "probe budget spent before the initial probe"
                 continue
             # Nothing measured yet and the cost a guess: plan with a margin, and defer (not stop)
@@ -453,17 +494,24 @@ class Engine:
         s = self.settings
         sign = 1.0 if s.mode == "max" else -1.0
         n = len(states)
-        a = {k: np.full(n, np.nan) for k in ("mu", "L", "K", "alpha", "scale", "depth", "horizon", "cap", "lam")}
+        a = {k: np.full(n, np.nan) for k in ("mu", "L", "K", "alpha", "scale", "exponent", "depth", "horizon", "cap", "lam")}
         a["ok_fit"], a["identified"], a["no_learning"] = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool)
+        a["fallback"] = np.zeros(n, bool)
         a["seeds"] = np.full(n, float(s.seeds))
         for i, st in enumerate(states):
             a["mu"][i] = sign * st.mu
             f = st.fit
-            if f is not None and f.ok:
+            if self._usable(f):
                 a["L"][i], a["K"][i], a["alpha"][i] = f.L_int, f.K, f.alpha
                 a["ok_fit"][i] = True
-                a["identified"][i] = f.c_max >= 4 * f.c_min and "floor_unidentified" not in f.diagnostics
+                a["identified"][i] = self._identified(st)
+            elif st.seed_var_fallback > 0:
+                # No usable decay law: the seeds' dispersion, which deeper probes of the same
+                # seeds are not assumed to shrink (K = 0).
+                a["L"][i], a["K"][i], a["alpha"][i] = st.seed_var_fallback, 0.0, 1.0
+                a["fallback"][i] = True
             a["scale"][i] = st.bt_scale
+            a["exponent"][i] = st.bt_exponent
             a["depth"][i] = st.depth
             a["horizon"][i] = st.info.horizon
             a["cap"][i] = self._cap(st)
@@ -487,11 +535,14 @@ class Engine:
         col = lambda k: a[k].reshape(a[k].shape + (1,) * extra)  # noqa: E731
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
             seed_var = (col("L") + col("K") * d ** (-col("alpha"))) / col("seeds")
-            ext_var = extrapolation_variance(col("scale"), col("horizon"), d)
+            ext_var = extrapolation_variance(col("scale"), col("horizon"), d, col("exponent"))
         # The seeds share the curve model's extrapolation error: seed dispersion cannot see it.
         # The two add: the seeds' own noise and the model error they share (the back-test sees
         # some of the seeds' noise too, so the sum errs on the wide side).
-        var = np.where(col("ok_fit"), seed_var + np.where(np.isfinite(ext_var), ext_var, 0.0), ext_var)
+        # A decay law measured: its seed part, plus the extrapolation error where known. The
+        # seeds' dispersion without a decay law: only with the extrapolation error beside it.
+        var = np.where(col("ok_fit"), seed_var + np.where(np.isfinite(ext_var), ext_var, 0.0),
+                       np.where(col("fallback"), seed_var + ext_var, ext_var))
         return np.where(col("no_learning"), np.nan, var)
 
     def _decision_values(self, states: list[CandidateState], budget_left: float) -> dict[str, np.ndarray]:
@@ -613,6 +664,8 @@ class Engine:
             for st in self.states.values():
                 if st.soft_stop:
                     st.stop_reason, st.soft_stop = None, False
+        # The curve model's extrapolation error first: the predictions below carry it.
+        self._update_backtests()
         groups: dict[str, list[CandidateState]] = {}
         for st in self.states.values():
             if any(st.points.values()):  # a probe whose rows were all non-finite left nothing to fit
@@ -638,9 +691,13 @@ class Engine:
             fam = fit_family(curves, np.array([m.depth for m in members], float), grid, level=s.level,
                              n_boot=s.n_boot, tolerance=s.tolerance, rng_seq=rng_seq)
             Us, shared, fits = fam.U, fam.shared, fam.fits
+            seen = [v for m in members for pts in m.points.values() for v in pts.values()]
+            moved = float(np.ptp(seen)) if seen else 0.0  # how far the task's curves have moved so far
             preds = np.array([self._predict(m)[0] for m in members])
             for m, p in zip(members, preds.tolist()):
                 m.mu = p
+                finals = self._seed_finals(m)
+                m.seed_var_fallback = float(np.var(finals, ddof=1)) if len(finals) >= 2 else 0.0
             finite = preds[np.isfinite(preds)]
             # Without completed runs, the static-only risk L(0) is the spread of the family's
             # predicted finals: the error of predicting every member by the family mean.
@@ -658,68 +715,94 @@ class Engine:
                 # the stronger evidence that a floor is really above tolerance.
                 m.family_L_int_lo = shared.L_int_lo if shared is not None and shared.ok else float("nan")
                 m.L0 = L0_group if np.isfinite(L0_group) else float(np.nanmax(U)) if np.isfinite(U).any() else float("nan")
-                if fit.ok:
+                if self._decides_regime(fit):
                     ch = choose_depth(fit.L_int, fit.K, fit.alpha, m.L0, gamma, m.cost_per_step * self._seeds(m),
                                       c_min=max(fit.c_min, 1.0), horizon=self._cap(m))
                     m.c_star, m.J0, m.J_star = float(ch.c_star), float(ch.J0), float(ch.J_star)
-                m.regime = Regime(classify(fit.L_int, m.L0, m.J0, m.J_star, self.thresholds, np.fmax(fit.L_int_lo, m.family_L_int_lo)).item())
+                m.L_eval = float(eval_sampling_variance(m.mu, float(m.info.static.get(EVAL_EXAMPLES_KEY, 0.0))))
+                if self._decides_regime(fit):
+                    # Regimes are decided on the training floor: the evaluation set's sampling
+                    # noise is part of L_int, but it is the evaluation's, not the training's.
+                    lo = np.fmax(fit.L_int_lo, m.family_L_int_lo)
+                    m.regime = Regime(classify(self._training_floor(m, fit.L_int), m.L0, m.J0, m.J_star, self.thresholds,
+                                               self._training_floor(m, lo)).item())
+                else:
+                    # A floor the data cannot tell from a slow decay, or a fit on a bound, decides
+                    # neither c* nor a regime that rests on the fit (the diagnostics say why);
+                    # static-only risk within tolerance still settles it as Static-Sufficient.
+                    m.c_star = m.J0 = m.J_star = float("nan")
+                    m.regime = Regime(classify(float("nan"), m.L0, float("nan"), float("nan"), self.thresholds).item())
                 m.no_learning = learning_not_seen(
                     [pts[max(pts)] for pts in m.points.values() if pts], self._baseline[m.info.id], s.tolerance)
                 if m.no_learning:
                     m.regime = Regime.UNDETERMINED
+                m.too_early = self._too_early(m, moved)
+                if m.too_early:
+                    m.regime = Regime.UNDETERMINED
                 self._stop_if_settled(m)
-        self._update_backtests()
 
     def _update_backtests(self) -> None:
-        """Rolling-origin back-test of the curve model, pooled per task (core/decision.py).
-
-        Each candidate's seeds' prefixes up to half their depth, extrapolated to that depth and
-        compared with what they reached (error per unit log ratio, seeds averaged). A candidate
-        at depth d gets the RMS over its task's back-tests made at depth >= d (the curve model
-        errs less as curves flatten, so shallower back-tests would overstate a deep candidate's
-        error); at least the two deepest; the portfolio's where its task has fewer than two.
-        Cached per candidate until it has new points.
-        """
-        recs: dict[str, list[tuple[float, float]]] = {}
-        for st in self.states.values():
+        """The curve model's extrapolation error per candidate (core/backtests.py), from the
+        rolling-origin back-tests of its task. Each candidate's own back-test is cached until
+        it has new points."""
+        states = list(self.states.values())
+        for st in states:
             npts = sum(len(p) for p in st.points.values())
-            if npts == 0:
-                continue
-            if st.backtest[0] != npts:
-                es, rs = [], []
-                for stp, v in st.curves().seeds.values():
-                    e, r = backtest_error(stp, v, extrapolate, min_points=1)
-                    if math.isfinite(e):
-                        es.append(e)
-                        rs.append(r)
-                st.backtest = (npts, float(np.mean(es)) if es else float("nan"), float(np.mean(rs)) if rs else float("nan"))
-            _, e, r = st.backtest
-            if math.isfinite(e) and r > 0:
-                recs.setdefault(st.info.group, []).append((float(st.depth), (e / r) ** 2))
-        everything = sorted(x for v in recs.values() for x in v)
+            if npts and (st.backtest is None or st.backtest.points != npts):
+                st.backtest = candidate_backtest(st.curves())
+        err = extrapolation_error([st.info.group for st in states], np.array([float(st.depth) for st in states]),
+                                  [st.backtest for st in states])
+        for st, sc, ex in zip(states, err.scale.tolist(), err.exponent.tolist()):
+            st.bt_scale, st.bt_exponent = sc, ex
 
-        def scale_at(sorted_recs: list[tuple[float, float]], d: float) -> float:
-            if len(sorted_recs) < 2:
-                return float("nan")
-            depths = np.array([x[0] for x in sorted_recs])
-            k = min(int(np.searchsorted(depths, d, side="left")), len(sorted_recs) - 2)
-            return float(np.sqrt(np.mean([x[1] for x in sorted_recs[k:]])))
-
-        by_group = {g: sorted(v) for g, v in recs.items()}
-        for st in self.states.values():
-            sc = scale_at(by_group.get(st.info.group, []), float(st.depth))
-            st.bt_scale = sc if math.isfinite(sc) else scale_at(everything, float(st.depth))
+    def _too_early(self, st: CandidateState, moved: float) -> bool:
+        """Too early to tell: the curve model's back-tested error alone spans more than all the
+        task's curves have moved so far, so the prediction cannot rank the candidate."""
+        z = TOO_EARLY_Z
+        ext = float(extrapolation_variance(st.bt_scale, st.info.horizon, st.depth, st.bt_exponent))
+        return bool(np.isfinite(ext) and moved > 0 and 2 * z * math.sqrt(ext) > moved)
 
     @staticmethod
-    def _identified(st: CandidateState) -> bool:
+    def _training_floor(st: CandidateState, L_int: float) -> float:
+        """L_int less the evaluation set's sampling variance, where that is known."""
+        if not math.isfinite(st.L_eval) or not math.isfinite(L_int):
+            return L_int
+        return max(L_int - st.L_eval, 0.0)
+
+    @staticmethod
+    def _seed_finals(st: CandidateState) -> list[float]:
+        """Each probed seed's curve extrapolated to the horizon."""
+        return [extrapolate(stp, v, st.info.horizon) for stp, v in st.curves().seeds.values() if stp.size]
+
+    @staticmethod
+    def _usable(fit: DecayFit | None) -> bool:
+        """A decay fit that measured something: fitted, and not stopped on a parameter bound
+        (alpha at its limit, K = 0 with a decay seen), which is the optimizer giving up."""
+        return fit is not None and fit.ok and DIAG_AT_BOUND not in fit.diagnostics
+
+    @classmethod
+    def _decides_regime(cls, fit: DecayFit | None) -> bool:
+        """A usable fit whose floor the data can tell from a slow decay."""
+        return cls._usable(fit) and DIAG_FLOOR_UNIDENTIFIED not in fit.diagnostics
+
+    @classmethod
+    def _identified(cls, st: CandidateState) -> bool:
         """A decay seen over at least a 4x range of depths, with a floor the data can tell apart."""
         f = st.fit
-        return f is not None and f.ok and f.c_max >= 4 * f.c_min and "floor_unidentified" not in f.diagnostics
+        return cls._decides_regime(f) and f.c_max >= 4 * f.c_min
 
     def _stop_if_settled(self, st: CandidateState) -> None:
         if st.stop_reason is not None or st.failed is not None:
             return
-        why = explain(st.regime, st.fit.L_int, st.L0, st.J0, st.J_star, self.thresholds) if st.fit else ""
+        why = explain(st.regime, self._training_floor(st, st.fit.L_int), st.L0, st.J0, st.J_star, self.thresholds) if st.fit else ""
+        if st.too_early:
+            why = ("too early to tell: the curve model's back-tested extrapolation error from this depth is wider than "
+                   "everything the task's curves have moved so far")
+        if st.regime is Regime.NOISE_DOMINANT and math.isfinite(st.L_eval):
+            why += f" (evaluation-set noise sqrt(L_eval)={math.sqrt(st.L_eval):.3g} already taken out)"
+        if st.regime is Regime.UNDETERMINED and st.fit is not None and st.fit.ok:
+            unknown = [DIAGNOSTIC_HELP[d] for d in (DIAG_AT_BOUND, DIAG_FLOOR_UNIDENTIFIED) if d in st.fit.diagnostics]
+            why = "; ".join(unknown) or why
         static_settled = np.isfinite(st.L0) and st.L0 <= self.thresholds.risk_tolerance
         # A decay seen over less than a 4x range of depths, or one whose floor the data cannot
         # tell from a slow decay, cannot settle anything yet: keep probing if the budget allows.
@@ -757,17 +840,24 @@ class Engine:
     # ----- results ----------------------------------------------------------------------------
     def _predict(self, st: CandidateState) -> tuple[float, float]:
         cc = st.curves()
-        per_seed = [extrapolate(stp, v, cc.horizon) for stp, v in cc.seeds.values() if stp.size]
+        per_seed = self._seed_finals(st)
         mean = float(np.mean(per_seed)) if per_seed else float("nan")
         if st.no_learning:
             # No learning seen yet: the decomposition says nothing about where the curve goes
             # once it starts, so there is no honest interval (the plan then asks for more probes).
             return mean, float("nan")
-        var = predictive_variance(st.fit, st.depth, len(per_seed)) if st.fit is not None and st.fit.ok else float("nan")
-        if len(per_seed) == 1 and not np.isfinite(var):
-            # One seed: no dispersion to fit, so the interval is the curve model's own
-            # extrapolation error at this depth, from the task's back-test.
-            var = float(extrapolation_variance(st.bt_scale, cc.horizon, st.depth))
+        n = len(per_seed)
+        var = predictive_variance(st.fit, st.depth, n) if self._usable(st.fit) else float("nan")
+        # The seeds share the curve model's extrapolation error, which their dispersion cannot
+        # see: it adds. With one seed it is all there is. Unknown (nothing to back-test yet)
+        # and no usable decay fit: no interval.
+        ext = float(extrapolation_variance(st.bt_scale, cc.horizon, st.depth, st.bt_exponent))
+        if np.isfinite(ext):
+            if not np.isfinite(var) and n >= 2:
+                # Seeds without a usable decay fit (fewer than three depths, or a fit on a
+                # bound): their own dispersion.
+                var = (1 + 1 / n) * float(np.var(per_seed, ddof=1))
+            var = ext + (var if np.isfinite(var) else 0.0)
         return mean, float(np.sqrt(var)) if np.isfinite(var) else float("nan")
 
     def _history_predictions(self) -> dict[str, tuple[float, float]]:
@@ -822,6 +912,8 @@ class Engine:
                 "probe_cost_s": st.cost_s,
                 "cost_per_step_s": st.cost_per_step,
                 "L_int": f.L_int if f else float("nan"),
+                "too_early": st.too_early,
+                "L_eval": st.L_eval,  # sampling variance of the metric on the evaluation set (part of L_int)
                 "K": f.K if f else float("nan"),
                 "alpha": f.alpha if f else float("nan"),
                 "L0": st.L0,
@@ -831,7 +923,7 @@ class Engine:
                 "value_per_cost": st.value_per_cost,
                 "p_best": decision[st.info.id][0],  # P(its expected final is its task's best)
                 "probe_value": decision[st.info.id][1],  # expected regret reduction per device-second, next extension
-                "diagnostics": ";".join(f.diagnostics) if f else "",
+                "diagnostics": ";".join((f.diagnostics if f else ()) + ((TOO_EARLY,) if st.too_early else ())),
                 "stop_reason": st.stop_reason or "",
             })
         return rows

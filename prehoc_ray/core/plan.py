@@ -42,8 +42,10 @@ Decision rules (mode "max": a larger metric is better; "min" mirrors every inequ
    - skip: everything else, with the reason (failed probe, no prediction, below the bar, a
      better candidate in the task, over budget).
 7. Totals: recommended = sum of full_cost_s of the runs; all = sum of full_cost_s of every
-   candidate (running everything); probe spend = sum of probe_cost_s; saving = all -
-   (recommended + probe spend).
+   candidate (running everything); probe spend = sum of probe_cost_s; undecided = sum of
+   full_cost_s of the "probe more" candidates (not decided: they may still have to run, so
+   their cost is not saved); saving = all - (recommended + undecided + probe spend), and 0
+   when that is negative or nothing was decided: a plan claims only what its decisions saved.
 """
 
 from __future__ import annotations
@@ -105,6 +107,7 @@ class Plan:
     saving_s: float
     full_budget_s: float | None
     runs: dict[str, str]  # task -> candidate recommended (tasks with none are absent)
+    undecided_s: float = 0.0  # full-run cost of the "probe more" candidates (not counted as saved)
 
     @property
     def saving_fraction(self) -> float:
@@ -116,6 +119,7 @@ class Plan:
             "recommended_full_cost_s": self.recommended_cost_s,
             "all_full_cost_s": self.all_cost_s,
             "probe_spend_s": self.probe_spend_s,
+            "undecided_full_cost_s": self.undecided_s,
             "saving_s": self.saving_s,
             "saving_fraction": self.saving_fraction,
             "full_finetune_budget_s": self.full_budget_s,
@@ -351,4 +355,15 @@ def make_plan(rows: Sequence[Mapping[str, Any]], settings: PlanSettings) -> Plan
     all_cost = float(np.nansum(cost))
     probe_spend = float(np.nansum(probe_cost))
     runs = {t: cand[i] for t, i in sorted(chosen.items())}
-    return Plan(decisions, recommended, all_cost, probe_spend, all_cost - (recommended + probe_spend), budget, runs)
+    undecided = float(np.nansum([cost[i] for i, d in enumerate(decisions) if d.decision == PROBE_MORE]))
+    return Plan(decisions, recommended, all_cost, probe_spend, saving(all_cost, recommended, undecided, probe_spend, decisions),
+                budget, runs, undecided)
+
+
+def saving(all_cost: float, recommended: float, undecided: float, probe_spend: float, decisions: Sequence[Decision]) -> float:
+    """What the plan's decisions saved against running every candidate: the undecided ("probe
+    more") candidates may still have to run, and a plan that decided nothing saved nothing.
+    Never negative (the probe spend is reported beside it)."""
+    if not any(d.decision in (RUN, SKIP) for d in decisions):
+        return 0.0
+    return max(0.0, all_cost - (recommended + undecided + probe_spend))

@@ -8,9 +8,14 @@ Per round (core/engine.py explains why decisions are per round):
    allocation.max_concurrent_probes at a time, each attempt with its own attempt number;
    a failed attempt (exception, NaN loss, out of memory, a dead worker or node, a timeout) is
    recorded with its reason and retried up to allocation.max_retries times.
+   An order starts only when the round's projected spend, with the costs measured so far,
+   still fits the budget (execution/admission.py); what never fits is withdrawn at the
+   round's end and recorded, and the next round re-plans it (a round that could start
+   nothing stops its candidates instead).
 3. When the whole round is in, the engine is told every result from the store, in the round's
    order: the rows of finished probes (deduplicated by probe id, the latest attempt wins) and
-   the device-seconds charged to them (their failed attempts included), or the final failure.
+   the device-seconds charged to them (their failed attempts included), the final failure, or
+   the withdrawal. Spend and probes finished show on the progress line as each probe ends.
 
 A killed driver therefore resumes by replaying: the fresh engine asks the same orders (they
 depend only on earlier rounds' results, which the store holds), the store answers the finished
@@ -21,7 +26,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -33,7 +37,8 @@ from prehoc_ray.core.engine import CandidateInfo, Engine, EngineSettings, ProbeO
 from prehoc_ray.execution import outputs
 from prehoc_ray.execution.actors import actor_name, create_actor
 from prehoc_ray.execution.cluster import Connection, connect
-from prehoc_ray.execution.ledger import probe_history, read_runs, record_run
+from prehoc_ray.execution.admission import CostScale, Estimate, RoundAdmission
+from prehoc_ray.execution.ledger import probe_history, read_runs, read_withdrawals, record_run, record_withdrawals
 from prehoc_ray.execution.metrics import RunMetrics
 from prehoc_ray.execution.probes import gang_probe_task, probe_task, spec_payload, static_task
 from prehoc_ray.execution.progress import Progress
@@ -154,6 +159,7 @@ class Driver:
         self.stats = RunResult(self.run_dir, None, [])  # type: ignore[arg-type]
         self._waiting_s = 0.0
         self._metric_name = "value"
+        self._scale = CostScale()  # how far the engine's costs are off, learned as probes end
 
     # ----- the run ---------------------------------------------------------------------------
     def run(self) -> RunResult:
@@ -335,23 +341,42 @@ class Driver:
     def _run_round(self, engine: Engine, orders: list[ProbeOrder]) -> None:
         a = self.spec.allocation
         hist = probe_history(self.store)
-        queue: deque[tuple[ProbeOrder, int]] = deque()
+        replayed = read_withdrawals(self.run_dir)
+        adm = RoundAdmission(engine.settings.budget, engine.spent, self._scale, devices=self.res.devices,
+                             wall_clock=self.spec.backend != "simulated")
+        by_id = {o.probe_id: o for o in orders}
+        attempts: dict[str, int] = {}
+        withdrawn: dict[str, str] = {}  # probe id -> stop reason ("" none)
+        answered = 0
         for o in orders:
-            if o.probe_id in hist.finished_cost or hist.is_final_failure(o.probe_id, a.max_retries):
-                self.stats.reused += 1
+            pid = o.probe_id
+            est = Estimate(*engine.order_cost_estimate(o))
+            adm.charge(hist.finished_cost.get(pid, 0.0) + hist.failed_cost(pid))
+            if pid in hist.finished_cost or hist.is_final_failure(pid, a.max_retries):
+                answered += 1
+                if pid in hist.finished_cost:
+                    self._scale.observe(est, hist.finished_cost[pid])
+            elif pid in replayed:  # this round ran before a kill and ended without it
+                withdrawn[pid] = replayed[pid]
             else:
-                queue.append((o, hist.next_attempt(o.probe_id)))
+                adm.add(pid, o.candidate, est)
+                attempts[pid] = hist.next_attempt(pid)
+        self.stats.reused += answered
         if self.stats.reused:
             self.progress.update(reused=self.stats.reused)
+        self._show_spend(adm, engine)
         failures = {o.probe_id: hist.failed_attempts(o.probe_id) for o in orders}
         inflight: dict = {}
         limit = a.max_concurrent_probes
         timeout = a.probe_timeout_s + (60.0 if self.res.gang else 0.0)
-        while queue or inflight:
-            while queue and len(inflight) < limit:
-                o, attempt = queue.popleft()
-                inflight[self._submit(o, attempt)] = (o, attempt, time.monotonic())
-            self.progress.update(running=len(inflight), queued=len(queue))
+        while adm.waiting or inflight:
+            now = time.monotonic()
+            while len(inflight) < limit and (pid := adm.next_admissible(now)) is not None:
+                adm.start(pid, now)
+                inflight[self._submit(by_id[pid], attempts[pid])] = (by_id[pid], attempts[pid], now)
+            if not inflight:
+                break  # nothing runs and nothing waiting fits: the round ends without it
+            self.progress.update(running=len(inflight), queued=adm.waiting)
             t_wait = time.perf_counter()
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
             if ready:
@@ -370,11 +395,13 @@ class Driver:
                 o, attempt, _ = inflight.pop(ref)
                 c = self.cands[o.candidate]
                 ok = out.get("status") == "finished"
+                cost = float(out.get("cost_s") or 0.0)
                 self.metrics.probe_ended(c.task.name, c.model.name, ok, out.get("wall_s"))
                 node = out.get("node_id")
                 if node:
                     self.stats.nodes[node] = self.stats.nodes.get(node, 0) + 1
                 if ok:
+                    adm.end(o.probe_id, cost, finished=True)
                     if out.get("metric"):
                         self._metric_name = out["metric"]
                     rows = [{"seed": o.seed, "step": r["step"], "value": r["value"]} for r in out.get("rows", [])]
@@ -389,14 +416,42 @@ class Driver:
                     final = not out.get("retryable", True) or failures[o.probe_id] > a.max_retries
                     self.progress.log(f"probe {o.probe_id} attempt {attempt} failed: {out.get('reason')}"
                                       + (" (giving up)" if final else " (retrying)"))
-                    if not final:
-                        queue.append((o, attempt + 1))
+                    adm.end(o.probe_id, cost, finished=False, retry=not final)
+                    attempts[o.probe_id] = attempt + 1
+                self._show_spend(adm, engine)
                 if self.on_probe_end is not None:
                     self.on_probe_end({**out, "probe_id": o.probe_id, "attempt": attempt})
+        withdrawn.update(self._withdraw_rest(adm, by_id, ran=answered > 0 or adm.started > 0))
         self.progress.update(running=0, queued=0)
         t = time.perf_counter()
-        self._tell(engine, orders)
+        self._tell(engine, orders, withdrawn)
         self._time("tell", t)
+
+    def _withdraw_rest(self, adm: RoundAdmission, by_id: dict[str, ProbeOrder], ran: bool) -> dict[str, str]:
+        """The orders the budget could not pay, withdrawn and recorded (a resumed driver replays
+        them). When the round ran nothing at all, their candidates stop: asking for the same
+        work again would never end."""
+        if not adm.waiting:
+            return {}
+        left = max(0.0, adm.budget - adm.spent)
+        cands = list(dict.fromkeys(by_id[pid].candidate for pid in adm.waiting_keys()))
+        stops = {}
+        if not ran:
+            for cid in cands:
+                need = adm.increment_estimate(cid)
+                stops[cid] = (f"probe budget spent: its next probe (about {need:.3g} device-s at the costs measured so "
+                              f"far) does not fit the {left:.3g} device-s left")
+        out = {pid: stops.get(by_id[pid].candidate, "") for pid in adm.withdraw_waiting()}
+        record_withdrawals(self.run_dir, out)
+        self.progress.log(f"round {by_id[next(iter(out))].round + 1}: {len(out)} probe(s) of {len(cands)} candidate(s) not "
+                          f"started, the budget left ({left:.1f} device-s) cannot pay them at the measured costs; "
+                          + ("their candidates stop" if stops else "the next round re-plans them"))
+        return out
+
+    def _show_spend(self, adm: RoundAdmission, engine: Engine) -> None:
+        """Spend as probes end (the engine hears of it at the round's end)."""
+        self.progress.update(spent=adm.spent)
+        self.metrics.budget(adm.spent, engine.settings.budget - adm.spent)
 
     def _submit(self, o: ProbeOrder, attempt: int):
         c = self.cands[o.candidate]
@@ -443,7 +498,7 @@ class Driver:
                                   "attempt": attempt, "start_step": o.start_step, "target_step": o.target_step,
                                   "reason": reason, "status": "failed"})
 
-    def _tell(self, engine: Engine, orders: list[ProbeOrder]) -> None:
+    def _tell(self, engine: Engine, orders: list[ProbeOrder], withdrawn: dict[str, str]) -> None:
         """The round's results, from the store, in the round's order (see the module doc)."""
         from prehoc_ray.execution.ledger import finished_rows
 
@@ -454,6 +509,8 @@ class Driver:
             pid = o.probe_id
             if pid in done:
                 engine.tell(o, rows[pid], hist.finished_cost[pid] + hist.failed_cost(pid))
+            elif pid in withdrawn:
+                engine.withdraw(o, stop=withdrawn[pid] or None, cost_s=hist.failed_cost(pid))
             else:
                 reason = hist.last_reason(pid) or "no result recorded"
                 engine.tell_failure(o, reason, hist.failed_cost(pid))

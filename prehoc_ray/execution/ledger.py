@@ -4,10 +4,12 @@ Everything a resumed driver needs to answer a round's orders comes from here, an
 uninterrupted driver reads the same things the same way (rows and costs from the store, never
 from the task's return value), so both runs tell the engine bit-identical results.
 
-Besides the io layer's points/ and probes/ logs, execution keeps one log of its own,
-probe_runs/: one row per ended attempt with where and how it ran (node id, worker pid, wall
-seconds, the runner's training seconds per step), for the spend table and the multi-node
-checks. Same fragment format (atomic, append-only) as the store.
+Besides the io layer's points/ and probes/ logs, execution keeps two logs of its own, in the
+store's fragment format (atomic, append-only): probe_runs/, one row per ended attempt with
+where and how it ran (node id, worker pid, wall seconds, the runner's training seconds per
+step), for the spend table and the multi-node checks; and withdrawn/, the orders a round ended
+without running because the budget could not pay them (execution/admission.py), so a resumed
+driver withdraws the same ones and replays the same rounds.
 """
 
 from __future__ import annotations
@@ -63,6 +65,27 @@ def record_run(run_dir: str | Path, info: dict) -> None:
 def read_runs(run_dir: str | Path) -> list[dict]:
     table = probe_runs_dir(run_dir).read()
     return [] if table is None else table.to_pylist()
+
+
+WITHDRAWN_DIR = "withdrawn"
+WITHDRAWN_SCHEMA = pa.schema([pa.field("probe_id", pa.string()), pa.field("stop", pa.string())])
+
+
+def record_withdrawals(run_dir: str | Path, withdrawn: dict[str, str]) -> None:
+    """probe id -> the reason its candidate stops ("": none, the next round re-plans it); one
+    fragment per round, so a kill leaves all of a round's withdrawals or none."""
+    if withdrawn:
+        rows = [{"probe_id": pid, "stop": stop} for pid, stop in withdrawn.items()]
+        FragmentDir(Path(run_dir) / WITHDRAWN_DIR, identity=("probe_id",)).write(
+            pa.Table.from_pylist(rows, schema=WITHDRAWN_SCHEMA))
+
+
+def read_withdrawals(run_dir: str | Path) -> dict[str, str]:
+    table = FragmentDir(Path(run_dir) / WITHDRAWN_DIR, identity=("probe_id",)).read()
+    if table is None:
+        return {}
+    return {str(pid): str(stop or "") for pid, stop in zip(table.column("probe_id").to_pylist(),
+                                                           table.column("stop").to_pylist())}
 
 
 @dataclass

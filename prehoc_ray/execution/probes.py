@@ -92,6 +92,16 @@ def _classify(exc: BaseException) -> tuple[str, bool]:
 # --------------------------------------------------------------------------------------------
 # Simulated failures (tests): sim["failures"] = [{"match": substring of the probe id,
 # "kind": exception | nan | oom | crash | input, "attempts": fail the first n attempts}]
+# Simulated slow devices: sim["cost_scale"] = a factor on every probe's simulated cost, or
+# {substring of the candidate id: factor} (first match; others 1): probes that cost several
+# times what the driver guessed, as on a loaded node.
+
+
+def _cost_scale(sim: dict, candidate: str) -> float:
+    scale = sim.get("cost_scale", 1.0)
+    if isinstance(scale, dict):
+        return float(next((f for match, f in scale.items() if match in candidate), 1.0))
+    return float(scale)
 
 
 def _inject_failure(sim: dict, probe_id: str, attempt: int) -> None:
@@ -155,6 +165,7 @@ def _simulated(spec, store, sim, pid, cid, seed, start, target, attempt, tag, le
     _inject_failure(sim, pid, attempt)
     t0 = time.perf_counter()
     rows, cost = simulation_for(spec).run(cid, seed, start, target, pid)
+    cost *= _cost_scale(sim, cid)
     runner_s = time.perf_counter() - t0
     sleep = float(sim.get("sleep_s", 0.0))
     # Points arrive one by one, as from a real probe, so a kill lands between two of them.

@@ -148,7 +148,6 @@ def write_simulated_run(
     if interrupted:
         manifest.with_status("running").save(run_dir)
         return job
-    engine.refit()
     decision = a.objective == "decision"
     gamma = float(getattr(engine, "gamma_decision" if decision else "gamma", float("nan")))
     rows = []

@@ -257,21 +257,25 @@ def contender_plot(spend: Sequence[Mapping[str, Any]], candidates: Sequence[Mapp
 
 
 def savings_plot(totals: Mapping[str, Any], path: Path) -> Path:
-    """Running everything vs the plan (recommended full runs + the probes that chose them)."""
+    """Running everything vs the plan (recommended full runs + the probes that chose them +
+    the undecided candidates' full runs, which the plan has not saved)."""
     allc = float(totals.get("all_full_cost_s") or 0.0)
     rec = float(totals.get("recommended_full_cost_s") or 0.0)
     probe = float(totals.get("probe_spend_s") or 0.0)
+    undecided = float(totals.get("undecided_full_cost_s") or 0.0)
     fig = Figure(figsize=(7.5, 2.6))
     ax = fig.add_subplot()
     ax.barh([1], [allc], color="#7f7f7f", label="every candidate's full fine-tune")
     ax.barh([0], [rec], color="#2ca02c", label="recommended full runs")
     ax.barh([0], [probe], left=[rec], color="#ff7f0e", label="probes")
+    if undecided > 0:
+        ax.barh([0], [undecided], left=[rec + probe], color="#c7c7c7", hatch="//", label="undecided (probe more)")
     budget = totals.get("full_finetune_budget_s")
     if _finite(budget):
         ax.axvline(float(budget), color="black", ls="--", lw=1, label="full fine-tune budget")
     ax.set_yticks([0, 1], ["plan", "run everything"])
     ax.set_xlabel("device-seconds")
-    saving = allc - rec - probe
+    saving = float(totals.get("saving_s") or 0.0)
     pct = f" ({saving / allc:.0%})" if allc > 0 else ""
     ax.set_title(f"Saving: {saving:,.0f} device-s{pct}")
     ax.legend(fontsize=7, loc="lower right")

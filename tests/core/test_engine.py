@@ -246,3 +246,63 @@ def test_past_runs_that_make_a_family_static_sufficient_spare_its_probes():
     assert all("from past runs" in rows[i]["stop_reason"] for i in ss)
     assert all(np.isfinite(told.predicted[i]) and np.isfinite(told.std[i]) for i in ss)  # from the history
     assert told.probe_steps[others].sum() > plain.probe_steps[others].sum()
+
+
+def _eval_noise_run(eval_examples: float | None) -> dict[str, dict]:
+    """Four seeds whose finals differ only as a 128-example evaluation set makes them differ
+    (offsets with variance 0.0019, about p(1-p)/128 at p = 0.5); no training noise at all."""
+    offsets = [-0.05, -0.02, 0.02, 0.05]
+    steps = np.arange(10, 401, 10, dtype=float)
+    static = {} if eval_examples is None else {"static_eval_examples": eval_examples}
+    infos = [CandidateInfo(c, "t", 400.0, prior_cost_per_step=0.01, static=dict(static), prior_cost_exact=True)
+             for c in ("a", "b")]
+    # deep enough (a quarter of the horizon, 10 evaluations) that it is not too early to tell
+    eng = Engine(infos, EngineSettings(budget=400.0, seeds=4, eval_every=10, initial_depth=100, tolerance=0.02,
+                                       n_boot=50, objective="prediction"))
+    for _ in range(100):
+        orders = eng.next_round()
+        if not orders:
+            break
+        for o in orders:
+            y = 0.5 + (0.01 if o.candidate == "b" else 0.0) - 0.3 / np.sqrt(steps) + offsets[o.seed]
+            m = (steps > o.start_step) & (steps <= o.target_step)
+            eng.tell(o, [{"step": s, "value": v} for s, v in zip(steps[m], y[m])], 0.01 * (o.target_step - o.start_step))
+    return {r["candidate"]: r for r in eng.summary()}
+
+
+def test_evaluation_noise_is_reported_and_not_called_a_training_floor():
+    blind = _eval_noise_run(None)
+    told = _eval_noise_run(128.0)
+    for c in ("a", "b"):
+        # the seeds' dispersion is all evaluation noise: a floor above tolerance^2 either way
+        assert told[c]["L_int"] > 0.02**2 and blind[c]["L_int"] > 0.02**2
+        assert np.isnan(blind[c]["L_eval"])
+        assert told[c]["L_eval"] == pytest.approx(0.5 * 0.5 / 128, rel=0.05)
+        # without the evaluation set's size it looks like a training floor no probe removes
+        assert blind[c]["regime"] == Regime.NOISE_DOMINANT.value
+        assert told[c]["regime"] != Regime.NOISE_DOMINANT.value
+        assert not told[c]["too_early"]
+
+
+def test_a_shallow_steep_prefix_is_too_early_to_tell_not_a_point_prediction():
+    # 4 evaluations of a curve still rising steeply, 2% into its run: the back-tested
+    # extrapolation error spans more than the curves have moved, so the regime stays open.
+    steps = np.arange(10, 2001, 10, dtype=float)
+    infos = [CandidateInfo(c, "t", 2000.0, prior_cost_per_step=0.01, prior_cost_exact=True) for c in ("a", "b", "c")]
+    eng = Engine(infos, EngineSettings(budget=2.5, seeds=2, eval_every=10, initial_depth=40, tolerance=0.02,
+                                       n_boot=20, objective="prediction"))
+    rise = {"a": 0.3, "b": 0.5, "c": 0.8}
+    for _ in range(10):
+        orders = eng.next_round()
+        if not orders:
+            break
+        for o in orders:
+            y = 0.8 - rise[o.candidate] / np.sqrt(steps) + 0.002 * o.seed
+            m = (steps > o.start_step) & (steps <= o.target_step)
+            eng.tell(o, [{"step": s, "value": v} for s, v in zip(steps[m], y[m])], 0.01 * (o.target_step - o.start_step))
+    rows = eng.summary()
+    assert max(r["probe_steps"] for r in rows) <= 60
+    for r in rows:
+        assert r["too_early"] and r["regime"] == Regime.UNDETERMINED.value
+        assert "too_early_to_tell" in r["diagnostics"]
+        assert np.isfinite(r["predicted_std"]) and r["upper"] - r["lower"] > 0.1  # wide, not absent

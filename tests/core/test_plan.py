@@ -187,10 +187,37 @@ def test_every_candidate_gets_a_one_line_reason_and_totals_add_up():
     assert plan.recommended_cost_s <= 600
     assert plan.all_cost_s == pytest.approx(sum(r["full_cost_s"] for r in rows))
     assert plan.probe_spend_s == pytest.approx(sum(r["probe_cost_s"] for r in rows))
-    assert plan.saving_s == pytest.approx(plan.all_cost_s - plan.recommended_cost_s - plan.probe_spend_s)
+    undecided = sum(d.full_cost_s for d in plan.decisions if d.decision == PROBE_MORE)
+    assert plan.undecided_s == pytest.approx(undecided)
+    assert plan.saving_s == pytest.approx(max(0.0, plan.all_cost_s - plan.recommended_cost_s - undecided - plan.probe_spend_s))
     t = plan.totals()
+    assert t["undecided_full_cost_s"] == plan.undecided_s
     assert t["n_run"] + t["n_skip"] + t["n_probe_more"] == 12
     assert math.isfinite(t["saving_fraction"])
+
+
+def test_savings_count_only_decisions_made():
+    """"probe more" candidates may still have to run: their full cost is undecided, not saved;
+    a plan that decides nothing saves nothing (its probes were spent all the same)."""
+    undecided = dict(stop_reason="probe budget spent", value_per_cost=float("inf"), gamma=1e-5)
+    nothing = [row(f"t{k}:m", f"t{k}", float("nan"), float("nan"), cost=1000.0, probe_cost_s=40.0, **undecided)
+               for k in range(6)]
+    plan = make_plan(nothing, PlanSettings())
+    assert {d.decision for d in plan.decisions} == {PROBE_MORE}
+    assert plan.recommended_cost_s == 0 and plan.undecided_s == pytest.approx(6000.0)
+    assert plan.saving_s == 0 and plan.saving_fraction == 0
+    assert plan.totals()["saving_s"] == 0 and plan.totals()["undecided_full_cost_s"] == pytest.approx(6000.0)
+    # one task decided (run a, skip b), one undecided: only the skipped run is saved
+    rows = [row("a:x", "a", 0.9, 0.01, cost=1000.0, probe_cost_s=10.0),
+            row("a:y", "a", 0.6, 0.01, cost=1000.0, probe_cost_s=10.0),
+            row("b:x", "b", float("nan"), float("nan"), cost=1000.0, probe_cost_s=10.0, **undecided)]
+    plan = make_plan(rows, PlanSettings())
+    assert [d.decision for d in plan.decisions] == [RUN, SKIP, PROBE_MORE]
+    assert plan.undecided_s == pytest.approx(1000.0)
+    assert plan.saving_s == pytest.approx(3000.0 - 1000.0 - 1000.0 - 30.0)
+    # probes that cost more than the decisions saved: no saving, never a negative one
+    rows[1]["full_cost_s"] = 10.0
+    assert make_plan(rows, PlanSettings()).saving_s == 0
 
 
 def test_knapsack_exact_matches_brute_force():

@@ -99,7 +99,7 @@ def gang(double, out: Path) -> dict:
     s = spec(name="gang", tasks=[{"name": "copy", "builtin": "synthetic_copy"}],
              models=[{"name": "tiny-a", "tiny": {"arch": "llama"}}],
              probe={"num_gpus": 2, "num_cpus": 1}, budget={"probe_seconds": 0.7},
-             allocation={"max_concurrent_probes": 2, "seeds": 2})
+             allocation={"max_concurrent_probes": 2, "seeds": 2, "initial_steps": 30})
     t0 = time.time()
     res = Driver(s, out / "gang", sim={"sleep_s": 0.1}).run()
     runs = read_runs(out / "gang")

@@ -116,23 +116,23 @@ def test_failed_probes_are_recorded_retried_and_never_stop_the_run(ray_session, 
     by_probe = {}
     for e in failed:
         by_probe.setdefault(e["probe_id"].split("|", 1)[1], []).append(e)
-    assert [e["attempt"] for e in by_probe["copy:tiny-a|s0|0-30"]] == [1]
-    assert "RuntimeError" in by_probe["copy:tiny-a|s0|0-30"][0]["reason"]
-    assert [e["attempt"] for e in by_probe["sentiment:tiny-a|s1|0-30"]] == [1, 2]
-    assert all("diverged" in e["reason"] for e in by_probe["sentiment:tiny-a|s1|0-30"])
-    assert "worker died" in by_probe["copy:tiny-b|s2|0-30"][0]["reason"]
-    oom = by_probe["noisy:tiny-b|s0|0-30"]
+    assert [e["attempt"] for e in by_probe["copy:tiny-a|s0|0-50"]] == [1]
+    assert "RuntimeError" in by_probe["copy:tiny-a|s0|0-50"][0]["reason"]
+    assert [e["attempt"] for e in by_probe["sentiment:tiny-a|s1|0-50"]] == [1, 2]
+    assert all("diverged" in e["reason"] for e in by_probe["sentiment:tiny-a|s1|0-50"])
+    assert "worker died" in by_probe["copy:tiny-b|s2|0-50"][0]["reason"]
+    oom = by_probe["noisy:tiny-b|s0|0-50"]
     assert [e["attempt"] for e in oom] == [1, 2, 3]  # max_retries = 2
     assert all("out of memory" in e["reason"] for e in oom)
     # retried probes finished with their last attempt; none counted twice
     finished = {e["probe_id"]: e for e in events if e["status"] == "finished"}
-    assert finished["r0000|copy:tiny-a|s0|0-30"]["attempt"] == 2
-    assert finished["r0000|sentiment:tiny-a|s1|0-30"]["attempt"] == 3
-    assert finished["r0000|copy:tiny-b|s2|0-30"]["attempt"] == 2
+    assert finished["r0000|copy:tiny-a|s0|0-50"]["attempt"] == 2
+    assert finished["r0000|sentiment:tiny-a|s1|0-50"]["attempt"] == 3
+    assert finished["r0000|copy:tiny-b|s2|0-50"]["attempt"] == 2
     pts = store.read_points(finished_only=True).to_pylist()
     keys = [(p["probe_id"], p["step"]) for p in pts]
     assert len(keys) == len(set(keys))
-    assert {p["attempt"] for p in pts if p["probe_id"] == "r0000|copy:tiny-a|s0|0-30"} == {2}
+    assert {p["attempt"] for p in pts if p["probe_id"] == "r0000|copy:tiny-a|s0|0-50"} == {2}
     # the give-up stops only its candidate, with the reason
     row = {r["candidate"]: r for r in res.candidates}["noisy:tiny-b"]
     assert row["stop_reason"].startswith("probe failed: out of memory")

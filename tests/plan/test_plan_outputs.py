@@ -53,7 +53,9 @@ def test_plan_json_totals(run_dir, outputs):
     assert t["recommended_full_cost_s"] <= 600
     assert t["all_full_cost_s"] == pytest.approx(sum(r["full_cost_s"] for r in rows))
     assert t["probe_spend_s"] == pytest.approx(sum(r["probe_cost_s"] for r in rows))
-    assert t["saving_s"] == pytest.approx(t["all_full_cost_s"] - t["recommended_full_cost_s"] - t["probe_spend_s"])
+    undecided = sum(r["full_cost_s"] for r in rows if r["decision"] == "probe more")
+    assert t["undecided_full_cost_s"] == pytest.approx(undecided)
+    assert t["saving_s"] == pytest.approx(t["all_full_cost_s"] - t["recommended_full_cost_s"] - undecided - t["probe_spend_s"])
     assert t["saving_s"] > 0
     assert t["n_run"] == len(t["runs"]) and t["n_run"] >= 1
     assert t["baselines"] == BASELINES and t["metric"] == "accuracy"

@@ -1,0 +1,120 @@
+"""The curve model's extrapolation error, measured on the probes themselves.
+
+Seed dispersion cannot see an error that every seed shares: the curve model (core/curves.py)
+extrapolating every seed of a candidate the same wrong way. What can see it is a rolling-origin
+back-test: extrapolate each seed's prefix up to half its depth to the depth reached, and compare
+with what the seed reached there (decision.backtest_error). One candidate's back-test is one
+noisy draw of that error, so a task pools its candidates': the error per unit of
+`decision.curve_distance`, root-mean-squared over the task's back-tests made at least as deep as
+the candidate (the curve model errs less as curves flatten, so shallower back-tests would
+overstate a deep candidate's error); at least the two deepest; the portfolio's when its task
+has fewer than two.
+
+The distance an error is carried over depends on how fast the task's curves saturate: a power
+law y = a + b s^-e still changes by b (c^-e - h^-e) between c and h, and by b ((c/2)^-e - c^-e)
+over the back-test's window (decision.curve_distance). The exponent is the median, over the task's candidates,
+of the exponent of each candidate's seed-mean curve (the same profile fit the extrapolation
+uses; at most 1, from at least 5 evaluations); 0 (the log-linear limit, the most conservative)
+when no curve has that many.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from prehoc_ray.core.curves import extrapolate, power_exponent
+from prehoc_ray.core.decision import backtest_error, curve_distance
+from prehoc_ray.core.observations import CandidateCurves
+
+
+# A power law's exponent from three or four noisy evaluations is anything on the grid; below
+# five the conservative limit (0) stands.
+MIN_EXPONENT_POINTS = 5
+# Curves of training steps saturate no faster than ~s^-1 outside an early transient (the same
+# bound decay.ALPHA_MAX_THEORY puts on the variance); a steeper fit would call a curve settled
+# that is only past its first rise.
+MAX_EXPONENT = 1.0
+
+
+@dataclass(frozen=True)
+class CurveBacktest:
+    """One candidate's back-tests (one per seed with enough points) and its curve exponent."""
+
+    points: int  # evaluations it was computed from (a cache key: new points, new back-test)
+    errors: tuple[tuple[float, float, float], ...]  # per seed: (extrapolated - observed, origin, depth)
+    exponent: float  # power-law exponent of the seed-mean curve; NaN with fewer than 3 evaluations
+
+
+def candidate_backtest(cc: CandidateCurves) -> CurveBacktest:
+    errors = []
+    for steps, values in cc.seeds.values():
+        err, origin = backtest_error(steps, values, extrapolate, min_points=1)
+        if math.isfinite(err):
+            errors.append((err, origin, float(steps[-1])))
+    npts = sum(int(s.size) for s, _ in cc.seeds.values())
+    return CurveBacktest(npts, tuple(errors), _mean_curve_exponent(cc))
+
+
+def _mean_curve_exponent(cc: CandidateCurves) -> float:
+    series = [(s, v) for s, v in cc.seeds.values() if s.size]
+    if not series:
+        return float("nan")
+    common = series[0][0]
+    for s, _ in series[1:]:
+        common = np.intersect1d(common, s)
+    if common.size < MIN_EXPONENT_POINTS:
+        return float("nan")
+    mean = np.mean([v[np.searchsorted(s, common)] for s, v in series], axis=0)
+    return min(power_exponent(common, mean), MAX_EXPONENT)
+
+
+@dataclass(frozen=True)
+class ExtrapolationError:
+    """Per candidate, in the order given: the error scale per unit of curve_distance, and the
+    exponent to carry it with (extrapolation_variance(scale, horizon, depth, exponent))."""
+
+    scale: np.ndarray
+    exponent: np.ndarray
+
+
+def extrapolation_error(groups: list[str], depths: np.ndarray, backtests: list[CurveBacktest | None]) -> ExtrapolationError:
+    n = len(groups)
+    depths = np.asarray(depths, float)
+    by_group: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        by_group.setdefault(g, []).append(i)
+    all_exp = [b.exponent for b in backtests if b is not None and math.isfinite(b.exponent)]
+    portfolio_exp = float(np.median(all_exp)) if all_exp else 0.0
+    exponent = np.full(n, portfolio_exp)
+    for g, idx in by_group.items():
+        es = [backtests[i].exponent for i in idx if backtests[i] is not None and math.isfinite(backtests[i].exponent)]
+        if es:
+            exponent[idx] = float(np.median(es))
+    # (depth, squared error per unit distance) per candidate with back-tests, grouped by task
+    recs: dict[str, list[tuple[float, float]]] = {}
+    for i, b in enumerate(backtests):
+        if b is None or not b.errors:
+            continue
+        err = float(np.mean([e for e, _, _ in b.errors]))
+        dist = float(np.mean([curve_distance(o, d, exponent[i]) for _, o, d in b.errors]))
+        if dist > 0:
+            recs.setdefault(groups[i], []).append((float(depths[i]), (err / dist) ** 2))
+    everything = sorted(x for v in recs.values() for x in v)
+    sorted_recs = {g: sorted(v) for g, v in recs.items()}
+    scale = np.full(n, np.nan)
+    for i, g in enumerate(groups):
+        sc = _scale_at(sorted_recs.get(g, []), float(depths[i]))
+        scale[i] = sc if math.isfinite(sc) else _scale_at(everything, float(depths[i]))
+    return ExtrapolationError(scale, exponent)
+
+
+def _scale_at(recs: list[tuple[float, float]], depth: float) -> float:
+    """RMS over the back-tests made at `depth` or deeper, at least the two deepest."""
+    if len(recs) < 2:
+        return float("nan")
+    d = np.array([x[0] for x in recs])
+    k = min(int(np.searchsorted(d, depth, side="left")), len(recs) - 2)
+    return float(np.sqrt(np.mean([x[1] for x in recs[k:]])))

@@ -1,0 +1,83 @@
+"""The curve model's extrapolation error: distances, back-tests and their pooling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from prehoc_ray.core.backtests import MAX_EXPONENT, candidate_backtest, extrapolation_error
+from prehoc_ray.core.curves import extrapolate
+from prehoc_ray.core.decay import ALPHA_BOUNDS, on_bound
+from prehoc_ray.core.decision import curve_distance, extrapolation_variance
+from prehoc_ray.core.observations import CandidateCurves
+
+
+def test_curve_distance_is_additive_and_reaches_the_log_limit():
+    for e in (0.0, 1e-12, 0.3, 1.0):
+        a, b, c = 20.0, 160.0, 5000.0
+        assert curve_distance(a, b, e) + curve_distance(b, c, e) == pytest.approx(curve_distance(a, c, e), rel=1e-9)
+    assert curve_distance(10.0, 1000.0, 1e-12) == pytest.approx(np.log(100.0), rel=1e-6)
+    assert curve_distance(10.0, 1000.0, 0.0) == pytest.approx(np.log(100.0))
+    # a saturating curve has less left to change past a deeper origin
+    d = curve_distance(np.array([10.0, 100.0, 1000.0]), 1000.0, 0.5)
+    assert d[0] > d[1] > d[2] == 0.0
+    assert np.isfinite(curve_distance(1e5, 1e6, 3.0))
+
+
+def test_extrapolation_variance_is_zero_at_the_horizon_and_shrinks_with_depth():
+    v = extrapolation_variance(0.01, 1000.0, np.array([30.0, 120.0, 1000.0]), 0.5)
+    assert v[0] > v[1] > v[2] == 0.0
+
+
+def _curves(rng, n, horizon, e, amp, noise, depth):
+    """Power-law curves y = m - amp s^-e + white noise, probed to `depth` (2 seeds)."""
+    steps = np.arange(10, horizon + 1, 10, dtype=float)
+    out, finals = [], []
+    for i in range(n):
+        m = 0.8 + 0.05 * rng.standard_normal()
+        a = amp * np.exp(0.3 * rng.standard_normal())
+        seeds = {}
+        for s in range(2):
+            y = m - a * steps ** (-e) + noise * rng.standard_normal(steps.size)
+            keep = steps <= depth
+            seeds[s] = (steps[keep], y[keep])
+        out.append(CandidateCurves(f"c{i}", "t", float(horizon), float("nan"), np.zeros(0), seeds))
+        finals.append(m - a * horizon ** (-e))
+    return out, np.array(finals)
+
+
+@pytest.mark.parametrize("e", [0.3, 0.7])
+def test_pooled_backtest_predicts_the_extrapolation_error_at_the_horizon(e):
+    # Ground truth the estimator never sees: the actual error of extrapolating every candidate's
+    # seed mean to the horizon. The back-test (prefix halves only) must predict its size within
+    # a factor that would fail both a log-linear carry (which overstates it many times for
+    # saturating curves) and ignoring the error (zero).
+    rng = np.random.default_rng(0)
+    horizon, depth = 5000, 400
+    cands, finals = _curves(rng, 60, horizon, e, amp=1.5, noise=0.004, depth=depth)
+    bts = [candidate_backtest(c) for c in cands]
+    err = extrapolation_error(["t"] * len(cands), np.full(len(cands), float(depth)), bts)
+    assert np.all(err.exponent <= MAX_EXPONENT)
+    pred = np.array([np.mean([extrapolate(s, v, horizon) for s, v in c.seeds.values()]) for c in cands])
+    actual_rms = float(np.sqrt(np.mean((pred - finals) ** 2)))
+    sd = np.sqrt(extrapolation_variance(err.scale, float(horizon), float(depth), err.exponent))
+    assert np.all(np.isfinite(sd))
+    predicted = float(np.sqrt(np.mean(sd**2)))
+    assert actual_rms / 3 < predicted < actual_rms * 3, (predicted, actual_rms)
+    log_carry = float(np.sqrt(np.mean(extrapolation_variance(err.scale, float(horizon), float(depth), 0.0))))
+    assert log_carry > 5 * predicted  # the log-linear carry overstates saturating curves many times
+
+
+def test_a_task_without_backtests_borrows_the_portfolio_scale():
+    rng = np.random.default_rng(1)
+    cands, _ = _curves(rng, 4, 2000, 0.5, 1.0, 0.003, 200)
+    bts = [candidate_backtest(c) for c in cands] + [None]
+    err = extrapolation_error(["a", "a", "a", "a", "b"], np.array([200.0] * 4 + [0.0]), bts)
+    assert np.isfinite(err.scale[4]) and err.scale[4] > 0
+
+
+def test_on_bound_flags_a_fit_stopped_on_its_limits_but_not_no_decay():
+    lo, hi = ALPHA_BOUNDS
+    flags = on_bound(np.array([hi, lo, 0.7, 0.7, lo]), np.array([1.0, 1.0, 1.0, 0.0, 0.0]),
+                     np.array([False, False, False, False, True]))
+    assert flags.tolist() == [True, True, False, True, False]
