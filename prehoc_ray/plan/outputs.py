@@ -46,6 +46,7 @@ PLAN_SCHEMA = pa.schema([
     ("predictor", pa.string()),  # where the prediction comes from: "probes", or "history" (past runs)
     ("p_best", pa.float64()),  # P(best in its task) under the engine's beliefs
     ("probe_value", pa.float64()),  # expected regret reduction per device-second of its next extension
+    ("L_eval", pa.float64()),  # the evaluation set's sampling variance of the metric (part of L_int)
 ])
 PLAN_COLUMNS = tuple(PLAN_SCHEMA.names)
 
@@ -116,6 +117,7 @@ def build_plan(candidates: Sequence[Mapping[str, Any]], spec: JobSpec) -> tuple[
             "probe_cost_s": _num(r.get("probe_cost_s")),
             "full_cost_s": _num(r.get("full_cost_s")),
             "L_int": _num(r.get("L_int")),
+            "L_eval": _num(r.get("L_eval")),
             "K": _num(r.get("K")),
             "alpha": _num(r.get("alpha")),
             "c_star": _num(r.get("c_star")),
