@@ -159,6 +159,7 @@ class CandidateState:
     bt_scale: float = float("nan")  # the curve model's extrapolation error per unit curve_distance at this depth
     bt_exponent: float = 0.0  # the exponent that error is carried to the horizon with (its task's curves)
     too_early: bool = False  # its interval is wider than all its task's curves have moved (see _too_early)
+    finals_cache: tuple[int, list[float]] = (-1, [])  # (points, each seed's extrapolated final)
     L_eval: float = float("nan")  # evaluation-set sampling variance of its final (NaN: set size unknown)
     seed_var_fallback: float = 0.0  # variance of one seed's extrapolated final, where no usable decay fit (refit)
     # Seeds this candidate is probed with: settings.seeds unless the budget could not pay every
@@ -771,8 +772,12 @@ class Engine:
 
     @staticmethod
     def _seed_finals(st: CandidateState) -> list[float]:
-        """Each probed seed's curve extrapolated to the horizon."""
-        return [extrapolate(stp, v, st.info.horizon) for stp, v in st.curves().seeds.values() if stp.size]
+        """Each probed seed's curve extrapolated to the horizon (cached until it has new points:
+        refit and summary ask for every candidate's, and most did not move this round)."""
+        npts = sum(len(p) for p in st.points.values())
+        if st.finals_cache[0] != npts:
+            st.finals_cache = (npts, [extrapolate(stp, v, st.info.horizon) for stp, v in st.curves().seeds.values() if stp.size])
+        return list(st.finals_cache[1])
 
     @staticmethod
     def _usable(fit: DecayFit | None) -> bool:
