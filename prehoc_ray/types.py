@@ -45,3 +45,18 @@ class Mode(str, Enum):
 
     MAX = "max"
     MIN = "min"
+
+
+class StopKind(str, Enum):
+    """Why a candidate is no longer probed: what the plan branches on (the engine's stop reason
+    text says the same in words, with the numbers)."""
+
+    PROBE_FAILED = "probe_failed"  # a probe failed for good: no prediction to act on
+    BUDGET = "budget"  # the probe budget could not pay the next probe it wanted
+    PROBE_CAP = "probe_cap"  # reached max_depth_fraction of its full run
+    OPTIMAL_DEPTH = "optimal_depth"  # reached c*, its budget-optimal depth (objective prediction)
+    NOT_WORTH_ITS_COST = "not_worth_its_cost"  # the next increment removes less risk than it costs
+    STATIC_SUFFICIENT = "static_sufficient"  # static information already predicts within tolerance
+    NOISE_DOMINANT = "noise_dominant"  # a training floor above tolerance: no probe removes it
+    OUT_OF_CONTENTION = "out_of_contention"  # P(best in its task) under allocation.contention
+    SETTLED = "settled"  # a contender whose next probe is not worth its price of regret

@@ -46,7 +46,7 @@ from prehoc_ray.core.learning import learning_not_seen, no_skill_level
 from prehoc_ray.core.observations import CandidateCurves, Observations
 from prehoc_ray.core.population import HistoryPredictor, population_risk
 from prehoc_ray.core.regimes import RegimeThresholds, classify, explain
-from prehoc_ray.types import Regime
+from prehoc_ray.types import Regime, StopKind
 
 
 # z of the 90% interval: "too early to tell" compares a 90% interval's width with the task's range.
@@ -147,7 +147,8 @@ class CandidateState:
     L0: float = float("nan")
     J0: float = float("nan")
     J_star: float = float("nan")
-    stop_reason: str | None = None
+    stop_reason: str | None = None  # why it is no longer probed, in words (with stop_kind)
+    stop_kind: StopKind | None = None
     value_per_cost: float = float("nan")  # marginal risk reduction per device-second of the next step
     family_L_int_lo: float = float("nan")  # the pooled family fit's floor lower bound
     no_learning: bool = False  # the metric has not yet left its no-skill level (see no_skill_level)
@@ -244,7 +245,7 @@ class Engine:
         """A probe that failed for good (after the driver's retries): the candidate stops."""
         st = self.states[order.candidate]
         st.failed = reason
-        st.stop_reason = f"probe failed: {reason}"
+        self._stop(st, StopKind.PROBE_FAILED, f"probe failed: {reason}")
         st.cost_s += float(cost_s)
         self.spent += float(cost_s)
         self._open.pop(order.probe_id, None)
@@ -260,7 +261,7 @@ class Engine:
         self.spent += float(cost_s)
         self._open.pop(order.probe_id, None)
         if stop is not None:
-            st.stop_reason, st.soft_stop = stop, False
+            self._stop(st, StopKind.BUDGET, stop)
         elif not st.reached:
             # An initial probe that never started: its depth and seeds were sized on guessed
             # costs; the next round sizes them again on the measured ones (_initial_seeds), so
@@ -301,7 +302,7 @@ class Engine:
             L0 = self._history_L0.get(st.info.group, float("nan"))
             if st.depth == 0 and math.isfinite(L0) and L0 <= self.thresholds.risk_tolerance:
                 st.L0, st.regime = L0, Regime.STATIC_SUFFICIENT
-                st.stop_reason = (f"Static-Sufficient from past runs: "
+                self._stop(st, StopKind.STATIC_SUFFICIENT, f"Static-Sufficient from past runs: "
                                   f"{explain(Regime.STATIC_SUFFICIENT, float('nan'), L0, float('nan'), float('nan'), self.thresholds)}"
                                   "; no probe needed")
         fresh = [st for st in fresh if st.stop_reason is None]
@@ -329,7 +330,7 @@ class Engine:
                     # The orders before it may not all run (the driver withdraws what the budget
                     # cannot pay once costs are measured): defer it to the next round, not stop it.
                     continue
-                st.stop_reason = "probe budget spent before the initial probe"
+                self._stop(st, StopKind.BUDGET, "probe budget spent before the initial probe")
                 continue
             # Nothing measured yet and the cost a guess: plan with a margin, and defer (not stop)
             # what does not fit it; the next round has measured costs to decide with. The first
@@ -475,13 +476,13 @@ class Engine:
             if i in chosen:
                 continue
             if inc_l[i] <= 0:
-                st.stop_reason = "reached the probe cap (max_depth_fraction of the full run)"
+                self._stop(st, StopKind.PROBE_CAP, "reached the probe cap (max_depth_fraction of the full run)")
             elif cost_l[i] > left:
-                st.stop_reason = "probe budget spent" + (
+                self._stop(st, StopKind.BUDGET, "probe budget spent" + (
                     f" with no learning seen yet: the metric is still within noise of its no-skill level "
-                    f"{self._baseline[st.info.id]:.3g}" if st.no_learning else "")
+                    f"{self._baseline[st.info.id]:.3g}" if st.no_learning else ""))
             elif math.isfinite(gain_l[i]) and gain_l[i] <= gamma * cost_l[i]:
-                st.stop_reason = "the next increment removes less risk than it costs (gamma x cost)"
+                self._stop(st, StopKind.NOT_WORTH_ITS_COST, "the next increment removes less risk than it costs (gamma x cost)")
         orders: list[ProbeOrder] = []
         for i in sorted(chosen, key=lambda i: active[i].info.id):
             orders += self._orders_for(active[i], int(targets[i]))
@@ -628,28 +629,26 @@ class Engine:
                 continue
             g = st.info.group
             if capped[i]:
-                st.stop_reason = "reached the probe cap (max_depth_fraction of the full run)"
+                self._stop(st, StopKind.PROBE_CAP, "reached the probe cap (max_depth_fraction of the full run)")
             elif out[i]:
-                st.stop_reason = (f"out of contention: P(best in {g}) = {pb[i]:.2%} < {s.contention:.0%} after "
-                                  f"{int(depth[i])} steps")
-                st.soft_stop = True
+                self._stop(st, StopKind.OUT_OF_CONTENTION, f"out of contention: P(best in {g}) = {pb[i]:.2%} < "
+                           f"{s.contention:.0%} after {int(depth[i])} steps", soft=True)
             elif not fits[i] or priority[i] or pays[i]:
                 # wanted an increment the budget cannot pay (the cheapest one left does not fit)
                 if not fits[i]:
-                    st.stop_reason = "probe budget spent" + (
+                    self._stop(st, StopKind.BUDGET, "probe budget spent" + (
                         f" with no learning seen yet: the metric is still within noise of its no-skill level "
-                        f"{self._baseline[st.info.id]:.3g}" if st.no_learning else "")
+                        f"{self._baseline[st.info.id]:.3g}" if st.no_learning else ""))
                 # else: it fits but the round's slots are full; it competes again next round
             else:
                 kg, ck = float(v["kg"][i]), float(v["cost_k"][i])
                 if np.isfinite(ck) and kg > 0:
-                    st.stop_reason = (f"contender, settled: P(best in {g}) = {pb[i]:.1%}; the best further probe "
-                                      f"({ck:.3g} device-s) removes {kg:.2g} of expected regret, less than its cost at "
-                                      f"the price of regret ({gamma * ck:.2g})")
+                    why = (f"contender, settled: P(best in {g}) = {pb[i]:.1%}; the best further probe ({ck:.3g} device-s) "
+                           f"removes {kg:.2g} of expected regret, less than its cost at the price of regret ({gamma * ck:.2g})")
                 else:
-                    st.stop_reason = (f"contender, settled: P(best in {g}) = {pb[i]:.1%}; no further probe changes "
-                                      "the choice (nothing left to learn within the budget and the probe cap)")
-                st.soft_stop = True
+                    why = (f"contender, settled: P(best in {g}) = {pb[i]:.1%}; no further probe changes the choice "
+                           "(nothing left to learn within the budget and the probe cap)")
+                self._stop(st, StopKind.SETTLED, why, soft=True)
         orders: list[ProbeOrder] = []
         for i in sorted(chosen, key=lambda i: states[i].info.id):
             orders += self._orders_for(states[i], int(target1[i]))
@@ -664,7 +663,7 @@ class Engine:
             # Out of contention and settled are decisions about the current beliefs: revisit them.
             for st in self.states.values():
                 if st.soft_stop:
-                    st.stop_reason, st.soft_stop = None, False
+                    st.stop_reason, st.stop_kind, st.soft_stop = None, None, False
         # The curve model's extrapolation error first: the predictions below carry it.
         self._update_backtests()
         groups: dict[str, list[CandidateState]] = {}
@@ -756,6 +755,12 @@ class Engine:
         for st, sc, ex in zip(states, err.scale.tolist(), err.exponent.tolist()):
             st.bt_scale, st.bt_exponent = sc, ex
 
+    @staticmethod
+    def _stop(st: CandidateState, kind: StopKind, why: str, soft: bool = False) -> None:
+        """Stop probing `st`: the kind the plan branches on, the words the user reads. soft: a
+        decision about the current beliefs, revisited at every refit."""
+        st.stop_kind, st.stop_reason, st.soft_stop = kind, why, soft
+
     def _too_early(self, st: CandidateState, moved: float) -> bool:
         """Too early to tell: the curve model's back-tested error alone spans more than all the
         task's curves have moved so far, so the prediction cannot rank the candidate."""
@@ -813,34 +818,34 @@ class Engine:
         # tell from a slow decay, cannot settle anything yet: keep probing if the budget allows.
         if st.no_learning:
             if st.depth >= self._cap(st):
-                st.stop_reason = (f"reached the probe cap with no learning seen: the metric is still within noise of its "
-                                  f"no-skill level {self._baseline[st.info.id]:.3g}")
+                self._stop(st, StopKind.PROBE_CAP, f"reached the probe cap with no learning seen: the metric is still "
+                           f"within noise of its no-skill level {self._baseline[st.info.id]:.3g}")
             return
         if self.settings.objective == "decision":
             # The decision rule (_decision_extensions) stops the rest, with reasons it revisits.
             if st.depth >= self._cap(st):
-                st.stop_reason = "reached the probe cap (max_depth_fraction of the full run)"
+                self._stop(st, StopKind.PROBE_CAP, "reached the probe cap (max_depth_fraction of the full run)")
             elif static_settled:
                 # The task's predicted finals spread less than the tolerance (L(0) <= tau^2): any
                 # pick is within what the user said a wrong prediction may cost. Revisited every
                 # round, since L(0) moves with the predictions.
-                st.stop_reason = f"Static-Sufficient: {why}; the task's candidates are all within tolerance of each other"
-                st.soft_stop = True
+                self._stop(st, StopKind.STATIC_SUFFICIENT,
+                           f"Static-Sufficient: {why}; the task's candidates are all within tolerance of each other", soft=True)
             return
         if not self._identified(st) and not static_settled:
             if st.depth >= self._cap(st):
-                st.stop_reason = f"reached the probe cap; {st.regime.value}: {why}"
+                self._stop(st, StopKind.PROBE_CAP, f"reached the probe cap; {st.regime.value}: {why}")
             return
         if st.regime is Regime.NOISE_DOMINANT:
             # Writing a candidate off needs the floor's lower bound above tolerance: early on, a
             # slow decay and a floor look alike and the point estimate of L_int runs high.
-            st.stop_reason = f"Noise-Dominant: {why}"
+            self._stop(st, StopKind.NOISE_DOMINANT, f"Noise-Dominant: {why}")
         elif st.regime is Regime.STATIC_SUFFICIENT:
-            st.stop_reason = f"Static-Sufficient: {why}"
+            self._stop(st, StopKind.STATIC_SUFFICIENT, f"Static-Sufficient: {why}")
         elif st.depth >= self._cap(st):
-            st.stop_reason = "reached the probe cap (max_depth_fraction of the full run)"
+            self._stop(st, StopKind.PROBE_CAP, "reached the probe cap (max_depth_fraction of the full run)")
         elif np.isfinite(st.c_star) and st.depth >= st.c_star:
-            st.stop_reason = f"reached its budget-optimal depth c*={st.c_star:.0f}"
+            self._stop(st, StopKind.OPTIMAL_DEPTH, f"reached its budget-optimal depth c*={st.c_star:.0f}")
 
     # ----- results ----------------------------------------------------------------------------
     def _predict(self, st: CandidateState) -> tuple[float, float]:
@@ -930,5 +935,7 @@ class Engine:
                 "probe_value": decision[st.info.id][1],  # expected regret reduction per device-second, next extension
                 "diagnostics": ";".join((f.diagnostics if f else ()) + ((TOO_EARLY,) if st.too_early else ())),
                 "stop_reason": st.stop_reason or "",
+                "stop_kind": st.stop_kind.value if st.stop_kind is not None else "",
+                "no_learning": bool(st.no_learning),
             })
         return rows

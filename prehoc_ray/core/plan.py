@@ -58,6 +58,8 @@ from typing import Any
 import numpy as np
 from scipy.stats import norm
 
+from prehoc_ray.types import StopKind
+
 RUN = "run"
 SKIP = "skip"
 PROBE_MORE = "probe more"
@@ -185,7 +187,8 @@ def make_plan(rows: Sequence[Mapping[str, Any]], settings: PlanSettings) -> Plan
     """Decide, for every candidate row, run / skip / probe more (see the module docstring).
 
     Each row needs candidate and task; uses predicted_final, predicted_std, L_int, regime,
-    full_cost_s, probe_cost_s, stop_reason, value_per_cost (probe_value when the row's objective
+    full_cost_s, probe_cost_s, stop_kind (a StopKind value: the rules branch on it), stop_reason
+    (the words, quoted in reasons), no_learning, value_per_cost (probe_value when the row's objective
     is "decision": expected regret reduction per device-second) and gamma (the objective's
     price) when present.
     """
@@ -203,6 +206,8 @@ def make_plan(rows: Sequence[Mapping[str, Any]], settings: PlanSettings) -> Plan
     gamma = np.array([_f(r, "gamma") for r in rows])
     regime = [str(r.get("regime") or "") for r in rows]
     stop = [str(r.get("stop_reason") or "") for r in rows]
+    kind = [str(r.get("stop_kind") or "") for r in rows]  # a StopKind value: what the rules branch on
+    no_learning = [bool(r.get("no_learning") or False) for r in rows]
 
     with np.errstate(invalid="ignore"):
         # A NaN std means the engine has no interval to give (no learning seen yet, no fit): it
@@ -287,7 +292,7 @@ def make_plan(rows: Sequence[Mapping[str, Any]], settings: PlanSettings) -> Plan
         nd = regime[i] == NOISE_DOMINANT
         regime_note = f"; {regime[i]}" if regime[i] else ""
         risk_note = " (Noise-Dominant: its wide interval counts against it)" if nd else ""
-        budget_stopped = "probe budget" in stop[i].lower()
+        budget_stopped = kind[i] == StopKind.BUDGET.value
         # value_per_cost is +inf where the engine could not decide yet (a fit not identified, no
         # learning seen): the next probe is worth more than any price.
         pays = bool(not np.isnan(vpc[i]) and np.isfinite(gamma[i]) and vpc[i] > gamma[i])
@@ -303,11 +308,11 @@ def make_plan(rows: Sequence[Mapping[str, Any]], settings: PlanSettings) -> Plan
         probe_more = (i not in run_idx) and budget_stopped and worth_more and could_change
         s_txt = f"risk-adjusted {_fmt(score[i])} ({q:.0%} {bound} bound)"
 
-        if stop[i].lower().startswith("probe failed"):
+        if kind[i] == StopKind.PROBE_FAILED.value:
             decision, reason = SKIP, f"{stop[i]}: no prediction to act on"
         elif not valid[i]:
             why = stop[i] or "no probe data"
-            if np.isfinite(mean[i]) and "no learning seen" not in why:
+            if np.isfinite(mean[i]) and not no_learning[i]:
                 why = f"no interval: too little data to fit the uncertainty decay; {why}"
             if probe_more:
                 decision, reason = PROBE_MORE, f"no prediction yet ({why}); the probe budget ran out before one was possible"

@@ -5,6 +5,16 @@ import numpy as np
 import pytest
 
 from prehoc_ray.core.plan import EXACT_MAX_TASKS, PROBE_MORE, RUN, SKIP, PlanSettings, knapsack, make_plan
+from prehoc_ray.types import StopKind
+
+
+def _kind_of(why: str) -> str:
+    """The StopKind the engine gives with each of these texts (fixtures are written as text)."""
+    for prefix, kind in (("probe budget", StopKind.BUDGET), ("probe failed", StopKind.PROBE_FAILED),
+                         ("Noise-Dominant", StopKind.NOISE_DOMINANT), ("reached the probe cap", StopKind.PROBE_CAP)):
+        if why.startswith(prefix):
+            return kind.value
+    return StopKind.OPTIMAL_DEPTH.value
 
 
 def row(candidate, task, mean, std, cost=100.0, **kw):
@@ -17,7 +27,9 @@ def row(candidate, task, mean, std, cost=100.0, **kw):
         "regime": kw.pop("regime", "Dynamic-Critical"),
         "full_cost_s": cost,
         "probe_cost_s": kw.pop("probe_cost_s", 1.0),
-        "stop_reason": kw.pop("stop_reason", "reached its budget-optimal depth c*=40"),
+        "stop_reason": (why := kw.pop("stop_reason", "reached its budget-optimal depth c*=40")),
+        "stop_kind": kw.pop("stop_kind", _kind_of(why)),
+        "no_learning": kw.pop("no_learning", "no learning seen" in why),
         "value_per_cost": kw.pop("value_per_cost", 0.0),
         "gamma": kw.pop("gamma", 1e-6),
     }
@@ -268,3 +280,20 @@ def test_no_interval_stays_no_interval():
     assert d["t:stuck"].decision == PROBE_MORE and "no learning seen" in d["t:stuck"].reason
     assert "too little data" not in d["t:stuck"].reason
     assert d["t:other"].decision == SKIP and "no learning seen" in d["t:other"].reason
+
+
+def test_the_rules_branch_on_the_stop_kind_not_on_its_words():
+    # The same facts in other words (or another language) make the same plan.
+    common = dict(value_per_cost=1e-3, gamma=1e-5)
+    worded = [row("t:a", "t", 0.71, 0.03, stop_reason="probe budget spent", **common),
+              row("t:f", "t", float("nan"), float("nan"), stop_reason="probe failed: OOM", value_per_cost=float("nan"))]
+    reworded = [row("t:a", "t", 0.71, 0.03, stop_reason="le budget est epuise", stop_kind=StopKind.BUDGET.value, **common),
+                row("t:f", "t", float("nan"), float("nan"), stop_reason="OOM", stop_kind=StopKind.PROBE_FAILED.value,
+                    value_per_cost=float("nan"))]
+    settings = PlanSettings(baselines={"t": 0.70}, confidence=0.8)
+    a = [d.decision for d in make_plan(worded, settings).decisions]
+    b = [d.decision for d in make_plan(reworded, settings).decisions]
+    assert a == b == [PROBE_MORE, SKIP]
+    # and the words alone, without the kind, decide nothing
+    bare = [dict(r, stop_kind="") for r in worded]
+    assert make_plan(bare, settings).decisions[0].decision != PROBE_MORE
