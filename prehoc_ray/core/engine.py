@@ -223,6 +223,8 @@ class Engine:
         self._open: dict[str, ProbeOrder] = {}
         self.spent = 0.0
         self.history: list[dict] = []  # per finished probe: round, candidate, cost, cumulative spend
+        self.gamma = self.gamma_decision = float("nan")
+        self._update_prices()  # exist from construction; every refit updates them with measured costs
 
     # ----- tell -------------------------------------------------------------------------------
     def tell(self, order: ProbeOrder, rows: list[dict], cost_s: float) -> None:
@@ -670,16 +672,8 @@ class Engine:
         for st in self.states.values():
             if any(st.points.values()):  # a probe whose rows were all non-finite left nothing to fit
                 groups.setdefault(st.info.group, []).append(st)
-        lam_all = [st.cost_per_step * s.seeds for st in self.states.values()]
-        horizon_all = [st.info.horizon for st in self.states.values()]
-        gamma = s.gamma or s.tolerance**2 / (float(np.median(lam_all)) * float(np.median(horizon_all)))
-        self.gamma = gamma
-        # Price of regret: one tolerance of regret in a task's pick is worth training every
-        # candidate of the task in full (brute force, the way to remove that regret for sure).
-        task_full: dict[str, float] = {}
-        for st in self.states.values():
-            task_full[st.info.group] = task_full.get(st.info.group, 0.0) + st.cost_per_step * st.info.horizon
-        self.gamma_decision = s.gamma_decision or s.tolerance / float(np.median(list(task_full.values())))
+        self._update_prices()
+        gamma = self.gamma
         for g, members in sorted(groups.items()):
             curves = [m.curves() for m in members]
             lo = min(float(c.seeds[k][0][0]) for c in curves for k in c.seeds if c.seeds[k][0].size)
@@ -754,6 +748,25 @@ class Engine:
                                   [st.backtest for st in states])
         for st, sc, ex in zip(states, err.scale.tolist(), err.exponent.tolist()):
             st.bt_scale, st.bt_exponent = sc, ex
+
+    def _update_prices(self) -> None:
+        """gamma (price of prediction risk) and gamma_decision (price of regret) per device-second,
+        from the costs per step known now (priors until probes measure them)."""
+        s = self.settings
+        states = list(self.states.values())
+        if not states:
+            self.gamma = s.gamma or float("nan")
+            self.gamma_decision = s.gamma_decision or float("nan")
+            return
+        lam_all = [st.cost_per_step * s.seeds for st in states]
+        horizon_all = [st.info.horizon for st in states]
+        self.gamma = s.gamma or s.tolerance**2 / (float(np.median(lam_all)) * float(np.median(horizon_all)))
+        # Price of regret: one tolerance of regret in a task's pick is worth training every
+        # candidate of the task in full (brute force, the way to remove that regret for sure).
+        task_full: dict[str, float] = {}
+        for st in states:
+            task_full[st.info.group] = task_full.get(st.info.group, 0.0) + st.cost_per_step * st.info.horizon
+        self.gamma_decision = s.gamma_decision or s.tolerance / float(np.median(list(task_full.values())))
 
     @staticmethod
     def _stop(st: CandidateState, kind: StopKind, why: str, soft: bool = False) -> None:

@@ -525,9 +525,9 @@ class Driver:
         # The price the allocation objective compares a probe's value with: of prediction risk
         # (objective "prediction") or of regret (objective "decision").
         if self.spec.allocation.objective == "decision":
-            gamma = getattr(engine, "gamma_decision", None) or float("nan")
+            gamma = engine.gamma_decision
         else:
-            gamma = getattr(engine, "gamma", None) or (self.spec.allocation.gamma or float("nan"))
+            gamma = engine.gamma
         t = time.perf_counter()
         rows = outputs.candidate_rows(self.spec, engine.summary(), gamma, runs, metric)
         outputs.write_candidates(self.run_dir, rows)

@@ -149,7 +149,7 @@ def write_simulated_run(
         manifest.with_status("running").save(run_dir)
         return job
     decision = a.objective == "decision"
-    gamma = float(getattr(engine, "gamma_decision" if decision else "gamma", float("nan")))
+    gamma = float(engine.gamma_decision if decision else engine.gamma)
     rows = []
     cfg = job.configs[0]
     for r in engine.summary():
