@@ -3,8 +3,8 @@
 Connects to the Ray cluster at ADDR (else the spec's cluster.address, else RAY_ADDRESS), or
 starts an embedded local Ray; runs the allocation loop (prehoc_ray.execution.driver) and
 leaves in DIR (default runs/<job name>): the result store (points/, probes/), static.parquet,
-candidates.parquet, spend.parquet, manifest.json, job.yaml, and the plan and report when
-prehoc_ray.plan is installed.
+candidates.parquet, spend.parquet, manifest.json, job.yaml, the plan (plan.parquet, plan.json)
+and the report (report.html, report.md, plots/).
 
 Kill it at any point and run it again with --resume: nothing finished is run twice and the
 decisions are the ones an uninterrupted run reaches.
@@ -105,6 +105,6 @@ def _summary(result, spec) -> None:
         p = f"{pred:.3f} +/- {sd:.3f}" if sd == sd else (f"{pred:.3f}" if pred == pred else "n/a")
         lines.append(f"  {r['candidate']:<{width}}  {r['regime']:<17}  {p:<17}  probe {r['probe_steps']:>5} steps  "
                      f"{r['probe_cost_s']:8.1f}s  {r['stop_reason']}")
-    lines.append(f"outputs in {result.run_dir}" + ("" if result.plan_written else " (no plan: prehoc_ray.plan not available)"))
+    lines.append(f"outputs in {result.run_dir}" + ("" if result.plan_written else " (no plan written)"))
     typer.echo("\n".join(lines))
     sys.stdout.flush()

@@ -47,6 +47,7 @@ from prehoc_ray.io.errors import ManifestError
 from prehoc_ray.io.history import load_history
 from prehoc_ray.io.manifest import RunManifest, spec_hash
 from prehoc_ray.io.store import ResultStore
+from prehoc_ray.report.finish import write_outputs
 from prehoc_ray.spec.job import JobSpec
 
 # Before a probe has measured a candidate's cost, the engine needs a guess (device-seconds
@@ -535,13 +536,8 @@ class Driver:
         self.stats.candidates = rows
         self._time("outputs", t)
         t = time.perf_counter()
-        try:
-            from prehoc_ray.plan import write_outputs  # another engineer's module; optional here
-        except ImportError:
-            self.progress.log("plan module not available: wrote candidates.parquet and spend.parquet only")
-        else:
-            write_outputs(self.run_dir, self.spec)
-            self.stats.plan_written = True
+        write_outputs(self.run_dir, self.spec)
+        self.stats.plan_written = True
         self._time("plan", t)
         self.stats.wall_s = time.perf_counter() - t0
         self.stats.overhead_s = max(0.0, self.stats.wall_s - self._waiting_s)

@@ -1,16 +1,11 @@
-"""The end of a run: the portfolio plan (plan.parquet, plan.json) and the report.
+"""The portfolio plan's files (plan.parquet, plan.json) from candidates.parquet and the spec.
 
-The driver of `prehoc-ray run` calls `write_outputs(run_dir, spec)` once candidates.parquet,
-spend.parquet and the result store are written. The decision rules live in
-prehoc_ray.core.plan (pure numpy/scipy); this package does the files.
+The decision rules live in prehoc_ray.core.plan (pure numpy/scipy); this package does the
+files. The end of a run (the plan, then the report that reads it) is
+prehoc_ray.report.finish.write_outputs: the report depends on the plan, not the other way.
 """
 
 from __future__ import annotations
-
-import logging
-import traceback
-from dataclasses import replace
-from pathlib import Path
 
 from prehoc_ray.plan.outputs import (
     CANDIDATES_FILE,
@@ -32,28 +27,5 @@ __all__ = [
     "PlanOutputs",
     "build_plan",
     "read_candidates",
-    "write_outputs",
     "write_plan",
 ]
-
-log = logging.getLogger(__name__)
-
-
-def write_outputs(run_dir: str | Path, spec: JobSpec, *, report: bool = True) -> PlanOutputs:
-    """plan.parquet + plan.json, then report.html + report.md + plots/*.png, in `run_dir`.
-
-    Raises FileNotFoundError when candidates.parquet is missing. A failure while drawing the
-    report does not lose the plan (hours of probes went into it): it is logged and returned
-    in `report_error`, and `prehoc-ray report DIR` can rebuild the report later.
-    """
-    out = write_plan(run_dir, spec)
-    if not report:
-        return out
-    try:
-        from prehoc_ray.report.run_report import write_report
-
-        rep = write_report(run_dir, spec=spec)
-        return replace(out, report_html=rep.html, report_md=rep.markdown)
-    except Exception as exc:  # noqa: BLE001 - see docstring
-        log.error("prehoc-ray: the plan is written, the report failed: %s\n%s", exc, traceback.format_exc())
-        return replace(out, report_error=f"{type(exc).__name__}: {exc}")

@@ -8,7 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from prehoc_ray.io import write_table
-from prehoc_ray.plan import PLAN_COLUMNS, write_outputs, write_plan
+from prehoc_ray.plan import PLAN_COLUMNS, write_plan
+from prehoc_ray.report.finish import write_outputs
 from prehoc_ray.plan.simrun import simulated_spec_dict, write_simulated_run
 from prehoc_ray.spec.job import JobSpec
 
@@ -74,7 +75,7 @@ def test_report_written_alongside(run_dir, outputs):
 
 def test_a_report_failure_does_not_lose_the_plan(tmp_path, run_dir, monkeypatch):
     d, job = run_dir
-    import prehoc_ray.report.run_report as rr
+    import prehoc_ray.report.finish as rr
 
     work = tmp_path / "copy"
     work.mkdir()
