@@ -25,8 +25,8 @@ Decision rules (mode "max": a larger metric is better; "min" mirrors every inequ
    are chosen to maximise, in this order, (a) the total risk-adjusted margin over the
    baselines (metric units), (b) the number of tasks funded, (c) a lower total cost.
    Tasks without a baseline have no margin, so they are funded after every task with one,
-   as many as fit. Exact (every subset) for up to EXACT_MAX_TASKS tasks, greedy by margin per
-   second beyond. A task whose pick did not fit then takes its next eligible candidate that
+   as many as fit. Exact at any number of tasks (0-1 integer programs, scipy.optimize.milp).
+   A task whose pick did not fit then takes its next eligible candidate that
    fits what is left (greedy, highest margin per second first). A candidate whose full-run
    cost is unknown cannot be fitted under a cap.
 6. Decisions:
@@ -66,7 +66,6 @@ PROBE_MORE = "probe more"
 DECISIONS = (RUN, SKIP, PROBE_MORE)
 
 NOISE_DOMINANT = "Noise-Dominant"
-EXACT_MAX_TASKS = 16  # 2^16 subsets: exact knapsack in a few ms
 
 
 @dataclass(frozen=True)
@@ -152,35 +151,32 @@ def _fmt_s(x: float) -> str:
 def knapsack(values: np.ndarray, costs: np.ndarray, budget: float) -> np.ndarray:
     """Indices of items maximising (sum of values, number of items, -cost) within `budget`.
 
-    Exact over every subset for up to EXACT_MAX_TASKS items, else greedy by value per cost
-    (then cheapest first for zero-value items). Items with a non-finite cost never fit.
+    Exact at any size: three 0-1 integer programs in turn (scipy.optimize.milp, HiGHS), each
+    keeping the optimum of the one before (the most value; among those, the most items; among
+    those, the cheapest). Items with a non-finite cost or value never fit.
     """
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
     values = np.asarray(values, float)
     costs = np.asarray(costs, float)
     ok = np.isfinite(costs) & (costs <= budget + 1e-9) & np.isfinite(values)
     idx = np.flatnonzero(ok)
     if idx.size == 0:
         return np.zeros(0, int)
-    if idx.size <= EXACT_MAX_TASKS:
-        m = idx.size
-        masks = ((np.arange(1 << m)[:, None] >> np.arange(m)[None, :]) & 1).astype(bool)
-        tot_c = masks @ costs[idx]
-        tot_v = masks @ values[idx]
-        cnt = masks.sum(1)
-        feasible = tot_c <= budget + 1e-9
-        # lexicographic: value (rounded so float noise does not beat a real count), count, -cost
-        key_v = np.where(feasible, np.round(tot_v, 12), -np.inf)
-        order = np.lexsort((tot_c, -cnt, -key_v))
-        return np.sort(idx[masks[order[0]]])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(costs[idx] > 0, values[idx] / costs[idx], np.inf)
-    order = idx[np.lexsort((costs[idx], -ratio))]
-    picked, left = [], budget
-    for i in order:
-        if costs[i] <= left + 1e-9:
-            picked.append(int(i))
-            left -= costs[i]
-    return np.array(sorted(picked), int)
+    v, c, m = values[idx], costs[idx], idx.size
+    ones = np.ones(m)
+    rows = [LinearConstraint(c[None, :], -np.inf, budget + 1e-9)]
+    x = np.zeros(m)
+    for objective, keep in ((-v, lambda x: LinearConstraint(v[None, :], float(v @ x) - 1e-9 * max(1.0, abs(float(v @ x))), np.inf)),
+                            (-ones, lambda x: LinearConstraint(ones[None, :], float(ones @ x) - 0.5, np.inf)),
+                            (c, None)):
+        res = milp(objective, constraints=rows, integrality=np.ones(m), bounds=Bounds(0, 1))
+        if res.x is None:  # cannot happen (x = 0 is feasible); keep the last stage's answer
+            break
+        x = np.round(res.x)
+        if keep is not None:
+            rows = rows + [keep(x)]
+    return np.sort(idx[x > 0.5])
 
 
 def make_plan(rows: Sequence[Mapping[str, Any]], settings: PlanSettings) -> Plan:

@@ -7,6 +7,6 @@ torch / transformers / peft / deepspeed when they are first used:
     from prehoc_ray.runner.static import compute_static_signals
 """
 
-from prehoc_ray.runner.errors import CheckpointMismatchError, ProbeDivergedError, RunnerInputError
+from prehoc_ray.runner.errors import CheckpointMismatchError, CheckpointRefusedError, ProbeDivergedError, RunnerInputError
 
-__all__ = ["CheckpointMismatchError", "ProbeDivergedError", "RunnerInputError"]
+__all__ = ["CheckpointMismatchError", "CheckpointRefusedError", "ProbeDivergedError", "RunnerInputError"]

@@ -8,6 +8,10 @@ Both: AdamW over the LoRA parameters, linear warm-up then cosine decay to 10% ov
 full fine-tune (`FinetuneConfig.full_steps`) -- a probe is the prefix of the run it predicts, so
 its learning rate at step c is the full run's at step c -- and gradient clipping at 1.0 with
 the pre-clip norm reported.
+
+Checkpoints are read with `checkpoint.load_tensors` (torch.load weights_only=True) on both
+backends, DeepSpeed's own loader included (see `_weights_only_loads`): a checkpoint directory is
+shared storage, and an unrestricted unpickle of a file there runs whatever its author wrote.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from prehoc_ray.runner import checkpoint as ck
 from prehoc_ray.runner.batches import IGNORE
 from prehoc_ray.runner.models import cache_root
 
@@ -190,7 +195,7 @@ class TorchEngine:
         )
 
     def load(self, directory: Path) -> None:
-        state = torch.load(directory / "torch_state.pt", map_location="cpu", weights_only=True)
+        state = ck.load_tensors(directory / "torch_state.pt")
         named = dict(self.model.named_parameters())
         with torch.no_grad():
             for n, v in state["trainable"].items():
@@ -233,6 +238,7 @@ class DeepSpeedEngine:
         self.engine, _, _, _ = deepspeed.initialize(
             model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config, dist_init_required=False
         )
+        _weights_only_loads(self.engine)
         self.model = self.engine.module
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         # DeepSpeed records the global norm only in its own optimizer wrappers (ZeRO >= 1, bf16);
@@ -258,6 +264,7 @@ class DeepSpeedEngine:
         return torch.autocast(device_type=self.device.type, enabled=False)
 
     def save(self, directory: Path) -> None:
+        ck.private_dir(directory / self.TAG)  # DeepSpeed would create it world-readable
         self.engine.save_checkpoint(str(directory), tag=self.TAG, save_latest=False, exclude_frozen_parameters=True)
 
     def load(self, directory: Path) -> None:
@@ -272,6 +279,33 @@ class DeepSpeedEngine:
             self.engine.destroy()
         except Exception:
             pass
+
+
+def _deepspeed_checkpoint_types() -> list[type]:
+    """The DeepSpeed types a ZeRO optimizer's own state_dict holds (its stage, its loss scaler,
+    fragment offsets): plain records, built field by field by the weights-only unpickler."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    return [ZeroStageEnum, LossScaler, DynamicLossScaler, fragment_address]
+
+
+def _weights_only_loads(engine) -> None:
+    """Route every file DeepSpeed's load_checkpoint reads through `ck.load_tensors`.
+
+    DeepSpeed (0.19.8 here) reads checkpoints with `torch.load(weights_only=False)` in its
+    TorchCheckpointEngine and offers no option to change it; every read of load_checkpoint
+    (model states, ZeRO optimizer shards) goes through `engine.checkpoint_engine.load`, so that
+    one method is replaced on this engine's instance."""
+    allow = _deepspeed_checkpoint_types()
+
+    def load(path, map_location=None):
+        return ck.load_tensors(Path(path), map_location=map_location or "cpu", allow=allow)
+
+    if getattr(engine, "checkpoint_engine", None) is None:
+        raise RuntimeError("DeepSpeed engine has no checkpoint_engine to make safe (ZeRO offload is not supported)")
+    engine.checkpoint_engine.load = load
 
 
 def make_engine(backend: str, model, config, *, device, precision: str, call: ModelCall, zero_stage: int = 0):

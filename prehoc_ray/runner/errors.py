@@ -13,6 +13,13 @@ class CheckpointMismatchError(RunnerInputError):
     (config, backend, world size): continuing it would splice two different curves."""
 
 
+class CheckpointRefusedError(RunnerInputError):
+    """A checkpoint this process will not load: its `latest.json` points out of the probe's
+    directory, a file differs from the digest its writer recorded, or a file holds more than
+    plain tensor data. Checkpoints sit in a shared run directory; loading such a file could run
+    code someone else wrote."""
+
+
 class ProbeDivergedError(RuntimeError):
     """The training loss became NaN or infinite. Rows evaluated before that point were already
     emitted through `on_point`; they are also kept on the exception as `rows`."""

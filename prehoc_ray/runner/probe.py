@@ -366,8 +366,7 @@ def _save(engine, pdir: Path, step: int, rank: int, world: int, meta: dict) -> N
             dist.barrier()
 
     if rank == 0:
-        pdir.mkdir(parents=True, exist_ok=True)
-        step_dir = ck.new_step_dir(pdir, step)
+        step_dir = ck.new_step_dir(pdir, step)  # owner-only, with any missing parents
     barrier()
     step_dir = pdir / f"step_{step:08d}"
     if engine.name == "deepspeed" or rank == 0:  # DeepSpeed saves per-rank shards
