@@ -16,6 +16,14 @@ over the back-test's window (decision.curve_distance). The exponent is the media
 of the exponent of each candidate's seed-mean curve (the same profile fit the extrapolation
 uses; at most 1, from at least 5 evaluations); 0 (the log-linear limit, the most conservative)
 when no curve has that many.
+
+The same back-tests say how far to believe the curve model's extrapolated gain: the
+least-squares slope of the gains the seeds showed on the gains it extrapolated over the
+back-test windows (`gain_trust`, in [0, 1], pooled like the error). A curve model that
+overshoots saturating curves would otherwise pick, in every task, the candidate it overshoots
+most; a prediction is the last value plus gain_trust times the extrapolated gain. A window
+that ends before the curves bend cannot see an overshoot, so this corrects what the probes
+have shown, not more (tests/core/test_backtests.py).
 """
 
 from __future__ import annotations
@@ -46,16 +54,19 @@ class CurveBacktest:
     points: int  # evaluations it was computed from (a cache key: new points, new back-test)
     errors: tuple[tuple[float, float, float], ...]  # per seed: (extrapolated - observed, origin, depth)
     exponent: float  # power-law exponent of the seed-mean curve; NaN with fewer than 3 evaluations
+    gains: tuple[tuple[float, float], ...] = ()  # per seed: (extrapolated gain, observed gain) from origin to depth
 
 
 def candidate_backtest(cc: CandidateCurves) -> CurveBacktest:
-    errors = []
+    errors, gains = [], []
     for steps, values in cc.seeds.values():
         err, origin = backtest_error(steps, values, extrapolate, min_points=1)
         if math.isfinite(err):
             errors.append((err, origin, float(steps[-1])))
+            seen = float(values[-1]) - float(values[np.searchsorted(steps, origin)])
+            gains.append((seen + err, seen))
     npts = sum(int(s.size) for s, _ in cc.seeds.values())
-    return CurveBacktest(npts, tuple(errors), _mean_curve_exponent(cc))
+    return CurveBacktest(npts, tuple(errors), _mean_curve_exponent(cc), tuple(gains))
 
 
 def _mean_curve_exponent(cc: CandidateCurves) -> float:
@@ -78,6 +89,9 @@ class ExtrapolationError:
 
     scale: np.ndarray
     exponent: np.ndarray
+    # How much of the curve model's extrapolated gain its task's back-tests bore out: the
+    # least-squares slope of observed on extrapolated gains, in [0, 1] (1 where unknown).
+    gain_trust: np.ndarray | None = None
 
 
 def extrapolation_error(groups: list[str], depths: np.ndarray, backtests: list[CurveBacktest | None]) -> ExtrapolationError:
@@ -102,13 +116,38 @@ def extrapolation_error(groups: list[str], depths: np.ndarray, backtests: list[C
         dist = float(np.mean([curve_distance(o, d, exponent[i]) for _, o, d in b.errors]))
         if dist > 0:
             recs.setdefault(groups[i], []).append((float(depths[i]), (err / dist) ** 2))
+    grecs: dict[str, list[tuple[float, float, float]]] = {}  # (depth, pred x seen, pred^2)
+    for i, b in enumerate(backtests):
+        if b is not None and b.gains:
+            pg = np.array([g for g, _ in b.gains])
+            ag = np.array([a for _, a in b.gains])
+            grecs.setdefault(groups[i], []).append((float(depths[i]), float(pg @ ag), float(pg @ pg)))
     everything = sorted(x for v in recs.values() for x in v)
     sorted_recs = {g: sorted(v) for g, v in recs.items()}
     scale = np.full(n, np.nan)
     for i, g in enumerate(groups):
         sc = _scale_at(sorted_recs.get(g, []), float(depths[i]))
         scale[i] = sc if math.isfinite(sc) else _scale_at(everything, float(depths[i]))
-    return ExtrapolationError(scale, exponent)
+    all_g = sorted(x for v in grecs.values() for x in v)
+    sorted_g = {g: sorted(v) for g, v in grecs.items()}
+    trust = np.ones(n)
+    for i, g in enumerate(groups):
+        t = _trust_at(sorted_g.get(g, []), float(depths[i]))
+        trust[i] = t if math.isfinite(t) else (_trust_at(all_g, float(depths[i])) if all_g else 1.0)
+    trust = np.where(np.isfinite(trust), trust, 1.0)
+    return ExtrapolationError(scale, exponent, trust)
+
+
+def _trust_at(recs: list[tuple[float, float, float]], depth: float) -> float:
+    """Slope of observed on extrapolated gains over the back-tests made at `depth` or deeper
+    (at least the two deepest), clipped to [0, 1]; NaN with fewer than two."""
+    if len(recs) < 2:
+        return float("nan")
+    d = np.array([x[0] for x in recs])
+    k = min(int(np.searchsorted(d, depth, side="left")), len(recs) - 2)
+    num = sum(x[1] for x in recs[k:])
+    den = sum(x[2] for x in recs[k:])
+    return float(np.clip(num / den, 0.0, 1.0)) if den > 0 else float("nan")
 
 
 def _scale_at(recs: list[tuple[float, float]], depth: float) -> float:

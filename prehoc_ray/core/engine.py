@@ -158,9 +158,10 @@ class CandidateState:
     soft_stop: bool = False  # stop_reason is a decision about beliefs, revisited every round
     backtest: CurveBacktest | None = None  # its own back-tests, for the points it had then
     bt_scale: float = float("nan")  # the curve model's extrapolation error per unit curve_distance at this depth
+    gain_trust: float = 1.0  # share of the extrapolated gain its task's back-tests bore out (core/backtests.py)
     bt_exponent: float = 0.0  # the exponent that error is carried to the horizon with (its task's curves)
     too_early: bool = False  # its interval is wider than all its task's curves have moved (see _too_early)
-    finals_cache: tuple[int, list[float]] = (-1, [])  # (points, each seed's extrapolated final)
+    finals_cache: tuple[int, list[tuple[float, float]]] = (-1, [])  # (points, each seed's (extrapolated final, last value))
     L_eval: float = float("nan")  # evaluation-set sampling variance of its final (NaN: set size unknown)
     seed_var_fallback: float = 0.0  # variance of one seed's extrapolated final, where no usable decay fit (refit)
     # Seeds this candidate is probed with: settings.seeds unless the budget could not pay every
@@ -746,8 +747,8 @@ class Engine:
                 st.backtest = candidate_backtest(st.curves())
         err = extrapolation_error([st.info.group for st in states], np.array([float(st.depth) for st in states]),
                                   [st.backtest for st in states])
-        for st, sc, ex in zip(states, err.scale.tolist(), err.exponent.tolist()):
-            st.bt_scale, st.bt_exponent = sc, ex
+        for st, sc, ex, tr in zip(states, err.scale.tolist(), err.exponent.tolist(), err.gain_trust.tolist()):
+            st.bt_scale, st.bt_exponent, st.gain_trust = sc, ex, tr
 
     def _update_prices(self) -> None:
         """gamma (price of prediction risk) and gamma_decision (price of regret) per device-second,
@@ -794,8 +795,12 @@ class Engine:
         refit and summary ask for every candidate's, and most did not move this round)."""
         npts = sum(len(p) for p in st.points.values())
         if st.finals_cache[0] != npts:
-            st.finals_cache = (npts, [extrapolate(stp, v, st.info.horizon) for stp, v in st.curves().seeds.values() if stp.size])
-        return list(st.finals_cache[1])
+            st.finals_cache = (npts, [(extrapolate(stp, v, st.info.horizon), float(v[-1]))
+                                      for stp, v in st.curves().seeds.values() if stp.size])
+        # The extrapolated gain over the last value, as far as the task's back-tests bore such
+        # gains out: a curve model that overshoots would otherwise pick its worst overshooter.
+        t = st.gain_trust
+        return [last + t * (f - last) if math.isfinite(f) else f for f, last in st.finals_cache[1]]
 
     @staticmethod
     def _usable(fit: DecayFit | None) -> bool:

@@ -81,3 +81,42 @@ def test_on_bound_flags_a_fit_stopped_on_its_limits_but_not_no_decay():
     flags = on_bound(np.array([hi, lo, 0.7, 0.7, lo]), np.array([1.0, 1.0, 1.0, 0.0, 0.0]),
                      np.array([False, False, False, False, True]))
     assert flags.tolist() == [True, True, False, True, False]
+
+
+def _saturating(rng, n, horizon, depth, noise=0.002):
+    """Curves that saturate exponentially (y = m - A exp(-s / r)): a power law extrapolates
+    more gain than is left (the overshoot that picks the wrong candidate)."""
+    steps = np.arange(10, horizon + 1, 10, dtype=float)
+    out, finals = [], []
+    for i in range(n):
+        m, A, r = 0.8 + 0.03 * rng.standard_normal(), rng.uniform(0.2, 0.5), rng.uniform(60, 150)
+        seeds = {}
+        for s in range(2):
+            y = m - A * np.exp(-steps / r) + noise * rng.standard_normal(steps.size)
+            keep = steps <= depth
+            seeds[s] = (steps[keep], y[keep])
+        out.append(CandidateCurves(f"c{i}", "t", float(horizon), float("nan"), np.zeros(0), seeds))
+        finals.append(m)
+    return out, np.array(finals)
+
+
+def test_gain_trust_discounts_an_overshooting_curve_model_and_trusts_a_faithful_one():
+    # Deep enough that the back-test's window (200 -> 400 steps) sees the saturation; from
+    # 240 steps it does not (the window then ends before the curve bends), and trust stays 1.
+    rng = np.random.default_rng(2)
+    horizon, depth = 2000, 400
+    cands, finals = _saturating(rng, 40, horizon, depth)
+    err = extrapolation_error(["t"] * 40, np.full(40, float(depth)), [candidate_backtest(c) for c in cands])
+    assert np.all(err.gain_trust < 0.8)
+    raw, trusted = [], []
+    for c, t in zip(cands, err.gain_trust):
+        for s, v in c.seeds.values():
+            f = extrapolate(s, v, horizon)
+            raw.append(f)
+            trusted.append(v[-1] + t * (f - v[-1]))
+    truth = np.repeat(finals, 2)
+    assert np.sqrt(np.mean((np.array(trusted) - truth) ** 2)) < 0.7 * np.sqrt(np.mean((np.array(raw) - truth) ** 2))
+    # power-law curves, which the model describes: their gains are borne out
+    cands, _ = _curves(np.random.default_rng(3), 40, 5000, 0.5, amp=1.5, noise=0.002, depth=400)
+    err = extrapolation_error(["t"] * 40, np.full(40, 400.0), [candidate_backtest(c) for c in cands])
+    assert np.all(err.gain_trust > 0.8)
