@@ -48,6 +48,7 @@ from prehoc_ray.io.history import load_history
 from prehoc_ray.io.manifest import RunManifest, spec_hash
 from prehoc_ray.io.store import ResultStore
 from prehoc_ray.report.finish import write_outputs
+from prehoc_ray.runner.checkpoint import private_dir
 from prehoc_ray.spec.job import JobSpec
 
 # Before a probe has measured a candidate's cost, the engine needs a guess (device-seconds
@@ -235,7 +236,8 @@ class Driver:
 
     def _open_run_dir(self) -> RunManifest:
         existing = RunManifest.load(self.run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        # Owner-only when created here: checkpoints are read back from it (runner/checkpoint.py).
+        private_dir(self.run_dir)
         # ManifestError (a ValueError) when the directory belongs to another spec
         manifest = self.store.open_manifest(spec_hash(self.spec), job=self.spec.name, backend=self.spec.backend)
         if existing is None and self.resume:

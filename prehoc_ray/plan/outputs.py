@@ -148,7 +148,10 @@ def write_plan(run_dir: str | Path, spec: JobSpec, candidates: Sequence[Mapping[
     run_dir = Path(run_dir)
     cands = read_candidates(run_dir) if candidates is None else list(candidates)
     plan, rows, totals = build_plan(cands, spec)
-    table = pa.Table.from_pylist(rows, schema=PLAN_SCHEMA) if rows else PLAN_SCHEMA.empty_table()
+    # Missing numbers are null in the Parquet file, as in predictions.parquet: a NaN would sort
+    # first in `ORDER BY predicted_final DESC` (DuckDB, Spark) and read as a value.
+    nulls = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in rows]
+    table = pa.Table.from_pylist(nulls, schema=PLAN_SCHEMA) if rows else PLAN_SCHEMA.empty_table()
     write_table(table, run_dir / PLAN_PARQUET)
     doc = {
         "job": spec.name,

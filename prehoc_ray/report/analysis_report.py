@@ -6,7 +6,9 @@ what it means, and the diagnostics are spelled out instead of left as codes.
 
 from __future__ import annotations
 
+import html
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +63,19 @@ def _interval(v: float, lo: float, hi: float) -> str:
     return f"{_g(v)} [{_g(lo, 2)}, {_g(hi, 2)}]"
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]~])")
+_LINE_BREAKS = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+
+
+def _md_text(value: Any) -> str:
+    """A name read from the user's input (candidate id, group, file, column) as Markdown text:
+    on one line, HTML escaped as report.html escapes it, and Markdown's emphasis, link and
+    code characters backslash-escaped, so an id reads as written and cannot add lines, tags or
+    links. `|` is left to `_md_table`, which escapes it in cells."""
+    one_line = _LINE_BREAKS.sub(" ", str(value))
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(one_line, quote=False))
+
+
 def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
@@ -87,10 +102,10 @@ def write_report(result: AnalysisResult, out_dir: Path, summary: InputSummary) -
     lines: list[str] = ["# prehoc-ray analysis", ""]
     depth_txt = "everything observed" if summary.depth is None else f"steps <= {summary.depth:g}"
     lines += [
-        f"Input `{summary.source}`: {summary.rows} rows ({summary.rows_used} at the analysed depth), "
+        f"Input {_md_text(summary.source)}: {summary.rows} rows ({summary.rows_used} at the analysed depth), "
         f"{summary.candidates} candidates in {summary.groups} group(s), up to {summary.seeds_max} seed(s) per candidate, "
         f"{summary.finals_known} candidates with a known final, static features: "
-        f"{', '.join(summary.static_columns) if summary.static_columns else 'none'}.",
+        f"{', '.join(_md_text(c) for c in summary.static_columns) if summary.static_columns else 'none'}.",
         "",
         "## Settings",
         "",
@@ -167,7 +182,7 @@ def write_report(result: AnalysisResult, out_dir: Path, summary: InputSummary) -
             u = result.units[i]
             f = u.fit
             rows.append([
-                u.name, u.kind, _interval(f.L_int, f.L_int_lo, f.L_int_hi), _interval(f.K, f.K_lo, f.K_hi),
+                _md_text(u.name), u.kind, _interval(f.L_int, f.L_int_lo, f.L_int_hi), _interval(f.K, f.K_lo, f.K_hi),
                 _interval(f.alpha, f.alpha_lo, f.alpha_hi), _g(u.L0), _g(u.c_star), u.regime.value, str(f.n_points),
                 ", ".join(f.diagnostics) or "-",
             ])

@@ -304,7 +304,10 @@ def _weights_only_loads(engine) -> None:
         return ck.load_tensors(Path(path), map_location=map_location or "cpu", allow=allow)
 
     if getattr(engine, "checkpoint_engine", None) is None:
-        raise RuntimeError("DeepSpeed engine has no checkpoint_engine to make safe (ZeRO offload is not supported)")
+        raise RuntimeError(
+            "this DeepSpeed engine has no checkpoint_engine, so its checkpoints could only be read by DeepSpeed's "
+            "unrestricted unpickling: use zero_stage 0-3 with the runner's own optimizer, or backend 'torch'"
+        )
     engine.checkpoint_engine.load = load
 
 

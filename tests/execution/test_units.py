@@ -65,20 +65,70 @@ def test_progress_on_a_terminal_is_a_rich_bar():
     assert "budget" in out and "50/100" in out and "probes 3 done" in out
 
 
+# Labels Prometheus itself puts on every series it scrapes with cluster/prometheus.yml: the
+# target labels `job` and `instance`, and those its relabel_configs add. A scraped series' own
+# label of the same name is renamed `exported_<name>` (honor_labels is off), so a dashboard that
+# filters or groups by one of these sees the scrape target's value, never the run's.
+PROMETHEUS_TARGET_LABELS = {"job", "instance"}
+
+
+def prometheus_target_labels() -> set[str]:
+    import yaml
+
+    cfg = yaml.safe_load((REPO / "cluster" / "prometheus.yml").read_text())
+    added = {r["target_label"] for j in cfg["scrape_configs"] for r in j.get("relabel_configs", []) if "target_label" in r}
+    return PROMETHEUS_TARGET_LABELS | added
+
+
+def dashboard_queries() -> list[tuple[str, set[str], set[str]]]:
+    """(query, metrics it reads, labels it filters, groups, lists or names in a legend by) of
+    every panel target and every label_values variable of the dashboard."""
+    dash = json.loads((REPO / "cluster" / "grafana-dashboard.json").read_text())
+    out = []
+    for p in dash["panels"]:
+        for t in p["targets"]:
+            e, legend = t["expr"], t.get("legendFormat", "")
+            labels = set()
+            for by in re.findall(r"\bby \(([^)]*)\)", e):
+                labels |= {x.strip() for x in by.split(",") if x.strip()}
+            labels |= set(re.findall(r"([A-Za-z_]\w*)\s*(?:=~|!~|!=|=)\s*\"", e))
+            labels |= set(re.findall(r"\{\{\s*(\w+)\s*\}\}", legend))
+            out.append((e, set(re.findall(r"\bray_prehoc_\w+", e)), labels))
+    for v in dash["templating"]["list"]:
+        q = v.get("query")
+        q = q.get("query", "") if isinstance(q, dict) else (q or "")
+        m = re.fullmatch(r"label_values\((\w+),\s*(\w+)\)", q.strip())
+        if m:
+            out.append((q, {m.group(1)}, {m.group(2)}))
+    return out
+
+
 def test_grafana_dashboard_charts_the_exported_metrics():
     from prehoc_ray.execution.metrics import METRIC_NAMES
 
-    dash = json.loads((REPO / "cluster" / "grafana-dashboard.json").read_text())
-    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    queries = dashboard_queries()
     used = set()
-    for e in exprs:
+    for e, _, _ in queries:
         used |= set(re.findall(r"\bray_(prehoc_[a-z_]+?)(?:_total|_bucket|_sum|_count)?\b(?=[{\[)\s,]|$)", e))
     assert used == set(METRIC_NAMES), used ^ set(METRIC_NAMES)
-    tags = set(re.findall(r"by \(([^)]*)\)", " ".join(exprs)))
-    assert all(set(t.replace(" ", "").split(",")) <= {"job", "task", "model", "config", "regime", "le"} for t in tags)
+    labels = set().union(*(ls for _, _, ls in queries))
+    assert labels <= {"prehoc_job", "task", "model", "config", "regime", "le"}, labels
+    clash = labels & prometheus_target_labels()
+    assert not clash, f"the dashboard reads Prometheus's own target labels {clash}"
 
 
-def test_metrics_reach_rays_prometheus_endpoint(sim_run):
+def scraped_series(text: str) -> dict[str, list[dict[str, str]]]:
+    """Prometheus text exposition -> {metric: [label sets]}, with the labels renamed the way a
+    scrape with cluster/prometheus.yml stores them (`job` -> `exported_job`, ...)."""
+    target = prometheus_target_labels()
+    out: dict[str, list[dict[str, str]]] = {}
+    for m in re.finditer(r"^(\w+)\{(.*)\}\s+\S+", text, re.M):
+        labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2)))
+        out.setdefault(m.group(1), []).append({(f"exported_{k}" if k in target else k): v for k, v in labels.items()})
+    return out
+
+
+def test_metrics_reach_rays_prometheus_endpoint(sim_run, sim_spec):
     """The run's metrics, with Ray's ray_ prefix, on this node's metrics export port."""
     import ray
 
@@ -99,3 +149,19 @@ def test_metrics_reach_rays_prometheus_endpoint(sim_run):
         time.sleep(2)
     assert seen == want, want - seen
     assert re.search(r'ray_prehoc_candidates\{[^}]*regime="Static-Sufficient"', text)
+
+    # The dashboard's queries against these series as Prometheus stores them: every label a query
+    # filters or groups by is one the series carry (not one Prometheus sets), and the run's name
+    # is the value of `prehoc_job`.
+    series = scraped_series(text)
+    job = sim_spec.name
+    for name in ("ray_prehoc_budget_spent_seconds", "ray_prehoc_candidates", "ray_prehoc_probes_finished_total"):
+        assert any(s.get("prehoc_job") == job for s in series[name]), (name, series[name][:2])
+    checked = set()
+    for query, metrics, labels in dashboard_queries():
+        for metric in metrics & set(series):
+            for s in series[metric]:
+                missing = labels - set(s)
+                assert not missing, f"{query!r}: {metric} as scraped has no label {sorted(missing)} (it has {sorted(s)})"
+            checked.add(metric)
+    assert want <= checked, want - checked

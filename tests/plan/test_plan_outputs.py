@@ -138,3 +138,17 @@ def test_plan_carries_p_best_and_probe_value_and_the_report_shows_contenders(run
     assert all(r["probe_value"] is None or r["probe_value"] >= 0 for r in t)
     png = d / "plots" / "contenders.png"
     assert png.exists() and png.stat().st_size > 5000
+
+
+def test_missing_numbers_are_null_in_plan_parquet(tmp_path):
+    # an unpredicted candidate sorts last in ORDER BY predicted_final DESC, not first as a NaN would
+    job = write_simulated_run(tmp_path, simulated_spec_dict(probe_seconds=8), seed=3)
+    rows = pq.read_table(tmp_path / "candidates.parquet").to_pylist()
+    rows[0].update(predicted_final=float("nan"), predicted_std=float("nan"))
+    write_table(pa.Table.from_pylist(rows), tmp_path / "candidates.parquet")
+    write_plan(tmp_path, job)
+    col = pq.read_table(tmp_path / "plan.parquet").column("predicted_final")
+    assert col.null_count == 1 and col.to_pylist()[0] is None
+    assert not any(isinstance(v, float) and math.isnan(v) for v in col.to_pylist())
+    doc = json.loads((tmp_path / "plan.json").read_text())
+    assert doc["candidates"][0]["predicted_final"] is None

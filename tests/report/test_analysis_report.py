@@ -136,3 +136,27 @@ def test_score_predictions_pairs_model_and_naive(units):
     assert model.n == naive.n == 30
     assert model.rmse < naive.rmse  # the fixture's predictions are the better ones
     assert 0 <= model.coverage <= 1 and np.isnan(naive.coverage)
+
+
+def test_report_md_escapes_candidate_ids_and_input_names(tmp_path, units):
+    """Candidate ids, group names, the input's name and its column names come from the user's
+    file: in report.md they are text, never HTML, links, emphasis or extra lines/cells."""
+    from dataclasses import replace
+
+    markdown_it = pytest.importorskip("markdown_it")
+    evil = 'x<img src=y onerror="alert(1)">\n# injected | cell [link](javascript:alert(2)) *em* `code`'
+    bad = units[:3] + [replace(units[3], name=f"candidate:{evil}")]
+    summary = InputSummary(f"runs/{evil}.csv", 500, 400, 30, 2, 3, 30, (f"static_{evil}",), 100.0, None, "max")
+    write_report(_result(bad), tmp_path, summary)
+    text = (tmp_path / "report.md").read_text()
+    assert "<img" not in text and "\n# injected" not in text
+    html = markdown_it.MarkdownIt("commonmark").enable("table").render(text)
+    figures = ('<img src="phase_diagram.png"', '<img src="decay.png"')
+    assert html.count("<img") == len(figures) and all(f in html for f in figures)
+    assert "javascript" not in html.replace("[link](javascript:alert(2))", "")
+    assert "<em>em</em>" not in html and "<h1>injected" not in html
+    # the name reads as written, on one line, and its row keeps the table's ten cells
+    shown = "&lt;img src=y onerror=&quot;alert(1)&quot;&gt; # injected | cell [link](javascript:alert(2)) *em* `code`"
+    assert html.count(shown) == 3, html  # the input's name, its static column, the unit
+    row = html.split("<td>candidate:x", 1)[1].split("</tr>", 1)[0]
+    assert row.count("<td>") == 9, row
