@@ -229,7 +229,7 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, default=10_000)
     ap.add_argument("--skip-demo", action="store_true")
     ap.add_argument("--demo-dir", type=Path, default=REPO / "runs" / "bench-demo")
-    ap.add_argument("--actors", type=int, default=8)
+    ap.add_argument("--actors", type=int, default=8, help="candidate actors for the memory figure; 0 skips it")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
 
@@ -252,12 +252,13 @@ def main() -> None:
         print(f"  bookkeeping inside probe tasks {d['task_bookkeeping_s']:.2f} s = {d['task_bookkeeping_frac']:.2%}")
         print(f"  total {d['total_overhead_frac']:.2%} (target < 5%: {'PASS' if d['total_overhead_frac'] < 0.05 else 'MISS'})")
         print("  regimes: " + ", ".join(f"{k} {v}" for k, v in d["regimes"].items()), flush=True)
-    print(f"# memory per candidate actor ({args.actors} actors)", flush=True)
-    m = figures["memory"] = bench_actor_memory(args.actors, None if args.skip_demo else args.demo_dir)
-    print(f"  USS median {m['uss_mib_median']:.1f} MiB, RSS median {m['rss_mib_median']:.1f} MiB "
-          f"({m['points_per_actor']:.0f} points each)")
-    print(f"  largest portfolio on this machine ({m['total_mib'] / 1024:.1f} GiB, 2.5 GiB reserved): "
-          f"~{m['largest_portfolio_uss']} candidate actors by USS (~{m['largest_portfolio_rss']} by RSS)")
+    if args.actors > 0:  # --actors 0 skips the memory measurement
+        print(f"# memory per candidate actor ({args.actors} actors)", flush=True)
+        m = figures["memory"] = bench_actor_memory(args.actors, None if args.skip_demo else args.demo_dir)
+        print(f"  USS median {m['uss_mib_median']:.1f} MiB, RSS median {m['rss_mib_median']:.1f} MiB "
+              f"({m['points_per_actor']:.0f} points each)")
+        print(f"  largest portfolio on this machine ({m['total_mib'] / 1024:.1f} GiB, 2.5 GiB reserved): "
+              f"~{m['largest_portfolio_uss']} candidate actors by USS (~{m['largest_portfolio_rss']} by RSS)")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1, default=str))
 
