@@ -138,22 +138,23 @@ def extrapolation_error(groups: list[str], depths: np.ndarray, backtests: list[C
     return ExtrapolationError(scale, exponent, trust)
 
 
-def _trust_at(recs: list[tuple[float, float, float]], depth: float) -> float:
-    """Slope of observed on extrapolated gains over the back-tests made at `depth` or deeper
-    (at least the two deepest), clipped to [0, 1]; NaN with fewer than two."""
+def _deepest(recs: list[tuple], depth: float) -> list[tuple]:
+    """The records (sorted by depth) made at `depth` or deeper, at least the two deepest; none
+    with fewer than two: a shallower back-test overstates a deeper candidate's error."""
     if len(recs) < 2:
-        return float("nan")
+        return []
     d = np.array([x[0] for x in recs])
-    k = min(int(np.searchsorted(d, depth, side="left")), len(recs) - 2)
-    num = sum(x[1] for x in recs[k:])
-    den = sum(x[2] for x in recs[k:])
-    return float(np.clip(num / den, 0.0, 1.0)) if den > 0 else float("nan")
+    return recs[min(int(np.searchsorted(d, depth, side="left")), len(recs) - 2):]
+
+
+def _trust_at(recs: list[tuple[float, float, float]], depth: float) -> float:
+    """Slope of observed on extrapolated gains over _deepest(recs, depth), clipped to [0, 1]."""
+    window = _deepest(recs, depth)
+    den = sum(x[2] for x in window)
+    return float(np.clip(sum(x[1] for x in window) / den, 0.0, 1.0)) if den > 0 else float("nan")
 
 
 def _scale_at(recs: list[tuple[float, float]], depth: float) -> float:
-    """RMS over the back-tests made at `depth` or deeper, at least the two deepest."""
-    if len(recs) < 2:
-        return float("nan")
-    d = np.array([x[0] for x in recs])
-    k = min(int(np.searchsorted(d, depth, side="left")), len(recs) - 2)
-    return float(np.sqrt(np.mean([x[1] for x in recs[k:]])))
+    """RMS error per unit distance over _deepest(recs, depth)."""
+    window = _deepest(recs, depth)
+    return float(np.sqrt(np.mean([x[1] for x in window]))) if window else float("nan")

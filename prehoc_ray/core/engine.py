@@ -177,6 +177,11 @@ class CandidateState:
         return min(self.reached.get(s, 0) for s in self.reached)
 
     @property
+    def n_points(self) -> int:
+        """Evaluations told so far, over all seeds (what the caches below are keyed on)."""
+        return sum(len(p) for p in self.points.values())
+
+    @property
     def cost_per_step(self) -> float:
         """Measured device-seconds per step of one seed; the prior until something ran."""
         return self.cost_s / self.steps_run if self.steps_run > 0 else self.info.prior_cost_per_step
@@ -710,12 +715,11 @@ class Engine:
                 # the stronger evidence that a floor is really above tolerance.
                 m.family_L_int_lo = shared.L_int_lo if shared is not None and shared.ok else float("nan")
                 m.L0 = L0_group if np.isfinite(L0_group) else float(np.nanmax(U)) if np.isfinite(U).any() else float("nan")
+                m.L_eval = float(eval_sampling_variance(m.mu, float(m.info.static.get(EVAL_EXAMPLES_KEY, 0.0))))
                 if self._decides_regime(fit):
                     ch = choose_depth(fit.L_int, fit.K, fit.alpha, m.L0, gamma, m.cost_per_step * self._seeds(m),
                                       c_min=max(fit.c_min, 1.0), horizon=self._cap(m))
                     m.c_star, m.J0, m.J_star = float(ch.c_star), float(ch.J0), float(ch.J_star)
-                m.L_eval = float(eval_sampling_variance(m.mu, float(m.info.static.get(EVAL_EXAMPLES_KEY, 0.0))))
-                if self._decides_regime(fit):
                     # Regimes are decided on the training floor: the evaluation set's sampling
                     # noise is part of L_int, but it is the evaluation's, not the training's.
                     lo = np.fmax(fit.L_int_lo, m.family_L_int_lo)
@@ -742,7 +746,7 @@ class Engine:
         it has new points."""
         states = list(self.states.values())
         for st in states:
-            npts = sum(len(p) for p in st.points.values())
+            npts = st.n_points
             if npts and (st.backtest is None or st.backtest.points != npts):
                 st.backtest = candidate_backtest(st.curves())
         err = extrapolation_error([st.info.group for st in states], np.array([float(st.depth) for st in states]),
@@ -793,7 +797,7 @@ class Engine:
     def _seed_finals(st: CandidateState) -> list[float]:
         """Each probed seed's curve extrapolated to the horizon (cached until it has new points:
         refit and summary ask for every candidate's, and most did not move this round)."""
-        npts = sum(len(p) for p in st.points.values())
+        npts = st.n_points
         if st.finals_cache[0] != npts:
             st.finals_cache = (npts, [(extrapolate(stp, v, st.info.horizon), float(v[-1]))
                                       for stp, v in st.curves().seeds.values() if stp.size])
@@ -867,7 +871,6 @@ class Engine:
 
     # ----- results ----------------------------------------------------------------------------
     def _predict(self, st: CandidateState) -> tuple[float, float]:
-        cc = st.curves()
         per_seed = self._seed_finals(st)
         mean = float(np.mean(per_seed)) if per_seed else float("nan")
         if st.no_learning:
@@ -879,7 +882,7 @@ class Engine:
         # The seeds share the curve model's extrapolation error, which their dispersion cannot
         # see: it adds. With one seed it is all there is. Unknown (nothing to back-test yet)
         # and no usable decay fit: no interval.
-        ext = float(extrapolation_variance(st.bt_scale, cc.horizon, st.depth, st.bt_exponent))
+        ext = float(extrapolation_variance(st.bt_scale, st.info.horizon, st.depth, st.bt_exponent))
         if np.isfinite(ext):
             if not np.isfinite(var) and n >= 2:
                 # Seeds without a usable decay fit (fewer than three depths, or a fit on a

@@ -166,16 +166,16 @@ def knapsack(values: np.ndarray, costs: np.ndarray, budget: float) -> np.ndarray
     v, c, m = values[idx], costs[idx], idx.size
     ones = np.ones(m)
     rows = [LinearConstraint(c[None, :], -np.inf, budget + 1e-9)]
-    x = np.zeros(m)
-    for objective, keep in ((-v, lambda x: LinearConstraint(v[None, :], float(v @ x) - 1e-9 * max(1.0, abs(float(v @ x))), np.inf)),
-                            (-ones, lambda x: LinearConstraint(ones[None, :], float(ones @ x) - 0.5, np.inf)),
-                            (c, None)):
-        res = milp(objective, constraints=rows, integrality=np.ones(m), bounds=Bounds(0, 1))
-        if res.x is None:  # cannot happen (x = 0 is feasible); keep the last stage's answer
-            break
-        x = np.round(res.x)
-        if keep is not None:
-            rows = rows + [keep(x)]
+
+    def best(objective: np.ndarray) -> np.ndarray:  # x = 0 is always feasible: milp finds one
+        return np.round(milp(objective, constraints=rows, integrality=ones, bounds=Bounds(0, 1)).x)
+
+    x = best(-v)  # the most value
+    top = float(v @ x)
+    rows.append(LinearConstraint(v[None, :], top - 1e-9 * max(1.0, abs(top)), np.inf))
+    x = best(-ones)  # among those, the most items
+    rows.append(LinearConstraint(ones[None, :], float(ones @ x) - 0.5, np.inf))
+    x = best(c)  # among those, the cheapest
     return np.sort(idx[x > 0.5])
 
 
