@@ -95,9 +95,11 @@ def run_cmd(
 def _summary(result, spec) -> None:
     rows = sorted(result.candidates, key=lambda r: r["candidate"])
     eng = result.engine
+    setup = sum(float(r.get("setup_s") or 0.0) for r in rows)
     lines = [f"job {spec.name}: spent {eng.spent:.1f} of {spec.budget.probe_seconds:g} device-seconds in {result.rounds} "
              f"round(s); {result.submitted} probe attempt(s) run here, {result.reused} answered by the store, "
-             f"{result.failed_attempts} failed attempt(s); wall {result.wall_s:.1f}s"]
+             f"{result.failed_attempts} failed attempt(s); wall {result.wall_s:.1f}s"
+             + (f"; one-time set-up {setup:.1f} device-seconds, not charged to the budget" if setup > 0 else "")]
     width = max((len(r["candidate"]) for r in rows), default=10)
     for r in rows:
         pred = r["predicted_final"]

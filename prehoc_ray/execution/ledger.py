@@ -42,7 +42,8 @@ RUN_FIELDS = {
     "steps_run": pa.int64(),
     "wall_s": pa.float64(),  # the attempt inside its worker, bookkeeping included
     "runner_s": pa.float64(),  # of which the probe itself (run_probe / the simulated curve)
-    "cost_s": pa.float64(),
+    "cost_s": pa.float64(),  # charged to the probe budget: runner_s less the one-time set-up
+    "setup_s": pa.float64(),  # one-time set-up inside runner_s (model, data, first engine build)
     "devices": pa.float64(),
     "train_s_per_step": pa.float64(),  # the runner's lambda: training seconds per step
     "tokens": pa.float64(),

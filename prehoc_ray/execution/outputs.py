@@ -58,7 +58,11 @@ def candidate_rows(spec: JobSpec, summary: list[dict], gamma: float, runs: list[
     """engine.summary() rows + what the plan needs about each candidate."""
     specs = {c.id: c for c in spec.candidate_specs()}
     train_sps: dict[str, list[float]] = {}
+    setup: dict[str, float] = {}
     for r in runs:
+        v = r.get("setup_s")
+        if v is not None and math.isfinite(v):
+            setup[r["candidate"]] = setup.get(r["candidate"], 0.0) + float(v)
         v = r.get("train_s_per_step")
         if r.get("status") == "finished" and v is not None and math.isfinite(v) and (r.get("steps_run") or 0) > 0:
             train_sps.setdefault(r["candidate"], []).append(float(v))
@@ -77,6 +81,7 @@ def candidate_rows(spec: JobSpec, summary: list[dict], gamma: float, runs: list[
             "full_steps": int(c.config.full_steps),
             "train_cost_per_step_s": lam,
             "full_cost_s": lam * c.config.full_steps,
+            "setup_s": setup.get(c.id, 0.0),
             "gamma": float(gamma),
             "objective": spec.allocation.objective,
             "metric": metric,

@@ -177,7 +177,7 @@ def _simulated(spec, store, sim, pid, cid, seed, start, target, attempt, tag, le
     if not rows and sleep:
         time.sleep(sleep)
     return {"cost_s": float(cost), "steps_run": target - start, "resumed_from": start, "runner_s": runner_s + sleep,
-            "train_s_per_step": float(cost) / max(1, target - start), "metric": "value",
+            "train_s_per_step": float(cost) / max(1, target - start), "metric": "value", "setup_s": 0.0,
             "rows": [{"step": float(r["step"]), "value": float(r["value"])} for r in rows]}
 
 
@@ -190,7 +190,8 @@ def _real(spec, run_dir, store, pid, cid, seed, start, target, devices, tag, lea
     req = ProbeRequest(cand, seed, target, Path(run_dir) / CHECKPOINTS_DIR, spec.probe, pid)
     on_point = (lambda row: store.append([tag(row)])) if lead else None
     res = run_probe(req, on_point=on_point)
-    cost = res.seconds * devices
+    setup = min(res.setup_seconds, res.seconds)
+    cost = (res.seconds - setup) * devices  # one-time set-up is reported apart (setup_s)
     if res.steps_run == 0:
         # The checkpoint was already at the target (the attempt that wrote it was killed before
         # its 'finished' event): no training ran and on_point was not called, so the rows come
@@ -206,7 +207,7 @@ def _real(spec, run_dir, store, pid, cid, seed, start, target, devices, tag, lea
     return {"rows": [{"step": float(r["step"]), "value": float(r["value"])} for r in new], "runner_s": float(res.seconds),
             "cost_s": float(cost), "steps_run": int(res.steps_run), "resumed_from": int(res.start_step),
             "train_s_per_step": float(sps * devices) if math.isfinite(sps) else float("nan"),
-            "tokens": float(res.tokens), "metric": res.metric}
+            "tokens": float(res.tokens), "metric": res.metric, "setup_s": float(setup * devices)}
 
 
 def static_body(payload: dict, candidate: str) -> dict[str, float]:

@@ -135,6 +135,9 @@ def build_plan(candidates: Sequence[Mapping[str, Any]], spec: JobSpec) -> tuple[
     totals = {
         **plan.totals(),
         "probe_budget_s": spec.budget.probe_seconds,
+        # one-time set-up of the probe workers (model, data, first engine build), not charged
+        # to the probe budget: a full fine-tune pays it too (runner/probe.py ProbeResult)
+        "setup_s": float(sum(v for r in rows if math.isfinite(v := _num(r.get("setup_s"))))),
         "mode": spec.plan.mode,
         "confidence": spec.plan.confidence,
         "baselines": dict(spec.plan.baselines),

@@ -148,6 +148,8 @@ def _summary(data: RunData) -> list[tuple[str, str]]:
         ("expected cost of the recommended full runs", f"{float(t.get('recommended_full_cost_s') or 0):,.0f} device-s"),
         ("cost of running every candidate's full fine-tune", f"{float(t.get('all_full_cost_s') or 0):,.0f} device-s"),
         ("probe spend", f"{float(t.get('probe_spend_s') or 0):,.0f} device-s"),
+        ("one-time set-up of the probe workers (model, data, first engine build), not charged to the budget",
+         f"{float(t.get('setup_s') or 0):,.0f} device-s"),
         ("undecided (probe more): their full fine-tunes, not counted as saved",
          f"{float(t.get('undecided_full_cost_s') or 0):,.0f} device-s ({t.get('n_probe_more', 0)} candidate(s))"),
         ("saving", f"{float(t.get('saving_s') or 0):,.0f} device-s" + (f" ({float(frac):.0%})" if _finite(frac) else "")),

@@ -4,6 +4,7 @@ checkpoint, candidates.parquet with the task's real metric."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pyarrow.parquet as pq
@@ -53,6 +54,10 @@ def test_real_tiny_probes_end_to_end(ray_session, tmp_path):
     assert {p["candidate"] for p in pts} == {"weather:tiny-a", "weather:tiny-b"}
     runs = [r for r in read_runs(tmp_path / "run") if r["status"] == "finished"]
     assert all(r["cost_s"] > 0 and r["metric"] == "accuracy" for r in runs)
+    # set-up is measured apart: charged cost + set-up = the runner's own time, and the first
+    # probes of each worker carry the data, model and engine builds
+    assert all(r["setup_s"] >= 0 and r["cost_s"] + r["setup_s"] == pytest.approx(r["runner_s"], rel=1e-6) for r in runs)
+    assert sum(r["setup_s"] for r in runs) > 0
     # an extension (start > 0) continued from the checkpoint the previous probe left
     ext = [r for r in runs if r["start_step"] > 0]
     assert ext, "the budget should buy at least one extension"
@@ -69,3 +74,6 @@ def test_real_tiny_probes_end_to_end(ray_session, tmp_path):
     static = pq.read_table(tmp_path / "run" / "static.parquet").to_pylist()
     assert all(math.isfinite(s["static_zero_shot_loss"]) for s in static)
     assert res.engine.spent <= spec.budget.probe_seconds
+    totals = json.loads((tmp_path / "run" / "plan.json").read_text())["totals"]
+    assert totals["setup_s"] == pytest.approx(sum(c["setup_s"] for c in cand))
+    assert totals["setup_s"] == pytest.approx(sum(r["setup_s"] for r in read_runs(tmp_path / "run")))

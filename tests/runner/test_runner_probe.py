@@ -76,6 +76,20 @@ def test_cost_accounting(torch_runs, cand):
     assert a.metric == "exact_match" and a.backend == "torch"
 
 
+def test_one_time_setup_is_measured_apart_from_the_probe(cand, tmp_path):
+    from prehoc_ray.runner.probe import clear_caches
+
+    clear_caches()  # as in a fresh worker: data, base model and engine all built by the first probe
+    first = probe(cand, 0, 20, tmp_path / "a")
+    again = probe(cand, 1, 20, tmp_path / "b")
+    assert 0 < first.setup_seconds < first.seconds
+    # the second probe of the process finds everything cached: its set-up is a few lookups
+    assert again.setup_seconds < min(first.setup_seconds, 0.25 * again.seconds)
+    # and a probe whose checkpoint is already at its target measures its set-up the same way
+    done = probe(cand, 1, 20, tmp_path / "b")
+    assert done.steps_run == 0 and 0 <= done.setup_seconds <= done.seconds
+
+
 def test_same_seed_same_curve(torch_runs):
     assert_same_curve(torch_runs["a"].rows, torch_runs["b"].rows)
 
