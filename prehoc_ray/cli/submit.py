@@ -21,11 +21,17 @@ directory, which Ray deletes with the session: fine for a smoke test, not for a 
 Addresses: --address, else RAY_API_SERVER_ADDRESS / RAY_ADDRESS, else http://127.0.0.1:8265.
 An explicit --address wins over those variables (Ray's client would let them override it).
 
-Token authentication (Ray >= 2.52): with RAY_AUTH_MODE=token, Ray's client loads the token
-itself (RAY_AUTH_TOKEN, else the file named by RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token)
-and sends it as `Authorization: Bearer`. With RAY_AUTH_MODE unset, Ray's client sends
-nothing, yet clusters started by Ray 2.60 may require a token: we then send the same token
-ourselves when one of those sources has it. RAY_AUTH_MODE=disabled sends none.
+Token authentication (Ray >= 2.52): the cluster's token is sent only with RAY_AUTH_MODE=token,
+and then by Ray's own client, which loads it (RAY_AUTH_TOKEN, else the file named by
+RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token) and sends it as `Authorization: Bearer`. With
+RAY_AUTH_MODE unset or `disabled` nothing is sent, whatever those places hold: a token is not
+offered to an address nobody said uses it. In token mode the token never travels over plain
+http to a host that is not this machine (a port-forward's http://127.0.0.1:8265 is fine,
+https anywhere is fine): that needs --allow-insecure-token, said explicitly.
+
+Secrets in the request: `--dry-run` prints runtime_env.env_vars with every value replaced by
+"<redacted>" (the submitted request carries the real values), and the working-directory upload
+leaves out .env files (runtime_env excludes; the output names the ones it left out).
 
 Exit codes: 0 success, 2 bad input (spec, paths, options), 1 a failure the message explains
 (cluster unreachable, authentication refused, job failed).
@@ -34,7 +40,8 @@ Exit codes: 0 success, 2 bad input (spec, paths, options), 1 a failure the messa
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import fnmatch
+import ipaddress
 import json
 import os
 import shlex
@@ -42,17 +49,22 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import typer
 
 from prehoc_ray.cli import EXIT_BAD_INPUT, EXIT_FAILURE, app
 from prehoc_ray.cli.validate import Problem, check_paths, raw_spec
 from prehoc_ray.spec.job import JobSpec, SpecError, load_job
+from prehoc_ray.spec.redact import REDACTED
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 STORAGE_ENV = "PREHOC_RAY_STORAGE"
 DEFAULT_STORAGE = "/tmp/prehoc-ray"
-DEFAULT_EXCLUDES = [".git", ".venv", "**/__pycache__", "*.egg-info", "runs/", "out/"]
+# .env files hold secrets: never uploaded with the working directory (gitignore-style patterns,
+# as Ray's runtime_env excludes read them: a pattern without "/" matches at any depth).
+ENV_FILE_EXCLUDES = [".env", ".env.*", "*.env"]
+DEFAULT_EXCLUDES = [".git", ".venv", "**/__pycache__", "*.egg-info", "runs/", "out/", *ENV_FILE_EXCLUDES]
 ADDRESS_ENV = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 
@@ -69,20 +81,45 @@ def submission_id_for(spec: JobSpec) -> str:
 
 # ----- authentication -----------------------------------------------------------------------
 
-def auth_headers(env: dict[str, str] | None = None, home: Path | None = None) -> dict[str, str]:
-    """Headers to add to Ray's own (see the module docstring for the rules)."""
-    env = dict(os.environ if env is None else env)
-    mode = env.get("RAY_AUTH_MODE", "").strip().lower()
-    if mode in ("disabled", "token"):
-        return {}  # disabled: nothing to send; token: Ray's client sends it
-    token = env.get("RAY_AUTH_TOKEN", "").strip()
-    if not token and env.get("RAY_AUTH_TOKEN_PATH"):
-        with contextlib.suppress(OSError):
-            token = Path(env["RAY_AUTH_TOKEN_PATH"]).expanduser().read_text().strip()
-    if not token:
-        with contextlib.suppress(OSError):
-            token = ((home or Path.home()) / ".ray" / "auth_token").read_text().strip()
-    return {"Authorization": f"Bearer {token}"} if token else {}
+def auth_mode(env: dict[str, str] | None = None) -> str:
+    """RAY_AUTH_MODE as Ray reads it: "token", "disabled", or "" (unset)."""
+    return (os.environ if env is None else env).get("RAY_AUTH_MODE", "").strip().lower()
+
+
+def _local_token_source(env: dict[str, str] | None = None, home: Path | None = None) -> str:
+    """Where a token would be found (for a hint only; never read into a header here)."""
+    env = os.environ if env is None else env
+    if env.get("RAY_AUTH_TOKEN", "").strip():
+        return "RAY_AUTH_TOKEN"
+    if env.get("RAY_AUTH_TOKEN_PATH"):
+        return "RAY_AUTH_TOKEN_PATH"
+    default = (home or Path.home()) / ".ray" / "auth_token"
+    return str(default) if default.is_file() else ""
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: not resolved here (it could point anywhere)
+
+
+def check_token_transport(addr: str, allow_insecure: bool = False, env: dict[str, str] | None = None) -> None:
+    """In token mode, refuse to send the token over plain http to a host other than this machine."""
+    if auth_mode(env) != "token":
+        return  # nothing is sent
+    parts = urlsplit(addr if "://" in addr else "http://" + addr)  # Ray reads a bare HOST:PORT as http
+    if parts.scheme == "https" or allow_insecure:
+        return
+    host = parts.hostname or ""
+    if is_loopback(host):
+        return
+    raise CliError(f"--address {addr}: refusing to send the Ray token (RAY_AUTH_MODE=token) over plain {parts.scheme}:// to "
+                   f"{host or addr}, where anyone on the path can read it: use an https:// address or a port-forward to "
+                   "http://127.0.0.1:8265, or pass --allow-insecure-token to send it anyway", EXIT_BAD_INPUT)
 
 
 def resolve_address(address: str | None) -> str:
@@ -94,14 +131,17 @@ def resolve_address(address: str | None) -> str:
     return DEFAULT_ADDRESS
 
 
-def make_client(address: str | None):
-    """A JobSubmissionClient for `address`; CliError(1) with a useful message on failure."""
+def make_client(address: str | None, allow_insecure_token: bool = False):
+    """A JobSubmissionClient for `address`; CliError(1) with a useful message on failure.
+
+    No header of ours: Ray's client adds the token itself in token mode, and only then."""
     from ray.job_submission import JobSubmissionClient
 
     addr = resolve_address(address)
+    check_token_transport(addr, allow_insecure_token)
     saved = {v: os.environ.pop(v) for v in ADDRESS_ENV if address and v in os.environ}
     try:
-        return JobSubmissionClient(addr, headers=auth_headers() or None)
+        return JobSubmissionClient(addr)
     except ConnectionError as exc:
         raise CliError(f"cannot reach the Ray dashboard at {addr}: {exc} (is the head running, and is --address its "
                        "dashboard URL, e.g. http://HEAD:8265?)") from None
@@ -114,9 +154,12 @@ def make_client(address: str | None):
 def _explain(exc: BaseException, addr: str) -> str:
     text = " ".join(str(exc).split())
     if type(exc).__name__ == "AuthenticationError" or "status code 401" in text or "status code 403" in text:
+        found = _local_token_source()
+        unsent = (f"; a token is set ({found}) but is sent only with RAY_AUTH_MODE=token"
+                  if found and auth_mode() != "token" else "")
         return (f"the Ray cluster at {addr} refused the request: {text}. It uses token authentication: set "
                 "RAY_AUTH_MODE=token and provide the cluster's token as RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or "
-                "~/.ray/auth_token (`ray get-auth-token` on the head prints it)")
+                f"~/.ray/auth_token (`ray get-auth-token` on the head prints it){unsent}")
     return f"Ray job API at {addr}: {text}"
 
 
@@ -242,6 +285,34 @@ def build_request(spec_path: Path, spec: JobSpec, *, working_dir: str, out: str 
     return req
 
 
+def redacted_request(req: dict[str, Any]) -> dict[str, Any]:
+    """The request as shown to people: runtime_env.env_vars keep their keys, not their values."""
+    shown = dict(req)
+    renv = dict(shown.get("runtime_env") or {})
+    if isinstance(renv.get("env_vars"), dict):
+        renv["env_vars"] = {k: REDACTED for k in renv["env_vars"]}
+    shown["runtime_env"] = renv
+    return shown
+
+
+def env_files_left_out(runtime_env: dict[str, Any], limit: int = 10_000) -> list[str]:
+    """The .env files of a local working directory that the excludes keep out of the upload."""
+    wd = runtime_env.get("working_dir")
+    if not wd or "://" in str(wd) or not Path(wd).is_dir():
+        return []
+    root = Path(wd)
+    found: list[str] = []
+    skip = {".git", ".venv", "__pycache__", "node_modules"}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in skip]
+        for name in filenames:
+            if any(fnmatch.fnmatchcase(name, pat) for pat in ENV_FILE_EXCLUDES):
+                found.append((Path(dirpath) / name).relative_to(root).as_posix())
+                if len(found) >= limit:
+                    return sorted(found)
+    return sorted(found)
+
+
 def _status_str(info) -> str:
     return str(getattr(info.status, "value", info.status))
 
@@ -337,7 +408,7 @@ def _load(spec_path: Path) -> JobSpec:
 
 def _submit(spec_path: Path, address: str | None, wait: bool, working_dir: str, out: str | None, runtime_env: Path | None,
             submission_id: str | None, entrypoint_num_cpus: float | None, dry_run: bool, timeout: float | None,
-            resume: bool = False) -> None:
+            resume: bool = False, allow_insecure_token: bool = False) -> None:
     spec = _load(spec_path)
     wd = Path(working_dir).expanduser() if "://" not in working_dir else None
     problems = submission_problems(spec_path, spec, wd)
@@ -348,10 +419,14 @@ def _submit(spec_path: Path, address: str | None, wait: bool, working_dir: str, 
     req = build_request(spec_path, spec, working_dir=working_dir, out=out, runtime_env_file=runtime_env,
                         submission_id=submission_id, entrypoint_num_cpus=entrypoint_num_cpus, resume=resume)
     sid = req["submission_id"]
+    left_out = env_files_left_out(req["runtime_env"])
+    if left_out:
+        typer.echo(f"not uploaded (secrets; runtime_env excludes {', '.join(ENV_FILE_EXCLUDES)}): "
+                   + ", ".join(left_out[:10]) + (f" and {len(left_out) - 10} more" if len(left_out) > 10 else ""), err=True)
     if dry_run:
-        typer.echo(json.dumps({"address": resolve_address(address), **req}, indent=2))
+        typer.echo(json.dumps({"address": resolve_address(address), **redacted_request(req)}, indent=2))
         return
-    client = make_client(address)
+    client = make_client(address, allow_insecure_token)
     try:
         existing = job_info(client, sid)
         if existing is not None:
@@ -389,9 +464,9 @@ def _target_id(target: str) -> str:
     return target
 
 
-def _status(target: str, address: str | None) -> None:
+def _status(target: str, address: str | None, allow_insecure_token: bool = False) -> None:
     sid = _target_id(target)
-    client = make_client(address)
+    client = make_client(address, allow_insecure_token)
     try:
         info = job_info(client, sid)
     except Exception as exc:  # noqa: BLE001
@@ -401,9 +476,9 @@ def _status(target: str, address: str | None) -> None:
     typer.echo(describe(info))
 
 
-def _logs(target: str, address: str | None, follow: bool) -> None:
+def _logs(target: str, address: str | None, follow: bool, allow_insecure_token: bool = False) -> None:
     sid = _target_id(target)
-    client = make_client(address)
+    client = make_client(address, allow_insecure_token)
     try:
         if job_info(client, sid) is None:
             raise CliError(f"no job with submission id {sid} on {resolve_address(address)}")
@@ -420,6 +495,8 @@ def _logs(target: str, address: str | None, follow: bool) -> None:
 
 
 ADDRESS_HELP = "Ray dashboard URL, e.g. http://HEAD:8265 (default: RAY_API_SERVER_ADDRESS / RAY_ADDRESS, else http://127.0.0.1:8265)."
+INSECURE_HELP = ("With RAY_AUTH_MODE=token: send the token over plain http to a host other than this machine "
+                 "(refused without it; use https or a port-forward to 127.0.0.1 instead).")
 
 
 @app.command("submit")
@@ -435,20 +512,22 @@ def submit_cmd(
     entrypoint_num_cpus: float = typer.Option(None, "--entrypoint-num-cpus", help="CPUs reserved for the driver (default 0)."),
     timeout: float = typer.Option(None, "--timeout", help="With --wait: give up following after this many seconds."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in the same --out (a new job id)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the submission request and stop."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the submission request (env_vars values redacted) and stop."),
+    allow_insecure_token: bool = typer.Option(False, "--allow-insecure-token", help=INSECURE_HELP),
 ) -> None:
     """Submit a job spec as a Ray job (driver without GPUs) to a cluster."""
     _run(_submit, spec_path, address, wait, working_dir, out, runtime_env, submission_id, entrypoint_num_cpus, dry_run, timeout,
-         resume)
+         resume, allow_insecure_token)
 
 
 @app.command("status")
 def status_cmd(
     target: str = typer.Argument(..., metavar="SUBMISSION_ID|JOB.yaml"),
     address: str = typer.Option(None, "--address", help=ADDRESS_HELP),
+    allow_insecure_token: bool = typer.Option(False, "--allow-insecure-token", help=INSECURE_HELP),
 ) -> None:
     """Status of a submitted run (by submission id, or by the spec that was submitted)."""
-    _run(_status, target, address)
+    _run(_status, target, address, allow_insecure_token)
 
 
 @app.command("logs")
@@ -456,6 +535,7 @@ def logs_cmd(
     target: str = typer.Argument(..., metavar="SUBMISSION_ID|JOB.yaml"),
     address: str = typer.Option(None, "--address", help=ADDRESS_HELP),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep streaming until the job ends."),
+    allow_insecure_token: bool = typer.Option(False, "--allow-insecure-token", help=INSECURE_HELP),
 ) -> None:
     """Logs of a submitted run."""
-    _run(_logs, target, address, follow)
+    _run(_logs, target, address, follow, allow_insecure_token)

@@ -24,7 +24,6 @@ ones, and the rest run. Same store contents in, same decisions out.
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -50,6 +49,7 @@ from prehoc_ray.io.store import ResultStore
 from prehoc_ray.report.finish import write_outputs
 from prehoc_ray.runner.checkpoint import private_dir
 from prehoc_ray.spec.job import JobSpec
+from prehoc_ray.spec.redact import redact_env_vars, write_redacted_copy
 
 # Before a probe has measured a candidate's cost, the engine needs a guess (device-seconds
 # per step per seed): it decides whether the initial probes fit the budget. Calibrated on this
@@ -245,9 +245,9 @@ class Driver:
         job_copy = self.run_dir / "job.yaml"
         if self.spec_path is not None and self.spec_path.is_file():
             if not job_copy.exists() or job_copy.resolve() != self.spec_path.resolve():
-                shutil.copyfile(self.spec_path, job_copy)
+                write_redacted_copy(self.spec_path, job_copy)  # env_vars values: <redacted>
         else:
-            job_copy.write_text(yaml.safe_dump(spec_payload(self.spec), sort_keys=False))
+            job_copy.write_text(yaml.safe_dump(redact_env_vars(spec_payload(self.spec)), sort_keys=False))
         running = manifest.with_status("running")  # a resumed run is running again
         running.save(self.run_dir)
         return running

@@ -6,6 +6,7 @@ directory remembers the hash of the spec that created it and refuses another one
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from prehoc_ray.io.atomic import write_json_atomic
-from prehoc_ray.io.errors import ManifestError
+from prehoc_ray.io.errors import ManifestError, show_text
 
 MANIFEST_NAME = "manifest.json"
 RUN_STATUSES = ("running", "finished", "failed", "cancelled")
@@ -25,9 +26,14 @@ def _now() -> str:
 
 
 def spec_hash(spec: Any) -> str:
-    """sha256 of the canonical JSON of `spec` (a dict, or anything with model_dump())."""
+    """sha256 of the canonical JSON of `spec` (a dict, or anything with model_dump()); the values of
+    cluster.runtime_env.env_vars (secrets, redacted in <run>/job.yaml) do not count."""
     if hasattr(spec, "model_dump"):
         spec = spec.model_dump(mode="json")
+    env = ((spec.get("cluster") or {}).get("runtime_env") or {}).get("env_vars") if isinstance(spec, dict) else None
+    if isinstance(env, dict) and env:  # the rule of prehoc_ray/spec/redact.py (io may not import spec)
+        spec = {**spec, "cluster": {**spec["cluster"], "runtime_env": {**spec["cluster"]["runtime_env"],
+                                                                      "env_vars": dict.fromkeys(env, "<redacted>")}}}
     text = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -61,14 +67,29 @@ class RunManifest:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ManifestError(
-                f"{path}: unreadable manifest ({exc}); move it away to start over"
-            ) from exc
+        except (OSError, ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+            why = exc.strerror if isinstance(exc, OSError) else (
+                f"invalid JSON on line {exc.lineno}: {exc.msg}" if isinstance(exc, json.JSONDecodeError)
+                else "not UTF-8 JSON" if isinstance(exc, UnicodeDecodeError) else "JSON nested too deeply")
+            raise ManifestError(f"{path}: unreadable manifest ({why}); move it away to start over") from None
+        # Field by field, naming the field and never its value (the file may be anyone's).
+        if not isinstance(data, dict):
+            raise ManifestError(f"{path}: expected a JSON object, got {type(data).__name__}; move it away to start over")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(str(k) for k in data if k not in fields)
+        if unknown:
+            raise ManifestError(f"{path}: unknown manifest field {show_text(unknown[0])!r}; move it away to start over")
+        for name, kind in (("spec_hash", str), ("created_at", str), ("status", str), ("updated_at", str),
+                           ("info", dict), ("version", int)):
+            if name in data and not isinstance(data[name], kind):
+                raise ManifestError(f"{path}: field {name!r}: expected {kind.__name__}, got {type(data[name]).__name__}")
+        if "status" in data and data["status"] not in RUN_STATUSES:
+            raise ManifestError(f"{path}: field 'status': expected one of {', '.join(RUN_STATUSES)}")
         try:
             return cls(**data)
-        except TypeError as exc:
-            raise ManifestError(f"{path}: unexpected manifest fields ({exc})") from exc
+        except TypeError:
+            missing = sorted(fields - set(data) - {"status", "updated_at", "info", "version"})
+            raise ManifestError(f"{path}: missing manifest field(s) {', '.join(missing)}") from None
 
     @classmethod
     def open(

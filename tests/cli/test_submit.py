@@ -41,25 +41,156 @@ def invoke(*args: str):
 # ----- token authentication -------------------------------------------------------------------
 
 @pytest.mark.parametrize(
-    "env,token_file,expected",
+    "address,mode,allowed",
     [
-        ({}, None, {}),
-        ({}, "from-file", {"Authorization": "Bearer from-file"}),
-        ({"RAY_AUTH_TOKEN": "from-env"}, "from-file", {"Authorization": "Bearer from-env"}),
-        ({"RAY_AUTH_TOKEN_PATH": "PATH"}, None, {"Authorization": "Bearer from-path"}),
-        ({"RAY_AUTH_MODE": "disabled", "RAY_AUTH_TOKEN": "x"}, "from-file", {}),
-        ({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "x"}, None, {}),  # Ray's client sends it itself
+        ("http://127.0.0.1:8265", "token", True),  # a port-forward
+        ("http://localhost:8265", "token", True),
+        ("http://[::1]:8265", "token", True),
+        ("127.0.0.1:8265", "token", True),  # Ray reads a bare HOST:PORT as http
+        ("https://head.example.com:8265", "token", True),
+        ("http://head.example.com:8265", "token", False),
+        ("http://10.0.0.5:8265", "token", False),
+        ("10.0.0.5:8265", "token", False),
+        ("http://localhost.evil.com:8265", "token", False),
+        ("http://10.0.0.5:8265", "", True),  # nothing is sent without token mode
+        ("http://10.0.0.5:8265", "disabled", True),
     ],
 )
-def test_auth_headers(tmp_path, env, token_file, expected):
+def test_token_transport_rules(address, mode, allowed):
+    env = {"RAY_AUTH_MODE": mode} if mode else {}
+    if allowed:
+        submit_mod.check_token_transport(address, env=env)
+    else:
+        with pytest.raises(submit_mod.CliError) as err:
+            submit_mod.check_token_transport(address, env=env)
+        assert err.value.code == 2 and "--allow-insecure-token" in str(err.value)
+        assert "\n" not in str(err.value)
+        submit_mod.check_token_transport(address, allow_insecure=True, env=env)
+
+
+class _Recorder:
+    """A stand-in for a Ray dashboard on every interface: answers the version check, says no job
+    exists, and records the Authorization header of every request."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        seen = self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                seen.append((self.path, self.headers.get("Authorization")))
+                if self.path.startswith("/api/version"):
+                    body, code = json.dumps({"version": "4", "ray_version": "2.60.0", "ray_commit": "x",
+                                             "session_name": "s"}).encode(), 200
+                else:
+                    body, code = b"Job does not exist", 404
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _non_loopback_ip() -> str | None:
+    import ipaddress
+
+    import psutil
+
+    for addrs in psutil.net_if_addrs().values():
+        for a in addrs:
+            if a.family.name == "AF_INET" and not ipaddress.ip_address(a.address).is_loopback:
+                return a.address
+    return None
+
+
+_CLI_SCRIPT = """
+import json, sys
+from typer.testing import CliRunner
+from prehoc_ray.cli import app
+from prehoc_ray.cli import submit, report, validate  # noqa: F401
+out = []
+for args in json.loads(sys.argv[1]):
+    r = CliRunner().invoke(app, args)
+    out.append([r.exit_code, r.output])
+print("RESULT " + json.dumps(out))
+"""
+
+
+def _cli_in_subprocess(calls: list[list[str]], mode: str | None, home: Path) -> list[tuple[int, str]]:
+    """Run CLI calls in a fresh interpreter: Ray reads RAY_AUTH_MODE once per process."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update({"HOME": str(home), "RAY_AUTH_TOKEN": "env-s3cret", "RAY_USAGE_STATS_ENABLED": "0", "COLUMNS": "300"})
+    if mode is not None:
+        env["RAY_AUTH_MODE"] = mode
+    r = subprocess.run([sys.executable, "-c", _CLI_SCRIPT, json.dumps(calls)], env=env, capture_output=True, text=True,
+                       timeout=180, cwd=str(home))
+    line = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert line, r.stdout[-2000:] + r.stderr[-3000:]
+    return [tuple(x) for x in json.loads(line[-1][len("RESULT "):])]
+
+
+@pytest.mark.slow
+def test_the_token_goes_only_where_token_mode_sends_it(tmp_path):
+    """RAY_AUTH_MODE unset: no token, though RAY_AUTH_TOKEN and ~/.ray/auth_token hold one; token mode:
+    the token to a loopback address, never over plain http elsewhere unless --allow-insecure-token."""
     home = tmp_path / "home"
     (home / ".ray").mkdir(parents=True)
-    if token_file:
-        (home / ".ray" / "auth_token").write_text(token_file + "\n")
-    if env.get("RAY_AUTH_TOKEN_PATH") == "PATH":
-        (tmp_path / "tok").write_text("from-path")
-        env = {**env, "RAY_AUTH_TOKEN_PATH": str(tmp_path / "tok")}
-    assert submit_mod.auth_headers(env, home) == expected
+    (home / ".ray" / "auth_token").write_text("file-s3cret\n")
+    spec = write_spec(home / "wd", simulated_spec_dict(name="tok"))
+    rec = _Recorder()
+    try:
+        local = f"http://127.0.0.1:{rec.port}"
+        ip = _non_loopback_ip()
+        remote = f"http://{ip}:{rec.port}" if ip else None
+
+        # unset and disabled: nothing is sent, to any address
+        for mode in (None, "disabled"):
+            rec.seen.clear()
+            (code, out), = _cli_in_subprocess([["status", "prehoc-x", "--address", local]], mode, home)
+            assert code == 1 and "no job with submission id prehoc-x" in out, out
+            assert rec.seen and all(auth is None for _, auth in rec.seen), (mode, rec.seen)
+
+        # token mode, loopback: Ray's client sends the token (RAY_AUTH_TOKEN wins over the file)
+        rec.seen.clear()
+        (code, out), = _cli_in_subprocess([["status", "prehoc-x", "--address", local]], "token", home)
+        assert code == 1, out
+        assert rec.seen and all(auth == "Bearer env-s3cret" for _, auth in rec.seen), rec.seen
+
+        if remote is None:
+            pytest.skip("this machine has no non-loopback IPv4 address to test plain http to another host")
+        # token mode, plain http to another host: refused before any request, by submit, status and logs
+        rec.seen.clear()
+        calls = [["submit", str(spec), "--working-dir", str(home / "wd"), "--address", remote],
+                 ["status", "prehoc-x", "--address", remote],
+                 ["logs", "prehoc-x", "--address", remote]]
+        for code, out in _cli_in_subprocess(calls, "token", home):
+            assert code == 2, out
+            assert "refusing to send the Ray token" in out and "--allow-insecure-token" in out, out
+            assert len([ln for ln in out.splitlines() if ln.startswith("prehoc-ray:")]) == 1, out
+            assert "s3cret" not in out
+        assert rec.seen == []
+        # ... unless said explicitly
+        (code, out), = _cli_in_subprocess([["status", "prehoc-x", "--address", remote, "--allow-insecure-token"]], "token",
+                                          home)
+        assert code == 1 and "no job with submission id" in out, out
+        assert rec.seen and all(auth == "Bearer env-s3cret" for _, auth in rec.seen), rec.seen
+    finally:
+        rec.close()
 
 
 def test_ray_client_sends_the_token_itself_in_token_mode():
@@ -93,7 +224,7 @@ def test_dry_run_request(tmp_path, monkeypatch):
     assert req["entrypoint_num_gpus"] == 0 and "entrypoint_num_cpus" not in req
     env = req["runtime_env"]
     assert env["working_dir"] == str((tmp_path / "wd").resolve())
-    assert ".venv" in env["excludes"] and env["env_vars"]["PYTHONUNBUFFERED"] == "1"
+    assert ".venv" in env["excludes"] and env["env_vars"]["PYTHONUNBUFFERED"] == "<redacted>"  # shown redacted
     md = req["metadata"]
     assert md["prehoc_job"] == "unit" and md["spec_hash"] == spec.spec_hash() and md["spec"] == "jobs/job.yaml"
     assert "12 candidates (3 tasks x 4 models x 1 configs)" in md["portfolio"]
@@ -121,12 +252,85 @@ def test_out_and_runtime_env_options(tmp_path):
     assert req["entrypoint"].endswith("--out '/mnt/shared/my run'")
     assert req["submission_id"] == "again-1" and req["entrypoint_num_cpus"] == 1
     env = req["runtime_env"]
-    assert env["pip"] == ["x==1"] and env["env_vars"] == {"B": "2", "PYTHONUNBUFFERED": "1"}
+    assert env["pip"] == ["x==1"] and env["env_vars"] == {"B": "<redacted>", "PYTHONUNBUFFERED": "<redacted>"}
+    real = submit_mod.build_request(spec_path, load_job(spec_path), working_dir=str(tmp_path), out=None,
+                                    runtime_env_file=tmp_path / "rt.yaml")
+    assert real["runtime_env"]["env_vars"] == {"B": "2", "PYTHONUNBUFFERED": "1"}
     assert env["excludes"][0] == "data/"
     code, out = invoke("submit", str(spec_path), "--dry-run", "--working-dir", str(tmp_path), "--resume", "--out", "/mnt/r")
     req = json.loads(out[out.index("{"):])
     assert req["entrypoint"].endswith("--out /mnt/r --resume")
     assert req["submission_id"].startswith(submit_mod.submission_id_for(load_job(spec_path)) + "-resume-")
+
+
+def test_dry_run_redacts_env_var_values_and_the_request_keeps_them(tmp_path):
+    spec_path = write_spec(tmp_path, {**simulated_spec_dict(name="sec"),
+                                      "cluster": {"runtime_env": {"env_vars": {"HF_TOKEN": "hf_SPEC_s3cret"}}}})
+    (tmp_path / "rt.yaml").write_text("env_vars: {WANDB_API_KEY: 'wandb-FILE-s3cret'}\n")
+    code, out = invoke("submit", str(spec_path), "--dry-run", "--working-dir", str(tmp_path), "--runtime-env",
+                       str(tmp_path / "rt.yaml"))
+    assert code == 0, out
+    assert "s3cret" not in out
+    shown = json.loads(out[out.index("{"):])["runtime_env"]["env_vars"]
+    assert shown == {"WANDB_API_KEY": "<redacted>", "PYTHONUNBUFFERED": "<redacted>"}  # --runtime-env replaces env_vars
+    code, out = invoke("submit", str(spec_path), "--dry-run", "--working-dir", str(tmp_path))
+    assert "hf_SPEC_s3cret" not in out and json.loads(out[out.index("{"):])["runtime_env"]["env_vars"]["HF_TOKEN"] == "<redacted>"
+    # what goes to Ray has the real values
+    req = submit_mod.build_request(spec_path, load_job(spec_path), working_dir=str(tmp_path), out=None,
+                                   runtime_env_file=tmp_path / "rt.yaml")
+    assert req["runtime_env"]["env_vars"]["WANDB_API_KEY"] == "wandb-FILE-s3cret"
+    req = submit_mod.build_request(spec_path, load_job(spec_path), working_dir=str(tmp_path), out=None)
+    assert req["runtime_env"]["env_vars"]["HF_TOKEN"] == "hf_SPEC_s3cret"
+
+
+def test_redacted_copy_names_the_same_run(tmp_path):
+    """<run>/job.yaml keeps the keys, not the values, and still hashes to the run's spec hash."""
+    from prehoc_ray.io.manifest import spec_hash
+    from prehoc_ray.spec.redact import write_redacted_copy
+
+    d = {**simulated_spec_dict(name="sec"), "cluster": {"runtime_env": {"env_vars": {"HF_TOKEN": "hf_s3cret"}}}}
+    src = write_spec(tmp_path / "a", d)
+    write_redacted_copy(src, tmp_path / "job.yaml")
+    text = (tmp_path / "job.yaml").read_text()
+    assert "hf_s3cret" not in text and "HF_TOKEN: <redacted>" in text
+    a, b = load_job(src), load_job(tmp_path / "job.yaml")
+    assert a.cluster.runtime_env["env_vars"]["HF_TOKEN"] == "hf_s3cret"
+    assert a.spec_hash() == b.spec_hash() and spec_hash(a) == spec_hash(b)
+    plain = write_spec(tmp_path / "b", simulated_spec_dict(name="plain"))
+    plain.write_text("# a comment that survives\n" + plain.read_text())
+    write_redacted_copy(plain, tmp_path / "plain.yaml")
+    assert (tmp_path / "plain.yaml").read_text() == plain.read_text()  # nothing to redact: verbatim
+
+
+def test_env_files_stay_out_of_the_upload_and_the_output_says_so(tmp_path):
+    import zipfile
+
+    from ray._private.runtime_env.packaging import create_package
+
+    wd = tmp_path / "wd"
+    spec_path = write_spec(wd, simulated_spec_dict(name="envf"))
+    for rel in (".env", ".env.local", "config/prod.env", "deep/er/.env"):
+        (wd / rel).parent.mkdir(parents=True, exist_ok=True)
+        (wd / rel).write_text("API_KEY=s3cret\n")
+    (wd / "environment.yaml").write_text("name: x\n")  # not a .env file
+    code, out = invoke("submit", str(spec_path), "--dry-run", "--working-dir", str(wd))
+    assert code == 0, out
+    note = [ln for ln in out.splitlines() if ln.startswith("not uploaded")]
+    assert len(note) == 1 and ".env" in note[0], out
+    for rel in (".env", ".env.local", "config/prod.env", "deep/er/.env"):
+        assert rel in note[0]
+    assert "environment.yaml" not in note[0]
+    req = json.loads(out[out.index("{"):])
+    # Ray's own packaging with the request's excludes: what the cluster would receive
+    pkg = tmp_path / "pkg.zip"
+    create_package(str(wd), pkg, include_gitignore=True, excludes=req["runtime_env"]["excludes"])
+    names = {Path(n).as_posix().rstrip("/") for n in zipfile.ZipFile(pkg).namelist()}
+    assert "job.yaml" in names and "environment.yaml" in names
+    assert not [n for n in names if Path(n).name.startswith(".env") or n.endswith(".env")], names
+    # no .env file: no note
+    (wd / ".env").unlink(), (wd / ".env.local").unlink(), (wd / "config/prod.env").unlink(), (wd / "deep/er/.env").unlink()
+    code, out = invoke("submit", str(spec_path), "--dry-run", "--working-dir", str(wd))
+    assert code == 0 and "not uploaded" not in out
 
 
 @pytest.mark.parametrize(

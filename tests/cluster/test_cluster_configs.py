@@ -42,13 +42,73 @@ def test_ray_up_config_is_valid_for_ray():
     gpu = [t for n, t in types.items() if n != cfg["head_node_type"] and t["resources"].get("GPU", 0) >= 1]
     assert gpu and all(t["max_workers"] >= 1 for t in gpu)
     assert RAY_VERSION in cfg["docker"]["image"]
-    head_cmd = " ".join(cfg["head_start_ray_commands"])
-    assert "--num-gpus=0" in head_cmd and "--dashboard-host=0.0.0.0" in head_cmd and "--metrics-export-port=8080" in head_cmd
+    head = ray_start_flags(cfg["head_start_ray_commands"])
+    assert head["--num-gpus"] == "0" and head["--metrics-export-port"] == "8080"
+    # the dashboard on the head's loopback: what `ray dashboard`'s SSH port-forward reaches, nothing more
+    assert head["--dashboard-host"] == "127.0.0.1"
     for cmds in (cfg["head_start_ray_commands"], cfg["worker_start_ray_commands"]):
         joined = " ".join(cmds)
         assert "RAY_AUTH_MODE=token" in joined and "PREHOC_RAY_STORAGE=/mnt/prehoc" in joined
+    # the token reaches every node at Ray's default path (tests/cluster/test_ray_up_start.py runs it)
+    assert cfg["file_mounts"]["~/.ray/auth_token"].startswith("~/")
     assert any("prehoc-ray[probe" in c for c in cfg["setup_commands"])
     assert any("/mnt/prehoc" in o for o in cfg["docker"]["run_options"])
+
+
+def ray_start_flags(commands: list[str]) -> dict[str, str]:
+    """--flag=value pairs of the one `ray start` in a node type's start commands."""
+    import shlex
+
+    starts = [c for c in commands if "ray start" in c]
+    assert len(starts) == 1, commands
+    words = shlex.split(starts[0][starts[0].index("ray start"):].split(";")[0])
+    return dict(w.split("=", 1) if "=" in w else (w, "") for w in words[2:])
+
+
+def test_readme_says_what_ray_up_exposes():
+    """Every port the ray-cluster.yaml nodes listen on is in the README's "What is exposed" section."""
+    (cfg,) = load("ray-cluster.yaml")
+    text = (CLUSTER / "README.md").read_text()
+    assert "What is exposed" in text
+    section = text[text.index("What is exposed"):]
+    section = section[:section.index("\n## ")] if "\n## " in section else section
+    head = ray_start_flags(cfg["head_start_ray_commands"])
+    ports = {head["--port"], head.get("--dashboard-port", "8265"), head["--metrics-export-port"],
+             ray_start_flags(cfg["worker_start_ray_commands"])["--metrics-export-port"]}
+    for port in ports:
+        assert port in section, port
+    assert "127.0.0.1" in section and "unauthenticated" in section.lower()
+
+
+SCHEMA = Path(__file__).with_name("kuberay_v1_6_2_schema.yaml")
+
+
+def kuberay_validator(kind: str):
+    import jsonschema
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    return jsonschema.Draft202012Validator({**schema, "$ref": f"#/$defs/{kind}"})
+
+
+@pytest.mark.parametrize("name,kind", [("kuberay-raycluster.yaml", "RayCluster"), ("kuberay-rayjob.yaml", "RayJob")])
+def test_kuberay_manifests_match_the_crd_schema(name, kind):
+    """Validated against the RayCluster / RayJob OpenAPI schema (KubeRay v1.6.2, vendored), and the
+    schema check itself is shown to catch a bad mode and a misspelt field."""
+    import copy
+
+    doc = by_kind(name, kind)
+    v = kuberay_validator(kind)
+    errors = sorted(v.iter_errors(doc), key=str)
+    assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors)
+    cluster = doc["spec"] if kind == "RayCluster" else doc["spec"]["rayClusterSpec"]
+    assert cluster["authOptions"] == {"mode": "token"}  # KubeRay >= 1.5.1; secretName would need 1.6
+    bad = copy.deepcopy(doc)
+    (bad["spec"] if kind == "RayCluster" else bad["spec"]["rayClusterSpec"])["authOptions"]["mode"] = "tokens"
+    assert not v.is_valid(bad)
+    bad = copy.deepcopy(doc)
+    c = bad["spec"] if kind == "RayCluster" else bad["spec"]["rayClusterSpec"]
+    c["authOption"] = c.pop("authOptions")
+    assert not v.is_valid(bad)
 
 
 def _containers(template: dict) -> list[dict]:
@@ -75,10 +135,12 @@ def _check_cluster_spec(spec: dict) -> None:
     for g in gpu_groups:
         assert g["maxReplicas"] >= g["minReplicas"] >= 0
         assert any(t["key"] == "nvidia.com/gpu" for t in g["template"]["spec"].get("tolerations", []))
+    # token auth through the operator: it makes the token, sets it in every Ray container and uses
+    # it for its own status polls; a container's own RAY_AUTH_TOKEN would differ from the operator's
+    assert spec["authOptions"]["mode"] == "token"
     for c in [hc] + [c for g in groups for c in _containers(g["template"])]:
         env = _env(c)
-        assert env["RAY_AUTH_MODE"] == "token"
-        assert env["RAY_AUTH_TOKEN"]["secretKeyRef"]["name"] == "prehoc-ray-token"
+        assert "RAY_AUTH_TOKEN" not in env and env.get("RAY_AUTH_MODE", "token") == "token"
         assert env["PREHOC_RAY_STORAGE"] == "/mnt/prehoc"
         assert any(m["mountPath"] == "/mnt/prehoc" for m in c["volumeMounts"])
         assert RAY_VERSION in c["image"] or "prehoc-ray" in c["image"]
@@ -106,7 +168,7 @@ def test_kuberay_rayjob():
     renv = yaml.safe_load(spec["runtimeEnvYAML"])
     assert renv["working_dir"] and renv["env_vars"]["PYTHONUNBUFFERED"] == "1"
     sub_env = _env(spec["submitterPodTemplate"]["spec"]["containers"][0])
-    assert sub_env["RAY_AUTH_MODE"] == "token"
+    assert "RAY_AUTH_TOKEN" not in sub_env  # the operator adds this cluster's token to the submitter
     _check_cluster_spec(spec["rayClusterSpec"])
 
 
@@ -132,7 +194,13 @@ def test_runtime_env_is_accepted_by_ray_and_by_submit(tmp_path):
                                  "--runtime-env", str(CLUSTER / "runtime_env.yaml")])
     assert r.exit_code == 0, r.output
     req = json.loads(r.output[r.output.index("{"):])
-    assert req["runtime_env"]["env_vars"]["HF_HUB_OFFLINE"] == "1"
+    assert req["runtime_env"]["env_vars"]["HF_HUB_OFFLINE"] == "<redacted>"  # printed redacted, submitted as is
+    from prehoc_ray.cli.submit import build_request
+    from prehoc_ray.spec.job import load_job
+
+    real = build_request(spec, load_job(spec), working_dir=str(tmp_path), out=None,
+                         runtime_env_file=CLUSTER / "runtime_env.yaml")
+    assert real["runtime_env"]["env_vars"]["HF_HUB_OFFLINE"] == "1"
     assert req["runtime_env"]["working_dir"] == str(tmp_path.resolve())  # --working-dir wins over the file's "."
 
 
