@@ -18,6 +18,7 @@ def _register() -> None:
     # Imported for their side effect of adding commands; kept cheap (heavy imports inside commands).
     from prehoc_ray.cli import analyze  # noqa: F401
     from prehoc_ray.cli import backtest  # noqa: F401
+    from prehoc_ray.cli import history  # noqa: F401
     from prehoc_ray.cli import report, submit, validate  # noqa: F401
     from prehoc_ray.cli import run  # noqa: F401
     from prehoc_ray.cli import simulate  # noqa: F401
