@@ -191,11 +191,16 @@ def run_analysis(
 
     import numpy as np
 
-    from prehoc_ray.core.analysis import AnalysisSettings, analyze
     from prehoc_ray.io import read_trajectories, write_table
+
+    # The table first, the analysis and its plotting libraries after: a bad file fails in a
+    # fraction of the time and memory (no scipy, no matplotlib loaded).
+    table = read_trajectories(trajectories)
+    table.check_within_horizon(horizon)  # a step far past the horizon: the row, not overflowing fits
+
+    from prehoc_ray.core.analysis import AnalysisSettings, analyze
     from prehoc_ray.report.analysis_report import InputSummary, write_report
 
-    table = read_trajectories(trajectories)
     rows_used = int(np.sum(table.step <= depth)) if depth is not None else len(table)
     if rows_used == 0:
         raise BadInput(f"--depth: no observation has step <= {depth:g} (the smallest step in {trajectories} is {float(table.step.min()):g})")

@@ -30,6 +30,10 @@ def report_cmd(
     if not any((run_dir / m).exists() for m in markers):
         typer.echo(f"prehoc-ray: {run_dir}: not a run directory (none of {', '.join(markers)} in it)", err=True)
         raise typer.Exit(EXIT_BAD_INPUT)
+    bad = _unreadable_tables(run_dir)
+    if bad:
+        typer.echo(f"prehoc-ray: {bad}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
     spec = None
     if spec_path is not None or replan:
         path = spec_path or run_dir / "job.yaml"
@@ -56,3 +60,23 @@ def report_cmd(
         raise typer.Exit(EXIT_FAILURE) from None
     state = "" if rep.complete else " (run incomplete: no candidates.parquet; the report shows what the store holds)"
     typer.echo(f"wrote {rep.html} and {rep.markdown}{state}")
+
+
+def _unreadable_tables(run_dir: Path) -> str | None:
+    """The first of the run's Parquet tables that cannot be read, as `FILE: why` (one line,
+    none of its contents), before the report's plotting libraries load."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for name in ("candidates.parquet", "spend.parquet"):  # what load_run reads without a fallback
+        path = run_dir / name
+        if not path.exists():
+            continue
+        try:
+            if not path.is_file():
+                return f"{path}: is not a file"
+            pq.read_table(path)
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            why = " ".join(str(exc).split())
+            return f"{path}: not a readable Parquet table ({why[:160]})"
+    return None

@@ -64,6 +64,7 @@ def run_cmd(
         except json.JSONDecodeError as exc:
             _fail(f"{SIM_ENV}: not JSON ({exc})", EXIT_BAD_INPUT)
     run_dir = out or Path("runs") / spec.name
+    _check_out(run_dir, spec, resume)
 
     # Ray (and torch) are imported only now: `prehoc-ray --help` stays fast.
     from prehoc_ray.execution.cluster import ClusterError
@@ -90,6 +91,29 @@ def run_cmd(
         _fail(f"{type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for the traceback; --resume continues the run)",
               EXIT_FAILURE)
     _summary(result, spec)
+
+
+def _check_out(run_dir: Path, spec, resume: bool) -> None:
+    """The run directory's state, before Ray and torch are imported (seconds, hundreds of MB):
+    a bad --out is one line and exit 2 at once. The driver checks the same again."""
+    from prehoc_ray.io.errors import ManifestError
+    from prehoc_ray.io.manifest import RunManifest, spec_hash
+
+    if run_dir.exists() and not run_dir.is_dir():
+        _fail(f"--out {run_dir}: exists and is not a directory", EXIT_BAD_INPUT)
+    try:
+        existing = RunManifest.load(run_dir)
+    except ManifestError as exc:
+        _fail(str(exc), EXIT_BAD_INPUT)
+    if existing is None:
+        return
+    if not resume:
+        _fail(f"{run_dir}: already holds a run (manifest.json); pass --resume to continue it, or choose another --out",
+              EXIT_BAD_INPUT)
+    if existing.spec_hash != spec_hash(spec):
+        _fail(f"{RunManifest.path(run_dir)}: this run directory belongs to spec {existing.spec_hash[:12]}, the spec given "
+              f"hashes to {spec_hash(spec)[:12]}; --resume needs the same spec (use a new --out to run this one)",
+              EXIT_BAD_INPUT)
 
 
 def _summary(result, spec) -> None:

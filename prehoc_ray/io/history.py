@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 
 from prehoc_ray.core.observations import Observations
-from prehoc_ray.core.population import MIN_POPULATION
 from prehoc_ray.io.errors import TrajectoryError
 from prehoc_ray.io.trajectories import read_trajectories
 
@@ -35,6 +34,10 @@ def finals_per_family(history: Observations) -> dict[str, int]:
 
 def coverage_problems(history: Observations, tasks: list[str]) -> list[str]:
     """One line per task the history cannot serve (no family of that name, or too few finals)."""
+    # here, not at the top: core.population loads scipy.stats (seconds); a history file that
+    # fails to load should fail without it
+    from prehoc_ray.core.population import MIN_POPULATION
+
     counts = finals_per_family(history)
     out = []
     for t in tasks:

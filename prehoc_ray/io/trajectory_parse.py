@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from prehoc_ray.io.errors import TrajectoryError
+from prehoc_ray.io.errors import TrajectoryError, show_text
 from prehoc_ray.types import (
     CANDIDATE,
     FINAL,
@@ -32,6 +32,9 @@ from prehoc_ray.types import (
 DEFAULT_SEED = 0
 DEFAULT_GROUP = "all"
 KNOWN_COLUMNS = REQUIRED_TRAJECTORY_COLUMNS + OPTIONAL_TRAJECTORY_COLUMNS
+# Far beyond any training run (10^12 steps), far below where powers and squares of a step
+# overflow float64 in the fits: a step of 1e300 is a typo or a unit mix-up, not a curve.
+MAX_STEP = 1e12
 
 
 @dataclass(frozen=True)
@@ -69,10 +72,10 @@ def _show(value: Any) -> str:
     if isinstance(value, str):
         try:
             float(value)  # a number that sits in a text column: show it as the number it is
-            return value.strip()
+            return show_text(value.strip())
         except ValueError:
-            return repr(value)
-    return str(value)
+            return repr(show_text(value))  # the cell, at most its first characters
+    return show_text(value)
 
 
 class _Column:
@@ -86,7 +89,7 @@ class _Column:
     def fail(self, row: int, expected: str, got: str | None = None) -> NoReturn:
         shown = _show(self.data[row].as_py()) if got is None else got
         raise TrajectoryError(
-            f"{self.file}: column '{self.name}' row {row + 1}: expected {expected}, got {shown}"
+            f"{self.file}: column '{show_text(self.name)}' row {row + 1}: expected {expected}, got {shown}"
         )
 
     def first_bad(self, bad: np.ndarray, expected: str) -> None:
@@ -144,14 +147,18 @@ def _check_names(table: pa.Table, file: str) -> None:
     for name in names:
         if name in seen:
             raise TrajectoryError(
-                f"{file}: column '{name}' appears twice; expected unique column names"
+                f"{file}: column '{show_text(name)}' appears twice; expected unique column names"
             )
         seen.add(name)
     for name in REQUIRED_TRAJECTORY_COLUMNS:
         if name not in seen:
             hint = [c for c in names if c.strip().lower() == name]
-            near = f" (found '{hint[0]}': names are case-sensitive)" if hint else ""
-            found = ", ".join(names) if names else "none"
+            near = f" (found '{show_text(hint[0])}': names are case-sensitive)" if hint else ""
+            # the header of a file that is no trajectory table at all may be anything: a few
+            # names, each cut short
+            found = ", ".join(show_text(n, 24) for n in names[:8]) if names else "none"
+            if len(names) > 8:
+                found += f", ... ({len(names) - 8} more)"
             raise TrajectoryError(
                 f"{file}: missing required column '{name}'{near}; expected columns "
                 f"{', '.join(REQUIRED_TRAJECTORY_COLUMNS)}, found {found}"
@@ -214,6 +221,7 @@ def _step(column: _Column) -> np.ndarray:
     values, nulls, bad = column.floats()
     with np.errstate(invalid="ignore"):
         column.first_bad(bad | nulls | ~np.isfinite(values) | (values <= 0), expected)
+        column.first_bad(values > MAX_STEP, f"a number > 0 and at most {MAX_STEP:g}")
     return values
 
 
@@ -222,6 +230,16 @@ def _value(column: _Column) -> np.ndarray:
     values, nulls, bad = column.floats()
     column.first_bad(bad | nulls | ~np.isfinite(values), expected)
     return values
+
+
+def first_step_past_horizon(step: np.ndarray, horizon: np.ndarray) -> int | None:
+    """The first row whose step lies past its horizon (NaN: unknown, never past), or None.
+
+    A table may hold such rows (the data model does not forbid them); an analysis may not: the
+    fits would extrapolate backwards from beyond the end, and steps of 1e300 overflow them."""
+    with np.errstate(invalid="ignore"):
+        past = np.asarray(step, float) > np.asarray(horizon, float)
+    return int(np.argmax(past)) if past.any() else None
 
 
 def _seed(column: _Column) -> np.ndarray:
@@ -248,6 +266,7 @@ def _horizon(column: _Column) -> np.ndarray:
     values, _, bad = column.floats()
     with np.errstate(invalid="ignore"):
         column.first_bad(bad | np.isinf(values) | (values <= 0), expected)
+        column.first_bad(values > MAX_STEP, f"a number > 0 and at most {MAX_STEP:g} or an empty cell")
     return values
 
 
@@ -281,7 +300,7 @@ def _same_within(
         return
     row = int(np.argmax(differs))
     first = int(ref_rows[row])
-    owner = f"candidate {candidate[row]!r}" + (f" seed {seed[row]}" if per_seed else "")
+    owner = f"candidate {show_text(candidate[row])!r}" + (f" seed {seed[row]}" if per_seed else "")
     column.fail(
         row,
         f"the same {column.name} for all rows of {owner} "
@@ -316,6 +335,6 @@ def _no_duplicates(
     column.fail(
         row,
         f"one row per (candidate, seed, step) (row {first + 1} already has candidate "
-        f"{candidate[row]!r} seed {seed[row]} step {_display(step[row])})",
+        f"{show_text(candidate[row])!r} seed {seed[row]} step {_display(step[row])})",
         "a duplicate",
     )

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from prehoc_ray.io.trajectory_parse import factorize, parse_trajectory_columns
+from prehoc_ray.io.errors import TrajectoryError
+from prehoc_ray.io.trajectory_parse import factorize, first_step_past_horizon, parse_trajectory_columns
 
 if TYPE_CHECKING:
     from prehoc_ray.core.observations import Observations
@@ -162,6 +163,20 @@ class TrajectoryTable:
         for name, values in self.extra.items():
             cols[name] = pa.array(values, from_pandas=True)
         return pa.table(cols)
+
+    def check_within_horizon(self, horizon: float | None = None) -> None:
+        """TrajectoryError naming the first row whose step is past its horizon (the `horizon`
+        column, or `horizon` for every row when given): what an analysis cannot use."""
+        h = self.horizon if horizon is None else np.full(len(self), float(horizon))
+        row = first_step_past_horizon(self.step, h)
+        if row is None:
+            return
+        label = str(self.source) if self.source is not None else "<table>"
+        source = "--horizon" if horizon is not None else "its horizon"
+        raise TrajectoryError(
+            f"{label}: column 'step' row {row + 1}: expected a step <= {source} ({float(h[row]):g}), "
+            f"got {float(self.step[row]):g}"
+        )
 
     # views ------------------------------------------------------------------------------
 

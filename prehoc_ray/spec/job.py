@@ -10,42 +10,54 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
+from collections import Counter
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
-from prehoc_ray.spec.candidate import CandidateSpec, FinetuneConfig, ModelSpec, ProbeSettings, TaskSpec
+# _Strict: unknown keys forbidden, .inf/.nan refused, bounds named even for 1.0e+30
+from prehoc_ray.spec.candidate import (
+    MAX_NAME,
+    MAX_SEED,
+    MAX_STEPS,
+    NAME_PATTERN,
+    CandidateSpec,
+    FinetuneConfig,
+    ModelSpec,
+    ProbeSettings,
+    TaskSpec,
+    _Strict,
+)
+from prehoc_ray.spec.safe_yaml import YAMLInputError, line_of, load_yaml, show_key
+
+MAX_CANDIDATES = 100_000  # tasks x models x configs (or the explicit list); the engine is timed at 10,000
 
 
 class SpecError(ValueError):
     """A job spec that cannot be used; the message names the file and the field."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 class BudgetSpec(_Strict):
-    probe_seconds: float = Field(gt=0)  # device-seconds for all probes (GPU-s on GPUs, CPU-s locally)
-    full_finetune_seconds: float | None = Field(None, gt=0)  # for the plan; None: no cap
+    probe_seconds: float = Field(gt=0, le=1e10)  # device-seconds for all probes (GPU-s on GPUs, CPU-s locally)
+    full_finetune_seconds: float | None = Field(None, gt=0, le=1e12)  # for the plan; None: no cap
 
 
 class AllocationSpec(_Strict):
-    seeds: int = Field(3, ge=2)
-    initial_steps: int = Field(30, ge=3)  # must be >= 3 x probe.eval_every
-    growth: float = Field(2.0, gt=1)
+    seeds: int = Field(3, ge=2, le=1000)
+    initial_steps: int = Field(30, ge=3, le=MAX_STEPS)  # must be >= 3 x probe.eval_every
+    growth: float = Field(2.0, gt=1, le=1000)
     max_depth_fraction: float = Field(0.5, gt=0, le=1)  # probes stop at this fraction of full_steps
     tolerance: float = Field(0.02, gt=0)  # tolerated std of a predicted score (metric units)
     gamma: float | None = Field(None, gt=0)  # price of risk per device-second; None: derived
     level: float = Field(0.9, gt=0, lt=1)
-    max_concurrent_probes: int = Field(4, ge=1)  # also the number of candidates extended per round
-    max_retries: int = Field(2, ge=0)
-    probe_timeout_s: float = Field(3600, gt=0)
+    max_concurrent_probes: int = Field(4, ge=1, le=100_000)  # also the number of candidates extended per round
+    max_retries: int = Field(2, ge=0, le=1000)
+    probe_timeout_s: float = Field(3600, gt=0, le=1e8)
     # Before the first probe is measured, probes are admitted while this x their guessed cost fits.
-    prior_cost_margin: float = Field(3.0, ge=1)
-    seed: int = 0
+    prior_cost_margin: float = Field(3.0, ge=1, le=1e6)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     # What probes are bought for: "decision" (the per-task choice of which full fine-tune to run:
     # expected regret reduction per device-second) or "prediction" (every candidate's prediction
     # variance). See prehoc_ray/core/decision.py.
@@ -65,12 +77,13 @@ class ClusterSpec(_Strict):
 
 
 class JobSpec(_Strict):
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
-    description: str = ""
-    tasks: list[TaskSpec] = Field(min_length=1)
-    models: list[ModelSpec] = Field(min_length=1)
-    configs: list[FinetuneConfig] = Field(default_factory=lambda: [FinetuneConfig()])
-    candidates: list[tuple[str, str, str]] | None = None  # explicit (task, model, config) names
+    name: str = Field(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN)
+    description: str = Field("", max_length=100_000)
+    tasks: list[TaskSpec] = Field(min_length=1, max_length=MAX_CANDIDATES)
+    models: list[ModelSpec] = Field(min_length=1, max_length=MAX_CANDIDATES)
+    configs: list[FinetuneConfig] = Field(default_factory=lambda: [FinetuneConfig()], max_length=MAX_CANDIDATES)
+    # explicit (task, model, config) names
+    candidates: list[tuple[str, str, str]] | None = Field(None, max_length=MAX_CANDIDATES)
     probe: ProbeSettings = ProbeSettings()
     budget: BudgetSpec
     allocation: AllocationSpec = AllocationSpec()
@@ -86,20 +99,25 @@ class JobSpec(_Strict):
     def _consistent(self) -> "JobSpec":
         for kind, items in (("tasks", self.tasks), ("models", self.models), ("configs", self.configs)):
             names = [i.name for i in items]
-            dup = sorted({n for n in names if names.count(n) > 1})
+            dup = sorted({n for n, k in Counter(names).items() if k > 1})
             if dup:
-                raise ValueError(f"{kind}: duplicate name(s) {', '.join(dup)}")
-        if self.candidates is not None:
+                raise ValueError(f"{kind}: duplicate name(s) {_names(dup)}")
+        if self.candidates is None:
+            n = len(self.tasks) * len(self.models) * len(self.configs)
+            if n > MAX_CANDIDATES:
+                raise ValueError(f"tasks x models x configs: {len(self.tasks)} x {len(self.models)} x {len(self.configs)} "
+                                 f"= {n:,} candidates, more than {MAX_CANDIDATES:,}")
+        else:
             t, m, c = ({i.name for i in xs} for xs in (self.tasks, self.models, self.configs))
             seen: dict[tuple[str, str, str], int] = {}
             for k, (tn, mn, cn) in enumerate(self.candidates):
                 for kind, name, known in (("task", tn, t), ("model", mn, m), ("config", cn, c)):
                     if name not in known:
-                        raise ValueError(f"candidates[{k}]: unknown {kind} {name!r} (known: {', '.join(sorted(known))})")
+                        raise ValueError(f"candidates[{k}]: unknown {kind} {show_key(name)!r} (known: {_names(sorted(known))})")
                 # a repeated triple would be one candidate id twice: the engine and the actor
                 # names need them unique, so say it here rather than after Ray has started
                 if (tn, mn, cn) in seen:
-                    raise ValueError(f"candidates[{k}]: ({tn}, {mn}, {cn}) repeats candidates[{seen[(tn, mn, cn)]}]")
+                    raise ValueError(f"candidates[{k}]: repeats candidates[{seen[(tn, mn, cn)]}]")
                 seen[(tn, mn, cn)] = k
         if self.allocation.initial_steps < 3 * self.probe.eval_every:
             raise ValueError(
@@ -108,7 +126,7 @@ class JobSpec(_Strict):
             )
         unknown = sorted(set(self.plan.baselines) - {t.name for t in self.tasks})
         if unknown:
-            raise ValueError(f"plan.baselines: unknown task(s) {', '.join(unknown)}")
+            raise ValueError(f"plan.baselines: unknown task(s) {_names(unknown)}")
         return self
 
     def candidate_specs(self) -> list[CandidateSpec]:
@@ -119,41 +137,83 @@ class JobSpec(_Strict):
         return [CandidateSpec(task=tasks[t], model=models[m], config=configs[c]) for t, m, c in triples]
 
     def spec_hash(self) -> str:
-        """Stable across key order and formatting: names a run and a Ray job submission."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        """Stable across key order and formatting: names a run and a Ray job submission.
+        cluster.runtime_env.env_vars values (secrets) do not count: a redacted copy hashes the same."""
+        from prehoc_ray.spec.redact import redact_env_vars
+
+        blob = json.dumps(redact_env_vars(self.model_dump(mode="json")), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _format_errors(path: Path, err: ValidationError) -> str:
+def _names(names: list[str], most: int = 10) -> str:
+    """Names for a message: each truncated, at most `most` of them."""
+    shown = ", ".join(show_key(n) for n in names[:most])
+    return shown + (f", ... ({len(names) - most} more)" if len(names) > most else "")
+
+
+# "tasks: ...", "candidates[3]: ...", "allocation.initial_steps (10) ...": the field a model
+# validator's message starts with, to find its line
+_FIELD_PREFIX = re.compile(r"^(?:Value error, )?([A-Za-z_]+(?:\.[A-Za-z_]+)*)(?:\[(\d+)\])?[: (]")
+
+
+def _where(path: Path, root: Any, loc: tuple[Any, ...], msg: str) -> str:
+    if not loc:
+        m = _FIELD_PREFIX.match(msg)
+        if m:
+            loc = tuple(m.group(1).split(".")) + ((int(m.group(2)),) if m.group(2) else ())
+    line = line_of(root, loc)
+    return f"{path}" if line is None else f"{path}:{line}"
+
+
+def _format_errors(path: Path, err: ValidationError, root: Any = None) -> str:
+    """One line per error: file:line, the dotted field, what is wrong. Never the value found
+    (`input`), and of a key at most its first characters: the file may hold secrets."""
     lines = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = e["msg"]
+    for e in err.errors(include_input=False, include_url=False):
+        loc = tuple(e["loc"])
+        field = ".".join(show_key(p) for p in loc) or "(top level)"
+        msg = " ".join(str(e["msg"]).split())
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
-        lines.append(f"{path}: {loc}: {msg}")
+        if len(msg) > 300:
+            msg = msg[:297] + "..."
+        lines.append(f"{_where(path, root, loc, msg)}: {field}: {msg}")
     return "\n".join(lines)
 
 
 def load_job(path: str | Path) -> JobSpec:
-    """Read and validate a job spec; relative data/model paths resolve against the spec's folder."""
+    """Read and validate a job spec; relative data/model paths resolve against the spec's folder.
+
+    Raises SpecError, one line per problem, `FILE[:LINE]: FIELD: what is wrong`; the file's own
+    text never appears beyond the name of an offending key (truncated): see spec/safe_yaml.py.
+    """
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        raise SpecError(f"{path}: is a directory, expected a job spec file (.yaml)")
+    if not path.exists():
         raise SpecError(f"{path}: job spec not found")
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise SpecError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+        raw, root = load_yaml(path, what="job spec")
+    except YAMLInputError as e:
+        where = f"{path}" if e.line is None else f"{path}:{e.line}"
+        raise SpecError(f"{where}: {e.problem}") from None
+    except OSError as e:
+        raise SpecError(f"{path}: cannot read the job spec: {e.strerror or type(e).__name__}") from None
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    if raw and not set(map(str, raw)) & set(JobSpec.model_fields):
+        # a file that is no job spec at all (`validate ~/.netrc`): one line, none of its keys
+        raise SpecError(f"{path}:{line_of(root, ())}: not a job spec: none of its {len(raw)} top-level key(s) is a job spec "
+                        f"field (expected {', '.join(f for f, i in JobSpec.model_fields.items() if i.is_required())}, ...)")
     base = path.resolve().parent
     if isinstance(raw.get("history"), str) and not Path(raw["history"]).is_absolute():
         raw["history"] = str(base / raw["history"])
     for section, key in (("tasks", "path"), ("models", "path")):
-        for item in raw.get(section) or []:
-            if isinstance(item, dict) and item.get(key) and not Path(str(item[key])).is_absolute():
-                item[key] = str(base / str(item[key]))
+        items = raw.get(section)
+        for item in items if isinstance(items, list) else []:
+            if isinstance(item, dict) and isinstance(item.get(key), str) and item[key] and not Path(item[key]).is_absolute():
+                item[key] = str(base / item[key])
     try:
         return JobSpec.model_validate(raw)
     except ValidationError as e:
-        raise SpecError(_format_errors(path, e)) from None
+        raise SpecError(_format_errors(path, e, root)) from None

@@ -226,3 +226,87 @@ def test_json_array_not_objects(tmp_path: Path) -> None:
     path = tmp_path / "t.json"
     path.write_text("[1, 2]")
     assert "row 1: expected a JSON object" in _error(path)
+
+
+# ---- hostile files: bounded work, the row named, none of the file's text echoed ----------------
+
+SECRET = "PLANTED-SECRET-x81"
+
+
+def _quiet_error(path: Path) -> str:
+    message = _error(path)
+    assert SECRET not in message, message
+    return message
+
+
+def test_a_step_far_beyond_any_run_is_refused_with_its_row(tmp_path: Path) -> None:
+    path = _csv(tmp_path, "candidate,step,value\na,10,0.1\na,20,0.2\na,1e300,0.3\n")
+    assert "column 'step' row 3: expected a number > 0 and at most 1e+12, got 1e+300" in _error(path)
+
+
+def test_steps_past_the_horizon_are_named_by_the_analysis_check(tmp_path: Path) -> None:
+    path = _csv(tmp_path, "candidate,step,value,horizon\na,10,0.1,100\na,20,0.2,100\nb,10,0.1,100\nb,5000,0.3,100\n")
+    table = read_trajectories(path)  # a table may hold them ...
+    with pytest.raises(TrajectoryError) as info:  # ... an analysis may not
+        table.check_within_horizon()
+    assert str(info.value) == f"{path}: column 'step' row 4: expected a step <= its horizon (100), got 5000"
+    with pytest.raises(TrajectoryError, match=r"row 2: expected a step <= --horizon \(15\), got 20"):
+        table.check_within_horizon(15.0)
+    table.check_within_horizon(5000.0)
+
+
+def test_a_row_with_extra_cells_names_the_line_not_its_text(tmp_path: Path) -> None:
+    path = _csv(tmp_path, f"candidate,step,value\na,1,0.1\na,2,0.2,{SECRET}\n")
+    assert "cannot read as csv: line 3: expected 3 cells (as many as the header has), got 4" in _quiet_error(path)
+
+
+def test_a_foreign_header_is_listed_short(tmp_path: Path) -> None:
+    path = _csv(tmp_path, f"root:$6$salt${'h' * 40}{SECRET}:19000:0:99999:7:::\n" + "".join(f"u{i}:x\n" for i in range(5)))
+    message = _quiet_error(path)
+    assert "missing required column 'candidate'" in message and "found root:$6$salt$hhh" in message
+
+
+def test_a_long_cell_is_cut_short(tmp_path: Path) -> None:
+    path = _csv(tmp_path, f"candidate,step,value\na,1,{'v' * 80}{SECRET}\n")
+    message = _quiet_error(path)
+    assert "column 'value' row 1: expected a finite number (the metric), got 'vvvv" in message
+    assert "v" * 50 not in message
+
+
+def test_text_that_is_not_utf8_names_column_and_row(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(b'{"candidate": "a", "step": 1, "value": 0.1}\n{"candidate": "\xff' + SECRET.encode()
+                     + b'", "step": 2, "value": 0.2}\n')
+    message = _quiet_error(path)
+    assert "column 'candidate' row 2: expected UTF-8 text" in message or "not UTF-8 text" in message
+
+
+@pytest.mark.parametrize("name,text,line", [
+    ("t.json", "[" * 1000 + "]" * 1000, 1),
+    ("t.jsonl", '{"candidate": "a", "step": 1, "value": 0.1}\n{"candidate": "a", "step": 2, "value": '
+     + '{"x": ' * 1000 + "1" + "}" * 1000 + "}\n", 2),
+])
+def test_deep_json_is_refused_before_a_parser_recurses(tmp_path: Path, name: str, text: str, line: int) -> None:
+    # (the corpus in tests/malformed runs the 100,000-deep one that crashes pyarrow, in a subprocess)
+    path = tmp_path / name
+    path.write_text(text)
+    assert f"line {line}: JSON nested more than 64 levels deep" in _error(path)
+
+
+def test_brackets_in_strings_and_escaped_quotes_do_not_count(tmp_path: Path, monkeypatch) -> None:
+    import prehoc_ray.io.formats as formats
+
+    ids = ["[" * 100, 'q\\"' + "{" * 100, "\\\\" + "]" * 3, 'e\\\\\\"[[']
+    body = "".join(f'{{"candidate": "{c}", "step": {k + 1}, "value": 0.5, "extra": [[1], {{"a": [2]}}]}}\n'
+                   for k, c in enumerate(ids))
+    path = tmp_path / "t.jsonl"
+    path.write_text(body)
+    for chunk in (1, 2, 3, 7, 1 << 20):  # state (depth, string, backslashes) carried across chunks
+        monkeypatch.setattr(formats, "_SCAN_CHUNK", chunk)
+        table = read_trajectories(path)
+        assert len(table) == 4 and table.candidate[0] == "[" * 100
+    deep = path.read_text() + '{"candidate": "z", "step": 1, "value": ' + "[" * 70 + "1" + "]" * 70 + "}\n"
+    path.write_text(deep)
+    for chunk in (3, 1 << 20):
+        monkeypatch.setattr(formats, "_SCAN_CHUNK", chunk)
+        assert "line 5: JSON nested more than 64 levels deep" in _error(path)

@@ -144,3 +144,147 @@ def test_allocation_objective_is_parsed_and_validated(tmp_path):
     assert engine_settings(spec).objective == "prediction"
     with pytest.raises(SpecError, match="allocation.objective"):
         load_job(write(tmp_path, {**BASE, "allocation": {"objective": "regret"}}))
+
+
+# ---- untrusted YAML: bounded, strict, and quiet about the file's contents ----------------------
+
+SECRET = "PLANTED-SECRET-3k9"
+BASE_TEXT = yaml.safe_dump(BASE, sort_keys=False)  # name, tasks, models, budget: 10 lines
+
+
+def _spec_error(tmp_path, text: str | bytes) -> str:
+    path = tmp_path / "job.yaml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(SpecError) as err:
+        load_job(path)
+    msg = str(err.value)
+    assert str(path) in msg and SECRET not in msg and "Traceback" not in msg, msg
+    return msg
+
+
+def _laughs(levels: int = 10) -> str:
+    lines = [f'    l0: &l0 ["{SECRET}", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"    l{k}: &l{k} [" + ", ".join([f"*l{k - 1}"] * 9) + "]" for k in range(1, levels)]
+    return "cluster:\n  runtime_env:\n" + "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_is_refused_before_anything_expands_it(tmp_path):
+    import resource
+    import time
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    msg = _spec_error(tmp_path, BASE_TEXT + _laughs())
+    assert time.perf_counter() - t0 < 2
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50 * 1024  # KiB: nothing expanded
+    assert "expands to more than 200,000 values" in msg
+
+
+def test_aliases_that_expand_a_little_are_fine(tmp_path):
+    text = BASE_TEXT + "configs:\n  - &c {name: a, lora_r: 4}\n  - {<<: *c, name: b}\n"
+    (tmp_path / "job.yaml").write_text(text)
+    spec = load_job(tmp_path / "job.yaml")
+    assert [(c.name, c.lora_r) for c in spec.configs] == [("a", 4), ("b", 4)]
+
+
+def test_an_alias_inside_itself_is_refused(tmp_path):
+    assert "refers to the collection that contains it" in _spec_error(tmp_path, BASE_TEXT + "cluster: {runtime_env: &r {a: [*r]}}\n")
+
+
+@pytest.mark.parametrize("text,line,expected", [
+    (BASE_TEXT + "name: again\n", 11, "duplicate key 'name' (first on line 1)"),
+    (BASE_TEXT + f"allocation:\n  seeds: 3\n  seeds: 4 # {SECRET}\n", 13, "duplicate key 'seeds' (first on line 12)"),
+])
+def test_duplicate_keys_are_refused_with_key_and_line(tmp_path, text, line, expected):
+    msg = _spec_error(tmp_path, text)
+    assert f"job.yaml:{line}: {expected}" in msg, msg
+
+
+def test_bytes_that_are_not_utf8(tmp_path):
+    msg = _spec_error(tmp_path, BASE_TEXT.encode() + b"description: \xff\xfe" + SECRET.encode() + b"\n")
+    assert "job.yaml:11: not UTF-8 text (byte 0xff" in msg
+
+
+@pytest.mark.parametrize("nest", ["[" * 20000 + "]" * 20000, "{a: " * 20000 + "1" + "}" * 20000])
+def test_20000_nested_brackets_are_one_line_not_a_recursion_error(tmp_path, nest):
+    msg = _spec_error(tmp_path, BASE_TEXT + f"description: {nest}\n")
+    assert msg.count("\n") == 0 and "job.yaml:11: nested more than 64 levels deep" in msg
+
+
+@pytest.mark.parametrize("override,field", [
+    ({"budget": {"probe_seconds": float("inf")}}, "budget.probe_seconds"),
+    ({"budget": {"probe_seconds": 1, "full_finetune_seconds": float("inf")}}, "budget.full_finetune_seconds"),
+    ({"configs": [{"name": "c", "learning_rate": float("inf")}]}, "configs.0.learning_rate"),
+    ({"allocation": {"tolerance": float("nan")}}, "allocation.tolerance"),
+    ({"allocation": {"gamma": float("inf")}}, "allocation.gamma"),
+    ({"plan": {"baselines": {"t": float("nan")}}}, "plan.baselines.t"),
+    ({"probe": {"num_gpus": float("inf")}}, "probe.num_gpus"),
+])
+def test_inf_and_nan_are_refused(tmp_path, override, field):
+    msg = _spec_error(tmp_path, yaml.safe_dump({**BASE, **override}))
+    assert f"{field}: Input should be a finite number" in msg, msg
+
+
+@pytest.mark.parametrize("text,field,bound", [
+    ("configs:\n  - {name: c, full_steps: 1.0e+30}\n", "configs.0.full_steps", "100000000"),
+    ("configs:\n  - {name: c, full_steps: 1e30}\n", "configs.0.full_steps", "100000000"),  # YAML 1.1: a string
+    ("allocation:\n  seeds: 1e11\n", "allocation.seeds", "1000"),
+    ("allocation:\n  seeds: 100000000000\n", "allocation.seeds", "1000"),
+    ("allocation:\n  max_concurrent_probes: 1000000000000\n", "allocation.max_concurrent_probes", "100000"),
+])
+def test_absurd_sizes_name_the_bound(tmp_path, text, field, bound):
+    msg = _spec_error(tmp_path, BASE_TEXT + text)
+    assert f"{field}: Input should be less than or equal to {bound}" in msg, msg
+
+
+def test_the_largest_sane_values_still_load(tmp_path):
+    text = BASE_TEXT + "configs:\n  - {name: c, full_steps: 100000000}\nallocation:\n  seeds: 1000\n  seed: 4294967295\n"
+    (tmp_path / "job.yaml").write_text(text)
+    spec = load_job(tmp_path / "job.yaml")
+    assert spec.configs[0].full_steps == 10**8 and spec.allocation.seeds == 1000
+
+
+def test_a_cross_product_too_large_is_refused_before_it_is_built(tmp_path):
+    raw = {**BASE, "tasks": [{"name": f"t{i}", "builtin": "bbc_news"} for i in range(100)],
+           "models": [{"name": f"m{i}", "tiny": {}} for i in range(100)],
+           "configs": [{"name": f"c{i}"} for i in range(11)]}
+    assert "= 110,000 candidates, more than 100,000" in _spec_error(tmp_path, yaml.safe_dump(raw))
+
+
+def test_a_directory_is_named_as_one(tmp_path):
+    (tmp_path / "job.yaml").mkdir()
+    with pytest.raises(SpecError, match="is a directory, expected a job spec file"):
+        load_job(tmp_path / "job.yaml")
+
+
+def test_errors_name_the_line_and_never_the_value(tmp_path):
+    text = BASE_TEXT.replace("  probe_seconds: 10\n", f"  probe_seconds: 10\n  token: {SECRET}\n")
+    msg = _spec_error(tmp_path, text)
+    assert msg.endswith("job.yaml:11: budget.token: unknown key"), msg
+
+
+def test_a_long_unknown_key_is_cut_short(tmp_path):
+    msg = _spec_error(tmp_path, BASE_TEXT + "k" * 100 + SECRET + ": 1\n")
+    assert "unknown key" in msg and "k" * 30 in msg and "k" * 60 not in msg
+
+
+def test_a_file_that_is_no_spec_at_all_is_one_line_without_its_keys(tmp_path):
+    text = "".join(f"user{i}:{SECRET}: x\n" for i in range(30))
+    msg = _spec_error(tmp_path, text)
+    assert "not a job spec: none of its 30 top-level key(s)" in msg and "user" not in msg and msg.count("\n") == 0
+
+
+@pytest.mark.parametrize("text,expected", [
+    (f'name: "{SECRET}', "not valid YAML: found unexpected end of stream"),
+    (f"a: 1\n  b: {SECRET}\n", "job.yaml:2: not valid YAML: mapping values are not allowed here"),
+    (f"seed: {'9' * 5000}\n", "job.yaml:1: cannot read this value (Exceeds the limit"),
+    ("when: 2024-13-45\n", "job.yaml:1: cannot read this value (month must be in 1..12)"),
+    (f"a: 1\x00{SECRET}\n", "job.yaml:1: not valid YAML: character #x0000 is not allowed"),
+])
+def test_yaml_errors_carry_no_snippet_of_the_file(tmp_path, text, expected):
+    msg = _spec_error(tmp_path, text)
+    assert expected in msg and msg.count("\n") == 0, msg
+
+
+def test_a_spec_over_one_mebibyte_is_refused_unread(tmp_path):
+    assert "larger than 1,048,576 bytes" in _spec_error(tmp_path, BASE_TEXT + "#" * (1 << 20) + "\n")
