@@ -234,12 +234,16 @@ def build_request(spec_path: Path, spec: JobSpec, *, working_dir: str, out: str 
     """The keyword arguments of JobSubmissionClient.submit_job for this spec."""
     runtime_env: dict[str, Any] = dict(spec.cluster.runtime_env or {})
     if runtime_env_file is not None:
-        try:
-            import yaml
+        from prehoc_ray.spec.safe_yaml import YAMLInputError, load_yaml
 
-            extra = yaml.safe_load(runtime_env_file.read_text())
+        try:
+            # the loader for untrusted YAML: size, depth and alias caps, duplicate keys refused
+            extra, _ = load_yaml(runtime_env_file, what="--runtime-env file")
+        except YAMLInputError as exc:
+            where = f":{exc.line}" if exc.line else ""
+            raise CliError(f"--runtime-env {runtime_env_file}{where}: {exc.problem}", EXIT_BAD_INPUT) from None
         except (OSError, ValueError) as exc:
-            raise CliError(f"--runtime-env {runtime_env_file}: cannot read: {exc}", EXIT_BAD_INPUT) from None
+            raise CliError(f"--runtime-env {runtime_env_file}: cannot read: {type(exc).__name__}", EXIT_BAD_INPUT) from None
         if not isinstance(extra, dict):
             raise CliError(f"--runtime-env {runtime_env_file}: expected a mapping", EXIT_BAD_INPUT)
         runtime_env.update(extra)

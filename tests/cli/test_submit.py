@@ -241,6 +241,19 @@ def test_submission_id_follows_the_spec_not_its_formatting(tmp_path):
     assert submit_mod.submission_id_for(load_job(write_spec(tmp_path / "c", d2))) != submit_mod.submission_id_for(load_job(a))
 
 
+@pytest.mark.parametrize("text, expect", [
+    ("a: &x [1, 2]\nb: {env_vars: {K: '1'}, env_vars: {K: 'sk-secret-value'}}\n", "duplicate key"),
+    ("[" * 20000 + "]" * 20000, "deep"),
+])
+def test_a_malformed_runtime_env_file_is_one_clean_line(tmp_path, text, expect):
+    spec_path = write_spec(tmp_path, simulated_spec_dict(name="rt-bad"))
+    (tmp_path / "rt.yaml").write_text(text)
+    code, out = invoke("submit", str(spec_path), "--dry-run", "--working-dir", str(tmp_path),
+                       "--runtime-env", str(tmp_path / "rt.yaml"))
+    assert code == 2, out
+    assert "rt.yaml" in out and expect in out.lower() and "sk-secret-value" not in out and "Traceback" not in out
+
+
 def test_out_and_runtime_env_options(tmp_path):
     spec_path = write_spec(tmp_path, {**simulated_spec_dict(name="opts"),
                                       "cluster": {"runtime_env": {"pip": ["x==1"], "env_vars": {"A": "1"}}}})
