@@ -94,6 +94,10 @@ class EngineSettings:
     # task's pick is worth brute-forcing the task.
     gamma_decision: float | None = None
     contention: float = 0.01  # P(best in task) below which a candidate is out of contention
+    # Objective "decision": the initial probes together take at most this share of the budget
+    # (shallower, then with fewer seeds, when the full ones would take more); the rest is
+    # left for the extensions that tell the contenders apart (see _initial_seeds).
+    initial_share: float = 1.0
     mode: Literal["max", "min"] = "max"  # is a larger metric better? (which candidate is "best")
 
     def __post_init__(self) -> None:
@@ -110,6 +114,7 @@ class EngineSettings:
             "objective": self.objective in ("decision", "prediction"),
             "gamma_decision": self.gamma_decision is None or self.gamma_decision > 0,
             "contention": 0 <= self.contention < 1,
+            "initial_share": 0 < self.initial_share <= 1,
             "mode": self.mode in ("max", "min"),
         }
         bad = [k for k, ok in checks.items() if not ok]
@@ -117,7 +122,8 @@ class EngineSettings:
             raise ValueError(
                 f"invalid engine setting(s): {', '.join(bad)} (budget >= 0, seeds >= 1, initial_depth >= 3 x eval_every, "
                 "growth > 1, 0 < max_depth_fraction <= 1, tolerance > 0, slots >= 1, prior_cost_margin >= 1, "
-                "objective 'decision' or 'prediction', gamma_decision > 0, 0 <= contention < 1, mode 'max' or 'min')"
+                "objective 'decision' or 'prediction', gamma_decision > 0, 0 <= contention < 1, 0 < initial_share <= 1, "
+                "mode 'max' or 'min')"
             )
 
 
@@ -155,6 +161,10 @@ class CandidateState:
     mu: float = float("nan")  # predicted final (seed-mean extrapolation), set by refit
     p_best: float = float("nan")  # P(best expected final in its task) under the decision beliefs
     probe_value: float = float("nan")  # expected regret reduction per device-second of the next extension
+    # The probing it would take next, budget permitting: the best KG(*) look-ahead's device-seconds
+    # and depth (the plan's "what a larger budget would settle"); NaN / 0 when nothing is wanted.
+    wanted_cost_s: float = float("nan")
+    wanted_depth: int = 0
     soft_stop: bool = False  # stop_reason is a decision about beliefs, revisited every round
     backtest: CurveBacktest | None = None  # its own back-tests, for the points it had then
     bt_scale: float = float("nan")  # the curve model's extrapolation error per unit curve_distance at this depth
@@ -394,7 +404,7 @@ class Engine:
         for st in fresh:
             if st.n_seeds:
                 started += self._cost_per_step_estimate(st, factor) * (self._init_depth(st) - st.depth) * self._seeds(st)
-        room = self.budget_left - started
+        room = min(self.budget_left, s.initial_share * s.budget) - started
         k, d, e = s.seeds, s.initial_depth, s.eval_every
         unit = per_seed / s.initial_depth  # one seed, one step, for all of them
         while d > e and k * unit * d > room:
@@ -578,7 +588,10 @@ class Engine:
         ratio, kgv, kbest = kg_star(gap, var_now, var_after, cost, feasible)
         # What the next extension would be worth with budget to pay for it: the plan's "probe
         # more" says whether a budget-stopped candidate was still worth probing.
-        ratio_any = kg_star(gap, var_now, var_after, cost, targets > d)[0] if (~feasible & (targets > d)).any() else ratio
+        if (~feasible & (targets > d)).any():
+            ratio_any, _, kbest_any = kg_star(gap, var_now, var_after, cost, targets > d)
+        else:
+            ratio_any, kbest_any = ratio, kbest
         # No belief yet (no decay fit and no back-test, or no learning seen): the next increment
         # is what makes one possible. A fit that is not yet identified (a 4x range of depths, a
         # floor told from a slow decay) still gives a belief once the back-test's extrapolation
@@ -586,6 +599,9 @@ class Engine:
         unidentified = a["no_learning"] | ~np.isfinite(var_now)
         return {"p_best": pb, "ratio": ratio, "ratio_any": ratio_any, "kg": kgv, "k": kbest, "target1": targets[:, 0], "cost1": cost[:, 0],
                 "cost_k": np.where(kbest >= 0, cost[np.arange(n), np.maximum(kbest, 0)], np.nan),
+                # the best look-ahead without the budget's limit: what a larger budget would buy
+                "cost_any": np.where(kbest_any >= 0, cost[np.arange(n), np.maximum(kbest_any, 0)], cost[:, 0]),
+                "target_any": np.where(kbest_any >= 0, targets[np.arange(n), np.maximum(kbest_any, 0)], targets[:, 0]),
                 "unidentified": unidentified, "var_now": var_now, "K": a["K"], "alpha": a["alpha"], "depth": a["depth"]}
 
     def _decision_extensions(self) -> list[ProbeOrder]:
@@ -633,6 +649,14 @@ class Engine:
             # decision possible, worth more than any price (+inf, as value_per_cost says it).
             st.probe_value = 0.0 if capped[i] else (float("inf") if unident[i] else float(v["ratio_any"][i]))
             st.value_per_cost = float(var_gain[i] / cost1[i]) if cost1[i] > 0 else float("nan")
+            if not active[i] and st.stop_kind is not StopKind.BUDGET:
+                pass  # stopped for good earlier: keeps what it wanted then
+            elif capped[i] or out[i] or not (unident[i] or v["ratio_any"][i] > gamma):
+                st.wanted_cost_s, st.wanted_depth = float("nan"), 0  # no further probe would pay
+            elif unident[i]:
+                st.wanted_cost_s, st.wanted_depth = float(cost1[i]), int(target1[i])
+            else:
+                st.wanted_cost_s, st.wanted_depth = float(v["cost_any"][i]), int(v["target_any"][i])
             if not active[i] or i in chosen_set:
                 continue
             g = st.info.group
@@ -954,6 +978,8 @@ class Engine:
                 "value_per_cost": st.value_per_cost,
                 "p_best": decision[st.info.id][0],  # P(its expected final is its task's best)
                 "probe_value": decision[st.info.id][1],  # expected regret reduction per device-second, next extension
+                "wanted_cost_s": st.wanted_cost_s,  # device-seconds of the probing it would take next (NaN: none)
+                "wanted_depth": st.wanted_depth,
                 "diagnostics": ";".join((f.diagnostics if f else ()) + ((TOO_EARLY,) if st.too_early else ())),
                 "stop_reason": st.stop_reason or "",
                 "stop_kind": st.stop_kind.value if st.stop_kind is not None else "",

@@ -109,6 +109,8 @@ class Plan:
     full_budget_s: float | None
     runs: dict[str, str]  # task -> candidate recommended (tasks with none are absent)
     undecided_s: float = 0.0  # full-run cost of the "probe more" candidates (not counted as saved)
+    # the probe budget the "probe more" candidates' next probing would take (the engine's estimate)
+    to_settle_s: float = 0.0
 
     @property
     def saving_fraction(self) -> float:
@@ -121,6 +123,7 @@ class Plan:
             "all_full_cost_s": self.all_cost_s,
             "probe_spend_s": self.probe_spend_s,
             "undecided_full_cost_s": self.undecided_s,
+            "probe_budget_to_settle_s": self.to_settle_s,
             "saving_s": self.saving_s,
             "saving_fraction": self.saving_fraction,
             "full_finetune_budget_s": self.full_budget_s,
@@ -204,6 +207,8 @@ def make_plan(rows: Sequence[Mapping[str, Any]], settings: PlanSettings) -> Plan
     stop = [str(r.get("stop_reason") or "") for r in rows]
     kind = [str(r.get("stop_kind") or "") for r in rows]  # a StopKind value: what the rules branch on
     no_learning = [bool(r.get("no_learning") or False) for r in rows]
+    wanted_cost = np.array([_f(r, "wanted_cost_s") for r in rows])  # the engine's next probing, budget permitting
+    wanted_depth = np.array([_f(r, "wanted_depth") for r in rows])
 
     with np.errstate(invalid="ignore"):
         # A NaN std means the engine has no interval to give (no learning seen yet, no fit): it
@@ -311,7 +316,8 @@ def make_plan(rows: Sequence[Mapping[str, Any]], settings: PlanSettings) -> Plan
             if np.isfinite(mean[i]) and not no_learning[i]:
                 why = f"no interval: too little data to fit the uncertainty decay; {why}"
             if probe_more:
-                decision, reason = PROBE_MORE, f"no prediction yet ({why}); the probe budget ran out before one was possible"
+                decision, reason = PROBE_MORE, (f"no prediction yet ({why}); the probe budget ran out before one was possible"
+                                                + _settle_note(wanted_cost[i], wanted_depth[i]))
             else:
                 decision, reason = SKIP, f"no prediction ({why})"
         elif i in run_idx:
@@ -332,7 +338,8 @@ def make_plan(rows: Sequence[Mapping[str, Any]], settings: PlanSettings) -> Plan
             reason = (f"undecided: interval {_fmt(mean[i] - z * sd[i])}..{_fmt(mean[i] + z * sd[i])} still reaches {target}; "
                       f"the probe budget ran out while one more probe was worth its cost "
                       f"(value/cost {_fmt(vpc[i])} > gamma {_fmt(gamma[i])})"
-                      + ("; Noise-Dominant so far, not confirmed: if the floor holds, probes will not narrow it" if nd else ""))
+                      + ("; Noise-Dominant so far, not confirmed: if the floor holds, probes will not narrow it" if nd else "")
+                      + _settle_note(wanted_cost[i], wanted_depth[i]))
         elif i in over_budget:
             decision = SKIP
             what = "would run" if i == first.get(t) else f"next choice for task {t}"
@@ -357,8 +364,18 @@ def make_plan(rows: Sequence[Mapping[str, Any]], settings: PlanSettings) -> Plan
     probe_spend = float(np.nansum(probe_cost))
     runs = {t: cand[i] for t, i in sorted(chosen.items())}
     undecided = float(np.nansum([cost[i] for i, d in enumerate(decisions) if d.decision == PROBE_MORE]))
+    to_settle = float(np.nansum([wanted_cost[i] for i, d in enumerate(decisions) if d.decision == PROBE_MORE]))
     return Plan(decisions, recommended, all_cost, probe_spend, saving(all_cost, recommended, undecided, probe_spend, decisions),
-                budget, runs, undecided)
+                budget, runs, undecided, to_settle)
+
+
+def _settle_note(cost_s: float, depth: float) -> str:
+    """What a larger probe budget would buy an undecided candidate: the engine's next probing."""
+    if not (np.isfinite(cost_s) and cost_s > 0):
+        return ""
+    to = f" (its probes to step {int(depth)})" if np.isfinite(depth) and depth > 0 else ""
+    amount = f"{cost_s:,.0f}" if cost_s >= 100 else f"{cost_s:.3g}"
+    return f"; about {amount} device-s more probe budget{to} would settle it"
 
 
 def saving(all_cost: float, recommended: float, undecided: float, probe_spend: float, decisions: Sequence[Decision]) -> float:

@@ -47,6 +47,7 @@ PLAN_SCHEMA = pa.schema([
     ("p_best", pa.float64()),  # P(best in its task) under the engine's beliefs
     ("probe_value", pa.float64()),  # expected regret reduction per device-second of its next extension
     ("L_eval", pa.float64()),  # the evaluation set's sampling variance of the metric (part of L_int)
+    ("wanted_cost_s", pa.float64()),  # device-seconds of the probing the engine would buy it next (null: none)
 ])
 PLAN_COLUMNS = tuple(PLAN_SCHEMA.names)
 
@@ -130,6 +131,7 @@ def build_plan(candidates: Sequence[Mapping[str, Any]], spec: JobSpec) -> tuple[
             "predictor": str(r.get("predictor") or "probes"),
             "p_best": _num(r.get("p_best")),
             "probe_value": _num(r.get("probe_value")),
+            "wanted_cost_s": _num(r.get("wanted_cost_s")),
         })
     metric = next((str(r["metric"]) for r in rows if r.get("metric")), "metric")
     totals = {

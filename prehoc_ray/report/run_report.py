@@ -152,6 +152,8 @@ def _summary(data: RunData) -> list[tuple[str, str]]:
          f"{float(t.get('setup_s') or 0):,.0f} device-s"),
         ("undecided (probe more): their full fine-tunes, not counted as saved",
          f"{float(t.get('undecided_full_cost_s') or 0):,.0f} device-s ({t.get('n_probe_more', 0)} candidate(s))"),
+        ("probe budget that would settle the undecided (the engine's next probes for them)",
+         f"{float(t.get('probe_budget_to_settle_s') or 0):,.1f} device-s"),
         ("saving", f"{float(t.get('saving_s') or 0):,.0f} device-s" + (f" ({float(frac):.0%})" if _finite(frac) else "")),
         ("decisions", f"{t.get('n_run', 0)} run, {t.get('n_probe_more', 0)} probe more, {t.get('n_skip', 0)} skip"),
     ]

@@ -26,6 +26,15 @@ def test_budget_is_respected_and_every_candidate_gets_a_reason(portfolio):
     assert len(rows) == 18
     assert all(r["stop_reason"] for r in rows)
     assert all(np.isfinite(r["predicted_final"]) for r in rows)
+    assert all(not np.isfinite(r["wanted_cost_s"]) for r in rows if r["stop_kind"] in ("out_of_contention", "settled"))
+
+
+def test_candidates_stopped_by_the_budget_say_what_more_budget_would_buy(portfolio):
+    eng = run_simulated(portfolio, settings(portfolio, budget=15.0))
+    stopped = [r for r in eng.summary() if r["stop_kind"] == "budget"]
+    wanted = [r for r in stopped if r["probe_value"] > eng.gamma_decision]  # a further probe would still pay
+    assert wanted and all(0 < r["wanted_cost_s"] and r["wanted_depth"] > r["probe_steps"] for r in wanted)
+    assert all(not np.isfinite(r["wanted_cost_s"]) for r in stopped if r not in wanted)
 
 
 def test_more_budget_buys_deeper_probes(portfolio):

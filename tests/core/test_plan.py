@@ -314,3 +314,19 @@ def test_the_rules_branch_on_the_stop_kind_not_on_its_words():
     # and the words alone, without the kind, decide nothing
     bare = [dict(r, stop_kind="") for r in worded]
     assert make_plan(bare, settings).decisions[0].decision != PROBE_MORE
+
+
+def test_undecided_candidates_say_what_a_larger_budget_would_settle():
+    common = dict(stop_reason="probe budget spent", value_per_cost=1e-3, gamma=1e-5)
+    rows = [row("t:undecided", "t", 0.71, 0.03, wanted_cost_s=12.5, wanted_depth=160, **common),
+            row("t:never", "t", float("nan"), float("nan"), stop_reason="probe budget spent before the initial probe",
+                value_per_cost=float("nan"), wanted_cost_s=3.0, wanted_depth=40),
+            row("t:hopeless", "t", 0.50, 0.03, wanted_cost_s=99.0, wanted_depth=80, **common)]
+    plan = make_plan(rows, PlanSettings(baselines={"t": 0.70}, confidence=0.8))
+    d = by_cand(plan)
+    assert d["t:undecided"].decision == PROBE_MORE
+    assert "about 12.5 device-s more probe budget (its probes to step 160) would settle it" in d["t:undecided"].reason
+    assert d["t:never"].decision == PROBE_MORE and "about 3 device-s more" in d["t:never"].reason
+    assert d["t:hopeless"].decision == SKIP and "would settle" not in d["t:hopeless"].reason
+    # the total counts the undecided only: a skipped candidate's wanted probes settle nothing
+    assert plan.totals()["probe_budget_to_settle_s"] == pytest.approx(15.5)
