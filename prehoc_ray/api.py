@@ -73,7 +73,9 @@ def read_plan(run_dir: str | Path) -> "pyarrow.Table":
     """plan.parquet of a finished run: one row per candidate, decision and reason included."""
     import pyarrow.parquet as pq
 
-    path = Path(run_dir) / "plan.parquet"
+    from prehoc_ray.io.run_dir import RunDir
+
+    path = RunDir(run_dir).plan_parquet
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no plan in this run directory (is the run finished? `prehoc-ray report` "
                                 "rebuilds it from candidates.parquet)")

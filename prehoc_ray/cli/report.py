@@ -26,9 +26,11 @@ def report_cmd(
     if not run_dir.is_dir():
         typer.echo(f"prehoc-ray: {run_dir}: not a directory", err=True)
         raise typer.Exit(EXIT_BAD_INPUT)
-    markers = ("manifest.json", "candidates.parquet", "points", "probes", "job.yaml")
-    if not any((run_dir / m).exists() for m in markers):
-        typer.echo(f"prehoc-ray: {run_dir}: not a run directory (none of {', '.join(markers)} in it)", err=True)
+    from prehoc_ray.io.run_dir import MARKERS, RunDir
+
+    paths = RunDir(run_dir)
+    if not paths.looks_like_a_run():
+        typer.echo(f"prehoc-ray: {run_dir}: not a run directory (none of {', '.join(MARKERS)} in it)", err=True)
         raise typer.Exit(EXIT_BAD_INPUT)
     bad = _unreadable_tables(run_dir)
     if bad:
@@ -36,7 +38,7 @@ def report_cmd(
         raise typer.Exit(EXIT_BAD_INPUT)
     spec = None
     if spec_path is not None or replan:
-        path = spec_path or run_dir / "job.yaml"
+        path = spec_path or paths.job
         try:
             spec = load_job(path)
         except SpecError as exc:
@@ -46,7 +48,7 @@ def report_cmd(
         if replan:
             from prehoc_ray.plan import write_plan
 
-            if not (run_dir / "candidates.parquet").is_file():
+            if not paths.candidates.is_file():
                 typer.echo(f"prehoc-ray: {run_dir}: no candidates.parquet (the run is incomplete): nothing to plan", err=True)
                 raise typer.Exit(EXIT_FAILURE)
             write_plan(run_dir, spec)
@@ -68,8 +70,9 @@ def _unreadable_tables(run_dir: Path) -> str | None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    for name in ("candidates.parquet", "spend.parquet"):  # what load_run reads without a fallback
-        path = run_dir / name
+    from prehoc_ray.io.run_dir import RunDir
+
+    for path in (RunDir(run_dir).candidates, RunDir(run_dir).spend):  # what load_run reads without a fallback
         if not path.exists():
             continue
         try:

@@ -16,8 +16,8 @@ from typing import Any
 
 from prehoc_ray.io.atomic import write_json_atomic
 from prehoc_ray.io.errors import ManifestError, show_text
+from prehoc_ray.io.run_dir import MANIFEST as MANIFEST_NAME
 
-MANIFEST_NAME = "manifest.json"
 RUN_STATUSES = ("running", "finished", "failed", "cancelled")
 
 

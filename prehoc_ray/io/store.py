@@ -27,6 +27,8 @@ from prehoc_ray.io.dedupe import dedupe_points, dedupe_trajectory, keep_latest
 from prehoc_ray.io.fragments import FragmentDir, next_sequence
 from prehoc_ray.io.manifest import RunManifest
 from prehoc_ray.io.records import event_table, points_table
+from prehoc_ray.io.run_dir import POINTS as POINTS_DIR
+from prehoc_ray.io.run_dir import PROBES as PROBES_DIR
 from prehoc_ray.io.schemas import (
     ATTEMPT,
     EVENT_ID,
@@ -40,8 +42,6 @@ from prehoc_ray.types import PROBE_ID, STEP
 
 __all__ = ["CompactionReport", "ResultStore", "RunManifest", "write_json_atomic"]
 
-POINTS_DIR = "points"
-PROBES_DIR = "probes"
 
 
 def _in_write_order(table: pa.Table) -> pa.Table:

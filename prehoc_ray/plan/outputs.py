@@ -14,11 +14,10 @@ import pyarrow.parquet as pq
 
 from prehoc_ray.core.plan import Plan, PlanSettings, make_plan
 from prehoc_ray.io import write_json_atomic, write_table
+from prehoc_ray.io.run_dir import CANDIDATES as CANDIDATES_FILE
+from prehoc_ray.io.run_dir import PLAN_JSON, PLAN_PARQUET
 from prehoc_ray.spec.job import JobSpec
 
-CANDIDATES_FILE = "candidates.parquet"
-PLAN_PARQUET = "plan.parquet"
-PLAN_JSON = "plan.json"
 
 # The columns first (in its order), then what the plan adds to explain them.
 PLAN_SCHEMA = pa.schema([

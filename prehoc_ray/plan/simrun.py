@@ -18,6 +18,7 @@ import yaml
 from prehoc_ray.core.engine import Engine, EngineSettings
 from prehoc_ray.core.observations import Observations
 from prehoc_ray.io import ResultStore, write_table
+from prehoc_ray.io.run_dir import RunDir
 from prehoc_ray.sim.backend import SimulatedBackend
 from prehoc_ray.sim.synthetic import SyntheticPortfolio, generate_portfolio
 from prehoc_ray.spec.job import JobSpec, load_job
@@ -94,8 +95,8 @@ def write_simulated_run(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     spec_d = spec or simulated_spec_dict()
-    (run_dir / "job.yaml").write_text(yaml.safe_dump(spec_d, sort_keys=False))
-    job = load_job(run_dir / "job.yaml")
+    (RunDir(run_dir).job).write_text(yaml.safe_dump(spec_d, sort_keys=False))
+    job = load_job(RunDir(run_dir).job)
     tasks = [t.name for t in job.tasks]
     models = [m.name for m in job.models]
     regime_of = {v: k for k, v in TASK_NAMES.items()}
@@ -144,7 +145,7 @@ def write_simulated_run(
         rounds += 1
     if spend:
         cols = {k: [r[k] for r in spend] for k in ("round", "candidate", "probe_id", "cost_s", "spent_s", "wall_s", "ended_at")}
-        write_table(pa.table(cols), run_dir / "spend.parquet")
+        write_table(pa.table(cols), RunDir(run_dir).spend)
     if interrupted:
         manifest.with_status("running").save(run_dir)
         return job
@@ -157,6 +158,6 @@ def write_simulated_run(
         rows.append({**r, "task": t, "model": m, "config": cfg.name, "full_steps": int(cfg.full_steps),
                      "full_cost_s": float(r["cost_per_step_s"]) * cfg.full_steps * full_cost_factor,
                      "gamma": gamma, "objective": a.objective, "metric": "accuracy"})
-    write_table(pa.Table.from_pylist(rows), run_dir / "candidates.parquet")
+    write_table(pa.Table.from_pylist(rows), RunDir(run_dir).candidates)
     manifest.with_status("finished", rounds=rounds, spent_s=engine.spent).save(run_dir)
     return job

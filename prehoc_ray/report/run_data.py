@@ -24,10 +24,11 @@ from prehoc_ray.core.observations import CandidateCurves, Observations
 from prehoc_ray.core.population import seed_dispersion
 from prehoc_ray.io import ResultStore, RunManifest
 from prehoc_ray.io.errors import ManifestError, StoreError
+from prehoc_ray.io.run_dir import CANDIDATES, PLAN_JSON
+from prehoc_ray.io.run_dir import JOB as JOB_FILE
+from prehoc_ray.io.run_dir import SPEND as SPEND_FILE
 from prehoc_ray.spec.job import JobSpec, SpecError, load_job
 
-JOB_FILE = "job.yaml"
-SPEND_FILE = "spend.parquet"
 _ROUND_IN_PROBE_ID = re.compile(r"^r(\d+)\|")
 MAX_GRID = 12  # depths per candidate at which U(c) is measured for the plots
 
@@ -111,7 +112,7 @@ def load_run(run_dir: str | Path, spec: JobSpec | None = None) -> RunData:
     except ManifestError as exc:
         data.notes.append(str(exc))
 
-    cand_path = run_dir / "candidates.parquet"
+    cand_path = run_dir / CANDIDATES
     if cand_path.is_file():
         data.candidates = pq.read_table(cand_path).to_pylist()
     _load_plan(data)
@@ -123,7 +124,7 @@ def load_run(run_dir: str | Path, spec: JobSpec | None = None) -> RunData:
 
 
 def _load_plan(data: RunData) -> None:
-    path = data.run_dir / "plan.json"
+    path = data.run_dir / PLAN_JSON
     if path.is_file():
         try:
             doc = json.loads(path.read_text())
