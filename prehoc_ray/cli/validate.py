@@ -2,7 +2,9 @@
 
 The schema (pydantic, unknown keys rejected) first, then what the schema cannot see: task data
 files exist and have the columns the task asks for, model directories hold a Hugging Face
-config, builtin datasets and model packages are installed. Every message names the field
+config, builtin datasets and model packages are installed, `lora:` mappings hold only fields of
+peft's LoraConfig (where peft is installed), and hub models are in the local Hugging Face cache
+(a warning only: the probes may run on nodes with their own caches). Every message names the field
 (`tasks.0.path`, the same dotted form as the schema's errors). Exit 0 when the spec is usable,
 2 when it is not.
 """
@@ -90,6 +92,14 @@ def _check_task_file(k: int, task, problems: list[Problem]) -> None:
     if not cols:
         problems.append(Problem(where, f"task {task.name!r}: {str(path)!r} is empty"))
         return
+    if task.format is not None or task.columns is not None or {"messages", "instruction", "completion"} & set(cols):
+        from prehoc_ray.runner.data import resolve_format  # chat, alpaca, prompt/completion, renamed columns
+
+        try:
+            resolve_format(task, cols, path.name)
+        except ValueError as exc:
+            problems.append(Problem(where, str(exc)))
+        return
     for attr, defaults in (("prompt_column", ("prompt", "text")), ("answer_column", ("answer", "label"))):
         explicit = getattr(task, attr)
         if explicit is not None and explicit not in cols:
@@ -145,11 +155,17 @@ def _check_builtin(k: int, task, problems: list[Problem]) -> None:
 
 
 def _check_model(k: int, model, problems: list[Problem]) -> None:
-    if model.path is not None:
+    if model.hub is not None:
+        _check_hub(k, model, problems)
+    elif model.path is not None:
         path = Path(model.path).expanduser()
         where = f"models.{k}.path"
         if not path.exists():
-            problems.append(Problem(where, f"model {model.name!r}: directory {str(path)!r} does not exist"))
+            from prehoc_ray.runner.models import looks_like_hub_id
+
+            hub = looks_like_hub_id(path)
+            hint = f" (for the Hugging Face hub id write `hub: {hub}`)" if hub else ""
+            problems.append(Problem(where, f"model {model.name!r}: directory {str(path)!r} does not exist{hint}"))
         elif not path.is_dir() or not (path / "config.json").is_file():
             problems.append(Problem(where, f"model {model.name!r}: {str(path)!r} is not a Hugging Face model directory (no config.json)"))
     elif model.package is not None:
@@ -164,6 +180,39 @@ def _check_model(k: int, model, problems: list[Problem]) -> None:
         arch = str(model.tiny.get("arch", "llama")).lower()
         if arch not in TINY_ARCHS:
             problems.append(Problem(f"models.{k}.tiny.arch", f"tiny arch {arch!r} is not supported (expected {' or '.join(TINY_ARCHS)})"))
+
+
+def _check_hub(k: int, model, problems: list[Problem]) -> None:
+    """A hub model not in this machine's Hugging Face cache is a warning: the probes run where
+    they run (a cluster's nodes have their own caches) and load it there, or fail naming it."""
+    from prehoc_ray.runner.errors import RunnerInputError
+    from prehoc_ray.runner.models import resolve_hub
+
+    where = f"models.{k}.hub"
+    try:
+        resolve_hub(model.hub, model.revision, what=f"model {model.name!r}")
+    except ImportError:
+        problems.append(Problem(where, "huggingface_hub is not installed here: the model is looked up where the probes run", error=False))
+    except RunnerInputError as exc:
+        problems.append(Problem(where, f"{exc} (only a warning here: the probes look it up in the cache where they run)", error=False))
+
+
+def _check_lora(k: int, config, problems: list[Problem]) -> None:
+    """The `lora:` mapping against the installed peft's LoraConfig (runner/lora.py)."""
+    if not config.lora:
+        return  # lora_r, lora_alpha, ...: the schema has checked them
+    where = f"configs.{k}.lora"
+    if importlib.util.find_spec("peft") is None:
+        problems.append(Problem(where, "peft is not installed here: the lora fields are checked against peft's LoraConfig "
+                                       "where the probes run", error=False))
+        return
+    from prehoc_ray.runner.errors import RunnerInputError
+    from prehoc_ray.runner.lora import lora_config
+
+    try:
+        lora_config(config)
+    except RunnerInputError as exc:
+        problems.append(Problem(where, str(exc)))
 
 
 def check_eval_sizes(spec: JobSpec) -> list[Problem]:
@@ -193,10 +242,18 @@ def check_paths(spec: JobSpec) -> list[Problem]:
     for k, task in enumerate(spec.tasks):
         if task.path is not None:
             _check_task_file(k, task, problems)
+        elif task.dataset is not None:
+            from prehoc_ray.runner.data import _data_files
+
+            for f in _data_files(task.data_files):
+                if "*" not in f and not Path(f).expanduser().exists():
+                    problems.append(Problem(f"tasks.{k}.data_files", f"task {task.name!r}: data file {f!r} does not exist"))
         else:
             _check_builtin(k, task, problems)
     for k, model in enumerate(spec.models):
         _check_model(k, model, problems)
+    for k, config in enumerate(spec.configs):
+        _check_lora(k, config, problems)
     if spec.backend == "simulated":
         problems = [Problem(p.field, p.message + " (not used by the simulated backend)", error=False) for p in problems]
     if spec.history is not None:

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Sequence
 
-from prehoc_ray.runner.data import Example
+from prehoc_ray.runner.data import CHAT, RENDERED, SPACED, Example
+from prehoc_ray.runner.errors import RunnerInputError
 
 IGNORE = -100
 
@@ -28,21 +29,27 @@ class Encoded:
     n_answer: int  # trailing tokens that are the answer (its eos included)
 
 
-def answer_text(prompt: str, answer: str) -> str:
-    """The answer as it follows the prompt: a space unless the prompt ends in whitespace."""
+def answer_text(prompt: str, answer: str, style: str = SPACED) -> str:
+    """The answer as it follows the prompt: for prompt/answer data a space unless the prompt ends
+    in whitespace; verbatim for completions, alpaca and rendered chats."""
+    if style != SPACED:
+        return answer
     return answer if (not prompt or prompt[-1].isspace()) else " " + answer
 
 
 def encode_examples(codec, examples: Sequence[Example], max_len: int) -> list[Encoded]:
     """prompt ids + answer ids + eos, the prompt cut from the left (its end, the question, is
-    what matters) and the answer cut from the right if even it alone does not fit."""
+    what matters) and the answer cut from the right if even it alone does not fit. A rendered
+    chat answer carries the template's own end of turn: no eos is added to it."""
     if not examples:
         return []
+    if any(e.style == CHAT for e in examples):
+        raise RunnerInputError("chat examples must be rendered with a chat template before tokenisation (runner/chat.py)")
     prompt_ids = codec.encode_batch([e.prompt for e in examples])
-    answer_ids = codec.encode_batch([answer_text(e.prompt, e.answer) for e in examples])
+    answer_ids = codec.encode_batch([answer_text(e.prompt, e.answer, e.style) for e in examples])
     out = []
-    for p, a in zip(prompt_ids, answer_ids):
-        a = list(a)[: max_len - 2] + [codec.eos_id]
+    for e, p, a in zip(examples, prompt_ids, answer_ids):
+        a = list(a)[: max_len - 2] if e.style == RENDERED and a else list(a)[: max_len - 2] + [codec.eos_id]
         p = list(p)[-(max_len - len(a)) :] if p else []
         if not p:  # at least one context token to predict the first answer token from
             p = [codec.eos_id]

@@ -1,8 +1,18 @@
 """TaskSpec -> train / held-out examples framed as generation (prompt -> answer).
 
-Stdlib only (pyarrow for Parquet, imported when a Parquet file is read). The split is fixed by
-`TaskSpec.seed`, never by the probe seed: every probe of a task evaluates on the same slice,
-so curves of different seeds and configs are comparable.
+Stdlib only (pyarrow for Parquet, imported when a Parquet file is read; `datasets` for a
+`dataset:` task). The split is fixed by `TaskSpec.seed`, never by the probe seed: every probe of
+a task evaluates on the same slice, so curves of different seeds and configs are comparable.
+
+Formats (TaskSpec.format, default: told by the columns, see `resolve_format`):
+- prompt_answer: the answer follows the prompt after a space (none if the prompt ends in one);
+- prompt_completion: the completion follows the prompt exactly as written; a prompt and a
+  completion that are lists of messages are a chat;
+- text_label: framed as "Text: ...\nLabel:" -> label (classification);
+- alpaca: instruction / input (optional) / output in the Stanford Alpaca prompt;
+- chat: `messages`, a list of {role, content}; the last message must be the assistant's answer,
+  everything before it is the prompt. Chat examples are rendered with a chat template once the
+  model's tokenizer is known (runner/chat.py); the loss stays on the answer tokens only.
 """
 
 from __future__ import annotations
@@ -13,9 +23,9 @@ import json
 import math
 import random
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 from prehoc_ray.runner.errors import RunnerInputError
 
@@ -29,10 +39,32 @@ MAX_CLASSES = 32
 MAX_LABELS = 256
 
 
+# How an answer follows its prompt (Example.style):
+SPACED = "spaced"  # after a space unless the prompt ends in whitespace; eos appended
+VERBATIM = "verbatim"  # exactly as written; eos appended
+CHAT = "chat"  # `messages` still to be rendered with a chat template (runner/chat.py)
+RENDERED = "rendered"  # rendered by a chat template: verbatim, and the template ends the turn (no eos)
+
+FORMATS = ("prompt_answer", "prompt_completion", "text_label", "alpaca", "chat")
+ALPACA_PROMPT = (
+    "Below is an instruction that describes a task. Write a response that appropriately completes "
+    "the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n"
+)
+ALPACA_PROMPT_INPUT = (
+    "Below is an instruction that describes a task, paired with an input that provides further "
+    "context. Write a response that appropriately completes the request.\n\n### Instruction:\n"
+    "{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+)
+
+
 @dataclass(frozen=True)
 class Example:
     prompt: str
     answer: str
+    style: str = SPACED
+    # CHAT only: the conversation before the answer, as (role, content); `prompt` is then a plain
+    # transcript of it (tokenizer training, messages) until the template renders it.
+    messages: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -51,6 +83,10 @@ class TaskData:
             yield ex.prompt
             yield ex.answer
 
+    @property
+    def needs_chat_template(self) -> bool:
+        return any(ex.style == CHAT for ex in self.train + self.eval)
+
 
 # --------------------------------------------------------------------------------------------
 # Public entry point
@@ -63,15 +99,24 @@ def load_task(task) -> TaskData:
     """Load, split and (optionally) corrupt a task. Cached in-process per TaskSpec (and per
     file version, so an edited file is re-read)."""
     key = task.model_dump_json()
-    if task.path is not None:
-        p = Path(task.path)
-        if p.exists():
+    files = [task.path] if task.path is not None else _data_files(task.data_files)
+    for f in files:
+        p = Path(f)
+        if p.is_file():
             st = p.stat()
             key += f"|{st.st_mtime_ns}|{st.st_size}"
     hit = _CACHE.get(key)
     if hit is None:
         hit = _CACHE[key] = _load_task_uncached(task)
     return hit
+
+
+def _data_files(files: Any) -> list[str]:
+    if files is None:
+        return []
+    if isinstance(files, dict):
+        return [f for v in files.values() for f in _data_files(v)]
+    return [files] if isinstance(files, str) else list(files)
 
 
 def _load_task_uncached(task) -> TaskData:
@@ -85,6 +130,9 @@ def _load_task_uncached(task) -> TaskData:
     elif task.builtin == "synthetic_copy":
         rows = _synthetic_copy(task.max_train_examples + task.eval_examples, task.seed)
         source, kind_hint = "synthetic_copy", "generation"
+    elif task.dataset is not None:
+        records, source = _read_hf_dataset(task)
+        rows, kind_hint = records_to_examples(task, records, source)
     else:
         rows, source, kind_hint = _read_user_file(task)
     return _split(task, rows, source, kind_hint)
@@ -148,7 +196,7 @@ def _add_label_noise(
         choice = rng.choice(pool)
         while choice == current:
             choice = rng.choice(pool)
-        out[i] = Example(out[i].prompt, choice)
+        out[i] = replace(out[i], answer=choice)
     return out, n_noisy
 
 
@@ -200,48 +248,213 @@ def _read_user_file(task) -> tuple[list[Example], str, str | None]:
         raise RunnerInputError(f"task {task.name!r}: cannot read dataset {str(path)!r}: {e}") from e
     if not records:
         raise RunnerInputError(f"task {task.name!r}: dataset {str(path)!r} has no rows")
+    rows, kind_hint = records_to_examples(task, records, str(path))
+    return rows, str(path), kind_hint
+
+
+def _read_hf_dataset(task) -> tuple[list[dict], str]:
+    """The rows of `datasets.load_dataset(task.dataset, task.dataset_config, split=...,
+    data_files=...)`. Offline use (HF_DATASETS_OFFLINE=1 / HF_HUB_OFFLINE=1) is datasets' own:
+    a hub id then loads from the local cache or fails, and the error says so."""
+    split = task.split or "train"
+    source = f"dataset {task.dataset!r}" + (f" ({task.dataset_config})" if task.dataset_config else "") + f" split {split!r}"
+    try:
+        import datasets
+    except ImportError as e:
+        raise RunnerInputError(
+            f"task {task.name!r}: a `dataset:` task needs the package 'datasets': pip install datasets "
+            "(or the project's `probe` extra)"
+        ) from e
+    kwargs: dict[str, Any] = {"split": split}
+    if task.data_files is not None:
+        files = task.data_files
+        kwargs["data_files"] = {k: [str(x) for x in v] if isinstance(v, list) else str(v) for k, v in files.items()} if isinstance(files, dict) else files
+    try:
+        ds = datasets.load_dataset(task.dataset, task.dataset_config, **kwargs)
+    except Exception as e:  # datasets raises FileNotFoundError, ConnectionError, ValueError, DatasetNotFoundError...
+        offline = bool(datasets.config.HF_HUB_OFFLINE)
+        hint = f" (offline: only the local cache {str(datasets.config.HF_DATASETS_CACHE)!r} is read)" if offline else ""
+        msg = " ".join(str(e).split())
+        raise RunnerInputError(f"task {task.name!r}: cannot load {source}{hint}: {type(e).__name__}: {msg[:500]}") from e
+    if not isinstance(ds, datasets.Dataset):
+        raise RunnerInputError(f"task {task.name!r}: {source} is not one split (got {type(ds).__name__}); set `split`")
+    if len(ds) == 0:
+        raise RunnerInputError(f"task {task.name!r}: {source} has no rows")
+    return ds.to_list(), source
+
+
+# --------------------------------------------------------------------------------------------
+# Records -> examples, per format
+
+
+def resolve_format(task, columns: list[str], source: str) -> tuple[str, dict[str, str]]:
+    """(format, format field -> column) for records with these columns.
+
+    Without `task.format`: a `messages` column is chat, `instruction` + `output` alpaca,
+    `prompt` + `completion` prompt/completion, else prompt/answer or text/label as before
+    (`prompt`, else `text`; `answer`, else `label`). `columns` renames any field."""
+    cols = dict(task.columns or {})
+    col = lambda f: cols.get(f, f)  # noqa: E731
+    have = set(columns)
+    fmt = task.format
+    legacy = task.prompt_column is not None or task.answer_column is not None
+    if task.prompt_column is not None:  # prompt_column / answer_column: the prompt and answer sides
+        for f in ("prompt", "text", "instruction"):
+            cols.setdefault(f, task.prompt_column)
+    if task.answer_column is not None:
+        for f in ("answer", "completion", "label", "output"):
+            cols.setdefault(f, task.answer_column)
+    if fmt is None and not legacy:
+        if col("messages") in have:
+            fmt = "chat"
+        elif col("instruction") in have and col("output") in have:
+            fmt = "alpaca"
+        elif col("prompt") in have and col("completion") in have:
+            fmt = "prompt_completion"
+        elif "text" in cols and "prompt" not in cols:
+            fmt = "text_label"
+    needs = {
+        "chat": ("messages",),
+        "alpaca": ("instruction", "output"),
+        "prompt_completion": ("prompt", "completion"),
+        "prompt_answer": ("prompt", "answer"),
+        "text_label": ("text", "label"),
+    }
+    if fmt is None:  # today's prompt/answer or text/label, with their fallbacks
+        prompt_col, answer_col, framed = _pick_columns(task, source, columns, cols)
+        fmt = "text_label" if framed else "prompt_answer"
+        return fmt, {"prompt" if fmt == "prompt_answer" else "text": prompt_col, "answer" if fmt == "prompt_answer" else "label": answer_col}
+    mapping = {}
+    for f in needs[fmt]:
+        if col(f) not in have:
+            raise RunnerInputError(
+                f"task {task.name!r}: format {fmt} needs a {f!r} column in {source} (set columns.{f}); columns: {columns}"
+            )
+        mapping[f] = col(f)
+    if fmt == "alpaca" and col("input") in have:
+        mapping["input"] = col("input")
+    return fmt, mapping
+
+
+def records_to_examples(task, records: list[dict], source: str) -> tuple[list[Example], str | None]:
+    """Examples of every usable record (a missing or empty value skips its row; a value of the
+    wrong shape is an error naming the source, the row and the column) and the kind they imply."""
     columns = list(records[0].keys())
-    prompt_col, answer_col, from_text_label = _pick_columns(task, path, columns)
-    rows = []
-    for rec in records:
-        p, a = rec.get(prompt_col), rec.get(answer_col)
-        if p is None or a is None:
-            continue
-        p, a = str(p).strip(), str(a).strip()
-        if not p or not a:
-            continue
-        if from_text_label:
-            p = f"Text: {p[:MAX_TEXT_CHARS]}\nLabel:"
-        rows.append(Example(p, a))
+    fmt, m = resolve_format(task, columns, source)
+    rows: list[Example] = []
+    for i, rec in enumerate(records, 1):
+        if fmt == "chat":
+            ex = _chat_example(task, rec.get(m["messages"]), source, i, m["messages"])
+        elif fmt == "alpaca":
+            instruction = _text(task, rec.get(m["instruction"]), source, i, m["instruction"])
+            output = _text(task, rec.get(m["output"]), source, i, m["output"])
+            inp = _text(task, rec.get(m["input"]), source, i, m["input"]) if "input" in m else None
+            if not instruction or not output:
+                continue
+            prompt = ALPACA_PROMPT_INPUT.format(instruction=instruction, input=inp) if inp else ALPACA_PROMPT.format(instruction=instruction)
+            ex = Example(prompt, output, VERBATIM)
+        elif fmt == "prompt_completion":
+            p, c = rec.get(m["prompt"]), rec.get(m["completion"])
+            if isinstance(p, list) or isinstance(c, list):  # conversational prompt/completion
+                ex = _chat_example(task, _as_messages(p) + _as_messages(c), source, i, f"{m['prompt']}+{m['completion']}")
+            else:
+                p, c = _text(task, p, source, i, m["prompt"]), _text(task, c, source, i, m["completion"])
+                ex = Example(p, c.strip(), VERBATIM) if p and c and c.strip() else None
+        else:
+            pk, ak = ("prompt", "answer") if fmt == "prompt_answer" else ("text", "label")
+            p, a = _text(task, rec.get(m[pk]), source, i, m[pk]), _text(task, rec.get(m[ak]), source, i, m[ak])
+            p, a = (p or "").strip(), (a or "").strip()
+            if not p or not a:
+                continue
+            ex = Example(f"Text: {p[:MAX_TEXT_CHARS]}\nLabel:" if fmt == "text_label" else p, a)
+        if ex is not None:
+            rows.append(ex)
     if not rows:
         raise RunnerInputError(
-            f"task {task.name!r}: dataset {str(path)!r} has no row with both {prompt_col!r} and "
-            f"{answer_col!r} non-empty"
+            f"task {task.name!r}: {source} has no usable row: every row misses one of the {fmt} columns {sorted(m.values())}"
         )
-    return rows, str(path), "classification" if from_text_label and task.kind is None else None
+    return rows, "classification" if fmt == "text_label" and task.kind is None else None
 
 
-def _pick_columns(task, path: Path, columns: list[str]) -> tuple[str, str, bool]:
+def _text(task, value: Any, source: str, row: int, column: str) -> str | None:
+    """A cell as text: None stays None, numbers and booleans become text, anything else is an error."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float, bool)):
+        return str(value)
+    raise RunnerInputError(
+        f"task {task.name!r}: {source}: row {row}, column {column!r}: expected text, got {type(value).__name__}"
+    )
+
+
+def _as_messages(value: Any) -> list:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [{"role": "assistant", "content": value}]  # a text completion after a chat prompt
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _chat_example(task, value: Any, source: str, row: int, column: str) -> Example | None:
+    """The last message (the assistant's) is the answer, the messages before it the prompt."""
+    def bad(why: str) -> RunnerInputError:
+        return RunnerInputError(f"task {task.name!r}: {source}: row {row}, column {column!r}: {why}")
+
+    if value is None:
+        return None
+    if isinstance(value, str):  # CSV cells hold the list as JSON text
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise bad(f"not a JSON list of messages ({e.msg})") from None
+    if not isinstance(value, (list, tuple)):
+        raise bad(f"expected a list of {{role, content}} messages, got {type(value).__name__}")
+    if not value:
+        return None
+    msgs = []
+    for j, msg in enumerate(value):
+        if not isinstance(msg, dict):
+            raise bad(f"message {j} is a {type(msg).__name__}, expected a mapping with 'role' and 'content'")
+        role, content = msg.get("role"), msg.get("content")
+        if not isinstance(role, str) or not role:
+            raise bad(f"message {j} has no 'role' (keys: {sorted(msg)})")
+        if not isinstance(content, str):
+            what = "no 'content'" if content is None else f"a {type(content).__name__} 'content' (expected text)"
+            raise bad(f"message {j} ({role}) has {what}")
+        msgs.append((role, content))
+    if msgs[-1][0] != "assistant":
+        raise bad(f"the last message is {msgs[-1][0]!r}, expected the assistant's answer")
+    answer = msgs[-1][1]
+    if not answer.strip():
+        return None
+    prior = tuple(msgs[:-1])
+    transcript = "\n".join(f"{r}: {c}" for r, c in prior) + "\nassistant:"
+    return Example(transcript, answer, CHAT, prior)
+
+
+def _pick_columns(task, source: str, columns: list[str], cols: dict[str, str] | None = None) -> tuple[str, str, bool]:
+    cols = cols or {}
+
     def pick(explicit: str | None, defaults: tuple[str, str], what: str) -> str:
         if explicit is not None:
             if explicit not in columns:
                 raise RunnerInputError(
                     f"task {task.name!r}: {what} column {explicit!r} does not exist in "
-                    f"{str(path)!r} (columns: {columns})"
+                    f"{source!r} (columns: {columns})"
                 )
             return explicit
         for c in defaults:
             if c in columns:
                 return c
         raise RunnerInputError(
-            f"task {task.name!r}: dataset {str(path)!r} has no {what} column: expected "
+            f"task {task.name!r}: dataset {source!r} has no {what} column: expected "
             f"{defaults[0]!r} or {defaults[1]!r} (or set {what}_column); columns: {columns}"
         )
 
-    prompt_col = pick(task.prompt_column, ("prompt", "text"), "prompt")
-    answer_col = pick(task.answer_column, ("answer", "label"), "answer")
+    prompt_col = pick(cols.get("prompt") or cols.get("text"), ("prompt", "text"), "prompt")
+    answer_col = pick(cols.get("answer") or cols.get("label"), ("answer", "label"), "answer")
     # text/label data is framed with a small template; prompt/answer data is used verbatim.
-    from_text_label = prompt_col != "prompt" and answer_col != "answer" and task.prompt_column is None
+    from_text_label = prompt_col != "prompt" and answer_col != "answer" and task.prompt_column is None and "prompt" not in cols
     return prompt_col, answer_col, from_text_label
 
 

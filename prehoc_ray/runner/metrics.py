@@ -14,10 +14,10 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from prehoc_ray.runner.batches import Encoded, answer_text, collate, encode_examples
-from prehoc_ray.runner.data import Example, TaskData
+from prehoc_ray.runner.data import RENDERED, TaskData
 
 ACCURACY, EXACT_MATCH = "accuracy", "exact_match"
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def build_eval_set(codec, task: TaskData, max_len: int) -> EvalSet:
         if task.kind == "classification":
             labels = task.labels if ex.answer in task.labels else tuple(task.labels) + (ex.answer,)
             for label in labels:
-                examples.append(Example(ex.prompt, label))
+                examples.append(replace(ex, answer=label))
                 owner.append(i)
                 truth.append(label == ex.answer)
         else:
@@ -53,11 +53,12 @@ def build_eval_set(codec, task: TaskData, max_len: int) -> EvalSet:
     encoded = encode_examples(codec, examples, max_len)
     order = sorted(range(len(encoded)), key=lambda j: -len(encoded[j].ids))
     extra = {}
-    ends = {answer_text(e.prompt, "") for e in task.eval}
+    ends = {(answer_text(e.prompt, "", e.style), e.style) for e in task.eval}
     if task.kind == "classification" and len(ends) == 1:  # every label follows every prompt alike
         labels = list(task.labels) + sorted({e.answer for e in task.eval} - set(task.labels))
-        sep = ends.pop()
-        label_ids = [tuple(ids[: max_len - 2]) + (codec.eos_id,) for ids in codec.encode_batch([sep + l for l in labels])]
+        sep, style = ends.pop()
+        eos = () if style == RENDERED else (codec.eos_id,)  # a rendered chat answer ends its own turn
+        label_ids = [tuple(ids[: max_len - 2]) + eos for ids in codec.encode_batch([sep + l for l in labels])]
         room = max_len - max(len(x) for x in label_ids)
         prompts = [tuple(p[-room:]) if p else (codec.eos_id,) for p in codec.encode_batch([e.prompt for e in task.eval])]
         extra = dict(prompts=tuple(prompts), label_ids=tuple(label_ids), truth=tuple(labels.index(e.answer) for e in task.eval))

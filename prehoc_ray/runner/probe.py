@@ -118,8 +118,11 @@ def prepare(candidate: CandidateSpec) -> Prepared:
     from prehoc_ray.runner.metrics import build_eval_set
     from prehoc_ray.runner.models import base_key, get_base
 
+    from prehoc_ray.runner.chat import rendered_task, tokenizer_texts
+
     task = load_task(candidate.task)
-    base = get_base(candidate.model, candidate.task, task.texts)
+    base = get_base(candidate.model, candidate.task, lambda: tokenizer_texts(task, candidate.task))
+    task = rendered_task(task, candidate.model, candidate.task, base)  # chat data: with its template
     key = f"{base_key(candidate.model, candidate.task)}|{candidate.task.model_dump_json()}|{candidate.config.max_seq_len}"
     hit = _PREPARED.get(key)
     if hit is None or hit.task is not task or hit.base is not base:
@@ -136,35 +139,36 @@ def prepare(candidate: CandidateSpec) -> Prepared:
 
 def clear_caches() -> None:
     """Drop every cached task, base model and tokenised set of this process."""
-    from prehoc_ray.runner import data, models
+    from prehoc_ray.runner import chat, data, models
 
     _PREPARED.clear()
     _ENGINES_BUILT.clear()
     models.clear_cache()
     data._CACHE.clear()
+    chat.clear_cache()
 
 
 def build_lora_model(base, config, seed: int):
-    """A private copy of the base model with fresh LoRA adapters, initialised from `seed`."""
-    import torch
-    from peft import LoraConfig, get_peft_model
+    """A private copy of the base model with fresh LoRA adapters, initialised from `seed`.
 
+    The adapter is peft's LoraConfig built from the config (runner/lora.py: every field of it
+    passes through, unknown ones are refused by name)."""
+    import torch
+    from peft import get_peft_model
+
+    from prehoc_ray.runner.lora import lora_config
+
+    lora = lora_config(config)  # before the copy: a bad key costs nothing
     model = base.fresh_copy()
-    lora = LoraConfig(
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=list(config.target_modules) if config.target_modules else None,
-        modules_to_save=list(config.modules_to_save) if config.modules_to_save else None,
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
     with torch.random.fork_rng(devices=[]):
         torch.random.default_generator.manual_seed(derive_seed(seed, "lora-init"))  # init runs on CPU
         try:
             return get_peft_model(model, lora)
-        except ValueError as e:
-            raise RunnerInputError(f"cannot put LoRA adapters on {base.source!r}: {e} (set config.target_modules)") from e
+        except (ValueError, TypeError, KeyError) as e:
+            msg = " ".join(str(e).split())
+            raise RunnerInputError(
+                f"config {config.name!r}: cannot put LoRA adapters on {base.source!r}: {msg} (set config.target_modules)"
+            ) from e
 
 
 # --------------------------------------------------------------------------------------------

@@ -181,6 +181,18 @@ def _format_errors(path: Path, err: ValidationError, root: Any = None) -> str:
     return "\n".join(lines)
 
 
+def _resolve_files(files: Any, base: Path) -> Any:
+    """data_files (a path, a list of them, or split -> path(s)) with relative paths made
+    relative to the spec's folder; anything else is left for validation to name."""
+    if isinstance(files, str):
+        return files if not files or Path(files).is_absolute() else str(base / files)
+    if isinstance(files, list):
+        return [_resolve_files(f, base) for f in files]
+    if isinstance(files, dict):
+        return {k: _resolve_files(v, base) for k, v in files.items()}
+    return files
+
+
 def load_job(path: str | Path) -> JobSpec:
     """Read and validate a job spec; relative data/model paths resolve against the spec's folder.
 
@@ -213,6 +225,9 @@ def load_job(path: str | Path) -> JobSpec:
         for item in items if isinstance(items, list) else []:
             if isinstance(item, dict) and isinstance(item.get(key), str) and item[key] and not Path(item[key]).is_absolute():
                 item[key] = str(base / item[key])
+    for item in raw.get("tasks") if isinstance(raw.get("tasks"), list) else []:
+        if isinstance(item, dict) and "data_files" in item:  # `dataset:` tasks' local files
+            item["data_files"] = _resolve_files(item["data_files"], base)
     try:
         return JobSpec.model_validate(raw)
     except ValidationError as e:

@@ -68,7 +68,7 @@ BAD = [
     ("bad name", with_(name="has space"), "name: String should match pattern"),
     ("no tasks", with_(tasks=[]), "tasks: List should have at least 1 item"),
     ("task with two sources", with_(tasks=[{"name": "t", "builtin": "synthetic_copy", "path": "x.csv"}]),
-     "tasks.0: Value error, task needs exactly one of `path` or `builtin`"),
+     "tasks.0: Value error, task needs exactly one of `path`, `dataset` or `builtin`"),
     ("unknown builtin", with_(tasks=[{"name": "t", "builtin": "imagenet"}]), "tasks.0.builtin: Input should be"),
     ("model without source", with_(models=[{"name": "m"}]), "models.0: Value error, model needs exactly one of"),
     ("unknown model package", with_(models=[{"name": "m", "package": "gpt-5"}]), "models.0.package: Input should be"),

