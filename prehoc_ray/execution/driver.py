@@ -484,7 +484,11 @@ class Driver:
             return self._failed(o, attempt, f"{type(exc).__name__}: {_short(exc)}", time.monotonic() - t_sub)
 
     def _failed(self, o: ProbeOrder, attempt: int, reason: str, elapsed: float) -> dict:
-        return {"status": "failed", "reason": reason, "retryable": True, "cost_s": max(0.0, elapsed) * self.res.devices,
+        # An attempt Ray lost (dead worker, timeout, cancel) is charged the wall seconds since it
+        # was submitted. Not on the simulated backend: its costs are simulated (admission's
+        # wall_clock), so charging wall seconds would let a killed worker change the plan.
+        cost = 0.0 if self.spec.backend == "simulated" else max(0.0, elapsed) * self.res.devices
+        return {"status": "failed", "reason": reason, "retryable": True, "cost_s": cost,
                 "wall_s": elapsed, "probe_id": o.probe_id, "candidate": o.candidate, "seed": o.seed, "attempt": attempt,
                 "start_step": o.start_step, "target_step": o.target_step, "devices": self.res.devices, "ended_at": time.time()}
 
