@@ -249,7 +249,7 @@ def test_a_budget_short_of_every_initial_probe_probes_everyone_shallower():
     # Full initial probes (2 seeds x 30 steps x 0.01) cost 0.6 per candidate, 3.6 for six; a
     # budget of 2.5 pays 2 seeds x 20 steps (2.4) for all of them: nobody is picked blind.
     backend = _Curves({"a": 0.80, "b": 0.78, "c": 0.70, "d": 0.60, "e": 0.75, "f": 0.65})
-    s = EngineSettings(budget=2.5, seeds=2, eval_every=10, initial_depth=30, tolerance=0.01, n_boot=20)
+    s = EngineSettings(budget=2.5, seeds=2, eval_every=10, initial_depth=30, tolerance=0.01, n_boot=20, initial_share=1.0)
     eng = Engine(backend.infos(), s)
     rounds = _drive(eng, backend)
     first = rounds[0]
@@ -258,10 +258,19 @@ def test_a_budget_short_of_every_initial_probe_probes_everyone_shallower():
     assert all(r["probe_steps"] >= 20 and np.isfinite(r["predicted_final"]) for r in rows)
     assert eng.spent <= s.budget + 1e-9
     # Not even one interval at two seeds for all (1.2): one seed each, one interval.
-    eng1 = Engine(backend.infos(), EngineSettings(budget=1.0, seeds=2, eval_every=10, initial_depth=30, tolerance=0.01, n_boot=20))
+    eng1 = Engine(backend.infos(), EngineSettings(budget=1.0, seeds=2, eval_every=10, initial_depth=30, tolerance=0.01, n_boot=20,
+                                                  initial_share=1.0))
     first1 = _drive(eng1, backend)[0]
     assert sorted(first1) == sorted(f"r0000|{c}|s0|0-10" for c in "abcdef")
     assert eng1.spent <= 1.0 + 1e-9
+    # As shipped, the initial probes take at most 30% of the budget (0.75 here): one evaluation
+    # for everyone, both seeds (the seeds shrink only when one evaluation does not fit the whole
+    # budget), and the rest goes to extensions of the contenders.
+    eng3 = Engine(backend.infos(), EngineSettings(budget=2.5, seeds=2, eval_every=10, initial_depth=30, tolerance=0.01, n_boot=20))
+    rounds3 = _drive(eng3, backend)
+    assert len(rounds3[0]) == 12 and all(pid.endswith("|0-10") for pid in rounds3[0])
+    assert all(r["probe_steps"] >= 10 and np.isfinite(r["predicted_final"]) for r in eng3.summary())
+    assert eng3.spent <= 2.5 + 1e-9
     # The prediction objective keeps full initial probes for those the budget pays.
     engp = Engine(backend.infos(), EngineSettings(budget=2.5, seeds=2, eval_every=10, initial_depth=30, tolerance=0.01,
                                                   n_boot=20, objective="prediction"))

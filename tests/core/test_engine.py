@@ -124,7 +124,8 @@ def test_guessed_costs_do_not_overspend_the_first_round(portfolio):
     budget = 15.0
 
     def run(margin: float) -> Engine:
-        eng = Engine(infos, settings(portfolio, budget=budget, prior_cost_margin=margin))
+        # initial_share 1: the whole budget open to the initial probes, as the margin must guard
+        eng = Engine(infos, settings(portfolio, budget=budget, prior_cost_margin=margin, initial_share=1.0))
         for _ in range(200):
             orders = eng.next_round()
             if not orders:
