@@ -22,8 +22,9 @@ from pathlib import Path
 
 import ray
 
+from prehoc_ray.io.run_dir import RunDir
 
-SNAPSHOT = Path("state") / "candidates.parquet"
+
 ACTOR_PREFIX = "prehoc"
 
 
@@ -32,7 +33,7 @@ def actor_name(candidate_id: str) -> str:
 
 
 def read_snapshot_row(run_dir: str | Path, candidate: str) -> dict | None:
-    path = Path(run_dir) / SNAPSHOT
+    path = RunDir(run_dir).state_candidates
     if not path.is_file():
         return None
     import pyarrow.compute as pc
@@ -71,7 +72,7 @@ class CandidateActor:
     # ----- state -------------------------------------------------------------------------------
     def rebuild(self) -> int:
         """Reload everything from the run directory; returns the number of points held."""
-        points_dir = Path(self.run_dir) / "points"
+        points_dir = RunDir(self.run_dir).points
         if points_dir.is_dir() and any(points_dir.iterdir()):
             # pyarrow.dataset costs ~0.4 CPU-s to import: only a restart or a resume pays it
             from prehoc_ray.execution.ledger import candidate_points

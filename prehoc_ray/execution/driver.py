@@ -45,6 +45,7 @@ from prehoc_ray.execution.resources import ProbeResources, infeasible_reason, pr
 from prehoc_ray.io.errors import ManifestError
 from prehoc_ray.io.history import load_history
 from prehoc_ray.io.manifest import RunManifest, spec_hash
+from prehoc_ray.io.run_dir import RunDir
 from prehoc_ray.io.store import ResultStore
 from prehoc_ray.report.finish import write_outputs
 from prehoc_ray.runner.checkpoint import private_dir
@@ -242,7 +243,7 @@ class Driver:
         manifest = self.store.open_manifest(spec_hash(self.spec), job=self.spec.name, backend=self.spec.backend)
         if existing is None and self.resume:
             self.progress.log(f"{self.run_dir}: nothing to resume, starting a new run")
-        job_copy = self.run_dir / "job.yaml"
+        job_copy = RunDir(self.run_dir).job
         if self.spec_path is not None and self.spec_path.is_file():
             if not job_copy.exists() or job_copy.resolve() != self.spec_path.resolve():
                 write_redacted_copy(self.spec_path, job_copy)  # env_vars values: <redacted>

@@ -22,9 +22,9 @@ from pathlib import Path
 import pyarrow as pa
 
 from prehoc_ray.io.fragments import FragmentDir
+from prehoc_ray.io.run_dir import RunDir
 from prehoc_ray.io.store import ResultStore
 
-PROBE_RUNS_DIR = "probe_runs"
 # Failed-event reasons with this prefix are final: retrying cannot fix a bad input.
 FINAL_PREFIX = "input error: "
 
@@ -55,7 +55,7 @@ RUN_SCHEMA = pa.schema([pa.field(k, v) for k, v in RUN_FIELDS.items()])
 
 
 def probe_runs_dir(run_dir: str | Path) -> FragmentDir:
-    return FragmentDir(Path(run_dir) / PROBE_RUNS_DIR, identity=("probe_id", "attempt", "status"))
+    return FragmentDir(RunDir(run_dir).probe_runs, identity=("probe_id", "attempt", "status"))
 
 
 def record_run(run_dir: str | Path, info: dict) -> None:
@@ -68,7 +68,6 @@ def read_runs(run_dir: str | Path) -> list[dict]:
     return [] if table is None else table.to_pylist()
 
 
-WITHDRAWN_DIR = "withdrawn"
 WITHDRAWN_SCHEMA = pa.schema([pa.field("probe_id", pa.string()), pa.field("stop", pa.string())])
 
 
@@ -77,12 +76,12 @@ def record_withdrawals(run_dir: str | Path, withdrawn: dict[str, str]) -> None:
     fragment per round, so a kill leaves all of a round's withdrawals or none."""
     if withdrawn:
         rows = [{"probe_id": pid, "stop": stop} for pid, stop in withdrawn.items()]
-        FragmentDir(Path(run_dir) / WITHDRAWN_DIR, identity=("probe_id",)).write(
+        FragmentDir(RunDir(run_dir).withdrawn, identity=("probe_id",)).write(
             pa.Table.from_pylist(rows, schema=WITHDRAWN_SCHEMA))
 
 
 def read_withdrawals(run_dir: str | Path) -> dict[str, str]:
-    table = FragmentDir(Path(run_dir) / WITHDRAWN_DIR, identity=("probe_id",)).read()
+    table = FragmentDir(RunDir(run_dir).withdrawn, identity=("probe_id",)).read()
     if table is None:
         return {}
     return {str(pid): str(stop or "") for pid, stop in zip(table.column("probe_id").to_pylist(),

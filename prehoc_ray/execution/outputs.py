@@ -17,15 +17,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prehoc_ray.io.formats import write_table
+from prehoc_ray.io.run_dir import RunDir
 from prehoc_ray.spec.job import JobSpec
 
-STATIC_FILE = "static.parquet"
-CANDIDATES_FILE = "candidates.parquet"
-SPEND_FILE = "spend.parquet"
 
 
 def read_static(run_dir: Path) -> dict[str, dict[str, float]]:
-    path = Path(run_dir) / STATIC_FILE
+    path = RunDir(run_dir).static
     if not path.is_file():
         return {}
     out = {}
@@ -40,7 +38,7 @@ def write_static(run_dir: Path, statics: dict[str, dict[str, float]]) -> None:
     names = sorted({k for r in rows for k in r if k != "candidate"})
     table = pa.table({"candidate": pa.array([r["candidate"] for r in rows], pa.string()),
                       **{n: pa.array([r.get(n) for r in rows], pa.float64()) for n in names}})
-    write_table(table, Path(run_dir) / STATIC_FILE)
+    write_table(table, RunDir(run_dir).static)
 
 
 def _table(rows: list[dict]) -> pa.Table:
@@ -51,7 +49,7 @@ def _table(rows: list[dict]) -> pa.Table:
 
 
 def write_snapshot(run_dir: Path, rows: list[dict], round_: int) -> None:
-    write_table(_table([{**r, "round": round_} for r in rows]), Path(run_dir) / "state" / "candidates.parquet")
+    write_table(_table([{**r, "round": round_} for r in rows]), RunDir(run_dir).state_candidates)
 
 
 def candidate_rows(spec: JobSpec, summary: list[dict], gamma: float, runs: list[dict], metric: str) -> list[dict]:
@@ -91,7 +89,7 @@ def candidate_rows(spec: JobSpec, summary: list[dict], gamma: float, runs: list[
 
 
 def write_candidates(run_dir: Path, rows: list[dict]) -> None:
-    write_table(_table(rows), Path(run_dir) / CANDIDATES_FILE)
+    write_table(_table(rows), RunDir(run_dir).candidates)
 
 
 def spend_rows(history: list[dict], runs: list[dict]) -> list[dict]:
@@ -112,4 +110,4 @@ def write_spend(run_dir: Path, rows: list[dict]) -> None:
     schema = pa.schema([("round", pa.int64()), ("candidate", pa.string()), ("probe_id", pa.string()),
                         ("cost_s", pa.float64()), ("spent_s", pa.float64()), ("wall_s", pa.float64()),
                         ("node_id", pa.string()), ("ended_at", pa.float64())])
-    write_table(pa.Table.from_pylist(rows, schema=schema), Path(run_dir) / SPEND_FILE)
+    write_table(pa.Table.from_pylist(rows, schema=schema), RunDir(run_dir).spend)

@@ -25,10 +25,10 @@ import ray
 
 from prehoc_ray.execution.ledger import FINAL_PREFIX, record_run
 from prehoc_ray.execution.resources import ProbeResources
+from prehoc_ray.io.run_dir import RunDir
 from prehoc_ray.io.store import ResultStore
 from prehoc_ray.spec.job import JobSpec
 
-CHECKPOINTS_DIR = "checkpoints"
 
 _SPECS: dict[str, JobSpec] = {}
 
@@ -187,7 +187,7 @@ def _real(spec, run_dir, store, pid, cid, seed, start, target, devices, tag, lea
     from prehoc_ray.runner.probe import ProbeRequest, run_probe
 
     cand = _candidate(spec, cid)
-    req = ProbeRequest(cand, seed, target, Path(run_dir) / CHECKPOINTS_DIR, spec.probe, pid)
+    req = ProbeRequest(cand, seed, target, RunDir(run_dir).checkpoints, spec.probe, pid)
     on_point = (lambda row: store.append([tag(row)])) if lead else None
     res = run_probe(req, on_point=on_point)
     setup = min(res.setup_seconds, res.seconds)
