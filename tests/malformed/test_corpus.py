@@ -10,7 +10,8 @@ command's code path: prehoc_ray.cli.main). Each must
   * stay within 5 seconds and 300 MB.
 
 How the limits are measured (one process per case, so nothing is shared between cases):
-  * memory: the child is reaped with os.wait4(pid), whose rusage is that one child's own
+  * memory: the child is reaped with os.wait4(pid) (by a small launcher process: see LAUNCHER),
+    whose rusage is that one child's own
     (ru_maxrss, the peak resident set, in KiB on Linux). RUSAGE_CHILDREN would not do: its
     ru_maxrss is the largest child ever reaped, so a small case after a big one reads big.
     RLIMIT_AS would not do either: pyarrow and numpy reserve far more address space than they
@@ -27,11 +28,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -602,23 +600,44 @@ def _env() -> dict[str, str]:
     return env
 
 
+# Each case is forked by this small launcher, not by pytest: Linux carries a process's peak RSS
+# across fork and exec, so a child forked straight from a pytest that has loaded torch would
+# report pytest's gigabyte as its own peak. The launcher is a fresh interpreter without site
+# packages (a few MB), and it reaps the case with wait4 for the case's own rusage.
+LAUNCHER = r"""
+import json, os, signal, sys, time
+spec = json.loads(sys.stdin.read())
+out = os.open(spec["out"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+err = os.open(spec["err"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+t0 = time.monotonic()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.chdir(spec["cwd"])
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        os.dup2(out, 1)
+        os.dup2(err, 2)
+        os.execve(spec["argv"][0], spec["argv"], spec["env"])
+    finally:
+        os._exit(127)
+signal.signal(signal.SIGALRM, lambda *_: os.kill(pid, signal.SIGKILL))
+signal.alarm(spec["hang_s"])
+_, status, usage = os.wait4(pid, 0)
+print(json.dumps({"code": os.waitstatus_to_exitcode(status), "wall": time.monotonic() - t0,
+                  "cpu": usage.ru_utime + usage.ru_stime, "maxrss": usage.ru_maxrss * 1024}))
+"""
+
+
 def run_cli(argv: list[str], cwd: Path) -> tuple[int, str, str, float, float, int]:
     """(exit code, stdout, stderr, wall s, cpu s, peak RSS bytes) of `python -m prehoc_ray ARGV`."""
     out_path, err_path = cwd / ".stdout", cwd / ".stderr"
-    with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        t0 = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "prehoc_ray", *argv], cwd=cwd, env=_env(),
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-        watchdog = threading.Timer(HANG_S, lambda: os.kill(proc.pid, signal.SIGKILL))
-        watchdog.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage
-        finally:
-            watchdog.cancel()
-        wall = time.monotonic() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
-    return (proc.returncode, out_path.read_text(errors="replace"), err_path.read_text(errors="replace"), wall,
-            usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024)
+    spec = {"argv": [sys.executable, "-m", "prehoc_ray", *argv], "cwd": str(cwd), "env": _env(),
+            "out": str(out_path), "err": str(err_path), "hang_s": int(HANG_S)}
+    done = subprocess.run([sys.executable, "-S", "-c", LAUNCHER], input=json.dumps(spec), capture_output=True,
+                          text=True, timeout=HANG_S + 30, check=True)
+    r = json.loads(done.stdout)
+    return (r["code"], out_path.read_text(errors="replace"), err_path.read_text(errors="replace"), r["wall"],
+            r["cpu"], r["maxrss"])
 
 
 @pytest.fixture(scope="module")
@@ -672,3 +691,9 @@ def test_the_limits_are_measured_per_process(tmp_path):
     assert big.ru_maxrss * 1024 > 400 * 2**20
     code, _, _, _, _, rss = run_cli(["--help"], tmp_path)
     assert code == 0 and rss < 200 * 2**20
+    # and a big test process does not lend its own peak to the cases it starts
+    ballast = bytearray(400 * 2**20)
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    code, _, _, _, _, rss = run_cli(["--help"], tmp_path)
+    del ballast
+    assert code == 0 and rss < 200 * 2**20, f"{rss / 2**20:.0f} MiB"
