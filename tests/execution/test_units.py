@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from tests.execution.conftest import REPO
+from tests.execution.conftest import JOBS, REPO
 
 
 def test_probe_resource_shapes():
@@ -128,9 +128,16 @@ def scraped_series(text: str) -> dict[str, list[dict[str, str]]]:
     return out
 
 
-def test_metrics_reach_rays_prometheus_endpoint(sim_run, sim_spec):
+def test_metrics_reach_rays_prometheus_endpoint(ray_session, sim_spec, tmp_path):
     """The run's metrics, with Ray's ray_ prefix, on this node's metrics export port."""
     import ray
+
+    from prehoc_ray.execution.driver import Driver
+
+    # A run of its own, scraped right after it: in a full test session the shared run (sim_run)
+    # finished minutes earlier, and its gauges were no longer on the endpoint while its
+    # counters were (seen twice on a loaded machine).
+    Driver(sim_spec, tmp_path / "run", spec_path=JOBS / "simulated.yaml").run()
 
     port = ray._private.worker.global_worker.node.metrics_export_port
     want = {"ray_prehoc_probes_finished_total", "ray_prehoc_budget_spent_seconds", "ray_prehoc_candidates",
