@@ -34,7 +34,7 @@ import yaml
 
 from prehoc_ray.core.engine import CandidateInfo, Engine, EngineSettings, ProbeOrder
 from prehoc_ray.execution import outputs
-from prehoc_ray.execution.actors import actor_name, create_actor
+from prehoc_ray.execution.actors import create_actor
 from prehoc_ray.execution.cluster import Connection, connect
 from prehoc_ray.execution.admission import CostScale, Estimate, RoundAdmission
 from prehoc_ray.execution.ledger import probe_history, read_runs, read_withdrawals, record_run, record_withdrawals

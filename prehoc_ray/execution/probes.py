@@ -18,7 +18,6 @@ import json
 import os
 import socket
 import time
-from pathlib import Path
 from typing import Any
 
 import ray
