@@ -41,6 +41,7 @@ sys.path.insert(0, str(REPO))
 def bench_allocation(n: int, repeats: int = 5, n_boot: int = 20, objective: str = "decision") -> dict:
     import numpy as np
 
+    from prehoc_ray.core.ask_tell import tell
     from prehoc_ray.core.engine import Engine, EngineSettings
     from prehoc_ray.sim.backend import SimulatedBackend
     from prehoc_ray.sim.synthetic import generate_portfolio
@@ -56,13 +57,13 @@ def bench_allocation(n: int, repeats: int = 5, n_boot: int = 20, objective: str 
     orders = eng.next_round()
     initial_s = time.perf_counter() - t
     for o in orders:
-        eng.tell(o, *backend.run(o))
+        tell(eng, o, backend.run(o))
     # a second round so every candidate has two depths and the fits are real
     t = time.perf_counter()
     orders = eng.next_round()
     first_round_s = time.perf_counter() - t
     for o in orders:
-        eng.tell(o, *backend.run(o))
+        tell(eng, o, backend.run(o))
     t = time.perf_counter()
     eng.refit()
     refit_s = time.perf_counter() - t

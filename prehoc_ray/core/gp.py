@@ -18,6 +18,12 @@ from scipy.optimize import minimize
 _JITTER = 1e-8
 
 
+def _hyper(theta: np.ndarray, d: int) -> tuple[np.ndarray, float, float, float]:
+    """theta (all logs) -> (ARD length-scales, RBF variance, linear variance, noise variance):
+    [log ls_1..ls_d, log sf, log sl, log sn], the layout the optimizer and its bounds use."""
+    return np.exp(theta[:d]), np.exp(2 * theta[d]), np.exp(2 * theta[d + 1]), np.exp(2 * theta[d + 2])
+
+
 @dataclass
 class GaussianProcess:
     """Fit with `fit(X, y)`; learned values end in `_` (scikit-learn convention)."""
@@ -26,17 +32,14 @@ class GaussianProcess:
     seed: int = 0
 
     def _kernel(self, A: np.ndarray, B: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        d = A.shape[1]
-        ls = np.exp(theta[:d])
-        sf2, sl2 = np.exp(2 * theta[d]), np.exp(2 * theta[d + 1])
+        ls, sf2, sl2, _ = _hyper(theta, A.shape[1])
         As, Bs = A / ls, B / ls
         sq = (As**2).sum(1)[:, None] + (Bs**2).sum(1)[None, :] - 2 * As @ Bs.T
         return sf2 * np.exp(-0.5 * np.maximum(sq, 0.0)) + sl2 * (A @ B.T)
 
     def _nll_and_grad(self, theta: np.ndarray, X: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         n, d = X.shape
-        ls = np.exp(theta[:d])
-        sf2, sl2, sn2 = np.exp(2 * theta[d]), np.exp(2 * theta[d + 1]), np.exp(2 * theta[d + 2])
+        ls, sf2, sl2, sn2 = _hyper(theta, d)
         Xs = X / ls
         sq = (Xs**2).sum(1)[:, None] + (Xs**2).sum(1)[None, :] - 2 * Xs @ Xs.T
         Krbf = sf2 * np.exp(-0.5 * np.maximum(sq, 0.0))
@@ -86,7 +89,7 @@ class GaussianProcess:
         starts = [theta0, np.concatenate([np.full(d, np.log(1.0)), [np.log(1.0), np.log(0.1), np.log(0.5)]])]
         fits = [minimize(self._nll_and_grad, t0, args=(Xs[sub], ys[sub]), jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": 60}) for t0 in starts]
         self.theta_ = min(fits, key=lambda r: r.fun).x
-        K = self._kernel(Xs, Xs, self.theta_) + (np.exp(2 * self.theta_[d + 2]) + _JITTER) * np.eye(n)
+        K = self._kernel(Xs, Xs, self.theta_) + (_hyper(self.theta_, d)[3] + _JITTER) * np.eye(n)
         self._cf = cho_factor(K, lower=True, check_finite=False)
         self._alpha = cho_solve(self._cf, ys, check_finite=False)
         self._Xs = Xs
@@ -95,7 +98,7 @@ class GaussianProcess:
 
     @property
     def noise_std_(self) -> float:
-        return float(np.exp(self.theta_[-1]) * self.y_std_)
+        return float(np.exp(self.theta_[-1]) * self.y_std_)  # log sn is last (see _hyper)
 
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Predictive mean and std of a new observation (latent variance + noise)."""
@@ -103,8 +106,9 @@ class GaussianProcess:
         Ks = self._kernel(Xs, self._Xs, self.theta_)
         mean = Ks @ self._alpha
         v = cho_solve(self._cf, Ks.T, check_finite=False)
-        kss = np.exp(2 * self.theta_[-3]) + np.exp(2 * self.theta_[-2]) * (Xs**2).sum(1)
-        var = np.maximum(kss - np.einsum("ij,ji->i", Ks, v), 0.0) + np.exp(2 * self.theta_[-1])
+        _, sf2, sl2, sn2 = _hyper(self.theta_, Xs.shape[1])
+        kss = sf2 + sl2 * (Xs**2).sum(1)
+        var = np.maximum(kss - np.einsum("ij,ji->i", Ks, v), 0.0) + sn2
         return self.y_mean_ + self.y_std_ * mean, self.y_std_ * np.sqrt(var)
 
     def loo(self) -> tuple[np.ndarray, np.ndarray]:

@@ -48,10 +48,10 @@ class SpecSimulation:
         from prehoc_ray.core.engine import ProbeOrder
 
         order = ProbeOrder(probe_id, 0, self.names[candidate], seed, start, target)
-        rows, cost = self.backend.run(order)
-        for r in rows:
+        outcome = self.backend.run(order)
+        for r in outcome.rows:
             r["candidate"] = candidate
-        return rows, cost
+        return outcome.rows, outcome.cost_s
 
 
 _CACHE: dict[str, SpecSimulation] = {}

@@ -8,14 +8,15 @@ writes the same files for real.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import yaml
 
-from prehoc_ray.core.engine import Engine, EngineSettings
+from prehoc_ray.core.ask_tell import ProbeOutcome, drive
+from prehoc_ray.core.engine import Engine, EngineSettings, ProbeOrder
 from prehoc_ray.core.observations import Observations
 from prehoc_ray.io import ResultStore, write_table
 from prehoc_ray.io.run_dir import RunDir
@@ -49,6 +50,24 @@ def _rename(pf: SyntheticPortfolio, mapping: dict[str, str], groups: dict[str, s
     truth["candidate"] = np.array([mapping[c] for c in truth["candidate"]], dtype=object)
     truth["group"] = np.array([groups[g] for g in truth["group"]], dtype=object)
     return replace(pf, observations=obs, truth=truth)
+
+
+@dataclass(frozen=True)
+class _StoredBackend:
+    """The simulated backend writing to the result store what a Ray probe writes: a 'started'
+    event, the points, a 'finished' event with the cost."""
+
+    backend: SimulatedBackend
+    store: ResultStore
+
+    def run(self, order: ProbeOrder) -> ProbeOutcome:
+        o = order
+        self.store.record_probe(o.probe_id, o.candidate, o.seed, o.start_step, o.target_step, "started")
+        outcome = self.backend.run(o)
+        self.store.append(outcome.rows)
+        self.store.record_probe(o.probe_id, o.candidate, o.seed, o.start_step, o.target_step, "finished",
+                                cost_s=outcome.cost_s)
+        return outcome
 
 
 def simulated_spec_dict(
@@ -122,27 +141,20 @@ def write_simulated_run(
     manifest = store.open_manifest(job.spec_hash(), name=job.name, backend=job.backend)
     spend = []
     wall = 0.0
-    rounds = 0
+
+    def log_spend(order: ProbeOrder, outcome: ProbeOutcome) -> None:
+        nonlocal wall
+        wall += outcome.cost_s / max(1, a.max_concurrent_probes)
+        spend.append({**engine.history[-1], "wall_s": outcome.cost_s, "ended_at": T0 + wall})
+
+    done = drive(engine, _StoredBackend(backend, store), max_rounds=interrupt_after_rounds, on_result=log_spend)
+    rounds = done.rounds
     interrupted = False
-    while True:
-        orders = engine.next_round()
-        if not orders:
-            break
-        if interrupt_after_rounds is not None and rounds >= interrupt_after_rounds:
-            o = orders[0]
-            store.record_probe(o.probe_id, o.candidate, o.seed, o.start_step, o.target_step, "started")
-            interrupted = True
-            break
-        for o in orders:
-            store.record_probe(o.probe_id, o.candidate, o.seed, o.start_step, o.target_step, "started")
-            rows, cost = backend.run(o)
-            store.append(rows)
-            store.record_probe(o.probe_id, o.candidate, o.seed, o.start_step, o.target_step, "finished", cost_s=cost)
-            engine.tell(o, rows, cost)
-            wall += cost / max(1, a.max_concurrent_probes)
-            h = engine.history[-1]
-            spend.append({**h, "wall_s": cost, "ended_at": T0 + wall})
-        rounds += 1
+    if not done.finished and (orders := engine.next_round()):
+        # killed as the next round began: its first probe is on record as started, never ended
+        o = orders[0]
+        store.record_probe(o.probe_id, o.candidate, o.seed, o.start_step, o.target_step, "started")
+        interrupted = True
     if spend:
         cols = {k: [r[k] for r in spend] for k in ("round", "candidate", "probe_id", "cost_s", "spent_s", "wall_s", "ended_at")}
         write_table(pa.table(cols), RunDir(run_dir).spend)

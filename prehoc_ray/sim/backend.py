@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from prehoc_ray.core.ask_tell import ProbeOutcome, drive
 from prehoc_ray.core.engine import CandidateInfo, Engine, EngineSettings, ProbeOrder
 from prehoc_ray.sim.synthetic import SyntheticPortfolio
 
@@ -43,8 +44,8 @@ class SimulatedBackend:
             for c, g, h in zip(tr["candidate"], tr["group"], tr["horizon"])
         ]
 
-    def run(self, order: ProbeOrder) -> tuple[list[dict], float]:
-        """Rows in (start, target] and the device-seconds they cost."""
+    def run(self, order: ProbeOrder) -> ProbeOutcome:
+        """Rows in (start, target] and the device-seconds they cost (a core.ask_tell.ProbeBackend)."""
         key = (order.candidate, order.seed)
         if key not in self._curves:
             raise KeyError(f"simulated backend has no curve for candidate {order.candidate!r} seed {order.seed}")
@@ -52,7 +53,7 @@ class SimulatedBackend:
         m = (steps > order.start_step) & (steps <= order.target_step)
         rows = [{"candidate": order.candidate, "seed": order.seed, "step": float(s), "value": float(v), "probe_id": order.probe_id}
                 for s, v in zip(steps[m], values[m])]
-        return rows, self._lam[order.candidate] * (order.target_step - order.start_step)
+        return ProbeOutcome(rows, self._lam[order.candidate] * (order.target_step - order.start_step))
 
 
 def run_simulated(portfolio: SyntheticPortfolio, settings: EngineSettings, backend: SimulatedBackend | None = None,
@@ -60,11 +61,5 @@ def run_simulated(portfolio: SyntheticPortfolio, settings: EngineSettings, backe
     """The whole ask/tell loop in-process against the simulated backend."""
     backend = backend or SimulatedBackend(portfolio)
     engine = Engine(backend.candidates(), settings)
-    for _ in range(max_rounds):
-        orders = engine.next_round()
-        if not orders:
-            break
-        for o in orders:
-            rows, cost = backend.run(o)
-            engine.tell(o, rows, cost)
+    drive(engine, backend, max_rounds=max_rounds)
     return engine

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from prehoc_ray.core.ask_tell import ProbeOutcome, tell
 from prehoc_ray.core.decision import best_other, f_kg, group_codes, kg_star, knowledge_gradient, p_best
 from prehoc_ray.core.engine import CandidateInfo, Engine, EngineSettings, ProbeOrder
 from prehoc_ray.sim.backend import SimulatedBackend, run_simulated
@@ -104,10 +105,11 @@ class _Curves:
         return [CandidateInfo(c, self.group[c], float(self.horizon), prior_cost_per_step=0.01, prior_cost_exact=True)
                 for c in sorted(self.means)]
 
-    def run(self, o: ProbeOrder) -> tuple[list[dict], float]:
+    def run(self, o: ProbeOrder) -> ProbeOutcome:
         st, v = self.curves[(o.candidate, o.seed)]
         m = (st > o.start_step) & (st <= o.target_step)
-        return [{"step": float(a), "value": float(b)} for a, b in zip(st[m], v[m])], 0.01 * (o.target_step - o.start_step)
+        return ProbeOutcome([{"step": float(a), "value": float(b)} for a, b in zip(st[m], v[m])],
+                            0.01 * (o.target_step - o.start_step))
 
 
 def _drive(eng: Engine, backend, max_rounds: int = 200) -> list[list[str]]:
@@ -118,7 +120,7 @@ def _drive(eng: Engine, backend, max_rounds: int = 200) -> list[list[str]]:
             break
         rounds.append([o.probe_id for o in orders])
         for o in orders:
-            eng.tell(o, *backend.run(o))
+            tell(eng, o, backend.run(o))
     return rounds
 
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from prehoc_ray.core.ask_tell import ProbeOutcome, tell
 from prehoc_ray.core.engine import CandidateInfo, Engine, EngineSettings
 from prehoc_ray.sim.backend import SimulatedBackend, run_simulated
 from prehoc_ray.sim.synthetic import generate_portfolio
@@ -58,7 +59,7 @@ def test_deterministic_and_resume_reaches_the_same_decisions(portfolio):
     full = run_simulated(portfolio, s)
     backend = SimulatedBackend(portfolio)
     # "Kill" after two rounds: keep the finished probes as a store would, then replay.
-    store: dict[str, tuple[list[dict], float]] = {}
+    store: dict[str, ProbeOutcome] = {}
     eng = Engine(backend.candidates(), s)
     for _ in range(2):
         orders = eng.next_round()
@@ -73,10 +74,10 @@ def test_deterministic_and_resume_reaches_the_same_decisions(portfolio):
             break
         for o in orders:
             if o.probe_id in store:
-                resumed.tell(o, *store[o.probe_id])
+                tell(resumed, o, store[o.probe_id])
             else:
                 ran_again.append(o.probe_id)
-                resumed.tell(o, *backend.run(o))
+                tell(resumed, o, backend.run(o))
     assert not set(ran_again) & set(store)
     assert [r["regime"] for r in resumed.summary()] == [r["regime"] for r in full.summary()]
     assert [r["probe_steps"] for r in resumed.summary()] == [r["probe_steps"] for r in full.summary()]
@@ -92,11 +93,11 @@ def test_failures_stop_the_candidate_with_a_reason(portfolio):
         if o.candidate == bad:
             eng.tell_failure(o, "NaN loss")
         else:
-            eng.tell(o, *backend.run(o))
+            tell(eng, o, backend.run(o))
     while (orders := eng.next_round()):
         assert bad not in {o.candidate for o in orders}
         for o in orders:
-            eng.tell(o, *backend.run(o))
+            tell(eng, o, backend.run(o))
     row = next(r for r in eng.summary() if r["candidate"] == bad)
     assert "NaN loss" in row["stop_reason"]
 
@@ -131,8 +132,7 @@ def test_guessed_costs_do_not_overspend_the_first_round(portfolio):
             if not orders:
                 break
             for o in orders:
-                rows, cost = backend.run(o)
-                eng.tell(o, rows, cost)
+                tell(eng, o, backend.run(o))
         assert eng.finished
         return eng
 

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from prehoc_ray.core.ask_tell import ProbeOutcome, drive
+from prehoc_ray.core.engine import CandidateInfo, Engine, ProbeOrder
+
 os.environ["RAY_AUTH_MODE"] = "disabled"
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -50,21 +53,30 @@ def sim_spec():
     return load_job(JOBS / "simulated.yaml")
 
 
+class SpecBackend:
+    """The spec's simulated curves as a ProbeBackend (what a Ray worker's probe replays)."""
+
+    def __init__(self, spec) -> None:
+        from prehoc_ray.execution.simulated import simulation_for
+
+        self.sim = simulation_for(spec)
+
+    def run(self, o: ProbeOrder) -> ProbeOutcome:
+        return ProbeOutcome(*self.sim.run(o.candidate, o.seed, o.start_step, o.target_step, o.probe_id))
+
+
 def reference_engine(spec):
     """The allocation loop in-process against the same simulated curves: what a Ray run of
     `spec` must decide."""
-    from prehoc_ray.core.engine import CandidateInfo, Engine
     from prehoc_ray.execution.driver import engine_settings
-    from prehoc_ray.execution.simulated import SIM_COST_PER_STEP, simulation_for
+    from prehoc_ray.execution.simulated import SIM_COST_PER_STEP
 
-    sim = simulation_for(spec)
-    infos = [CandidateInfo(c.id, c.task.name, float(c.config.full_steps), SIM_COST_PER_STEP, dict(sim.statics[c.id]))
+    backend = SpecBackend(spec)
+    statics = backend.sim.statics
+    infos = [CandidateInfo(c.id, c.task.name, float(c.config.full_steps), SIM_COST_PER_STEP, dict(statics[c.id]))
              for c in spec.candidate_specs()]
     eng = Engine(infos, engine_settings(spec))
-    while orders := eng.next_round():
-        for o in orders:
-            rows, cost = sim.run(o.candidate, o.seed, o.start_step, o.target_step, o.probe_id)
-            eng.tell(o, rows, cost)
+    drive(eng, backend)
     return eng
 
 

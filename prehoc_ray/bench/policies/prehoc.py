@@ -64,21 +64,19 @@ def run_engine(market: Market, settings: EngineSettings, max_rounds: int = 1000,
     infos = [CandidateInfo(o.id, o.group, float(o.horizon), prior_cost_per_step=o.cost_per_step,
                            static=_static_for_engine(o.static), prior_cost_exact=True)
              for o in market.candidates]
+    from prehoc_ray.core.ask_tell import FunctionBackend, ProbeOutcome, drive
+    from prehoc_ray.core.engine import ProbeOrder
+
+    def probe(o: ProbeOrder) -> ProbeOutcome:
+        try:
+            st, v, cost = market.probe(idx[o.candidate], o.seed, o.start_step, o.target_step)
+        except BudgetExceeded as e:
+            return ProbeOutcome.failed(f"refused by the replay: {e}")
+        return ProbeOutcome([{"step": float(s), "value": float(x)} for s, x in zip(st, v)], cost)
+
     engine = Engine(infos, settings, history=history)
-    refused = 0
-    for _ in range(max_rounds):
-        orders = engine.next_round()
-        if not orders:
-            break
-        for o in orders:
-            try:
-                st, v, cost = market.probe(idx[o.candidate], o.seed, o.start_step, o.target_step)
-            except BudgetExceeded as e:
-                refused += 1
-                engine.tell_failure(o, f"refused by the replay: {e}")
-                continue
-            engine.tell(o, [{"step": float(s), "value": float(x)} for s, x in zip(st, v)], cost)
-    return engine, refused
+    done = drive(engine, FunctionBackend(probe), max_rounds=max_rounds)
+    return engine, done.failures  # the only failures here are the market's refusals
 
 
 def run(market: Market, *, seed: int = 0, **overrides) -> PolicyResult:
