@@ -1,13 +1,15 @@
 """One small training interface over two backends that compute the same thing:
 
-- `DeepSpeedEngine`: deepspeed.initialize with a torch optimizer (no fused-Adam build), ZeRO
-  stage from the settings, bf16 where asked; on CPU over gloo.
+- `DeepSpeedEngine`: deepspeed.initialize with the config's ds_config merged with what the probe
+  controls (runner/ds_config.py); the config's own torch optimizer and schedule unless the
+  ds_config has its own; ZeRO 0-3, fp16/bf16, CPU offload; on CPU over gloo.
 - `TorchEngine`: plain PyTorch (DDP when a process group of several ranks exists).
 
-Both: AdamW over the LoRA parameters, linear warm-up then cosine decay to 10% over the planned
-full fine-tune (`FinetuneConfig.full_steps`) -- a probe is the prefix of the run it predicts, so
-its learning rate at step c is the full run's at step c -- and gradient clipping at 1.0 with
-the pre-clip norm reported.
+Both: the optimizer and learning-rate schedule of the full fine-tune (runner/optim.py; by
+default AdamW and linear warm-up then cosine decay to 10% over `FinetuneConfig.full_steps`) --
+a probe is the prefix of the run it predicts, so its learning rate at step c is the full run's
+at step c -- `gradient_accumulation_steps` micro-batches per optimizer step, and gradient
+clipping at `max_grad_norm` (1.0) with the pre-clip norm reported.
 
 Checkpoints are read with `checkpoint.load_tensors` (torch.load weights_only=True) on both
 backends, DeepSpeed's own loader included (see `_weights_only_loads`): a checkpoint directory is
@@ -16,6 +18,7 @@ shared storage, and an unrestricted unpickle of a file there runs whatever its a
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import os
@@ -29,9 +32,7 @@ from prehoc_ray.runner import checkpoint as ck
 from prehoc_ray.runner.batches import IGNORE
 from prehoc_ray.runner.models import cache_root
 
-MAX_GRAD_NORM = 1.0
-MIN_LR_FRACTION = 0.1
-
+from prehoc_ray.runner.optim import build_optimizer, build_scheduler
 
 # --------------------------------------------------------------------------------------------
 # Process / device set-up
@@ -59,6 +60,17 @@ def ensure_dist_env() -> None:
     os.environ.setdefault("WORLD_SIZE", "1")
 
 
+def init_distributed(device: torch.device) -> None:
+    """The process group DeepSpeed runs in (nccl on GPUs, gloo on CPU), unless one exists."""
+    import deepspeed
+
+    ensure_dist_env()
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if not torch.distributed.is_initialized():
+        deepspeed.init_distributed(dist_backend="nccl" if device.type == "cuda" else "gloo", verbose=False)
+
+
 def dist_info() -> tuple[int, int]:
     """(rank, world size) of the current process group, (0, 1) without one."""
     import torch.distributed as dist
@@ -81,16 +93,9 @@ def pick_precision(requested: str, device: torch.device) -> str:
     return requested
 
 
-def lr_lambda(config):
-    warm, total = config.warmup_steps, config.full_steps
-
-    def f(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        progress = min(1.0, (step - warm) / max(1, total - warm))
-        return MIN_LR_FRACTION + (1 - MIN_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return f
+def _clip_norm(max_grad_norm: float) -> float:
+    """clip_grad_norm_'s bound: max_grad_norm, or no bound (the norm is still measured) at 0."""
+    return max_grad_norm if max_grad_norm > 0 else math.inf
 
 
 # --------------------------------------------------------------------------------------------
@@ -155,8 +160,9 @@ class TorchEngine:
         self.model = model.to(device)
         self.device, self.precision, self.call = device, precision, call
         self.params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(self.params, lr=config.learning_rate, weight_decay=config.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(config))
+        self.optimizer = build_optimizer(self.params, config)
+        self.scheduler = build_scheduler(self.optimizer, config)
+        self.max_norm = _clip_norm(config.max_grad_norm)
         _, world = dist_info()
         self.forward_module = self.model
         if world > 1:
@@ -169,16 +175,25 @@ class TorchEngine:
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return torch.autocast(device_type=self.device.type, enabled=False)
 
-    def train_step(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_step(self, batches: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step over `batches` (the step's micro-batches, gradients averaged):
+        (mean micro-batch loss, pre-clip gradient norm)."""
         self.forward_module.train()  # always: a fresh peft wrapper reports training=True over eval-mode layers
-        with self._autocast():
-            loss = self.call.loss(self.forward_module, batch)
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(self.params, MAX_GRAD_NORM)
+        n = len(batches)
+        losses = []
+        for i, batch in enumerate(batches):
+            # DDP: reduce the gradients once, after the last micro-batch
+            quiet = n > 1 and i < n - 1 and hasattr(self.forward_module, "no_sync")
+            with self.forward_module.no_sync() if quiet else contextlib.nullcontext():
+                with self._autocast():
+                    loss = self.call.loss(self.forward_module, batch)
+                (loss if n == 1 else loss / n).backward()
+            losses.append(loss.detach())
+        norm = torch.nn.utils.clip_grad_norm_(self.params, self.max_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return loss.detach(), norm.detach()
+        return (losses[0] if n == 1 else torch.stack(losses).mean()), norm.detach()
 
     def eval_module(self):
         self.model.eval()
@@ -214,47 +229,52 @@ class DeepSpeedEngine:
     def __init__(self, model, config, *, device, precision: str, call: ModelCall, zero_stage: int) -> None:
         import deepspeed
 
-        ensure_dist_env()
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        if not torch.distributed.is_initialized():
-            deepspeed.init_distributed(dist_backend="nccl" if device.type == "cuda" else "gloo", verbose=False)
+        init_distributed(device)
         _, world = dist_info()
         self.device, self.precision, self.call = device, precision, call
+        from prehoc_ray.runner.ds_config import has_ds_optimizer, has_ds_scheduler, hidden_size_of, merged_ds_config
+
+        ds_config = merged_ds_config(config, world=world, precision=precision, zero_stage=zero_stage,
+                                     hidden_size=hidden_size_of(model))
         params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))
-        ds_config = {
-            "train_micro_batch_size_per_gpu": config.batch_size,
-            "gradient_accumulation_steps": 1,
-            "train_batch_size": config.batch_size * world,
-            "gradient_clipping": MAX_GRAD_NORM,
-            "zero_optimization": {"stage": zero_stage},
-            "bf16": {"enabled": precision == "bf16"},
-            "zero_allow_untested_optimizer": True,
-            "steps_per_print": 10**9,
-            "wall_clock_breakdown": False,
-        }
+        # The ds_config's own optimizer / scheduler sections are the run's: DeepSpeed builds them
+        # (as under Hugging Face Trainer); otherwise the config's. The config's schedule on
+        # DeepSpeed's optimizer is handed over as a callable, built once that optimizer exists.
+        optimizer = None if has_ds_optimizer(config) else build_optimizer(params, config)
+        if has_ds_scheduler(config):
+            scheduler = None
+        elif optimizer is None:
+            scheduler = lambda opt: build_scheduler(opt, config)  # noqa: E731
+        else:
+            scheduler = build_scheduler(optimizer, config)
+        self.ds_config = ds_config
         self.engine, _, _, _ = deepspeed.initialize(
-            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config, dist_init_required=False
+            model=model, optimizer=optimizer, model_parameters=params if optimizer is None else None,
+            lr_scheduler=scheduler, config=ds_config, dist_init_required=False,
         )
         _weights_only_loads(self.engine)
         self.model = self.engine.module
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         # DeepSpeed records the global norm only in its own optimizer wrappers (ZeRO >= 1, bf16);
         # with a plain torch optimizer at stage 0 we measure it ourselves before the step.
-        self._own_norm = zero_stage == 0 and precision != "bf16"
+        self._own_norm = zero_stage == 0 and precision == "fp32"
 
-    def train_step(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_step(self, batches: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step over `batches`: DeepSpeed accumulates `gradient_accumulation_steps`
+        micro-batches (scaling each loss) and steps the optimizer and the schedule at the last."""
         self.engine.train()
-        loss = self.call.loss(self.engine, batch)
-        self.engine.backward(loss)
-        norm = _grad_norm(self.params) if self._own_norm else None
-        self.engine.step()
+        losses, norm = [], None
+        for i, batch in enumerate(batches):
+            loss = self.call.loss(self.engine, batch)
+            self.engine.backward(loss)
+            if i == len(batches) - 1 and self._own_norm:
+                norm = _grad_norm(self.params)
+            self.engine.step()
+            losses.append(loss.detach())
         if norm is None:
             g = self.engine.get_global_grad_norm()
             norm = g.detach() if torch.is_tensor(g) else torch.tensor(float("nan") if g is None else float(g))
-        return loss.detach(), norm
+        return (losses[0] if len(losses) == 1 else torch.stack(losses).float().mean()), norm
 
     def eval_module(self):
         self.engine.eval()

@@ -179,7 +179,8 @@ def run_probe(request: ProbeRequest, on_point: Callable[[dict], None] | None = N
     import torch
 
     from prehoc_ray.runner.batches import batch_indices, collate
-    from prehoc_ray.runner.engine import dist_info, ensure_dist_env, make_engine, pick_device, pick_precision, to_device
+    from prehoc_ray.runner.ds_config import hidden_size_of, loads_partitioned, merged_ds_config, probe_numerics, zero3_loading
+    from prehoc_ray.runner.engine import dist_info, ensure_dist_env, init_distributed, make_engine, pick_device, to_device
     from prehoc_ray.runner.metrics import evaluate, eval_batch_size
 
     t_call = time.perf_counter()
@@ -191,7 +192,8 @@ def run_probe(request: ProbeRequest, on_point: Callable[[dict], None] | None = N
     if settings.backend == "deepspeed":
         ensure_dist_env()
     device = pick_device()
-    precision = pick_precision(settings.precision, device)
+    # the ds_config's precision and ZeRO stage where it has them, else the probe settings'
+    precision, zero_stage = probe_numerics(cfg, settings, device)
     rank, world = dist_info()
     if settings.backend == "deepspeed" and world == 1:
         # DeepSpeed creates the (single-process) group itself; read the world it will have.
@@ -199,7 +201,7 @@ def run_probe(request: ProbeRequest, on_point: Callable[[dict], None] | None = N
 
         world = int(os.environ.get("WORLD_SIZE", "1"))
     pdir = ck.probe_dir(request.checkpoint_dir, cand.id, seed)
-    expected = ck.fingerprint(cand, seed, settings.backend, settings.zero_stage, precision, world)
+    expected = ck.fingerprint(cand, seed, settings.backend, zero_stage, precision, world)
 
     found = ck.latest(pdir)
     meta: dict = {}
@@ -229,12 +231,20 @@ def run_probe(request: ProbeRequest, on_point: Callable[[dict], None] | None = N
             setup_seconds=setup_s,
         )
 
-    model = build_lora_model(prep.base, cfg, seed)
+    if settings.backend == "deepspeed" and loads_partitioned(zero_stage, precision, cand.model.dtype, prep.base.reload is not None):
+        # ZeRO-3: this probe's copy is read from disk straight into its partitions, never whole
+        init_distributed(device)
+        ds = merged_ds_config(cfg, world=world, precision=precision, zero_stage=zero_stage,
+                              hidden_size=hidden_size_of(prep.base.model))
+        with zero3_loading(ds):
+            model = build_lora_model(prep.base, cfg, seed)
+    else:
+        model = build_lora_model(prep.base, cfg, seed)
     t_engine = time.perf_counter()
     engine = make_engine(
-        settings.backend, model, cfg, device=device, precision=precision, call=prep.call, zero_stage=settings.zero_stage
+        settings.backend, model, cfg, device=device, precision=precision, call=prep.call, zero_stage=zero_stage
     )
-    engine_key = (settings.backend, precision, int(settings.zero_stage))
+    engine_key = (settings.backend, precision, zero_stage)
     if engine_key not in _ENGINES_BUILT:  # later builds (about 10 ms) are the probe's own cost
         _ENGINES_BUILT.add(engine_key)
         setup_s += time.perf_counter() - t_engine
@@ -245,6 +255,7 @@ def run_probe(request: ProbeRequest, on_point: Callable[[dict], None] | None = N
         order_seed = derive_seed(seed, "order")
         pad_id = prep.base.codec.pad_id
         eval_bs = eval_batch_size(cfg.batch_size)
+        accum = cfg.gradient_accumulation_steps
         # running sums over the current evaluation window (since the last multiple of eval_every)
         win = dict(meta.get("window", {"loss": 0.0, "grad_norm": 0.0, "n": 0}))
         pending_loss, pending_norm, pending_steps = [], [], []
@@ -284,10 +295,15 @@ def run_probe(request: ProbeRequest, on_point: Callable[[dict], None] | None = N
         for step in range(start, target):
             s = step + 1
             seed_step(derive_seed(seed, "dropout", step, rank), device)
-            idx = batch_indices(len(prep.train), cfg.batch_size, order_seed, step, rank, world)
-            batch = collate([prep.train[i] for i in idx], pad_id)
-            pending_tokens += batch["tokens"]
-            loss, norm = engine.train_step(to_device(batch, device))
+            # the step's micro-batches are consecutive windows of the data stream (one window,
+            # position `step`, without gradient accumulation: the same batches as always)
+            micro = []
+            for k in range(accum):
+                idx = batch_indices(len(prep.train), cfg.batch_size, order_seed, step * accum + k, rank, world)
+                batch = collate([prep.train[i] for i in idx], pad_id)
+                pending_tokens += batch["tokens"]
+                micro.append(to_device(batch, device))
+            loss, norm = engine.train_step(micro)
             pending_loss.append(loss)
             pending_norm.append(norm)
             pending_steps.append(s)

@@ -29,6 +29,7 @@ from prehoc_ray.spec.candidate import (
     ProbeSettings,
     TaskSpec,
     _Strict,
+    check_deepspeed_probe,
 )
 from prehoc_ray.spec.safe_yaml import YAMLInputError, line_of, load_yaml, show_key
 
@@ -124,6 +125,12 @@ class JobSpec(_Strict):
                 f"allocation.initial_steps ({self.allocation.initial_steps}) must be >= 3 x probe.eval_every "
                 f"({self.probe.eval_every}) so the first probe yields three evaluation points"
             )
+        for k, config in enumerate(self.configs):  # a ds_config and the probe settings must agree
+            if config.deepspeed is not None:
+                try:
+                    check_deepspeed_probe(config.deepspeed, self.probe)
+                except ValueError as e:
+                    raise ValueError(f"configs[{k}]: {e}") from None
         unknown = sorted(set(self.plan.baselines) - {t.name for t in self.tasks})
         if unknown:
             raise ValueError(f"plan.baselines: unknown task(s) {_names(unknown)}")
@@ -220,7 +227,7 @@ def load_job(path: str | Path) -> JobSpec:
     base = path.resolve().parent
     if isinstance(raw.get("history"), str) and not Path(raw["history"]).is_absolute():
         raw["history"] = str(base / raw["history"])
-    for section, key in (("tasks", "path"), ("models", "path")):
+    for section, key in (("tasks", "path"), ("models", "path"), ("configs", "deepspeed")):
         items = raw.get(section)
         for item in items if isinstance(items, list) else []:
             if isinstance(item, dict) and isinstance(item.get(key), str) and item[key] and not Path(item[key]).is_absolute():
