@@ -1,8 +1,12 @@
 """Extrapolating one learning curve from a prefix to the full-training horizon.
 
 Model: a saturating power law y(s) = a + b s^-e, fitted by profile least squares (exact in
-(a, b) for each e on a grid), later points weighted more since they carry more information
-about the asymptote. Real curves misbehave, so the extrapolated gain over the last observed
+(a, b) for each e on a grid) to the later half of the prefix (steps >= half the last one, when
+that holds at least 4 points), later points weighted more since they carry more information
+about the asymptote. Fine-tuning curves often open with a phase no power law describes (a
+warm-up, a sigmoid rise from chance level); fitted through it, the power law keeps the rise's
+speed and overshoots the plateau that follows (on the recorded DeBERTa curves, prefixes of a
+third of the run: mean absolute error 3.7 points over all points, 2.6 over the later half). Real curves misbehave, so the extrapolated gain over the last observed
 value is clipped to the range the curve has already moved: a curve that diverges or collapses
 to chance level is not extrapolated into a recovery it never showed, and a two-point prefix
 is not extrapolated at all.
@@ -15,6 +19,16 @@ import numpy as np
 from prehoc_ray.core.powerlaw import profile_fit
 
 _EXPONENTS = np.geomspace(0.05, 3.0, 48)
+TAIL_START = 0.5  # the fit uses steps >= TAIL_START x the last step ...
+MIN_TAIL_POINTS = 4  # ... when at least this many points are there
+
+
+def _tail(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The part of a sorted prefix the power law is fitted to."""
+    keep = steps >= TAIL_START * steps[-1]
+    if int(keep.sum()) >= MIN_TAIL_POINTS:
+        return steps[keep], values[keep]
+    return steps, values
 
 
 def extrapolate(steps: np.ndarray, values: np.ndarray, horizon: float) -> float:
@@ -28,6 +42,7 @@ def extrapolate(steps: np.ndarray, values: np.ndarray, horizon: float) -> float:
     last = float(values[-1])
     if steps[-1] >= horizon or np.unique(steps).size < 3:
         return last
+    steps, values = _tail(steps, values)
     w = steps / steps[-1]
     a, b, e, sse = profile_fit(steps, values, w, _EXPONENTS)
     pred = float(a + b * horizon ** (-e))
@@ -55,7 +70,7 @@ def power_exponent(steps: np.ndarray, values: np.ndarray) -> float:
     if np.unique(steps).size < 3:
         return float("nan")
     order = np.argsort(steps)
-    steps, values = steps[order], values[order]
+    steps, values = _tail(steps[order], values[order])
     _, _, e, _ = profile_fit(steps, values, steps / steps[-1], _EXPONENTS)
     return float(e)
 
