@@ -98,6 +98,12 @@ class EngineSettings:
     # (shallower ones, down to one evaluation, when full ones would take more); the rest is
     # left for the extensions that tell the contenders apart (see _initial_seeds).
     initial_share: float = 0.3
+    # Objective "decision": each extension round spends at most this share of what is left
+    # (at least one extension), the most valuable first. The knowledge gradient values each
+    # candidate's next probe alone: while the budget is large every contender's next probe
+    # pays, and a round that bought them all would probe like uniform. A paced round lets the
+    # next one decide with what this one learned (development worlds, benchmarks/peers/NOTES.md).
+    round_share: float = 0.35
     mode: Literal["max", "min"] = "max"  # is a larger metric better? (which candidate is "best")
 
     def __post_init__(self) -> None:
@@ -108,6 +114,7 @@ class EngineSettings:
             "initial_depth": self.initial_depth >= 3 * self.eval_every,
             "growth": self.growth > 1,
             "max_depth_fraction": 0 < self.max_depth_fraction <= 1,
+            "round_share": 0 < self.round_share <= 1,
             "tolerance": self.tolerance > 0,
             "slots": self.slots >= 1,
             "prior_cost_margin": self.prior_cost_margin >= 1,
@@ -122,7 +129,7 @@ class EngineSettings:
             raise ValueError(
                 f"invalid engine setting(s): {', '.join(bad)} (budget >= 0, seeds >= 1, initial_depth >= 3 x eval_every, "
                 "growth > 1, 0 < max_depth_fraction <= 1, tolerance > 0, slots >= 1, prior_cost_margin >= 1, "
-                "objective 'decision' or 'prediction', gamma_decision > 0, 0 <= contention < 1, 0 < initial_share <= 1, "
+                "objective 'decision' or 'prediction', gamma_decision > 0, 0 <= contention < 1, 0 < initial_share <= 1, 0 < round_share <= 1, "
                 "mode 'max' or 'min')"
             )
 
@@ -585,7 +592,9 @@ class Engine:
         rng = np.random.default_rng(np.random.SeedSequence([s.seed, self.round, 0x6B67]))
         # enough draws for a stable 1% threshold; fewer per candidate for huge portfolios
         draws = int(np.clip(4_000_000 // max(n, 1), 128, 1024))
-        pb = p_best(a["mu"], np.sqrt(var_now), codes, rng, draws=draws)
+        # Candidates without a belief yet still need a place in the queue and a contention
+        # test: a provisional one (below), used for nothing else.
+        pb = p_best(a["mu"], np.sqrt(self._provisional_variance(a, var_now, codes)), codes, rng, draws=draws)
         gap = a["mu"] - best_other(a["mu"], codes)
         # KG(*): increments of 1..m growth steps, on the evaluation grid, clipped to the cap
         e = s.eval_every
@@ -614,6 +623,23 @@ class Engine:
                 "target_any": np.where(kbest_any >= 0, targets[np.arange(n), np.maximum(kbest_any, 0)], targets[:, 0]),
                 "unidentified": unidentified, "var_now": var_now, "K": a["K"], "alpha": a["alpha"], "depth": a["depth"]}
 
+    @staticmethod
+    def _provisional_variance(a: dict[str, np.ndarray], var_now: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """var_now, with a provisional variance for candidates that have a prediction but no
+        belief (one or two evaluations, nothing back-tested yet): the variance of their task's
+        current predictions. Before any curve says how far a candidate will move, it is taken
+        to be as uncertain as the differences between the task's candidates, so only one far
+        behind all of them falls out of contention, as successive halving drops a rung's tail."""
+        out = var_now.copy()
+        need = ~np.isfinite(var_now) & np.isfinite(a["mu"]) & ~a["no_learning"]
+        for c in np.unique(codes[need]):
+            members = (codes == c) & np.isfinite(a["mu"])
+            if members.sum() >= 3:
+                spread = float(np.var(a["mu"][members], ddof=1))
+                if spread > 0:
+                    out[need & (codes == c)] = spread
+        return out
+
     def _decision_extensions(self) -> list[ProbeOrder]:
         """Who gets the next increment when the probes serve the per-task choice (core/decision.py).
 
@@ -640,12 +666,16 @@ class Engine:
         pays = active & ~capped & ~out & ~unident & (ratio > gamma)
         fits = cost1 <= left
         score = np.where(priority, np.inf, np.where(pays, ratio, -np.inf))
-        order = np.lexsort((np.arange(len(states)), -score))
+        # Highest value first; among the candidates without a belief (all +inf), the likeliest best.
+        order = np.lexsort((np.arange(len(states)), -np.where(np.isfinite(pb), pb, 1.0), -score))
         chosen: list[int] = []
         room = left
+        round_cap = left * s.round_share
         for i in order.tolist():
             if len(chosen) >= s.slots or score[i] == -np.inf:
                 break
+            if chosen and (left - room) + cost1[i] > round_cap:
+                continue  # paced: it competes again next round
             if cost1[i] <= room:
                 chosen.append(i)
                 room -= cost1[i]

@@ -277,3 +277,46 @@ def test_a_budget_short_of_every_initial_probe_probes_everyone_shallower():
     engp = Engine(backend.infos(), EngineSettings(budget=2.5, seeds=2, eval_every=10, initial_depth=30, tolerance=0.01,
                                                   n_boot=20, objective="prediction"))
     assert all(o.probe_id.endswith("|0-30") for o in engp.next_round())
+
+
+def test_extension_rounds_are_paced_to_a_share_of_what_is_left():
+    # 5% of the full runs and a negligible price of regret: every contender's next probe pays, so
+    # without pacing the last rounds buy most of what is left at once.
+    p = generate_portfolio(n_groups=3, candidates_per_group=8, n_seeds=2, horizon=2000, eval_every=10, seed=7)
+    backend = SimulatedBackend(p)
+    for share in (0.35, 1.0):
+        s = EngineSettings(budget=60.0, seeds=2, eval_every=10, initial_depth=30, tolerance=p.tolerance, n_boot=20,
+                           gamma_decision=1e-9, round_share=share)
+        eng = Engine(backend.candidates(), s)
+        per_round = []
+        for _ in range(200):
+            orders = eng.next_round()
+            if not orders:
+                break
+            left, first = eng.budget_left, eng.round == 1
+            costs = {}
+            for o in orders:
+                out = backend.run(o)
+                costs[o.candidate] = costs.get(o.candidate, 0.0) + out.cost_s
+                tell(eng, o, out)
+            if not first:
+                per_round.append((sum(costs.values()), left, len(costs)))
+        assert per_round
+        if share < 1:
+            # every extension round within its share of what was left, or a single candidate's step
+            assert all(c <= share * left + 1e-9 or n == 1 for c, left, n in per_round)
+            paced_rounds = len(per_round)
+        else:
+            assert any(c > 0.35 * left for c, left, n in per_round if n > 1)  # the cap is what binds
+            assert paced_rounds > len(per_round)
+
+
+def test_candidates_without_a_belief_get_their_tasks_spread():
+    a = {"mu": np.array([0.5, 0.6, 0.7, 0.1, 0.9, 0.2]), "no_learning": np.zeros(6, bool)}
+    var_now = np.array([np.nan, 0.01, np.nan, np.nan, np.nan, 0.02])
+    codes = np.array([0, 0, 0, 0, 1, 1])
+    out = Engine._provisional_variance(a, var_now, codes)
+    spread0 = float(np.var([0.5, 0.6, 0.7, 0.1], ddof=1))
+    assert out[[0, 2, 3]] == pytest.approx([spread0] * 3)
+    assert out[1] == 0.01 and out[5] == 0.02  # a belief is kept
+    assert np.isnan(out[4])  # a task of two: no spread to borrow

@@ -115,7 +115,7 @@ def test_empty_candidates_table(tmp_path, run_dir):
 
 
 def test_a_starved_probe_budget_asks_to_probe_more(tmp_path):
-    spec = simulated_spec_dict(baselines={"glue-like": 0.62, "gsm8k-like": 0.6, "noisy-labels": 0.6}, probe_seconds=8)
+    spec = simulated_spec_dict(baselines={"glue-like": 0.62, "gsm8k-like": 0.6, "noisy-labels": 0.6}, probe_seconds=5)
     job = write_simulated_run(tmp_path, spec, seed=3)
     out = write_outputs(tmp_path, job, report=False)
     more = [r for r in out.rows if r["decision"] == "probe more"]
