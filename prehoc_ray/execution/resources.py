@@ -3,10 +3,11 @@
 Three shapes (DESIGN.md section 5):
 - CPU only, or one GPU or a fraction of one: a single Ray task with num_cpus / num_gpus.
   Fractions let small LoRA probes share a GPU (Ray does not isolate their memory).
-- num_gpus > 1 (an integer): a gang of that many ranks, one GPU each, reserved together as a
-  STRICT_PACK placement group on one node (a DeepSpeed ZeRO probe), released when it ends.
+- num_gpus > 1 (an integer): one Ray Train run of that many workers, one GPU each, which Ray
+  Train reserves together as a STRICT_PACK placement group on one node (a DeepSpeed ZeRO
+  probe) and releases when it ends (execution/train_probe.py).
 
-num_cpus is per process: per rank in a gang.
+num_cpus is per process: per worker of a Train run.
 Ray never fails a request no node can satisfy, it waits for ever: `infeasible_reason` checks
 up front against the nodes that are alive, so a typo in the spec is an error, not a hang.
 """
@@ -22,11 +23,12 @@ from prehoc_ray.spec.candidate import ProbeSettings
 @dataclass(frozen=True)
 class ProbeResources:
     num_cpus: float  # per process
-    num_gpus: float  # per process: 0, a fraction, or 1 in a gang
-    ranks: int = 1  # processes; > 1 only for a multi-GPU gang
+    num_gpus: float  # per process: 0, a fraction, or 1 per worker of a Train run
+    ranks: int = 1  # processes; > 1 only for a multi-GPU probe (Ray Train workers)
 
     @property
     def gang(self) -> bool:
+        """Several processes: the probe runs as one Ray Train run, not as a task."""
         return self.ranks > 1
 
     @property
@@ -48,22 +50,26 @@ class ProbeResources:
         return "GPU" if self.total_gpus > 0 else "CPU"
 
     def task_options(self) -> dict:
-        """Ray options of a single-process probe (or of one rank of a gang)."""
+        """Ray options of a single-process probe."""
         opts: dict = {"num_cpus": self.num_cpus}
         if self.num_gpus > 0:
             opts["num_gpus"] = self.num_gpus
         return opts
 
-    def bundles(self) -> list[dict[str, float]]:
-        """Placement-group bundles of a gang: one per rank."""
+    def worker_resources(self) -> dict[str, float]:
+        """ScalingConfig.resources_per_worker of a multi-worker probe: one worker's share."""
         b = {"CPU": self.num_cpus}
         if self.num_gpus > 0:
             b["GPU"] = self.num_gpus
-        return [dict(b) for _ in range(self.ranks)]
+        return b
+
+    def bundles(self) -> list[dict[str, float]]:
+        """The placement group Ray Train reserves for a multi-worker probe: one bundle per worker."""
+        return [self.worker_resources() for _ in range(self.ranks)]
 
     def describe(self) -> str:
         if self.gang:
-            return f"{self.ranks} ranks x ({self.num_cpus:g} CPU, {self.num_gpus:g} GPU), STRICT_PACK"
+            return f"{self.ranks} ranks x ({self.num_cpus:g} CPU, {self.num_gpus:g} GPU), STRICT_PACK, one Ray Train run"
         gpu = f", {self.num_gpus:g} GPU" if self.num_gpus > 0 else ""
         return f"{self.num_cpus:g} CPU{gpu}"
 
@@ -75,7 +81,7 @@ def probe_resources(settings: ProbeSettings) -> ProbeResources:
         if not math.isclose(g, round(g)):
             raise ValueError(
                 f"probe.num_gpus: {g:g} is above 1 but not a whole number; a multi-GPU probe takes whole GPUs "
-                "(use a fraction <= 1 to share one GPU, or 2, 3, ... for a ZeRO gang)"
+                "(use a fraction <= 1 to share one GPU, or 2, 3, ... for a multi-GPU ZeRO probe on Ray Train)"
             )
         return ProbeResources(num_cpus=float(settings.num_cpus), num_gpus=1.0, ranks=int(round(g)))
     return ProbeResources(num_cpus=float(settings.num_cpus), num_gpus=g)
@@ -84,7 +90,7 @@ def probe_resources(settings: ProbeSettings) -> ProbeResources:
 def infeasible_reason(res: ProbeResources, nodes: list[dict]) -> str | None:
     """Why no alive node can ever run one probe (None when one can).
 
-    nodes: ray.nodes() entries. A gang is STRICT_PACK, so one node must hold all its ranks.
+    nodes: ray.nodes() entries. A multi-worker probe is STRICT_PACK, so one node must hold all its workers.
     """
     alive = [n for n in nodes if n.get("Alive", n.get("alive", False))]
     need_cpu, need_gpu = res.total_cpus, res.total_gpus
