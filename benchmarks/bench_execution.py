@@ -1,7 +1,7 @@
 """Execution layer: how fast it decides, what it costs next to the probes, how much it holds.
 
     RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0 .venv/bin/python benchmarks/bench_execution.py
-        [--candidates 10000] [--skip-demo] [--demo-dir DIR] [--actors 8]
+        [--candidates 10000] [--skip-demo] [--demo-dir DIR] [--actors 8] [--portfolio 5000]
 
 1. Allocation decision time for N candidates (default 10,000; target < 50 ms a round): a
    synthetic portfolio after its initial probes; the engine's refit (every decay fit, timed on
@@ -11,8 +11,15 @@
    driver time spent deciding, reading the store and telling the engine (everything in the
    loop except waiting for probes), CPU seconds the candidate actors used, and the
    bookkeeping inside each probe task (store writes around run_probe); target < 5%.
-3. Memory per candidate actor (USS and RSS of the actor processes, holding a real store) and
-   the largest portfolio this machine holds, from the measured per-actor memory.
+3. Memory per candidate actor (USS and RSS of slot actors each loaded with a candidate from a
+   real store: the process an actor per candidate was) and the largest portfolio this machine
+   would hold with one actor per candidate, from the measured per-actor memory.
+4. `--portfolio N`: a simulated portfolio of N candidates through the real driver on an embedded
+   Ray (2 seeds, 4 probes at a time, a budget for the initial round and a few more): peak RSS
+   of the Ray session's processes (workers, slot actors) and of the driver, live actors, time
+   per round, slot loads. With only this option (`--candidates 0 --skip-demo --actors 0`) it
+   is the only measurement. Run from a tree of the previous design (one actor per candidate)
+   it measures that design the same way (its actors are counted by their class name).
 """
 
 from __future__ import annotations
@@ -129,7 +136,7 @@ def bench_demo(out_dir: Path) -> dict:
     class MeasuredDriver(Driver):
         def _stop_actors(self) -> None:
             try:
-                states = ray.get([a.state.remote() for a in self.actors.values()], timeout=60)
+                states = ray.get([h.state.remote() for h in self.pool.handles], timeout=60)
                 actor_stats.extend(_proc_stats([s["pid"] for s in states]))
             except Exception as exc:  # noqa: BLE001
                 print("actor stats failed:", exc)
@@ -178,7 +185,7 @@ def bench_actor_memory(n_actors: int, run_dir: Path | None) -> dict:
     import psutil
     import ray
 
-    from prehoc_ray.execution.actors import create_actor
+    from prehoc_ray.execution.actors import create_slot
 
     tmp = None
     if run_dir is None or not (run_dir / "points").is_dir():
@@ -196,9 +203,10 @@ def bench_actor_memory(n_actors: int, run_dir: Path | None) -> dict:
         import pyarrow.parquet as pq
 
         cands = [r["candidate"] for r in pq.read_table(run_dir / "candidates.parquet").to_pylist()]
-        actors = [create_actor(str(run_dir), cands[i % len(cands)] if i < len(cands) else f"{cands[0]}-x{i}",
-                               {"task": "t", "model": "m", "config": "c"}, f"prehoc-bench-{i}")
-                  for i in range(n_actors)]
+        # each slot loaded with a candidate from the store: the process one actor per candidate was
+        actors = [create_slot(str(run_dir), "bench", i, "prehoc-bench") for i in range(n_actors)]
+        ray.get([a.load.remote(cands[i % len(cands)], {"task": "t", "model": "m", "config": "c"})
+                 for i, a in enumerate(actors)], timeout=300)
         states = ray.get([a.state.remote() for a in actors], timeout=300)
         time.sleep(2)
         stats = _proc_stats([s["pid"] for s in states])
@@ -225,17 +233,149 @@ def bench_actor_memory(n_actors: int, run_dir: Path | None) -> dict:
     }
 
 
+# --------------------------------------------------------------------------------------------
+# 4. a large portfolio through the driver
+
+
+def portfolio_spec(n: int, concurrency: int = 4, rounds_after_initial: int = 3):
+    """n candidates (tasks x models, one config) of the simulated backend, all three regimes."""
+    from prehoc_ray.execution.simulated import SIM_COST_PER_STEP
+    from prehoc_ray.spec.job import JobSpec
+
+    n_tasks = min(10, n)
+    n_models = max(1, n // n_tasks)
+    kinds = [{"builtin": "tweet_sentiment"}, {"builtin": "synthetic_copy"}, {"builtin": "tweet_sentiment", "label_noise": 0.6}]
+    seeds, initial = 2, 50
+    # the initial round (costs spread up to 1.5x the base) and a few extension rounds; the
+    # engine then stops for the budget: a bounded, repeatable run
+    step_cost = SIM_COST_PER_STEP * 1.25
+    budget = n_tasks * n_models * seeds * initial * step_cost + rounds_after_initial * concurrency * seeds * initial * 2 * step_cost
+    return JobSpec.model_validate({
+        "name": f"portfolio-{n_tasks * n_models}",
+        "backend": "simulated",
+        "tasks": [{"name": f"t{i}", **kinds[i % 3]} for i in range(n_tasks)],
+        "models": [{"name": f"m{j}", "tiny": {"arch": "llama", "hidden_size": 64, "num_hidden_layers": 2}}
+                   for j in range(n_models)],
+        "configs": [{"name": "default", "full_steps": 1000}],
+        "probe": {"eval_every": 10, "num_cpus": 1},
+        "budget": {"probe_seconds": budget},
+        "allocation": {"objective": "prediction", "seeds": seeds, "initial_steps": initial, "max_depth_fraction": 0.5,
+                       "max_concurrent_probes": concurrency, "max_retries": 2, "probe_timeout_s": 600, "seed": 1},
+        "plan": {"mode": "max"},
+    })
+
+
+class SessionSampler:
+    """Peak memory of this process's Ray session: every process under the driver (the embedded
+    Ray's gcs, raylet, workers and actors), sampled every `every_s` in a thread."""
+
+    ACTOR_TITLES = ("SlotActor", "CandidateActor")  # the pool's slots; the previous design's actors
+
+    def __init__(self, every_s: float = 0.5) -> None:
+        import threading
+
+        self.every_s = every_s
+        self.peak_rss = self.peak_worker_rss = self.peak_actor_rss = self.peak_driver_rss = 0
+        self.peak_actors = 0
+        self.actor_cpu: dict[int, float] = {}  # pid -> CPU seconds, last seen
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "SessionSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.wait(self.every_s):
+            total = workers = actors_rss = actors = 0
+            for p in me.children(recursive=True):
+                try:
+                    rss = p.memory_info().rss
+                    title = (p.cmdline() or [""])[0]
+                    total += rss
+                    if title.startswith("ray::"):
+                        workers += rss
+                    if any(t in title for t in self.ACTOR_TITLES):
+                        actors += 1
+                        actors_rss += rss
+                        cpu = p.cpu_times()
+                        self.actor_cpu[p.pid] = cpu.user + cpu.system
+                except psutil.Error:
+                    continue
+            driver = me.memory_info().rss
+            self.peak_rss = max(self.peak_rss, total)
+            self.peak_worker_rss = max(self.peak_worker_rss, workers)
+            self.peak_actor_rss = max(self.peak_actor_rss, actors_rss)
+            self.peak_actors = max(self.peak_actors, actors)
+            self.peak_driver_rss = max(self.peak_driver_rss, driver)
+
+
+def bench_portfolio(n: int, out_dir: Path, concurrency: int = 4) -> dict:
+    import ray
+
+    from prehoc_ray.execution.driver import Driver
+
+    spec = portfolio_spec(n, concurrency)
+    rounds: list[float] = []
+
+    class RoundTimer(Driver):
+        def _publish(self, engine) -> None:  # once per round, after the refit: round boundaries
+            rounds.append(time.perf_counter())
+            super()._publish(engine)
+
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    t0 = time.perf_counter()
+    # address="local": a Ray of its own, never one another process on this machine started
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="prehoc-bench")
+    try:
+        with SessionSampler() as sampler:
+            driver = RoundTimer(spec, out_dir)
+            res = driver.run()
+    finally:
+        ray.shutdown()
+    per_round = [b - a for a, b in zip(rounds, rounds[1:])]
+    pool = getattr(driver, "pool", None)
+    return {
+        "candidates": len(res.candidates),
+        "wall_s": time.perf_counter() - t0,
+        "rounds": res.rounds,
+        "probes": res.submitted,
+        "timings": res.timings,
+        "round_s": per_round,
+        "first_round_s": per_round[0] if per_round else float("nan"),
+        "later_round_s_median": statistics.median(per_round[1:]) if len(per_round) > 1 else float("nan"),
+        "peak_actors": sampler.peak_actors,
+        "peak_actor_rss_mib": sampler.peak_actor_rss / 2**20,
+        "peak_worker_rss_mib": sampler.peak_worker_rss / 2**20,
+        "peak_session_rss_mib": sampler.peak_rss / 2**20,
+        "peak_driver_rss_mib": sampler.peak_driver_rss / 2**20,
+        "actor_cpu_s": sum(sampler.actor_cpu.values()),
+        "slot_loads": pool.stats.loads if pool is not None else None,
+        "spent_s": res.engine.spent,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--candidates", type=int, default=10_000)
     ap.add_argument("--skip-demo", action="store_true")
     ap.add_argument("--demo-dir", type=Path, default=REPO / "runs" / "bench-demo")
     ap.add_argument("--actors", type=int, default=8, help="candidate actors for the memory figure; 0 skips it")
+    ap.add_argument("--portfolio", type=int, default=0, help="candidates of a simulated run through the driver; 0 skips it")
+    ap.add_argument("--portfolio-dir", type=Path, default=Path(tempfile.gettempdir()) / "prehoc-bench-portfolio")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
 
     figures: dict = {}
-    for objective in ("decision", "prediction"):
+    for objective in ("decision", "prediction") if args.candidates > 0 else ():
         print(f"# allocation decision time, {args.candidates} candidates, objective {objective}", flush=True)
         a = figures[f"allocation_{objective}"] = bench_allocation(args.candidates, objective=objective)
         print(f"  initial round (next_round, nothing run yet): {a['initial_round_decision_s'] * 1e3:.1f} ms")
@@ -254,12 +394,23 @@ def main() -> None:
         print(f"  total {d['total_overhead_frac']:.2%} (target < 5%: {'PASS' if d['total_overhead_frac'] < 0.05 else 'MISS'})")
         print("  regimes: " + ", ".join(f"{k} {v}" for k, v in d["regimes"].items()), flush=True)
     if args.actors > 0:  # --actors 0 skips the memory measurement
-        print(f"# memory per candidate actor ({args.actors} actors)", flush=True)
+        print(f"# memory per actor holding a candidate ({args.actors} slot actors, each loaded from a store)", flush=True)
         m = figures["memory"] = bench_actor_memory(args.actors, None if args.skip_demo else args.demo_dir)
         print(f"  USS median {m['uss_mib_median']:.1f} MiB, RSS median {m['rss_mib_median']:.1f} MiB "
               f"({m['points_per_actor']:.0f} points each)")
         print(f"  largest portfolio on this machine ({m['total_mib'] / 1024:.1f} GiB, 2.5 GiB reserved): "
-              f"~{m['largest_portfolio_uss']} candidate actors by USS (~{m['largest_portfolio_rss']} by RSS)")
+              f"~{m['largest_portfolio_uss']} candidates by USS (~{m['largest_portfolio_rss']} by RSS) with one actor each")
+    if args.portfolio > 0:
+        print(f"# a simulated portfolio of {args.portfolio} candidates through the driver", flush=True)
+        f = figures["portfolio"] = bench_portfolio(args.portfolio, args.portfolio_dir)
+        print(f"  {f['candidates']} candidates, {f['rounds']} rounds, {f['probes']} probes, wall {f['wall_s']:.1f} s; "
+              f"phases: " + ", ".join(f"{k} {v:.1f}" for k, v in f["timings"].items()))
+        print(f"  time per round: first {f['first_round_s']:.1f} s, later median {f['later_round_s_median']:.1f} s "
+              f"({', '.join(f'{x:.1f}' for x in f['round_s'])})")
+        print(f"  live actors at most {f['peak_actors']} ({f['slot_loads']} slot loads, {f['actor_cpu_s']:.1f} CPU-s in them), "
+              f"their peak RSS {f['peak_actor_rss_mib']:.0f} MiB")
+        print(f"  peak RSS: Ray workers {f['peak_worker_rss_mib']:.0f} MiB, whole Ray session {f['peak_session_rss_mib']:.0f} MiB, "
+              f"driver {f['peak_driver_rss_mib']:.0f} MiB", flush=True)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1, default=str))
 

@@ -1,9 +1,10 @@
-"""Ray execution: an actor per candidate, budget allocation by marginal variance reduction,
-nothing lost. The only package that imports Ray.
+"""Ray execution: a pool of slot actors for the live candidates, budget allocation by marginal
+variance reduction, nothing lost. The only package that imports Ray.
 
     driver.py     the round loop: engine orders -> Ray probes -> result store -> engine
     probes.py     the device work: static signals and probes as Ray tasks, multi-GPU gangs
-    actors.py     CandidateActor, one per candidate, rebuilt from the store on restart
+    actors.py     SlotActor: mirrors one live candidate at a time, reloaded from the store on restart
+    pool.py       the slots (as many as probes run at once) and which candidate each serves
     ledger.py     the driver's view of the store: finished, failed, attempts; probe_runs/
     resources.py  what one probe asks for (CPU, GPU fraction, STRICT_PACK gang); feasibility
     cluster.py    ray.init: an address, RAY_ADDRESS, or an embedded local Ray

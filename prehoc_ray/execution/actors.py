@@ -1,35 +1,67 @@
-"""One Ray actor per candidate: its observations and its fitted decomposition, in one place the
-dashboard's Actors page can name (`prehoc:<task>:<model>[:<config>]` in namespace `prehoc`).
+"""Slot actors: a fixed pool of Ray actors, each mirroring one live candidate at a time, in one
+place the dashboard's Actors page can name (`prehoc:<job>:slot-<k>` in the spec's namespace).
 
-The actor holds state, never a device (num_cpus=0). The engine in the driver stays the one
-that decides (a family's shared alpha needs all its members at once); each actor mirrors its
-candidate - the points of its finished probes as they arrive and the decomposition after each
-refit - and exports the candidate's predicted risk, split into the intrinsic floor L_int and
-the optimization part K c^-alpha, as Ray metrics.
+Why a pool and not an actor per candidate: an actor process holds ~100 MiB whatever it mirrors
+(benchmarks/README.md), so one per candidate makes memory follow the portfolio (10,000
+candidates: ~1 TiB of workers). The pool is as large as the run's probe concurrency
+(execution/pool.py), so memory follows the cluster; starting an actor per candidate on demand
+instead costs ~0.65 CPU-s a start.
 
-A restarted actor (Ray re-runs __init__, max_restarts) rebuilds itself from the run
-directory: points from the result store (finished probes only, deduplicated by probe id) and
-the last decomposition from the per-round snapshot the driver writes. It never needs the
-driver to replay anything.
+A slot holds state, never a device (num_cpus=0). The engine in the driver stays the one that
+decides; the slot mirrors the candidate it serves - the points of its finished probes and the
+decomposition after each refit - for the dashboard (`state()`). `load(candidate)` switches it
+to another candidate: from what the driver knows when it passes it (the cheap path: a store
+read costs O(store) per switch), else rebuilt from the run directory.
+
+A restarted slot (Ray re-runs __init__, max_restarts) reloads the candidate it served from the
+run directory: which one from its assignment file (state/slots/slot-<k>.json, written at each
+load), its points from the result store (finished probes only, deduplicated by probe id), its
+last decomposition from the per-round snapshot the driver writes. The driver replays nothing.
 """
 
 from __future__ import annotations
 
-import math
+import json
 import os
 import time
 from pathlib import Path
 
 import ray
 
+from prehoc_ray.execution.metrics import optimization_risk
 from prehoc_ray.io.run_dir import RunDir
-
 
 ACTOR_PREFIX = "prehoc"
 
+# seed -> step -> value: the shape the engine keeps and the store rebuilds
+Points = dict[int, dict[float, float]]
 
-def actor_name(candidate_id: str) -> str:
-    return f"{ACTOR_PREFIX}:{candidate_id}"
+
+def slot_name(job: str, slot: int) -> str:
+    return f"{ACTOR_PREFIX}:{job}:slot-{slot}"
+
+
+def slots_dir(run_dir: str | Path) -> Path:
+    """Where each slot records the candidate it serves (beside the per-round snapshot)."""
+    return RunDir(run_dir).state_candidates.parent / "slots"
+
+
+def write_assignment(run_dir: str | Path, slot: int, candidate: str | None, tags: dict[str, str]) -> None:
+    # Replaced atomically against readers, not fsynced: a lost write (an OS crash) only makes a
+    # restarted slot mirror an older candidate; the store, not this file, is the run's truth.
+    d = slots_dir(run_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    tmp = d / f".slot-{slot}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps({"candidate": candidate, "tags": tags}))
+    os.replace(tmp, d / f"slot-{slot}.json")
+
+
+def read_assignment(run_dir: str | Path, slot: int) -> tuple[str, dict[str, str]] | None:
+    try:
+        data = json.loads((slots_dir(run_dir) / f"slot-{slot}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return (str(data["candidate"]), dict(data.get("tags") or {})) if data.get("candidate") else None
 
 
 def read_snapshot_row(run_dir: str | Path, candidate: str) -> dict | None:
@@ -44,68 +76,95 @@ def read_snapshot_row(run_dir: str | Path, candidate: str) -> dict | None:
     return rows[0] if rows else None
 
 
-def optimization_risk(row: dict) -> float:
-    """V_opt at the depth reached: K c^-alpha (NaN without a fit)."""
-    K, alpha, c = row.get("K"), row.get("alpha"), row.get("probe_steps")
-    try:
-        if K is None or alpha is None or not c or not math.isfinite(K) or not math.isfinite(alpha):
-            return float("nan")
-        return float(K) * float(c) ** (-float(alpha))
-    except (TypeError, ValueError):
-        return float("nan")
+def store_points(run_dir: str | Path, candidate: str) -> Points:
+    """A candidate's finished points as the store holds them ({} before anything ran)."""
+    points_dir = RunDir(run_dir).points
+    if not (points_dir.is_dir() and any(points_dir.iterdir())):
+        return {}
+    # pyarrow.dataset costs ~0.4 CPU-s to import: only a restart, a resume or a bare load pays it
+    from prehoc_ray.execution.ledger import candidate_points
+    from prehoc_ray.io.store import ResultStore
+
+    return candidate_points(ResultStore(run_dir), candidate)
 
 
-class CandidateActor:
-    """Plain class (wrapped with ray.remote by `remote_class`) so it can be unit-tested as is."""
+class SlotActor:
+    """Plain class (wrapped with ray.remote below) so it can be unit-tested as is."""
 
-    def __init__(self, run_dir: str, candidate: str, tags: dict[str, str]) -> None:
+    def __init__(self, run_dir: str, job: str, slot: int) -> None:
         self.run_dir = run_dir
-        self.candidate = candidate
-        self.tags = dict(tags)
+        self.job = job
+        self.slot = slot
         self.started_at = time.time()
         self.restarted = _was_restarted()
-        self.points: dict[int, dict[float, float]] = {}
+        self.candidate: str | None = None
+        self.tags: dict[str, str] = {}
+        self.points: Points = {}
         self.fit: dict = {}
-        self._gauges = None
-        self.rebuild()
+        self.loads = 0
+        if self.restarted:  # a fresh slot of a resumed run must not reload the dead driver's choice
+            served = read_assignment(run_dir, slot)
+            if served is not None:
+                self.load(*served)
 
-    # ----- state -------------------------------------------------------------------------------
-    def rebuild(self) -> int:
-        """Reload everything from the run directory; returns the number of points held."""
-        points_dir = RunDir(self.run_dir).points
-        if points_dir.is_dir() and any(points_dir.iterdir()):
-            # pyarrow.dataset costs ~0.4 CPU-s to import: only a restart or a resume pays it
-            from prehoc_ray.execution.ledger import candidate_points
-            from prehoc_ray.io.store import ResultStore
-
-            self.points = candidate_points(ResultStore(self.run_dir), self.candidate)
-            row = read_snapshot_row(self.run_dir, self.candidate)
+    # ----- which candidate ---------------------------------------------------------------------
+    def load(self, candidate: str, tags: dict[str, str], known: tuple[Points, dict] | None = None) -> int:
+        """Serve `candidate` from now on: its points and fit as `known` (points, fit row), else
+        rebuilt from the run directory. Returns the number of points held."""
+        self.candidate, self.tags = candidate, dict(tags)
+        if known is None:
+            self.rebuild()
         else:
-            self.points, row = {}, None  # nothing measured yet: there is no fit to restore either
-        self.fit = dict(row) if row else {}
-        self._export()
+            points, fit = known
+            self.points = {int(s): {float(k): float(v) for k, v in p.items()} for s, p in points.items()}
+            self.fit = dict(fit or {})
+        self.loads += 1
+        write_assignment(self.run_dir, self.slot, candidate, self.tags)
         return self.n_points
 
+    def unload(self, candidate: str) -> None:
+        """Its candidate settled: hold nothing (the state stays in the store)."""
+        if candidate != self.candidate:
+            return  # already serving another one
+        self.candidate, self.tags, self.points, self.fit = None, {}, {}, {}
+        write_assignment(self.run_dir, self.slot, None, {})
+
+    def rebuild(self) -> int:
+        """Reload the served candidate from the run directory; returns the number of points held."""
+        if self.candidate is None:
+            return 0
+        self.points = store_points(self.run_dir, self.candidate)
+        # nothing measured yet: there is no fit to restore either
+        row = read_snapshot_row(self.run_dir, self.candidate) if self.points else None
+        self.fit = dict(row) if row else {}
+        return self.n_points
+
+    # ----- its state ---------------------------------------------------------------------------
     @property
     def n_points(self) -> int:
         return sum(len(v) for v in self.points.values())
 
-    def add_points(self, rows: list[dict]) -> int:
-        """Points of a finished probe (idempotent: a point is keyed by seed and step)."""
-        for r in rows:
-            self.points.setdefault(int(r["seed"]), {})[float(r["step"])] = float(r["value"])
+    def add_points(self, candidate: str, rows: list[dict]) -> int:
+        """Points of a finished probe (seed, step, value; idempotent: a point is keyed by seed
+        and step). Calls for a candidate this slot no longer serves are dropped: the store has them."""
+        if candidate == self.candidate:
+            for r in rows:
+                self.points.setdefault(int(r["seed"]), {})[float(r["step"])] = float(r["value"])
         return self.n_points
 
-    def update_fit(self, row: dict) -> None:
-        """The engine's latest summary row for this candidate."""
-        self.fit = dict(row)
-        self._export()
+    def update_fit(self, candidate: str, row: dict) -> None:
+        """The engine's latest summary row for the candidate served."""
+        if candidate == self.candidate:
+            self.fit = dict(row)
 
     def state(self) -> dict:
         depth = min((max(s) for s in self.points.values() if s), default=0.0) if self.points else 0.0
         return {
+            "slot": self.slot,
+            "name": slot_name(self.job, self.slot),
             "candidate": self.candidate,
             **self.tags,
+            "loads": self.loads,
             "seeds": sorted(self.points),
             "points": self.n_points,
             "depth": depth,
@@ -119,28 +178,6 @@ class CandidateActor:
             "pid": os.getpid(),
             "node_id": _node_id(),
         }
-
-    def ping(self) -> str:
-        return self.candidate
-
-    # ----- metrics -----------------------------------------------------------------------------
-    def _export(self) -> None:
-        if not self.fit:
-            return
-        try:
-            if self._gauges is None:
-                from prehoc_ray.execution.metrics import candidate_gauges
-
-                self._gauges = candidate_gauges()
-            intrinsic, optimization = self._gauges
-            L_int = self.fit.get("L_int")
-            v_opt = optimization_risk(self.fit)
-            if L_int is not None and math.isfinite(L_int):
-                intrinsic.set(float(L_int), tags=self.tags)
-            if math.isfinite(v_opt):
-                optimization.set(v_opt, tags=self.tags)
-        except Exception:  # metrics are best effort: never break the actor over them
-            pass
 
 
 def _was_restarted() -> bool:
@@ -165,28 +202,27 @@ def _node_id() -> str:
         return "local"
 
 
-RemoteCandidateActor = ray.remote(CandidateActor)
+RemoteSlotActor = ray.remote(SlotActor)
 
 
-def create_actor(run_dir: str, candidate: str, tags: dict[str, str], namespace: str, max_restarts: int = 3,
-                 wait_s: float = 60.0):
-    """Create the named actor; waits (bounded) for a name still held by a dead driver's actor.
+def create_slot(run_dir: str, job: str, slot: int, namespace: str, max_restarts: int = 3, wait_s: float = 60.0):
+    """Create the named slot actor; waits (bounded) for a name still held by a dead driver's slot.
 
-    Raises RuntimeError when the name stays taken: another live run of the same candidate in
-    this namespace.
+    Raises RuntimeError when the name stays taken: another live run of the same job in this
+    namespace.
     """
-    name = actor_name(candidate)
+    name = slot_name(job, slot)
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            return RemoteCandidateActor.options(
+            return RemoteSlotActor.options(
                 name=name, namespace=namespace, num_cpus=0, max_restarts=max_restarts, max_task_retries=2,
                 lifetime=None,
-            ).remote(run_dir, candidate, tags)
+            ).remote(run_dir, job, slot)
         except ValueError as exc:  # "The name ... is already taken"
             if time.monotonic() > deadline:
                 raise RuntimeError(
-                    f"actor name {name!r} is taken in namespace {namespace!r}: another run of this candidate is live; "
+                    f"actor name {name!r} is taken in namespace {namespace!r}: another run of job {job!r} is live; "
                     "wait for it, or set cluster.namespace in the job spec"
                 ) from exc
             time.sleep(0.5)

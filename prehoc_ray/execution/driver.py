@@ -2,7 +2,9 @@
 
 Per round (core/engine.py explains why decisions are per round):
 1. `engine.next_round()` refits every candidate and returns the round's probe orders; the
-   fresh summary goes to the candidate actors, the metrics and state/candidates.parquet.
+   fresh summary goes to the metrics, state/candidates.parquet and the slot actors of the
+   candidates they serve (execution/pool.py: a pool as large as the probe concurrency, a
+   candidate holds a slot while it is probed; settled candidates give theirs back).
 2. Orders the store already answers (a 'finished' event) are not run again; orders that
    failed for good before a kill are not retried again. The rest run as Ray tasks, at most
    allocation.max_concurrent_probes at a time, each attempt with its own attempt number;
@@ -34,11 +36,11 @@ import yaml
 
 from prehoc_ray.core.engine import CandidateInfo, Engine, EngineSettings, ProbeOrder
 from prehoc_ray.execution import outputs
-from prehoc_ray.execution.actors import create_actor
 from prehoc_ray.execution.cluster import Connection, connect
 from prehoc_ray.execution.admission import CostScale, Estimate, RoundAdmission
 from prehoc_ray.execution.ledger import probe_history, read_runs, read_withdrawals, record_run, record_withdrawals
 from prehoc_ray.execution.metrics import RunMetrics
+from prehoc_ray.execution.pool import CandidatePool, pool_size
 from prehoc_ray.execution.probes import gang_probe_task, probe_task, spec_payload, static_task
 from prehoc_ray.execution.progress import Progress
 from prehoc_ray.execution.resources import ProbeResources, infeasible_reason, probe_resources
@@ -158,7 +160,7 @@ class Driver:
         self.history = load_history(spec.history) if spec.history else None
         self.store = ResultStore(self.run_dir)
         self.metrics = RunMetrics(spec.name)
-        self.actors: dict = {}
+        self.pool: CandidatePool | None = None
         self.stats = RunResult(self.run_dir, None, [])  # type: ignore[arg-type]
         self._waiting_s = 0.0
         self._metric_name = "value"
@@ -193,7 +195,7 @@ class Driver:
                 engine = Engine(self._infos(statics), engine_settings(self.spec), history=self.history)
                 self.stats.engine = engine
                 t = time.perf_counter()
-                self._start_actors()
+                self._start_actors(engine)
                 self._time("actors", t)
                 t = time.perf_counter()
                 self._loop(engine)
@@ -290,31 +292,18 @@ class Driver:
         return out
 
     # ----- actors ------------------------------------------------------------------------------
-    def _start_actors(self) -> None:
-        for cid, c in self.cands.items():
-            tags = {"task": c.task.name, "model": c.model.name, "config": c.config.name}
-            self.actors[cid] = create_actor(str(self.run_dir), cid, tags, self.spec.cluster.namespace,
-                                            max_restarts=self.actor_restarts)
-        # Not waited for: the actors come up (and rebuild themselves from the store) while the
-        # first probes run; calls made meanwhile queue on them. Nothing the driver decides
-        # depends on them.
+    def _start_actors(self, engine: Engine) -> None:
+        tags = {cid: {"task": c.task.name, "model": c.model.name, "config": c.config.name} for cid, c in self.cands.items()}
+        size = pool_size(len(self.cands), self.spec.allocation.max_concurrent_probes)
+        # The engine's points are what it was told from the store: a slot loads them instead of
+        # reading the whole store again at every switch of candidate.
+        self.pool = CandidatePool(str(self.run_dir), self.spec.name, self.spec.cluster.namespace, size, tags,
+                                  points_of=lambda cid: engine.states[cid].points, max_restarts=self.actor_restarts)
+        self.pool.start()
 
     def _stop_actors(self) -> None:
-        for a in self.actors.values():
-            try:
-                ray.kill(a)
-            except Exception:
-                pass
-        self.actors.clear()
-
-    def _tell_actor(self, cid: str, method: str, *args) -> None:
-        a = self.actors.get(cid)
-        if a is None:
-            return
-        try:
-            getattr(a, method).remote(*args)  # fire and forget: a restarting actor rebuilds itself
-        except Exception:
-            pass
+        if self.pool is not None:
+            self.pool.stop()
 
     # ----- rounds ------------------------------------------------------------------------------
     def _loop(self, engine: Engine) -> None:
@@ -335,12 +324,13 @@ class Driver:
     def _publish(self, engine: Engine) -> None:
         summary = engine.summary()
         outputs.write_snapshot(self.run_dir, summary, engine.round)
-        for row in summary:
-            self._tell_actor(row["candidate"], "update_fit", row)
-        settled = sum(1 for st in engine.states.values() if st.stop_reason is not None or st.failed is not None)
-        self.metrics.candidates([r["regime"] for r in summary], settled)
+        settled = {cid for cid, st in engine.states.items() if st.stop_reason is not None or st.failed is not None}
+        if self.pool is not None:
+            self.pool.publish(summary, settled)
+            self.metrics.candidate_risks(summary, self.pool.tags)
+        self.metrics.candidates([r["regime"] for r in summary], len(settled))
         self.metrics.budget(engine.spent, engine.budget_left)
-        self.progress.update(round=engine.round, spent=engine.spent, settled=settled)
+        self.progress.update(round=engine.round, spent=engine.spent, settled=len(settled))
 
     def _run_round(self, engine: Engine, orders: list[ProbeOrder]) -> None:
         a = self.spec.allocation
@@ -409,10 +399,10 @@ class Driver:
                     if out.get("metric"):
                         self._metric_name = out["metric"]
                     rows = [{"seed": o.seed, "step": r["step"], "value": r["value"]} for r in out.get("rows", [])]
-                    if rows:
-                        self._tell_actor(o.candidate, "add_points", rows)
+                    self._pool_ended(o.candidate, rows)
                     self.progress.update(finished=self.progress.snap.finished + 1)
                 else:
+                    self._pool_ended(o.candidate, [])
                     self._record_failure(o, attempt, out)
                     failures[o.probe_id] += 1
                     self.stats.failed_attempts += 1
@@ -457,8 +447,14 @@ class Driver:
         self.progress.update(spent=adm.spent)
         self.metrics.budget(adm.spent, engine.settings.budget - adm.spent)
 
+    def _pool_ended(self, cid: str, rows: list[dict]) -> None:
+        if self.pool is not None:
+            self.pool.ended(cid, rows)
+
     def _submit(self, o: ProbeOrder, attempt: int):
         c = self.cands[o.candidate]
+        if self.pool is not None:
+            self.pool.acquire(o.candidate)
         self.metrics.probe_started(c.task.name, c.model.name)
         self.stats.submitted += 1
         od = _order_dict(o)

@@ -14,12 +14,18 @@ label it finds to `exported_job` -- a dashboard grouping `by (job)` would group 
     prehoc_budget_left_seconds{prehoc_job}                gauge
     prehoc_candidates{prehoc_job,regime}                  gauge, candidates per regime
     prehoc_candidates_settled{prehoc_job}                 gauge, candidates that stopped (with a reason)
-    prehoc_candidate_risk_intrinsic{task,model,config}     gauge, L_int (set by the candidate's actor)
+    prehoc_candidate_risk_intrinsic{task,model,config}     gauge, L_int
     prehoc_candidate_risk_optimization{task,model,config}  gauge, K c^-alpha at the depth reached
+
+Every series is set by the driver, one process: the candidate gauges were set by each
+candidate's actor until candidates shared a pool of slot actors (execution/actors.py); a slot
+that served a candidate earlier would keep exporting its stale value beside the fresh one, and
+Ray keeps the first of same-tagged gauges from different workers.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter as _Count
 
 from ray.util.metrics import Counter, Gauge, Histogram
@@ -43,6 +49,17 @@ METRIC_NAMES = (
     "prehoc_candidate_risk_intrinsic",
     "prehoc_candidate_risk_optimization",
 )
+
+
+def optimization_risk(row: dict) -> float:
+    """V_opt at the depth reached: K c^-alpha (NaN without a fit)."""
+    K, alpha, c = row.get("K"), row.get("alpha"), row.get("probe_steps")
+    try:
+        if K is None or alpha is None or not c or not math.isfinite(K) or not math.isfinite(alpha):
+            return float("nan")
+        return float(K) * float(c) ** (-float(alpha))
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def candidate_gauges() -> tuple[Gauge, Gauge]:
@@ -74,9 +91,11 @@ class RunMetrics:
             self.regimes = Gauge("prehoc_candidates", description="Candidates per regime.", tag_keys=(JOB_TAG, "regime"))
             self.settled = Gauge("prehoc_candidates_settled", description="Candidates that stopped, with a reason.",
                                  tag_keys=(JOB_TAG,))
+            self.intrinsic, self.optimization = candidate_gauges()
         except Exception:
             self.ok = False
         self._running: _Count = _Count()
+        self._risk: dict[str, tuple[float, float]] = {}  # candidate -> (L_int, V_opt) last set
 
     def _tags(self, task: str, model: str) -> dict[str, str]:
         return {JOB_TAG: self.job, "task": task, "model": model}
@@ -113,3 +132,20 @@ class RunMetrics:
         for r in Regime:
             self._safe(self.regimes.set, float(counts.get(r.value, 0)), tags={JOB_TAG: self.job, "regime": r.value})
         self._safe(self.settled.set, float(settled), tags={JOB_TAG: self.job})
+
+    def candidate_risks(self, rows: list[dict], tags: dict[str, dict[str, str]]) -> None:
+        """Each candidate's risk split after a refit (engine summary rows; `tags`: candidate ->
+        task/model/config). Only changed values are set: settled candidates cost nothing."""
+        for row in rows:
+            cid = row["candidate"]
+            L_int, v_opt = row.get("L_int"), optimization_risk(row)
+            L_int = float(L_int) if L_int is not None else float("nan")
+            new = (L_int, v_opt)
+            old = self._risk.get(cid)
+            if old is not None and all(a == b or (math.isnan(a) and math.isnan(b)) for a, b in zip(old, new)):
+                continue
+            self._risk[cid] = new
+            if math.isfinite(L_int):
+                self._safe(self.intrinsic.set, L_int, tags=tags[cid])
+            if math.isfinite(v_opt):
+                self._safe(self.optimization.set, v_opt, tags=tags[cid])

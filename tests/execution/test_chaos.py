@@ -1,5 +1,6 @@
 """Chaos: a real `prehoc-ray run` of the simulated job on a Ray head of this test's own, during
-which probe workers, candidate actors and the driver are SIGKILLed at seeded-random moments;
+which probe workers, slot actors (the pool mirroring the live candidates' state) and the driver
+are SIGKILLed at seeded-random moments;
 after each driver kill the run continues with --resume. At the end: no finished probe lost,
 none recorded twice, and the plan of an uninterrupted run of the same spec (run meanwhile, on an
 embedded Ray of its own).
@@ -40,6 +41,7 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 
+from prehoc_ray.execution.pool import pool_size
 from tests.execution.conftest import JOBS, REPO, child_env
 
 SEED = int(os.environ.get("PREHOC_CHAOS_SEED", "20261202"))  # another seed: other moments, same checks
@@ -50,6 +52,8 @@ DELAY_S = (0.2, 1.0)
 SLEEP_S = 1.0  # wall seconds per simulated probe, points spread over it: kills land mid-probe
 RUN_TIMEOUT_S = 420.0  # each, the chaos run and the uninterrupted one beside it
 VENV_BIN = Path(sys.executable).parent
+# The run's slot actors (execution/pool.py): jobs/simulated.yaml's 6 candidates, 4 probes at a time -> 4
+SLOTS = pool_size(6, 4)
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
@@ -272,14 +276,14 @@ WALL = ("wall_s", "ended_at", "node_id")
 
 
 def _targets(head: Head, kind: str, driver: subprocess.Popen) -> list[tuple[psutil.Process, str]]:
-    """What a kill of `kind` may hit now: a worker running a probe, a candidate actor, or the
-    driver while a probe runs (so the kill lands mid-probe)."""
+    """What a kill of `kind` may hit now: a worker running a probe, a slot actor (most of the
+    run each serves a candidate), or the driver while a probe runs (so the kill lands mid-probe)."""
     procs = head.workers()
     probes = [(w, t) for w, t in procs if t.startswith("ray::prehoc-probe:")]
     if kind == "worker":
         return probes
     if kind == "actor":
-        return [(w, t) for w, t in procs if "CandidateActor" in t]
+        return [(w, t) for w, t in procs if "SlotActor" in t]
     return [(psutil.Process(driver.pid), "driver")] if probes and driver.poll() is None else []
 
 
@@ -357,7 +361,7 @@ def test_random_sigkills_of_workers_actors_and_driver_lose_nothing_and_change_no
                 back = time.monotonic() + 10
                 while time.monotonic() < back and p.poll() is None:
                     actors = [w.pid for w, _ in _targets(head, "actor", p)]
-                    if len(actors) == 6 and victim.pid not in actors:
+                    if len(actors) == SLOTS and victim.pid not in actors:
                         entry["restarted"] = True
                         break
                     time.sleep(0.2)

@@ -149,20 +149,27 @@ def test_failed_probes_are_recorded_retried_and_never_stop_the_run(ray_session, 
     assert again.engine.spent == res.engine.spent
 
 
-def test_a_restarted_actor_rebuilds_itself_from_the_store(sim_run, tmp_path):
+def test_a_restarted_slot_actor_reloads_its_candidate_from_the_store(sim_run, tmp_path):
+    """A slot killed by Ray's kill comes back (max_restarts) serving the candidate it served,
+    rebuilt from the store and the snapshot: same points, same fit, nothing replayed."""
     import ray
 
-    from prehoc_ray.execution.actors import create_actor
+    from prehoc_ray.execution.actors import create_slot, slot_name
     from prehoc_ray.execution.ledger import candidate_points
     from prehoc_ray.io.store import ResultStore
 
     d = shutil.copytree(sim_run.run_dir, tmp_path / "copy")
-    cid = "copy:tiny-a"
-    a = create_actor(str(d), cid, {"task": "copy", "model": "tiny-a", "config": "default"}, "prehoc-actor-test",
-                     max_restarts=2)
+    cid, tags = "copy:tiny-a", {"task": "copy", "model": "tiny-a", "config": "default"}
+    a = create_slot(str(d), "restart-test", 2, "prehoc-actor-test", max_restarts=2)
     try:
+        assert ray.get_actor(slot_name("restart-test", 2), namespace="prehoc-actor-test") is not None
+        first = ray.get(a.state.remote(), timeout=60)
+        assert first["candidate"] is None and first["points"] == 0  # a fresh slot serves nobody
+        ray.get(a.load.remote("sentiment:tiny-b", {}), timeout=60)  # then another candidate: the last load counts
+        ray.get(a.load.remote(cid, tags), timeout=60)
         before = ray.get(a.state.remote(), timeout=60)
         expected = candidate_points(ResultStore(d), cid)
+        assert before["candidate"] == cid and before["name"] == "prehoc:restart-test:slot-2"
         assert before["points"] == sum(len(v) for v in expected.values()) > 0
         assert before["regime"] == {r["candidate"]: r for r in sim_run.candidates}[cid]["regime"]
         assert math.isfinite(before["L_int"]) and not before["restarted"]
@@ -178,7 +185,8 @@ def test_a_restarted_actor_rebuilds_itself_from_the_store(sim_run, tmp_path):
                 pass
             time.sleep(0.5)
         assert after is not None and after["pid"] != before["pid"] and after["restarted"]
+        assert after["candidate"] == cid and after["task"] == "copy"
         assert after["points"] == before["points"] and after["regime"] == before["regime"]
-        assert after["depth"] == before["depth"]
+        assert after["depth"] == before["depth"] and after["L_int"] == before["L_int"]
     finally:
         ray.kill(a)
