@@ -942,6 +942,11 @@ class Engine:
             # once it starts, so there is no honest interval (the plan then asks for more probes).
             return mean, float("nan")
         n = len(per_seed)
+        if not self._usable(st.fit) and not (st.backtest is not None and st.backtest.errors):
+            # Neither a decay law nor a back-test of its own (one or two evaluations): nothing
+            # says how this curve goes on. The task's back-tests come from the candidates probed
+            # deeper, chosen for looking best early, which are not this one's curve.
+            return mean, float("nan")
         var = predictive_variance(st.fit, st.depth, n) if self._usable(st.fit) else float("nan")
         # The seeds share the curve model's extrapolation error, which their dispersion cannot
         # see: it adds. With one seed it is all there is. Unknown (nothing to back-test yet)
