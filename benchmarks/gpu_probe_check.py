@@ -161,7 +161,8 @@ def train_check(args: argparse.Namespace) -> dict:
     import ray
 
     from prehoc_ray.execution.cluster import connect
-    from prehoc_ray.execution.probes import gang_probe_task, spec_payload
+    from prehoc_ray.execution.probes import spec_payload
+    from prehoc_ray.execution.train_probe import train_probe_task
     from prehoc_ray.execution.resources import probe_resources
 
     spec = train_spec(args)
@@ -174,7 +175,7 @@ def train_check(args: argparse.Namespace) -> dict:
             order = {"probe_id": f"r0000|{cid}|s0|{start}-{target}", "round": 0, "candidate": cid, "seed": 0,
                      "start_step": start, "target_step": target}
             t = time.perf_counter()
-            r = ray.get(gang_probe_task.remote(spec_payload(spec), run_dir, order, 1, res, None, 1800.0))
+            r = ray.get(train_probe_task.remote(spec_payload(spec), run_dir, order, 1, res, None, 1800.0))
             out.append({"status": r.get("status"), "reason": r.get("reason"), "launch_to_result_s": time.perf_counter() - t,
                         "runner_s": r.get("runner_s"), "setup_s": r.get("setup_s"), "cost_s": r.get("cost_s"),
                         "devices": r.get("devices"), "resumed_from": r.get("resumed_from"), "rows": r.get("rows")})

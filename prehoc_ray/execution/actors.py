@@ -43,7 +43,7 @@ def slot_name(job: str, slot: int) -> str:
 
 def slots_dir(run_dir: str | Path) -> Path:
     """Where each slot records the candidate it serves (beside the per-round snapshot)."""
-    return RunDir(run_dir).state_candidates.parent / "slots"
+    return RunDir(run_dir).slots
 
 
 def write_assignment(run_dir: str | Path, slot: int, candidate: str | None, tags: dict[str, str]) -> None:

@@ -41,7 +41,8 @@ from prehoc_ray.execution.admission import CostScale, Estimate, RoundAdmission
 from prehoc_ray.execution.ledger import probe_history, read_runs, read_withdrawals, record_run, record_withdrawals
 from prehoc_ray.execution.metrics import RunMetrics
 from prehoc_ray.execution.pool import CandidatePool, pool_size
-from prehoc_ray.execution.probes import gang_probe_task, probe_task, spec_payload, static_task
+from prehoc_ray.execution.probes import probe_task, spec_payload, static_task
+from prehoc_ray.execution.train_probe import train_probe_task
 from prehoc_ray.execution.progress import Progress
 from prehoc_ray.execution.resources import ProbeResources, infeasible_reason, probe_resources
 from prehoc_ray.io.errors import ManifestError
@@ -460,7 +461,7 @@ class Driver:
         od = _order_dict(o)
         name = f"prehoc-probe:{o.candidate}:s{o.seed}"
         if self.res.gang:
-            return gang_probe_task.options(name=name).remote(self._payload, str(self.run_dir), od, attempt, self.res,
+            return train_probe_task.options(name=name).remote(self._payload, str(self.run_dir), od, attempt, self.res,
                                                              self.sim, float(self.spec.allocation.probe_timeout_s))
         return probe_task.options(name=name, **self.res.task_options()).remote(
             self._payload, str(self.run_dir), od, attempt, self.res.devices, self.sim, self.res.num_cpus)

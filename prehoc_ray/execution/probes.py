@@ -22,7 +22,6 @@ from typing import Any
 import ray
 
 from prehoc_ray.execution.ledger import FINAL_PREFIX, record_run
-from prehoc_ray.execution.train_probe import train_probe_task
 from prehoc_ray.io.run_dir import RunDir
 from prehoc_ray.io.store import ResultStore
 from prehoc_ray.spec.job import JobSpec
@@ -234,7 +233,3 @@ def static_task(payload, candidate, num_cpus):
     _worker_setup(num_cpus)
     return static_body(payload, candidate)
 
-
-# A probe of several workers (probe.num_gpus > 1) is one Ray Train run: train_probe.py. The
-# driver submits it under this name, with the same arguments the hand-made gang took.
-gang_probe_task = train_probe_task

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 from typing import Any
 
 import ray
@@ -36,7 +35,6 @@ from prehoc_ray.execution.resources import ProbeResources
 from prehoc_ray.io.run_dir import RunDir
 
 # Ray Train's storage_path inside the run directory (one folder per attempt, named after it).
-TRAIN_RUNS = "train_runs"
 
 
 class ProbeAttemptFailed(Exception):
@@ -103,7 +101,7 @@ def build_trainer(payload: dict, run_dir: str, order: dict, attempt: int, res: P
               "sim": sim, "num_cpus": res.num_cpus, "real": real}
     scaling = ScalingConfig(num_workers=res.ranks, use_gpu=res.num_gpus > 0,
                             resources_per_worker=res.worker_resources(), placement_strategy="STRICT_PACK")
-    run = RunConfig(name=run_name(order, attempt), storage_path=str(Path(RunDir(run_dir).root, TRAIN_RUNS).resolve()),
+    run = RunConfig(name=run_name(order, attempt), storage_path=str(RunDir(run_dir).train_runs.resolve()),
                     failure_config=FailureConfig(max_failures=0, max_preemption_failures=0),
                     callbacks=[RunDeadline(time.time() + timeout_s)])
     if real:

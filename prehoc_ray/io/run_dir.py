@@ -39,6 +39,8 @@ PLAN_JSON = "plan.json"
 REPORT_HTML = "report.html"
 REPORT_MD = "report.md"
 PLOTS = "plots"
+SLOTS = "state/slots"  # which candidate each slot actor serves (execution/actors.py)
+TRAIN_RUNS = "train_runs"  # one Ray Train folder per multi-GPU probe attempt
 
 # What only a run directory holds: `prehoc-ray report` refuses a folder with none of them.
 MARKERS = (MANIFEST, CANDIDATES, POINTS, PROBES, JOB)
@@ -80,6 +82,14 @@ class RunDir:
     @property
     def checkpoints(self) -> Path:
         return self.root / CHECKPOINTS
+
+    @property
+    def slots(self) -> Path:
+        return self.root / SLOTS
+
+    @property
+    def train_runs(self) -> Path:
+        return self.root / TRAIN_RUNS
 
     @property
     def state_candidates(self) -> Path:

@@ -476,7 +476,7 @@ class ProbeSettings(_Strict):
     # auto: bf16 where the hardware has it, or what a config's ds_config enables; fp16 needs deepspeed
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     eval_every: int = Field(10, ge=1, le=MAX_STEPS)
-    num_gpus: float = Field(0.0, ge=0, le=1024)  # per probe; fractions share a GPU, >1 uses a placement group
+    num_gpus: float = Field(0.0, ge=0, le=1024)  # per probe; fractions share a GPU, >1 is one Ray Train run of that many workers
     num_cpus: float = Field(1.0, gt=0, le=4096)
 
     @model_validator(mode="after")

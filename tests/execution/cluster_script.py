@@ -4,8 +4,8 @@ process holds one Ray connection and the test session already has one.
     python tests/execution/cluster_script.py OUT_DIR    -> OUT_DIR/result.json
 
 One cluster: a CPU-only head (the driver), 3 nodes with 1 logical GPU each, 1 node with 2.
-1. a gang: probes ask for num_gpus: 2 -> a STRICT_PACK placement group of two ranks, only on
-   the 2-GPU node, released after each probe.
+1. multi-GPU probes: probes ask for num_gpus: 2 -> one Ray Train run of two workers, only on
+   the 2-GPU node, its resources released after each probe.
 2. fractional GPUs: probes ask for 0.5 GPU, so a node holds two and the rest spread; after
    some probes finished, a 1-GPU node is removed: its probes fail over, its actors restart
    elsewhere, the run ends in a plan.

@@ -42,9 +42,10 @@ def _load(tmp_path, raw: dict):
 
 
 def _probe(spec, run_dir, order, attempt=1, sim=None, timeout_s=300.0) -> dict:
-    from prehoc_ray.execution.probes import gang_probe_task, spec_payload
+    from prehoc_ray.execution.probes import spec_payload
+    from prehoc_ray.execution.train_probe import train_probe_task
 
-    return ray.get(gang_probe_task.remote(spec_payload(spec), str(run_dir), order, attempt, TWO_CPU_WORKERS, sim,
+    return ray.get(train_probe_task.remote(spec_payload(spec), str(run_dir), order, attempt, TWO_CPU_WORKERS, sim,
                                           timeout_s), timeout=600)
 
 
