@@ -52,7 +52,8 @@ def _probe(spec, run_dir, order, attempt=1, sim=None, timeout_s=300.0) -> dict:
 @pytest.mark.slow
 def test_probe_on_torch_trainer_with_two_cpu_workers(ray_session, tmp_path):
     from prehoc_ray.execution.ledger import read_runs
-    from prehoc_ray.execution.train_probe import TRAIN_RUNS, run_name
+    from prehoc_ray.execution.train_probe import run_name
+    from prehoc_ray.io.run_dir import TRAIN_RUNS
     from prehoc_ray.io.store import ResultStore
 
     spec = _load(tmp_path, REAL)
