@@ -99,8 +99,11 @@ def _build(spec: JobSpec) -> SpecSimulation:
             truth[cid] = {key: (v[i].item() if isinstance(v[i], np.generic) else v[i]) for key, v in tr.items()}
     obs = portfolio.observations
     cand = np.asarray(obs.candidate).astype(str)
+    # Each candidate's first row, in one pass (a scan per candidate is quadratic: minutes at 5,000).
+    uniq, first_rows = np.unique(cand, return_index=True)
+    first_row = dict(zip(uniq.tolist(), first_rows.tolist()))
     statics: dict[str, dict[str, float]] = {}
     for cid, name in names.items():
-        first = int(np.flatnonzero(cand == name)[0])
+        first = int(first_row[name])
         statics[cid] = {k: float(v[first]) for k, v in obs.static.items()}
     return SpecSimulation(backend, names, statics, truth)
