@@ -108,53 +108,81 @@ def extrapolation_error(groups: list[str], depths: np.ndarray, backtests: list[C
         if es:
             exponent[idx] = float(np.median(es))
     # (depth, squared error per unit distance) per candidate with back-tests, grouped by task
+    # (depth, squared error per unit distance) per candidate with back-tests, grouped by task;
+    # every back-test's distance in one vectorised call.
+    owner = [i for i, b in enumerate(backtests) if b is not None and b.errors for _ in b.errors]
     recs: dict[str, list[tuple[float, float]]] = {}
-    for i, b in enumerate(backtests):
-        if b is None or not b.errors:
-            continue
-        err = float(np.mean([e for e, _, _ in b.errors]))
-        dist = float(np.mean([curve_distance(o, d, exponent[i]) for _, o, d in b.errors]))
-        if dist > 0:
-            recs.setdefault(groups[i], []).append((float(depths[i]), (err / dist) ** 2))
+    if owner:
+        flat = [e for b in backtests if b is not None and b.errors for e in b.errors]
+        err, origin, depth = (np.array(col, float) for col in zip(*flat))
+        who = np.array(owner)
+        dist = curve_distance(origin, depth, exponent[who])
+        first = np.flatnonzero(np.r_[True, who[1:] != who[:-1]])  # each candidate's first back-test
+        count = np.diff(np.r_[first, who.size])
+        mean_err = np.add.reduceat(err, first) / count
+        mean_dist = np.add.reduceat(dist, first) / count
+        for i, e, d in zip(who[first].tolist(), mean_err.tolist(), mean_dist.tolist()):
+            if d > 0:
+                recs.setdefault(groups[i], []).append((float(depths[i]), (e / d) ** 2))
     grecs: dict[str, list[tuple[float, float, float]]] = {}  # (depth, pred x seen, pred^2)
     for i, b in enumerate(backtests):
         if b is not None and b.gains:
             pg = np.array([g for g, _ in b.gains])
             ag = np.array([a for _, a in b.gains])
             grecs.setdefault(groups[i], []).append((float(depths[i]), float(pg @ ag), float(pg @ pg)))
-    everything = sorted(x for v in recs.values() for x in v)
-    sorted_recs = {g: sorted(v) for g, v in recs.items()}
+    # Candidates of a task share one pool of records: each looks up its window in suffix sums
+    # (a scan per candidate would be quadratic in an organisation-wide portfolio).
+    everything = _Pool(sorted(x for v in recs.values() for x in v))
+    all_g = _Pool(sorted(x for v in grecs.values() for x in v))
+    pools = {g: _Pool(sorted(v)) for g, v in recs.items()}
+    gpools = {g: _Pool(sorted(v)) for g, v in grecs.items()}
     scale = np.full(n, np.nan)
-    for i, g in enumerate(groups):
-        sc = _scale_at(sorted_recs.get(g, []), float(depths[i]))
-        scale[i] = sc if math.isfinite(sc) else _scale_at(everything, float(depths[i]))
-    all_g = sorted(x for v in grecs.values() for x in v)
-    sorted_g = {g: sorted(v) for g, v in grecs.items()}
-    trust = np.ones(n)
-    for i, g in enumerate(groups):
-        t = _trust_at(sorted_g.get(g, []), float(depths[i]))
-        trust[i] = t if math.isfinite(t) else (_trust_at(all_g, float(depths[i])) if all_g else 1.0)
+    trust = np.full(n, np.nan)
+    empty = _Pool([])
+    for g, idx in by_group.items():
+        ix = np.asarray(idx)
+        d = depths[ix]
+        sc = pools.get(g, empty).scale_at(d)
+        scale[ix] = np.where(np.isfinite(sc), sc, everything.scale_at(d))
+        t = gpools.get(g, empty).trust_at(d)
+        trust[ix] = np.where(np.isfinite(t), t, all_g.trust_at(d) if all_g.size else 1.0)
     trust = np.where(np.isfinite(trust), trust, 1.0)
     return ExtrapolationError(scale, exponent, trust)
 
 
-def _deepest(recs: list[tuple], depth: float) -> list[tuple]:
-    """The records (sorted by depth) made at `depth` or deeper, at least the two deepest; none
-    with fewer than two: a shallower back-test overstates a deeper candidate's error."""
-    if len(recs) < 2:
-        return []
-    d = np.array([x[0] for x in recs])
-    return recs[min(int(np.searchsorted(d, depth, side="left")), len(recs) - 2):]
+class _Pool:
+    """Records sorted by depth (depth, then one or two summed columns) and their suffix sums.
 
+    The window of a query depth is the records made at that depth or deeper, at least the two
+    deepest; none with fewer than two: a shallower back-test overstates a deeper candidate's
+    error."""
 
-def _trust_at(recs: list[tuple[float, float, float]], depth: float) -> float:
-    """Slope of observed on extrapolated gains over _deepest(recs, depth), clipped to [0, 1]."""
-    window = _deepest(recs, depth)
-    den = sum(x[2] for x in window)
-    return float(np.clip(sum(x[1] for x in window) / den, 0.0, 1.0)) if den > 0 else float("nan")
+    def __init__(self, recs: list[tuple]) -> None:
+        self.size = len(recs)
+        width = len(recs[0]) if recs else 3
+        a = np.array(recs, float).reshape(self.size, width)
+        self.depth = a[:, 0]
+        # suffix[k] = sum of rows k.. (one extra zero row at the end)
+        self.suffix = np.vstack([np.cumsum(a[::-1, 1:], axis=0)[::-1], np.zeros((1, width - 1))])
 
+    def _start(self, depth: np.ndarray) -> np.ndarray:
+        return np.minimum(np.searchsorted(self.depth, depth, side="left"), self.size - 2)
 
-def _scale_at(recs: list[tuple[float, float]], depth: float) -> float:
-    """RMS error per unit distance over _deepest(recs, depth)."""
-    window = _deepest(recs, depth)
-    return float(np.sqrt(np.mean([x[1] for x in window]))) if window else float("nan")
+    def scale_at(self, depth: np.ndarray) -> np.ndarray:
+        """RMS error per unit distance over each depth's window (NaN without one)."""
+        depth = np.asarray(depth, float)
+        if self.size < 2:
+            return np.full(depth.shape, np.nan)
+        k = self._start(depth)
+        return np.sqrt(self.suffix[k, 0] / (self.size - k))
+
+    def trust_at(self, depth: np.ndarray) -> np.ndarray:
+        """Slope of observed on extrapolated gains over each depth's window, clipped to [0, 1]
+        (NaN without a window or without extrapolated gain)."""
+        depth = np.asarray(depth, float)
+        if self.size < 2:
+            return np.full(depth.shape, np.nan)
+        k = self._start(depth)
+        num, den = self.suffix[k, 0], self.suffix[k, 1]
+        with np.errstate(all="ignore"):
+            return np.where(den > 0, np.clip(num / np.where(den > 0, den, 1.0), 0.0, 1.0), np.nan)

@@ -29,6 +29,7 @@ Per round:
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -41,7 +42,7 @@ from prehoc_ray.core.decay import DIAG_AT_BOUND, DIAG_FLOOR_UNIDENTIFIED, DIAGNO
 from prehoc_ray.core.backtests import CurveBacktest, candidate_backtest, extrapolation_error
 from prehoc_ray.core.decision import best_other, extrapolation_variance, group_codes, kg_star, p_best
 from prehoc_ray.core.evaluation_noise import EVAL_EXAMPLES_KEY, eval_sampling_variance
-from prehoc_ray.core.family import fit_family
+from prehoc_ray.core.family import FamilyFit, fit_family
 from prehoc_ray.core.learning import learning_not_seen, no_skill_level
 from prehoc_ray.core.observations import CandidateCurves, Observations
 from prehoc_ray.core.population import HistoryPredictor, population_risk
@@ -211,6 +212,23 @@ class CandidateState:
         return CandidateCurves(self.info.id, self.info.group, self.info.horizon, float("nan"), np.zeros(0), seeds)
 
 
+def _nan_safe(x: float) -> float | None:
+    """A float that compares equal to itself in a cache key (NaN != NaN)."""
+    return None if math.isnan(x) else x
+
+
+@dataclass
+class _TaskFit:
+    """What a task's last refit computed, and the inputs it computed it from."""
+
+    data_key: tuple  # per member: id, evaluations, depth (what the family fit reads)
+    fam: FamilyFit
+    moved: float  # how far the task's curves have moved
+    L0_group: float = float("nan")  # static-only risk of the task (NaN: from each member's U)
+    terms_key: tuple = ()  # the price and per member: steps, cost, seeds, back-test terms
+    stops: dict[str, tuple] = field(default_factory=dict)  # the stops the last decision made: (kind, reason, soft)
+
+
 class Engine:
     """Deterministic given the candidates, the settings and the results it is told."""
 
@@ -247,6 +265,7 @@ class Engine:
         self.spent = 0.0
         self.history: list[dict] = []  # per finished probe: round, candidate, cost, cumulative spend
         self.gamma = self.gamma_decision = float("nan")
+        self._task_fits: dict[str, _TaskFit] = {}
         self._update_prices()  # exist from construction; every refit updates them with measured costs
 
     # ----- tell -------------------------------------------------------------------------------
@@ -728,9 +747,14 @@ class Engine:
 
     # ----- fitting ----------------------------------------------------------------------------
     def refit(self) -> None:
-        """Refit every candidate's decomposition and decide who stops (deterministic)."""
+        """Refit every task's decomposition and decide who stops (deterministic).
+
+        A task whose inputs did not change since its last refit (its members' evaluations,
+        costs, seeds and back-test terms, and the price gamma) keeps what that refit computed:
+        its fits are a function of those inputs alone (the bootstrap is seeded by the task's
+        data, not by the round), so skipping it gives exactly what refitting it would. A task
+        whose data did not change but whose price did is only re-priced (c*, regimes, stops)."""
         s = self.settings
-        rng_seq = np.random.SeedSequence([s.seed, self.round])
         if s.objective == "decision":
             # Out of contention and settled are decisions about the current beliefs: revisit them.
             for st in self.states.values():
@@ -743,66 +767,102 @@ class Engine:
             if any(st.points.values()):  # a probe whose rows were all non-finite left nothing to fit
                 groups.setdefault(st.info.group, []).append(st)
         self._update_prices()
-        gamma = self.gamma
+        price = _nan_safe(self.gamma)
         for g, members in sorted(groups.items()):
-            curves = [m.curves() for m in members]
-            lo = min(float(c.seeds[k][0][0]) for c in curves for k in c.seeds if c.seeds[k][0].size)
-            hi = max(m.depth for m in members)
-            steps = np.unique(np.concatenate([c.seeds[k][0] for c in curves for k in c.seeds]))
-            grid = steps[(steps >= lo) & (steps <= hi)]
-            if grid.size > 10:
-                grid = np.unique(grid[np.round(np.geomspace(1, grid.size, 10)).astype(int) - 1])
-            fam = fit_family(curves, np.array([m.depth for m in members], float), grid, level=s.level,
-                             n_boot=s.n_boot, tolerance=s.tolerance, rng_seq=rng_seq)
-            Us, shared, fits = fam.U, fam.shared, fam.fits
-            seen = [v for m in members for pts in m.points.values() for v in pts.values()]
-            moved = float(np.ptp(seen)) if seen else 0.0  # how far the task's curves have moved so far
-            preds = np.array([self._predict(m)[0] for m in members])
-            for m, p in zip(members, preds.tolist()):
-                m.mu = p
-                finals = self._seed_finals(m)
-                m.seed_var_fallback = float(np.var(finals, ddof=1)) if len(finals) >= 2 else 0.0
-            finite = preds[np.isfinite(preds)]
-            # Without completed runs, the static-only risk L(0) is the spread of the family's
-            # predicted finals: the error of predicting every member by the family mean.
-            L0_group = float(np.var(finite, ddof=1)) if finite.size >= 3 else float("nan")
-            # With completed runs of the family, L(0) is what it should be: the cross-validated
-            # error of predicting a run's final from static information alone.
-            L0_group = self._history_L0.get(g, L0_group)
-            for m, fit, U in zip(members, fits, Us):
-                if m.stop_reason is not None and m.fit is not None:
-                    # Settled candidates keep the fit and regime they stopped with, so the
-                    # label never contradicts the stop reason; their data still feeds the family.
-                    continue
-                m.fit = fit
-                # A member's own floor interval is wide (few seeds); the family's pooled fit is
-                # the stronger evidence that a floor is really above tolerance.
-                m.family_L_int_lo = shared.L_int_lo if shared is not None and shared.ok else float("nan")
-                m.L0 = L0_group if np.isfinite(L0_group) else float(np.nanmax(U)) if np.isfinite(U).any() else float("nan")
-                m.L_eval = float(eval_sampling_variance(m.mu, float(m.info.static.get(EVAL_EXAMPLES_KEY, 0.0))))
-                if self._decides_regime(fit):
-                    ch = choose_depth(fit.L_int, fit.K, fit.alpha, m.L0, gamma, m.cost_per_step * self._seeds(m),
-                                      c_min=max(fit.c_min, 1.0), horizon=self._cap(m))
-                    m.c_star, m.J0, m.J_star = float(ch.c_star), float(ch.J0), float(ch.J_star)
-                    # Regimes are decided on the training floor: the evaluation set's sampling
-                    # noise is part of L_int, but it is the evaluation's, not the training's.
-                    lo = np.fmax(fit.L_int_lo, m.family_L_int_lo)
-                    m.regime = Regime(classify(self._training_floor(m, fit.L_int), m.L0, m.J0, m.J_star, self.thresholds,
-                                               self._training_floor(m, lo)).item())
-                else:
-                    # A floor the data cannot tell from a slow decay, or a fit on a bound, decides
-                    # neither c* nor a regime that rests on the fit (the diagnostics say why);
-                    # static-only risk within tolerance still settles it as Static-Sufficient.
-                    m.c_star = m.J0 = m.J_star = float("nan")
-                    m.regime = Regime(classify(float("nan"), m.L0, float("nan"), float("nan"), self.thresholds).item())
-                m.no_learning = learning_not_seen(
-                    [pts[max(pts)] for pts in m.points.values() if pts], self._baseline[m.info.id], s.tolerance)
-                if m.no_learning:
-                    m.regime = Regime.UNDETERMINED
-                m.too_early = self._too_early(m, moved)
-                if m.too_early:
-                    m.regime = Regime.UNDETERMINED
-                self._stop_if_settled(m)
+            data_key = tuple((m.info.id, m.n_points, m.depth) for m in members)
+            terms_key = (price,) + tuple((m.steps_run, m.cost_s, self._seeds(m), _nan_safe(m.bt_scale),
+                                          _nan_safe(m.bt_exponent), _nan_safe(m.gain_trust)) for m in members)
+            done = self._task_fits.get(g)
+            if done is None or done.data_key != data_key:
+                done = self._fit_task(g, members, data_key)
+                self._task_fits[g] = done
+            elif done.terms_key == terms_key:
+                # Unchanged: restore the stops the refit itself made (revisited ones were reset).
+                for m in members:
+                    made = done.stops.get(m.info.id)
+                    if made is not None and m.stop_reason is None and m.failed is None:
+                        self._stop(m, *made)
+                continue
+            self._predict_task(g, members, done)
+            self._decide_task(members, done)
+            done.terms_key = terms_key
+
+    def _fit_task(self, g: str, members: list[CandidateState], data_key: tuple) -> _TaskFit:
+        """The task's family fit from its members' evaluations (the expensive part of a refit)."""
+        s = self.settings
+        curves = [m.curves() for m in members]
+        lo = min(float(c.seeds[k][0][0]) for c in curves for k in c.seeds if c.seeds[k][0].size)
+        hi = max(m.depth for m in members)
+        steps = np.unique(np.concatenate([c.seeds[k][0] for c in curves for k in c.seeds]))
+        grid = steps[(steps >= lo) & (steps <= hi)]
+        if grid.size > 10:
+            grid = np.unique(grid[np.round(np.geomspace(1, grid.size, 10)).astype(int) - 1])
+        # Seeded by the task and its data: the same data gives the same fit in any round.
+        rng_seq = np.random.SeedSequence([s.seed, zlib.crc32(g.encode()), sum(m.n_points for m in members)])
+        fam = fit_family(curves, np.array([m.depth for m in members], float), grid, level=s.level,
+                         n_boot=s.n_boot, tolerance=s.tolerance, rng_seq=rng_seq)
+        seen = [v for m in members for pts in m.points.values() for v in pts.values()]
+        moved = float(np.ptp(seen)) if seen else 0.0  # how far the task's curves have moved so far
+        return _TaskFit(data_key, fam, moved)
+
+    def _predict_task(self, g: str, members: list[CandidateState], done: _TaskFit) -> None:
+        """Each member's predicted final and the task's static-only risk L(0)."""
+        preds = np.array([self._predict(m)[0] for m in members])
+        for m, p in zip(members, preds.tolist()):
+            m.mu = p
+            finals = self._seed_finals(m)
+            m.seed_var_fallback = float(np.var(finals, ddof=1)) if len(finals) >= 2 else 0.0
+        finite = preds[np.isfinite(preds)]
+        # Without completed runs, the static-only risk L(0) is the spread of the family's
+        # predicted finals: the error of predicting every member by the family mean.
+        L0_group = float(np.var(finite, ddof=1)) if finite.size >= 3 else float("nan")
+        # With completed runs of the family, L(0) is what it should be: the cross-validated
+        # error of predicting a run's final from static information alone.
+        done.L0_group = self._history_L0.get(g, L0_group)
+
+    def _decide_task(self, members: list[CandidateState], done: _TaskFit) -> None:
+        """Each member's fit, c*, regime and stop at today's price, from its task's fit."""
+        s = self.settings
+        gamma = self.gamma
+        fam, L0_group = done.fam, done.L0_group
+        shared = fam.shared
+        done.stops = {}
+        for m, fit, U in zip(members, fam.fits, fam.U):
+            if m.stop_reason is not None and m.fit is not None:
+                # Settled candidates keep the fit and regime they stopped with, so the
+                # label never contradicts the stop reason; their data still feeds the family.
+                continue
+            m.fit = fit
+            # A member's own floor interval is wide (few seeds); the family's pooled fit is
+            # the stronger evidence that a floor is really above tolerance.
+            m.family_L_int_lo = shared.L_int_lo if shared is not None and shared.ok else float("nan")
+            m.L0 = L0_group if np.isfinite(L0_group) else float(np.nanmax(U)) if np.isfinite(U).any() else float("nan")
+            m.L_eval = float(eval_sampling_variance(m.mu, float(m.info.static.get(EVAL_EXAMPLES_KEY, 0.0))))
+            if self._decides_regime(fit):
+                ch = choose_depth(fit.L_int, fit.K, fit.alpha, m.L0, gamma, m.cost_per_step * self._seeds(m),
+                                  c_min=max(fit.c_min, 1.0), horizon=self._cap(m))
+                m.c_star, m.J0, m.J_star = float(ch.c_star), float(ch.J0), float(ch.J_star)
+                # Regimes are decided on the training floor: the evaluation set's sampling
+                # noise is part of L_int, but it is the evaluation's, not the training's.
+                lo = np.fmax(fit.L_int_lo, m.family_L_int_lo)
+                m.regime = Regime(classify(self._training_floor(m, fit.L_int), m.L0, m.J0, m.J_star, self.thresholds,
+                                           self._training_floor(m, lo)).item())
+            else:
+                # A floor the data cannot tell from a slow decay, or a fit on a bound, decides
+                # neither c* nor a regime that rests on the fit (the diagnostics say why);
+                # static-only risk within tolerance still settles it as Static-Sufficient.
+                m.c_star = m.J0 = m.J_star = float("nan")
+                m.regime = Regime(classify(float("nan"), m.L0, float("nan"), float("nan"), self.thresholds).item())
+            m.no_learning = learning_not_seen(
+                [pts[max(pts)] for pts in m.points.values() if pts], self._baseline[m.info.id], s.tolerance)
+            if m.no_learning:
+                m.regime = Regime.UNDETERMINED
+            m.too_early = self._too_early(m, done.moved)
+            if m.too_early:
+                m.regime = Regime.UNDETERMINED
+            self._stop_if_settled(m)
+            if m.stop_reason is not None:
+                done.stops[m.info.id] = (m.stop_kind, m.stop_reason, m.soft_stop)
 
     def _update_backtests(self) -> None:
         """The curve model's extrapolation error per candidate (core/backtests.py), from the

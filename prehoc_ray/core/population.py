@@ -286,12 +286,17 @@ def seed_dispersion(cc: CandidateCurves, depths: np.ndarray) -> np.ndarray:
     across seeds anyway, while a per-seed curve fit adds its own estimation noise, which would
     inflate U exactly where prefixes are short and bias alpha down.
     """
-    out = []
-    for c in np.atleast_1d(depths):
-        last = []
-        for st, v in cc.seeds.values():
-            keep = st <= c
-            if keep.any():
-                last.append(v[keep][-1])
-        out.append(float(np.var(last, ddof=1)) if len(last) >= 2 else np.nan)
-    return np.array(out)
+    depths = np.atleast_1d(np.asarray(depths, float))
+    rows = []
+    for st, v in cc.seeds.values():
+        at = np.searchsorted(st, depths, side="right") - 1  # the seed's latest evaluation at each depth
+        rows.append(np.where(at >= 0, v[np.maximum(at, 0)] if v.size else np.nan, np.nan))
+    if len(rows) < 2:
+        return np.full(depths.shape, np.nan)
+    last = np.vstack(rows)
+    seen = np.isfinite(last)
+    n = seen.sum(0)
+    with np.errstate(all="ignore"):
+        mean = np.where(seen, last, 0.0).sum(0) / n
+        var = np.where(seen, (last - mean) ** 2, 0.0).sum(0) / (n - 1)
+    return np.where(n >= 2, var, np.nan)

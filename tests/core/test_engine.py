@@ -316,3 +316,43 @@ def test_a_shallow_steep_prefix_is_too_early_to_tell_not_a_point_prediction():
         assert r["too_early"] and r["regime"] == Regime.UNDETERMINED.value
         assert "too_early_to_tell" in r["diagnostics"]
         assert np.isfinite(r["predicted_std"]) and r["upper"] - r["lower"] > 0.1  # wide, not absent
+
+
+class _RefitEverything(Engine):
+    """The engine without its per-task cache: every refit fits every task again."""
+
+    def refit(self) -> None:
+        self._task_fits.clear()
+        super().refit()
+
+
+@pytest.mark.parametrize("objective", ["decision", "prediction"])
+def test_skipping_unchanged_tasks_decides_exactly_what_refitting_everything_decides(objective, monkeypatch):
+    import json
+
+    from prehoc_ray.core.ask_tell import drive
+    from prehoc_ray.sim.backend import SimulatedBackend
+    from prehoc_ray.sim.synthetic import generate_portfolio
+
+    p = generate_portfolio(n_groups=6, candidates_per_group=4, n_seeds=3, horizon=1000, eval_every=10, seed=11)
+    s = EngineSettings(budget=150.0, seeds=3, eval_every=10, initial_depth=30, tolerance=p.tolerance, n_boot=20,
+                       slots=3, objective=objective)
+    fitted: list[str] = []
+    real_fit_task = Engine._fit_task
+
+    def counting(self, g, members, key):
+        fitted.append(g)
+        return real_fit_task(self, g, members, key)
+
+    monkeypatch.setattr(Engine, "_fit_task", counting)
+    runs = []
+    for cls in (Engine, _RefitEverything):
+        fitted.clear()
+        eng = cls(SimulatedBackend(p).candidates(), s)
+        drive(eng, SimulatedBackend(p))
+        runs.append((json.dumps([eng.summary(), eng.history, eng.round, eng.spent], sort_keys=True, default=str),
+                     len(fitted), eng.round))
+    (cached, n_cached, rounds), (everything, n_everything, _) = runs
+    assert rounds >= 4  # extension rounds, where most tasks got nothing new
+    assert n_cached < n_everything  # the cache did skip tasks ...
+    assert cached == everything  # ... and skipping changed nothing, float for float
