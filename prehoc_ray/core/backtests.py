@@ -107,7 +107,6 @@ def extrapolation_error(groups: list[str], depths: np.ndarray, backtests: list[C
         es = [backtests[i].exponent for i in idx if backtests[i] is not None and math.isfinite(backtests[i].exponent)]
         if es:
             exponent[idx] = float(np.median(es))
-    # (depth, squared error per unit distance) per candidate with back-tests, grouped by task
     # (depth, squared error per unit distance) per candidate with back-tests, grouped by task;
     # every back-test's distance in one vectorised call.
     owner = [i for i, b in enumerate(backtests) if b is not None and b.errors for _ in b.errors]
@@ -127,9 +126,9 @@ def extrapolation_error(groups: list[str], depths: np.ndarray, backtests: list[C
     grecs: dict[str, list[tuple[float, float, float]]] = {}  # (depth, pred x seen, pred^2)
     for i, b in enumerate(backtests):
         if b is not None and b.gains:
-            pg = np.array([g for g, _ in b.gains])
-            ag = np.array([a for _, a in b.gains])
-            grecs.setdefault(groups[i], []).append((float(depths[i]), float(pg @ ag), float(pg @ pg)))
+            # two dot products of a few numbers: plain Python beats numpy's per-call overhead here
+            grecs.setdefault(groups[i], []).append((float(depths[i]), math.fsum(p * a for p, a in b.gains),
+                                                    math.fsum(p * p for p, _ in b.gains)))
     # Candidates of a task share one pool of records: each looks up its window in suffix sums
     # (a scan per candidate would be quadratic in an organisation-wide portfolio).
     everything = _Pool(sorted(x for v in recs.values() for x in v))

@@ -261,6 +261,90 @@ def fit_decay_shared_alpha(
     )
 
 
+def fit_decay_shared_alpha_many(
+    c: np.ndarray,
+    U: np.ndarray,
+    shared: DecayFit,
+    *,
+    level: float = 0.9,
+    n_boot: int = 200,
+    rngs: list[np.random.Generator],
+) -> list[DecayFit]:
+    """fit_decay_shared_alpha for the members of one family at once: rows of U on the depths c
+    (NaN where a member has no value), one generator per row. Each row gets what
+    fit_decay_shared_alpha(c, U[row], shared, rng=rngs[row]) gives (up to the summation order of
+    floating point): the same weights, iterations, residual bootstrap and draws, with the rows'
+    missing depths weighted zero instead of dropped, so one batched solve serves the family."""
+    c = np.asarray(c, float).ravel()
+    U = np.atleast_2d(np.asarray(U, float))
+    if U.shape[1] != c.size:
+        raise ValueError(f"depths and U differ in length: {c.size} vs {U.shape[1]}")
+    if len(rngs) != U.shape[0]:
+        raise ValueError(f"one generator per row of U expected, got {len(rngs)} for {U.shape[0]} rows")
+    order = np.argsort(c, kind="stable")
+    c, U = c[order], U[:, order]
+    valid = np.isfinite(U) & np.isfinite(c)[None, :] & (c > 0)[None, :] & (U >= 0)
+    n = np.array([np.unique(c[v]).size for v in valid])
+    Uz = np.where(valid, U, 0.0)
+    umax = Uz.max(1)
+    out: list[DecayFit | None] = [None] * U.shape[0]
+    for i in np.flatnonzero((n < 2) | (umax <= 0) | (not shared.ok)):
+        out[i] = DecayFit.empty(int(n[i]), (DIAG_TOO_FEW,) if n[i] < 2 else shared.diagnostics)
+    rows = np.flatnonzero((n >= 2) & (umax > 0)) if shared.ok else np.zeros(0, int)
+    if rows.size:
+        alpha = shared.alpha
+        x = c ** (-alpha)
+        mask = valid[rows].astype(float)
+
+        def solve(Ub: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            # Rows without a bootstrap are all zero: their (discarded) solves divide by zero.
+            with np.errstate(all="ignore"):
+                floor = 1e-12 * np.maximum(np.where(m > 0, Ub, 0.0).max(-1, keepdims=True), 1e-300)
+                L, K = weighted_affine_fit(x, Ub, m / np.maximum(Ub, floor) ** 2, nonneg=True)
+                for _ in range(2):
+                    fitted = np.maximum(L[..., None] + K[..., None] * x, 1e-300)
+                    L, K = weighted_affine_fit(x, Ub, m / fitted**2, nonneg=True)
+            return L, K
+
+        L, K = solve(Uz[rows], mask)
+        lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
+        L_lo = L_hi = K_lo = K_hi = np.full(rows.size, np.nan)
+        boot = (n[rows] >= 3) & (n_boot > 0)
+        if boot.any():
+            Ub = np.zeros((rows.size, n_boot, c.size))
+            for k in np.flatnonzero(boot):
+                i = rows[k]
+                pos = np.flatnonzero(valid[i])
+                floor = 1e-9 * float(umax[i])
+                fitted = np.log(np.maximum(L[k] + K[k] * x[pos], floor))
+                resid = np.log(np.maximum(U[i, pos], floor)) - fitted
+                m_ = pos.size
+                resid = (resid - resid.mean()) * np.sqrt(min(m_ / max(m_ - 2, 1), 4.0))
+                Ub[k][:, pos] = np.exp(fitted[None, :] + resid[rngs[i].integers(0, m_, size=(n_boot, m_))])
+            Lb, Kb = solve(Ub, mask[:, None, :])
+            qL = np.quantile(Lb, [lo_q, hi_q], axis=1)
+            qK = np.quantile(Kb, [lo_q, hi_q], axis=1)
+            L_lo = np.where(boot, np.minimum(qL[0], L), np.nan)
+            L_hi = np.where(boot, np.maximum(qL[1], L), np.nan)
+            K_lo = np.where(boot, np.minimum(qK[0], K), np.nan)
+            K_hi = np.where(boot, np.maximum(qK[1], K), np.nan)
+        inherited = [d for d in shared.diagnostics if d in (DIAG_EARLY_TRANSIENT,)]
+        for k, i in enumerate(rows.tolist()):
+            pos = valid[i]
+            Lk, Kk = float(L[k]), float(K[k])
+            Umin, cmin = float(U[i, pos].min()), float(c[pos].min())
+            diags = list(inherited)
+            if Kk * cmin ** (-alpha) < 0.05 * Lk:
+                diags.append(DIAG_NO_DECAY)
+            elif boot[k] and np.isfinite(L_lo[k]) and L_lo[k] <= 0.05 * Umin and L_hi[k] >= 0.5 * Umin:
+                diags.append(DIAG_FLOOR_UNIDENTIFIED)
+            out[i] = DecayFit(
+                Lk, Kk, alpha, float(L_lo[k]), float(L_hi[k]), float(K_lo[k]), float(K_hi[k]), shared.alpha_lo,
+                shared.alpha_hi, int(n[i]), cmin, float(c[pos].max()), tuple(diags),
+            )
+    return out  # type: ignore[return-value]
+
+
 def fit_decay_many(
     problems: list[tuple[np.ndarray, np.ndarray]],
     *,

@@ -53,7 +53,7 @@ max come from one lexsort (no Python loop over candidates).
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import log_ndtr, ndtr
+from scipy.special import ndtr
 
 _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
 
@@ -142,7 +142,7 @@ def p_best(mu: np.ndarray, sd: np.ndarray, codes: np.ndarray, rng: np.random.Gen
         zz = (m[None, :] - M_other) / s[None, :]
     # zero-variance beliefs: the step function itself
     zz = np.where(s[None, :] > 0, zz, np.where(m[None, :] > M_other, np.inf, np.where(m[None, :] < M_other, -np.inf, 0.0)))
-    p = np.exp(log_ndtr(zz)).mean(axis=0)
+    p = ndtr(zz).mean(axis=0)
     p = np.where(np.isneginf(M_other).all(axis=0), 1.0, p)  # alone in its task
     tot = np.bincount(seg, weights=p, minlength=starts.size)
     p = p / np.where(tot[seg] > 0, tot[seg], 1.0)

@@ -52,7 +52,7 @@ from prehoc_ray.types import Regime, StopKind
 
 # z of the 90% interval: "too early to tell" compares a 90% interval's width with the task's range.
 TOO_EARLY_Z = 1.6448536269514722
-TOO_EARLY = "too_early_to_tell"  # a diagnostic: see Engine._too_early
+TOO_EARLY = "too_early_to_tell"  # a diagnostic: see Engine._decide_task
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,7 @@ class CandidateState:
     bt_scale: float = float("nan")  # the curve model's extrapolation error per unit curve_distance at this depth
     gain_trust: float = 1.0  # share of the extrapolated gain its task's back-tests bore out (core/backtests.py)
     bt_exponent: float = 0.0  # the exponent that error is carried to the horizon with (its task's curves)
-    too_early: bool = False  # its interval is wider than all its task's curves have moved (see _too_early)
+    too_early: bool = False  # its interval is wider than all its task's curves have moved (see _decide_task)
     finals_cache: tuple[int, list[tuple[float, float]]] = (-1, [])  # (points, each seed's (extrapolated final, last value))
     L_eval: float = float("nan")  # evaluation-set sampling variance of its final (NaN: set size unknown)
     seed_var_fallback: float = 0.0  # variance of one seed's extrapolated final, where no usable decay fit (refit)
@@ -807,11 +807,14 @@ class Engine:
 
     def _predict_task(self, g: str, members: list[CandidateState], done: _TaskFit) -> None:
         """Each member's predicted final and the task's static-only risk L(0)."""
-        preds = np.array([self._predict(m)[0] for m in members])
-        for m, p in zip(members, preds.tolist()):
-            m.mu = p
+        preds = np.full(len(members), np.nan)
+        for k, m in enumerate(members):
+            # a few seeds each: plain Python beats numpy's per-call overhead at 10,000 candidates
             finals = self._seed_finals(m)
-            m.seed_var_fallback = float(np.var(finals, ddof=1)) if len(finals) >= 2 else 0.0
+            n = len(finals)
+            mean = math.fsum(finals) / n if n else float("nan")
+            m.mu = preds[k] = mean
+            m.seed_var_fallback = math.fsum((f - mean) ** 2 for f in finals) / (n - 1) if n >= 2 else 0.0
         finite = preds[np.isfinite(preds)]
         # Without completed runs, the static-only risk L(0) is the spread of the family's
         # predicted finals: the error of predicting every member by the family mean.
@@ -821,48 +824,69 @@ class Engine:
         done.L0_group = self._history_L0.get(g, L0_group)
 
     def _decide_task(self, members: list[CandidateState], done: _TaskFit) -> None:
-        """Each member's fit, c*, regime and stop at today's price, from its task's fit."""
+        """Each member's fit, c*, regime and stop at today's price, from its task's fit. The
+        numerics are vectorised over the task's members (one call each, not one per member)."""
         s = self.settings
-        gamma = self.gamma
         fam, L0_group = done.fam, done.L0_group
         shared = fam.shared
         done.stops = {}
-        for m, fit, U in zip(members, fam.fits, fam.U):
-            if m.stop_reason is not None and m.fit is not None:
-                # Settled candidates keep the fit and regime they stopped with, so the
-                # label never contradicts the stop reason; their data still feeds the family.
-                continue
+        live = [k for k, m in enumerate(members) if not (m.stop_reason is not None and m.fit is not None)]
+        # Settled candidates keep the fit and regime they stopped with, so the label never
+        # contradicts the stop reason; their data still feeds the family.
+        if not live:
+            return
+        ms = [members[k] for k in live]
+        fits = [fam.fits[k] for k in live]
+        # A member's own floor interval is wide (few seeds); the family's pooled fit is the
+        # stronger evidence that a floor is really above tolerance.
+        fam_lo = shared.L_int_lo if shared is not None and shared.ok else float("nan")
+        U = fam.U[live]
+        with np.errstate(all="ignore"):
+            own_L0 = np.where(np.isfinite(U).any(1), np.nanmax(np.where(np.isfinite(U), U, -np.inf), 1), np.nan)
+        L0 = np.full(len(ms), L0_group) if np.isfinite(L0_group) else own_L0
+        mu = np.array([m.mu for m in ms])
+        L_eval = eval_sampling_variance(mu, np.array([float(m.info.static.get(EVAL_EXAMPLES_KEY, 0.0)) for m in ms]))
+        decides = np.array([self._decides_regime(f) for f in fits])
+        nan = np.full(len(ms), np.nan)
+        L_int, K, alpha, L_lo, c_min = (np.array([getattr(f, a) if d else np.nan for f, d in zip(fits, decides)])
+                                        for a in ("L_int", "K", "alpha", "L_int_lo", "c_min"))
+        lam = np.array([m.cost_per_step * self._seeds(m) for m in ms])
+        cap = np.array([self._cap(m) for m in ms], float)
+        ch = choose_depth(np.where(decides, L_int, 0.0), np.where(decides, K, 0.0), np.where(decides, alpha, 1.0), L0,
+                          self.gamma, lam, c_min=np.maximum(np.where(decides, c_min, 1.0), 1.0), horizon=cap)
+        c_star, J0, J_star = (np.where(decides, v, nan) for v in (ch.c_star, ch.J0, ch.J_star))
+        # Regimes are decided on the training floor: the evaluation set's sampling noise is part
+        # of L_int, but it is the evaluation's, not the training's. A floor the data cannot tell
+        # from a slow decay, or a fit on a bound, decides neither c* nor a regime that rests on
+        # the fit (the diagnostics say why); static-only risk within tolerance still settles it.
+        floor = self._training_floors(L_eval, L_int)
+        floor_lo = self._training_floors(L_eval, np.fmax(L_lo, fam_lo))
+        regimes = classify(floor, L0, J0, J_star, self.thresholds, floor_lo)
+        depth = np.array([float(m.depth) for m in ms])
+        with np.errstate(invalid="ignore"):
+            ext = extrapolation_variance(np.array([m.bt_scale for m in ms]), np.array([float(m.info.horizon) for m in ms]),
+                                         depth, np.array([m.bt_exponent for m in ms]))
+            too_early = np.isfinite(ext) & (done.moved > 0) & (2 * TOO_EARLY_Z * np.sqrt(ext) > done.moved)
+        for i, (m, fit) in enumerate(zip(ms, fits)):
             m.fit = fit
-            # A member's own floor interval is wide (few seeds); the family's pooled fit is
-            # the stronger evidence that a floor is really above tolerance.
-            m.family_L_int_lo = shared.L_int_lo if shared is not None and shared.ok else float("nan")
-            m.L0 = L0_group if np.isfinite(L0_group) else float(np.nanmax(U)) if np.isfinite(U).any() else float("nan")
-            m.L_eval = float(eval_sampling_variance(m.mu, float(m.info.static.get(EVAL_EXAMPLES_KEY, 0.0))))
-            if self._decides_regime(fit):
-                ch = choose_depth(fit.L_int, fit.K, fit.alpha, m.L0, gamma, m.cost_per_step * self._seeds(m),
-                                  c_min=max(fit.c_min, 1.0), horizon=self._cap(m))
-                m.c_star, m.J0, m.J_star = float(ch.c_star), float(ch.J0), float(ch.J_star)
-                # Regimes are decided on the training floor: the evaluation set's sampling
-                # noise is part of L_int, but it is the evaluation's, not the training's.
-                lo = np.fmax(fit.L_int_lo, m.family_L_int_lo)
-                m.regime = Regime(classify(self._training_floor(m, fit.L_int), m.L0, m.J0, m.J_star, self.thresholds,
-                                           self._training_floor(m, lo)).item())
-            else:
-                # A floor the data cannot tell from a slow decay, or a fit on a bound, decides
-                # neither c* nor a regime that rests on the fit (the diagnostics say why);
-                # static-only risk within tolerance still settles it as Static-Sufficient.
-                m.c_star = m.J0 = m.J_star = float("nan")
-                m.regime = Regime(classify(float("nan"), m.L0, float("nan"), float("nan"), self.thresholds).item())
+            m.family_L_int_lo = fam_lo
+            m.L0, m.L_eval = float(L0[i]), float(L_eval[i])
+            m.c_star, m.J0, m.J_star = float(c_star[i]), float(J0[i]), float(J_star[i])
+            m.regime = regimes[i]
             m.no_learning = learning_not_seen(
                 [pts[max(pts)] for pts in m.points.values() if pts], self._baseline[m.info.id], s.tolerance)
-            if m.no_learning:
-                m.regime = Regime.UNDETERMINED
-            m.too_early = self._too_early(m, done.moved)
-            if m.too_early:
+            m.too_early = bool(too_early[i])
+            if m.no_learning or m.too_early:
                 m.regime = Regime.UNDETERMINED
             self._stop_if_settled(m)
             if m.stop_reason is not None:
                 done.stops[m.info.id] = (m.stop_kind, m.stop_reason, m.soft_stop)
+
+    @staticmethod
+    def _training_floors(L_eval: np.ndarray, L_int: np.ndarray) -> np.ndarray:
+        """_training_floor over arrays."""
+        known = np.isfinite(L_eval) & np.isfinite(L_int)
+        return np.where(known, np.maximum(L_int - np.where(known, L_eval, 0.0), 0.0), L_int)
 
     def _update_backtests(self) -> None:
         """The curve model's extrapolation error per candidate (core/backtests.py), from the
@@ -902,13 +926,6 @@ class Engine:
         """Stop probing `st`: the kind the plan branches on, the words the user reads. soft: a
         decision about the current beliefs, revisited at every refit."""
         st.stop_kind, st.stop_reason, st.soft_stop = kind, why, soft
-
-    def _too_early(self, st: CandidateState, moved: float) -> bool:
-        """Too early to tell: the curve model's back-tested error alone spans more than all the
-        task's curves have moved so far, so the prediction cannot rank the candidate."""
-        z = TOO_EARLY_Z
-        ext = float(extrapolation_variance(st.bt_scale, st.info.horizon, st.depth, st.bt_exponent))
-        return bool(np.isfinite(ext) and moved > 0 and 2 * z * math.sqrt(ext) > moved)
 
     @staticmethod
     def _training_floor(st: CandidateState, L_int: float) -> float:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from prehoc_ray.core.decay import DecayFit, fit_decay, fit_decay_shared_alpha, log_bias
+from prehoc_ray.core.decay import DecayFit, fit_decay, fit_decay_shared_alpha_many, log_bias
 from prehoc_ray.core.observations import CandidateCurves
 from prehoc_ray.core.population import seed_dispersion
 from prehoc_ray.core.shrinkage import shrink_floors
@@ -54,13 +54,11 @@ def fit_family(
         pooled_dof = np.where(np.isfinite(Us), dof[:, None], 0.0).sum(0)
         pooled = pooled * np.exp(-log_bias(np.where(pooled_dof > 0, pooled_dof, np.inf)))
         shared = fit_decay(grid, pooled, level=level, n_boot=n_boot, rng=np.random.default_rng(rng_seq.spawn(1)[0]))
-    fits = []
-    for U, d in zip(Us, dof):
-        rng = np.random.default_rng(rng_seq.spawn(1)[0])
-        if shared is not None and shared.ok:
-            # A linear-space fit of relative errors: unbiased for the variance as it is.
-            fits.append(fit_decay_shared_alpha(grid, U, shared, level=level, n_boot=n_boot, rng=rng))
-        else:
-            fits.append(fit_decay(grid, U, level=level, n_boot=n_boot, rng=rng, dof=d))
+    rngs = [np.random.default_rng(rng_seq.spawn(1)[0]) for _ in members]
+    if shared is not None and shared.ok:
+        # A linear-space fit of relative errors: unbiased for the variance as it is.
+        fits = fit_decay_shared_alpha_many(grid, Us, shared, level=level, n_boot=n_boot, rngs=rngs)
+    else:
+        fits = [fit_decay(grid, U, level=level, n_boot=n_boot, rng=rng, dof=d) for U, d, rng in zip(Us, dof, rngs)]
     fits = shrink_floors(fits, [len(c.seeds) for c in members], scale=tolerance**2 / 100)
     return FamilyFit(grid, Us, shared, fits)

@@ -130,3 +130,32 @@ def test_dof_removes_the_log_bias_of_sample_variances() -> None:
     assert ratio[None] < 0.8
     assert 0.85 < ratio[3] < 1.15
     assert cover[3] > cover[None] + 0.1
+
+
+def test_shared_alpha_fits_of_a_family_at_once_equal_one_at_a_time():
+    """The batched member fit (missing depths weighted zero) gives each member what the scalar
+    fit gives it: point estimates, bootstrap intervals from the same draws, diagnostics."""
+    import math
+
+    from prehoc_ray.core.decay import fit_decay_shared_alpha, fit_decay_shared_alpha_many
+
+    rng = np.random.default_rng(3)
+    for t in range(60):
+        G = int(rng.integers(2, 11))
+        c = np.sort(rng.choice(np.arange(10, 400, 10), G, replace=False)).astype(float)
+        M = int(rng.integers(1, 10))
+        L, K, a = rng.uniform(0, 0.01), rng.uniform(0.01, 1), rng.uniform(0.2, 1.5)
+        U = (L + K * c**-a)[None, :] * rng.lognormal(0, 0.5, size=(M, G))
+        for i in range(M):
+            U[i, int(rng.integers(0, G + 1)):] = np.nan  # members reached different depths
+            if rng.random() < 0.1:
+                U[i] = 0.0
+        shared = fit_decay(c, L + K * c**-a, n_boot=20, rng=np.random.default_rng(0))
+        seeds = np.random.SeedSequence(t).spawn(M)
+        one = [fit_decay_shared_alpha(c, U[i], shared, n_boot=20, rng=np.random.default_rng(seeds[i])) for i in range(M)]
+        many = fit_decay_shared_alpha_many(c, U, shared, n_boot=20, rngs=[np.random.default_rng(s) for s in seeds])
+        for f, g in zip(one, many):
+            assert f.diagnostics == g.diagnostics and f.n_points == g.n_points
+            for k in ("L_int", "K", "alpha", "L_int_lo", "L_int_hi", "K_lo", "K_hi", "c_min", "c_max"):
+                u, v = getattr(f, k), getattr(g, k)
+                assert (math.isnan(u) and math.isnan(v)) or abs(u - v) <= 1e-9 * max(abs(u), abs(v), 1e-12), (k, u, v)
