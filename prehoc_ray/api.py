@@ -41,15 +41,15 @@ __all__ = ["CandidateInfo", "Engine", "EngineSettings", "ProbeOrder", "analyze_c
            "read_plan_pandas", "run"]
 
 
-def load_job(path: str | Path) -> "JobSpec":
+def load_job(path: str | Path) -> JobSpec:
     """A job spec from YAML; raises SpecError with one line per problem (field and expectation)."""
     from prehoc_ray.spec.job import load_job as _load
 
     return _load(path)
 
 
-def run(job: "JobSpec | str | Path", out: str | Path, *, address: str | None = None, resume: bool = False,
-        **driver_options: Any) -> "RunResult":
+def run(job: JobSpec | str | Path, out: str | Path, *, address: str | None = None, resume: bool = False,
+        **driver_options: Any) -> RunResult:
     """Run a job: probes, allocation, plan and report in `out` (see `prehoc-ray run`)."""
     from prehoc_ray.execution.driver import run_job
 
@@ -58,7 +58,7 @@ def run(job: "JobSpec | str | Path", out: str | Path, *, address: str | None = N
     return run_job(spec, out, address=address, resume=resume, spec_path=spec_path, **driver_options)
 
 
-def analyze_curves(trajectories: str | Path, depth: float | None = None, **settings: Any) -> "AnalysisResult":
+def analyze_curves(trajectories: str | Path, depth: float | None = None, **settings: Any) -> AnalysisResult:
     """Predictions (`.predictions`) and fitted units (`.units`, `.decomposition_rows()`) of a
     trajectory table (CSV/Parquet/JSONL: candidate, step, value[, seed, group, final, horizon,
     static_*]), using only steps <= depth when given. settings: AnalysisSettings fields."""
@@ -69,7 +69,7 @@ def analyze_curves(trajectories: str | Path, depth: float | None = None, **setti
     return analyze(obs, depth, AnalysisSettings(**settings))
 
 
-def read_plan(run_dir: str | Path) -> "pyarrow.Table":
+def read_plan(run_dir: str | Path) -> pyarrow.Table:
     """plan.parquet of a finished run: one row per candidate, decision and reason included."""
     import pyarrow.parquet as pq
 
@@ -82,6 +82,6 @@ def read_plan(run_dir: str | Path) -> "pyarrow.Table":
     return pq.read_table(path)
 
 
-def read_plan_pandas(run_dir: str | Path) -> "pandas.DataFrame":
+def read_plan_pandas(run_dir: str | Path) -> pandas.DataFrame:
     """read_plan as a pandas DataFrame (needs pandas installed)."""
     return read_plan(run_dir).to_pandas()

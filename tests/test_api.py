@@ -69,8 +69,8 @@ def test_the_api_loads_lazily():
 
 @pytest.mark.slow
 def test_run_a_job_from_python(tmp_path):
-    code = ("import prehoc_ray; r = prehoc_ray.run('jobs/simulated.yaml', %r); "
-            "t = prehoc_ray.read_plan(r.run_dir); print(t.num_rows, r.engine.finished)" % str(tmp_path / "run"))
+    code = (f"import prehoc_ray; r = prehoc_ray.run('jobs/simulated.yaml', {str(tmp_path / 'run')!r}); "
+            "t = prehoc_ray.read_plan(r.run_dir); print(t.num_rows, r.engine.finished)")
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -16,12 +16,16 @@ EXIT_FAILURE = 1
 
 def _register() -> None:
     # Imported for their side effect of adding commands; kept cheap (heavy imports inside commands).
-    from prehoc_ray.cli import analyze  # noqa: F401
-    from prehoc_ray.cli import backtest  # noqa: F401
-    from prehoc_ray.cli import history  # noqa: F401
-    from prehoc_ray.cli import report, submit, validate  # noqa: F401
-    from prehoc_ray.cli import run  # noqa: F401
-    from prehoc_ray.cli import simulate  # noqa: F401
+    from prehoc_ray.cli import (  # noqa: F401
+        analyze,
+        backtest,
+        history,
+        report,
+        run,
+        simulate,
+        submit,
+        validate,
+    )
 
 
 def main() -> None:

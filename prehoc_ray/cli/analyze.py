@@ -13,9 +13,10 @@ import math
 import os
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import typer
 from typer.core import TyperCommand
@@ -66,7 +67,7 @@ def one_line_errors(what: str) -> Iterator[None]:
     except (BadInput, TrajectoryError) as exc:
         typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    except Exception as exc:  # noqa: BLE001 - the CLI contract: a message, not a traceback
+    except Exception as exc:  # the CLI contract: a message, not a traceback
         if os.environ.get(DEBUG_ENV):
             raise
         typer.echo(f"error: {what} failed: {type(exc).__name__}: {' '.join(str(exc).split())} (set {DEBUG_ENV}=1 for the traceback)", err=True)
@@ -236,12 +237,12 @@ def analyze_command(
     trajectories: Path = typer.Argument(..., help="Trajectory table: .csv, .parquet/.pq or .jsonl/.ndjson/.json; one row per (candidate, seed, step).", show_default=False),
     out: Path = typer.Option(..., "--out", help="Output directory (created if missing).", show_default=False),
     mode: Mode = typer.Option(Mode.MAX, "--mode", help="Whether a larger metric is better (max) or a smaller one (min)."),
-    depth: Optional[float] = typer.Option(None, "--depth", help="Use only observations with step <= C: what would we have predicted after C steps.", metavar="C"),
-    horizon: Optional[float] = typer.Option(None, "--horizon", help="Full-training length for every candidate (default: the horizon column, else each candidate's last step).", metavar="T"),
+    depth: float | None = typer.Option(None, "--depth", help="Use only observations with step <= C: what would we have predicted after C steps.", metavar="C"),
+    horizon: float | None = typer.Option(None, "--horizon", help="Full-training length for every candidate (default: the horizon column, else each candidate's last step).", metavar="T"),
     level: float = typer.Option(0.9, "--level", help="Coverage of the central prediction intervals, in (0, 1)."),
     tolerance: float = typer.Option(0.02, "--tolerance", help="Tolerated std of a prediction, in metric units (tau); regime thresholds use tau^2.", metavar="TAU"),
     cost_per_step: float = typer.Option(1.0, "--cost-per-step", help="Cost of one probe step (lambda).", metavar="LAMBDA"),
-    gamma: Optional[float] = typer.Option(None, "--gamma", help="Price of risk per unit cost (default: tau^2 / (lambda x median horizon)).", metavar="GAMMA"),
+    gamma: float | None = typer.Option(None, "--gamma", help="Price of risk per unit cost (default: tau^2 / (lambda x median horizon)).", metavar="GAMMA"),
     seed: int = typer.Option(0, "--seed", help="Random seed (folds, bootstrap)."),
     n_boot: int = typer.Option(200, "--n-boot", help="Bootstrap replicates for the decay-fit intervals (0 skips them)."),
 ) -> None:

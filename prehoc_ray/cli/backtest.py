@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any
 
 import typer
 
@@ -27,6 +27,7 @@ from prehoc_ray.cli import app
 from prehoc_ray.cli.analyze import BadInput, _blas_limit, _OneLineErrors, one_line_errors
 
 DEFAULT_POLICIES = ("prehoc", "uniform", "sh", "asha", "static_only", "oracle")
+_POLICY_HELP = f"Policy to replay (repeatable; default: {', '.join(DEFAULT_POLICIES)})."
 
 
 def parse_budgets(text: str) -> list[float]:
@@ -138,9 +139,9 @@ def backtest_command(
     runs: Path = typer.Argument(..., help="Trajectory table of fine-tunes already run (.csv, .parquet, .jsonl) with a `final` column.", show_default=False),
     out: Path = typer.Option(..., "--out", help="Output directory (created if missing).", show_default=False),
     budget: str = typer.Option("0.05,0.1,0.2", "--budget", help="Probe budgets as fractions of fully training every candidate once, comma-separated."),
-    policy: Optional[List[str]] = typer.Option(None, "--policy", help=f"Policy to replay (repeatable; default: {', '.join(DEFAULT_POLICIES)})."),
+    policy: list[str] | None = typer.Option(None, "--policy", help=_POLICY_HELP),
     repeats: int = typer.Option(5, "--repeats", help="Repeats of the stochastic policies (ASHA: the arrival order of its asynchronous results); the others are deterministic and run once."),
-    history: Optional[Path] = typer.Option(None, "--history", help="Past runs of the same tasks (same format) for the policies that learn from history."),
+    history: Path | None = typer.Option(None, "--history", help="Past runs of the same tasks (same format) for the policies that learn from history."),
     tolerance: float = typer.Option(0.02, "--tolerance", help="Tolerated prediction error in metric units (tau).", metavar="TAU"),
     seeds: int = typer.Option(2, "--seeds", help="Probe seeds per candidate (at most the recorded ones)."),
     n_portfolios: int = typer.Option(0, "--portfolios", help="Backtest K random portfolios drawn from the table (units for the paired intervals).", metavar="K"),

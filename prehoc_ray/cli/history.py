@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any
 
 import typer
 
@@ -80,16 +80,16 @@ def run_import(sources: list[str], out: Path, *, metric: str | None = None, step
 
 @history_app.command("import", cls=_OneLineErrors)
 def import_command(
-    sources: List[str] = typer.Argument(..., metavar="SOURCE...", help="Ray Tune experiment dirs, Trainer output dirs, tracker exports (prefix tune:, hf:, tracker: to say which).", show_default=False),
+    sources: list[str] = typer.Argument(..., metavar="SOURCE...", help="Ray Tune experiment dirs, Trainer output dirs, tracker exports (prefix tune:, hf:, tracker: to say which).", show_default=False),
     out: Path = typer.Option(..., "--out", help="History table to write: .parquet, .csv or .jsonl.", show_default=False),
-    metric: Optional[str] = typer.Option(None, "--metric", help="Metric to import: a Tune result key (acc), a Trainer log key (eval_accuracy); for a tracker export, the value column when --map has none."),
-    step: Optional[str] = typer.Option(None, "--step", help="Step key (default: Tune training_iteration, Trainer step; 'epoch' for Trainer epochs)."),
-    group: Optional[str] = typer.Option(None, "--group", help="Group (task) name for every imported run that has none from --group-by or --map (default 'all')."),
-    group_by: Optional[str] = typer.Option(None, "--group-by", help="Tune / Trainer config key that holds each run's group (task); tracker exports: --map group=COLUMN."),
-    seed_key: Optional[str] = typer.Option(None, "--seed-key", help="Tune / Trainer config key that holds the seed (runs differing only in it become seeds of one candidate); tracker exports: --map seed=COLUMN."),
-    candidate_keys: Optional[str] = typer.Option(None, "--candidate-keys", help="Config keys whose values name a candidate, comma-separated (default: the trial / run id, or every config key but the seed)."),
-    horizon: Optional[float] = typer.Option(None, "--horizon", help="Full-run length in steps for every run (default: the run's max_steps, else the longest run of its group).", metavar="T"),
-    column_map: Optional[List[str]] = typer.Option(None, "--map", help="Tracker exports: TARGET=COLUMN,... with TARGET candidate, step, value, seed, group, final, horizon or static_<name>."),
+    metric: str | None = typer.Option(None, "--metric", help="Metric to import: a Tune result key (acc), a Trainer log key (eval_accuracy); for a tracker export, the value column when --map has none."),
+    step: str | None = typer.Option(None, "--step", help="Step key (default: Tune training_iteration, Trainer step; 'epoch' for Trainer epochs)."),
+    group: str | None = typer.Option(None, "--group", help="Group (task) name for every imported run that has none from --group-by or --map (default 'all')."),
+    group_by: str | None = typer.Option(None, "--group-by", help="Tune / Trainer config key that holds each run's group (task); tracker exports: --map group=COLUMN."),
+    seed_key: str | None = typer.Option(None, "--seed-key", help="Tune / Trainer config key that holds the seed (runs differing only in it become seeds of one candidate); tracker exports: --map seed=COLUMN."),
+    candidate_keys: str | None = typer.Option(None, "--candidate-keys", help="Config keys whose values name a candidate, comma-separated (default: the trial / run id, or every config key but the seed)."),
+    horizon: float | None = typer.Option(None, "--horizon", help="Full-run length in steps for every run (default: the run's max_steps, else the longest run of its group).", metavar="T"),
+    column_map: list[str] | None = typer.Option(None, "--map", help="Tracker exports: TARGET=COLUMN,... with TARGET candidate, step, value, seed, group, final, horizon or static_<name>."),
 ) -> None:
     """Read past runs (Ray Tune, Hugging Face Trainer, tracker exports) into a history table."""
     with one_line_errors("history import"):

@@ -57,7 +57,7 @@ def report_cmd(
         rep = write_report(run_dir, spec=spec)
     except typer.Exit:
         raise
-    except Exception as exc:  # noqa: BLE001 - unreadable files: say which and why
+    except Exception as exc:  # unreadable files: say which and why
         typer.echo(f"prehoc-ray: {run_dir}: cannot build the report: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(EXIT_FAILURE) from None
     state = "" if rep.complete else " (run incomplete: no candidates.parquet; the report shows what the store holds)"

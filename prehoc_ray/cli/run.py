@@ -20,7 +20,6 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -40,9 +39,9 @@ def _fail(message: str, code: int) -> None:
 @app.command("run", cls=_OneLineErrors)
 def run_cmd(
     spec_path: Path = typer.Argument(..., metavar="JOB.yaml", help="The job spec (see jobs/)."),
-    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (GCS HOST:PORT or 'auto'); "
+    address: str | None = typer.Option(None, "--address", help="Ray cluster address (GCS HOST:PORT or 'auto'); "
                                           "default: the spec's cluster.address, RAY_ADDRESS, else an embedded local Ray."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<job name>)."),
+    out: Path | None = typer.Option(None, "--out", help="Run directory (default runs/<job name>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its result store."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress output (the summary is still printed)."),
 ) -> None:
@@ -85,7 +84,7 @@ def run_cmd(
         _fail(str(exc), EXIT_FAILURE)
     except KeyboardInterrupt:
         _fail(f"interrupted; continue with: prehoc-ray run {spec_path} --out {run_dir} --resume", EXIT_FAILURE)
-    except Exception as exc:  # noqa: BLE001 - one line, unless debugging
+    except Exception as exc:  # one line, unless debugging
         if os.environ.get(DEBUG_ENV):
             raise
         _fail(f"{type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for the traceback; --resume continues the run)",

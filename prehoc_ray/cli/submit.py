@@ -145,7 +145,7 @@ def make_client(address: str | None, allow_insecure_token: bool = False):
     except ConnectionError as exc:
         raise CliError(f"cannot reach the Ray dashboard at {addr}: {exc} (is the head running, and is --address its "
                        "dashboard URL, e.g. http://HEAD:8265?)") from None
-    except Exception as exc:  # noqa: BLE001 - Ray raises RuntimeError/AuthenticationError/ValueError here
+    except Exception as exc:  # Ray raises RuntimeError/AuthenticationError/ValueError here
         raise CliError(_explain(exc, addr)) from None
     finally:
         os.environ.update(saved)
@@ -333,7 +333,7 @@ def short_message(info, max_len: int = 300) -> str:
 def _last_log_line(client, sid: str) -> str:
     try:
         lines = [ln.strip() for ln in client.get_job_logs(sid).splitlines() if ln.strip()]
-    except Exception:  # noqa: BLE001 - only a hint
+    except Exception:  # only a hint
         return ""
     errors = [ln for ln in lines if ln.lower().startswith(("error", "traceback")) or "Error:" in ln]
     pick = errors[-1] if errors else (lines[-1] if lines else "")
@@ -372,10 +372,10 @@ def follow_logs(client, sid: str, poll_s: float = 2.0, timeout_s: float | None =
             asyncio.run(tail())
         else:
             asyncio.run(asyncio.wait_for(tail(), timeout_s))
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise CliError(f"--timeout: job {sid} still running after {timeout_s:.0f} s (it keeps running; "
                        f"`prehoc-ray status {sid}`)") from None
-    except Exception as exc:  # noqa: BLE001 - the websocket closed early: fall back to polling
+    except Exception as exc:  # the websocket closed early: fall back to polling
         typer.echo(f"(log stream interrupted: {' '.join(str(exc).split())}; polling the status)", err=True)
     while True:
         status = _status_str(client.get_job_info(sid))
@@ -457,7 +457,7 @@ def _submit(spec_path: Path, address: str | None, wait: bool, working_dir: str, 
             typer.echo(f"follow it: prehoc-ray logs {sid} --follow --address {resolve_address(address)}")
     except CliError:
         raise
-    except Exception as exc:  # noqa: BLE001 - Ray's client raises bare RuntimeErrors
+    except Exception as exc:  # Ray's client raises bare RuntimeErrors
         raise CliError(_explain(exc, resolve_address(address))) from None
 
 
@@ -473,7 +473,7 @@ def _status(target: str, address: str | None, allow_insecure_token: bool = False
     client = make_client(address, allow_insecure_token)
     try:
         info = job_info(client, sid)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise CliError(_explain(exc, resolve_address(address))) from None
     if info is None:
         raise CliError(f"no job with submission id {sid} on {resolve_address(address)}")
@@ -494,7 +494,7 @@ def _logs(target: str, address: str | None, follow: bool, allow_insecure_token: 
             typer.echo(client.get_job_logs(sid), nl=False)
     except CliError:
         raise
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise CliError(_explain(exc, resolve_address(address))) from None
 
 

@@ -85,7 +85,7 @@ def _check_task_file(k: int, task, problems: list[Problem]) -> None:
         return
     try:
         cols = _columns(path)
-    except Exception as exc:  # noqa: BLE001 - any reader error is the user's file
+    except Exception as exc:  # any reader error is the user's file
         # the exception's kind, not its text: JSON and CSV errors quote the file's bytes
         problems.append(Problem(where, f"task {task.name!r}: cannot read {str(path)!r}: {_reader_error(exc)}"))
         return
@@ -150,7 +150,7 @@ def _check_builtin(k: int, task, problems: list[Problem]) -> None:
         locate()
     except ImportError:
         pass
-    except Exception as exc:  # noqa: BLE001 - RunnerInputError and friends: the install is incomplete
+    except Exception as exc:  # RunnerInputError and friends: the install is incomplete
         problems.append(Problem(where, f"builtin dataset {task.builtin!r}: {exc}"))
 
 

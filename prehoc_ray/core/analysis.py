@@ -15,9 +15,9 @@ from scipy.stats import norm
 
 from prehoc_ray.core.budget import choose_depth, default_gamma
 from prehoc_ray.core.decay import DIAGNOSTIC_HELP, DecayFit, fit_decay, predictive_variance
+from prehoc_ray.core.family import fit_family
 from prehoc_ray.core.observations import Observations
 from prehoc_ray.core.population import MIN_POPULATION, out_of_fold, population_risk, seed_predictions
-from prehoc_ray.core.family import fit_family
 from prehoc_ray.core.regimes import RegimeThresholds, classify, explain
 from prehoc_ray.types import Regime
 

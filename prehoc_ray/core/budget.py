@@ -83,24 +83,6 @@ def choose_depth(
     return ProbeChoice(np.asarray(cs), np.asarray(Js), np.broadcast_to(J0, np.shape(Js)).copy(), probe)
 
 
-def frontier(
-    L_int: float,
-    K: float,
-    alpha: float,
-    gamma: float,
-    cost_per_step: float,
-    c_max: float,
-    c_min: float = 1.0,
-    n: int = 100,
-    static_cost: float = 0.0,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(cost, risk, J) along log-spaced depths: the risk/cost efficiency frontier of one unit."""
-    c = np.geomspace(c_min, max(c_max, c_min * 1.0001), n)
-    risk = L_int + K * c ** (-alpha)
-    cost = static_cost + cost_per_step * c
-    return cost, risk, risk + gamma * cost
-
-
 def default_gamma(tolerance: float, cost_per_step: float, horizon: float) -> float:
     """Price of risk when the user gives none: a probe as long as the full run is worth tau^2.
 

@@ -63,7 +63,7 @@ class GaussianProcess:
         grad[d + 2] = -0.5 * np.trace(W) * 2 * sn2
         return float(nll), grad
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> "GaussianProcess":
+    def fit(self, X: np.ndarray, y: np.ndarray) -> GaussianProcess:
         X = np.asarray(X, float)
         y = np.asarray(y, float)
         if X.ndim != 2 or X.shape[0] != y.shape[0]:
@@ -95,10 +95,6 @@ class GaussianProcess:
         self._Xs = Xs
         self._ys = ys
         return self
-
-    @property
-    def noise_std_(self) -> float:
-        return float(np.exp(self.theta_[-1]) * self.y_std_)  # log sn is last (see _hyper)
 
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Predictive mean and std of a new observation (latent variance + noise)."""

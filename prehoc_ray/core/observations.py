@@ -22,7 +22,7 @@ class CandidateCurves:
     static: np.ndarray  # one value per static feature name (NaN where missing)
     seeds: dict[int, tuple[np.ndarray, np.ndarray]]  # seed -> (steps, values), sorted by step
 
-    def truncated(self, depth: float) -> "CandidateCurves":
+    def truncated(self, depth: float) -> CandidateCurves:
         seeds = {s: (st[st <= depth], v[st <= depth]) for s, (st, v) in self.seeds.items()}
         return CandidateCurves(self.candidate, self.group, self.horizon, self.final, self.static, seeds)
 

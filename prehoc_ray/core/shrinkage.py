@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-
 from scipy.special import polygamma
 
 from prehoc_ray.core.decay import DecayFit, log_bias

@@ -10,7 +10,7 @@ cluster, nothing lost. The only package that imports Ray.
     ledger.py     the driver's view of the store: finished, failed, attempts; probe_runs/
     resources.py  what one probe asks for (CPU, GPU fraction, N Train workers packed on one node); feasibility
     cluster.py    ray.init: an address, RAY_ADDRESS, or an embedded local Ray
-    metrics.py    ray.util.metrics (charted by cluster/grafana-dashboard.json)
+    telemetry.py  ray.util.metrics (charted by cluster/grafana-dashboard.json)
     progress.py   rich progress bar on a terminal, log lines elsewhere
     outputs.py    static/candidates/spend tables of the run directory
     simulated.py  backend: simulated, the spec's candidates on synthetic curves

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import ray
 
-from prehoc_ray.execution.metrics import optimization_risk
+from prehoc_ray.execution.telemetry import optimization_risk
 from prehoc_ray.io.run_dir import RunDir
 
 ACTOR_PREFIX = "prehoc"

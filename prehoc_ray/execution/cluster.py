@@ -188,7 +188,7 @@ def connect(address: str | None = None, *, spec_address: str | None = None, runt
         return Connection(address="existing", embedded=False, owned=False)
     try:
         stop_stale_embedded()
-    except Exception as exc:  # noqa: BLE001 - cleanup must never stop a run from starting
+    except Exception as exc:  # cleanup must never stop a run from starting
         print(f"prehoc-ray: could not check for a stale embedded Ray: {' '.join(str(exc).split())[:200]}", file=sys.stderr)
     target = address or spec_address or os.environ.get("RAY_ADDRESS") or None
     # Worker output would tear the progress bar; it stays in Ray's session logs
@@ -210,7 +210,7 @@ def connect(address: str | None = None, *, spec_address: str | None = None, runt
         conn = Connection(address="embedded", embedded=True, owned=True)
         try:
             conn.record = record_embedded()
-        except Exception as exc:  # noqa: BLE001 - the run goes on; only a later cleanup is lost
+        except Exception as exc:  # the run goes on; only a later cleanup is lost
             print(f"prehoc-ray: could not record the embedded Ray: {' '.join(str(exc).split())[:200]}", file=sys.stderr)
         return conn
     except ClusterError:

@@ -27,24 +27,24 @@ ones, and the rest run. Same store contents in, same decisions out.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import ray
 import yaml
 
 from prehoc_ray.core.engine import CandidateInfo, Engine, EngineSettings, ProbeOrder
 from prehoc_ray.execution import outputs
-from prehoc_ray.execution.cluster import Connection, connect
 from prehoc_ray.execution.admission import CostScale, Estimate, RoundAdmission
+from prehoc_ray.execution.cluster import Connection, connect
 from prehoc_ray.execution.ledger import probe_history, read_runs, read_withdrawals, record_run, record_withdrawals
-from prehoc_ray.execution.metrics import RunMetrics
 from prehoc_ray.execution.pool import CandidatePool, pool_size
 from prehoc_ray.execution.probes import probe_task, spec_payload, static_task
-from prehoc_ray.execution.train_probe import train_probe_task
 from prehoc_ray.execution.progress import Progress
 from prehoc_ray.execution.resources import ProbeResources, infeasible_reason, probe_resources
+from prehoc_ray.execution.telemetry import RunMetrics
+from prehoc_ray.execution.train_probe import train_probe_task
 from prehoc_ray.io.errors import ManifestError
 from prehoc_ray.io.history import load_history
 from prehoc_ray.io.manifest import RunManifest, spec_hash

@@ -21,7 +21,6 @@ from prehoc_ray.io.run_dir import RunDir
 from prehoc_ray.spec.job import JobSpec
 
 
-
 def read_static(run_dir: Path) -> dict[str, dict[str, float]]:
     path = RunDir(run_dir).static
     if not path.is_file():

@@ -26,7 +26,6 @@ from prehoc_ray.io.run_dir import RunDir
 from prehoc_ray.io.store import ResultStore
 from prehoc_ray.spec.job import JobSpec
 
-
 _SPECS: dict[str, JobSpec] = {}
 
 

@@ -5,7 +5,7 @@ Ray Train's TorchTrainer owns the worker group: ScalingConfig reserves N workers
 node), sets MASTER_ADDR / RANK / WORLD_SIZE / LOCAL_RANK and CUDA_VISIBLE_DEVICES, and creates the
 torch process group (nccl on GPUs, gloo on CPUs) before each worker calls the same probe body a
 single-process probe runs. The runner finds the group and DeepSpeed reuses it
-(runner/engine.py init_distributed creates one only when none exists). Rank 0 writes the probe's
+(runner/trainer.py init_distributed creates one only when none exists). Rank 0 writes the probe's
 points and events; its result dict, the one a single-process probe task returns, comes back as
 the run's Result.return_value. The simulated backend exchanges nothing between ranks, so it runs
 under a DataParallelTrainer, with no process group and no torch.
@@ -76,7 +76,7 @@ def _probe_worker(config: dict) -> dict:
 
 
 def _align_local_rank() -> None:
-    """The runner picks its GPU as LOCAL_RANK among the visible ones (runner/engine.py pick_device);
+    """The runner picks its GPU as LOCAL_RANK among the visible ones (runner/trainer.py pick_device);
     make that the GPU Ray Train gave this worker, which Train's own rank order need not match."""
     import os
 

@@ -27,14 +27,18 @@ _WHERE = {
 
 __all__ = sorted(_WHERE)
 
-if TYPE_CHECKING:
-    from prehoc_ray.io.atomic import write_json_atomic
-    from prehoc_ray.io.errors import ManifestError, StoreError, TrajectoryError
-    from prehoc_ray.io.formats import write_table
-    from prehoc_ray.io.manifest import RunManifest, spec_hash
-    from prehoc_ray.io.store import CompactionReport, ResultStore
-    from prehoc_ray.io.trajectories import read_trajectories
-    from prehoc_ray.io.trajectory_table import TrajectoryTable
+if TYPE_CHECKING:  # what type checkers see; `as` marks each name a re-export
+    from prehoc_ray.io.atomic import write_json_atomic as write_json_atomic
+    from prehoc_ray.io.errors import ManifestError as ManifestError
+    from prehoc_ray.io.errors import StoreError as StoreError
+    from prehoc_ray.io.errors import TrajectoryError as TrajectoryError
+    from prehoc_ray.io.formats import write_table as write_table
+    from prehoc_ray.io.manifest import RunManifest as RunManifest
+    from prehoc_ray.io.manifest import spec_hash as spec_hash
+    from prehoc_ray.io.store import CompactionReport as CompactionReport
+    from prehoc_ray.io.store import ResultStore as ResultStore
+    from prehoc_ray.io.trajectories import read_trajectories as read_trajectories
+    from prehoc_ray.io.trajectory_table import TrajectoryTable as TrajectoryTable
 
 
 def __getattr__(name: str) -> Any:

@@ -78,7 +78,7 @@ class TrajectoryTable:
         }
         return {**base, **self.static, **self.extra}
 
-    def to_observations(self) -> "Observations":
+    def to_observations(self) -> Observations:
         """The core's view: plain numpy columns (static features by name)."""
         from prehoc_ray.core.observations import Observations
 

@@ -1,6 +1,6 @@
 """The portfolio plan's files (plan.parquet, plan.json) from candidates.parquet and the spec.
 
-The decision rules live in prehoc_ray.core.plan (pure numpy/scipy); this package does the
+The decision rules live in prehoc_ray.core.decisions (pure numpy/scipy); this package does the
 files. The end of a run (the plan, then the report that reads it) is
 prehoc_ray.report.finish.write_outputs: the report depends on the plan, not the other way.
 """
@@ -17,7 +17,6 @@ from prehoc_ray.plan.outputs import (
     read_candidates,
     write_plan,
 )
-from prehoc_ray.spec.job import JobSpec
 
 __all__ = [
     "CANDIDATES_FILE",

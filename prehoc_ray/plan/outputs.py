@@ -1,4 +1,4 @@
-"""plan.parquet / plan.json from a run directory's candidates.parquet (rules: core/plan.py)."""
+"""plan.parquet / plan.json from a run directory's candidates.parquet (rules: core/decisions.py)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from prehoc_ray.core.plan import Plan, PlanSettings, make_plan
+from prehoc_ray.core.decisions import Plan, PlanSettings, make_plan
 from prehoc_ray.io import write_json_atomic, write_table
 from prehoc_ray.io.run_dir import CANDIDATES as CANDIDATES_FILE
 from prehoc_ray.io.run_dir import PLAN_JSON, PLAN_PARQUET
 from prehoc_ray.spec.job import JobSpec
-
 
 # The issue's columns first (in its order), then what the plan adds to explain them.
 PLAN_SCHEMA = pa.schema([
@@ -161,7 +160,7 @@ def write_plan(run_dir: str | Path, spec: JobSpec, candidates: Sequence[Mapping[
         "job": spec.name,
         "spec_hash": spec.spec_hash(),
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "rules": "prehoc_ray.core.plan (module docstring)",
+        "rules": "prehoc_ray.core.decisions (module docstring)",
         "totals": totals,
         "candidates": rows,
     }

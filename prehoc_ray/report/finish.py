@@ -31,6 +31,6 @@ def write_outputs(run_dir: str | Path, spec: JobSpec, *, report: bool = True) ->
     try:
         rep = write_report(run_dir, spec=spec)
         return replace(out, report_html=rep.html, report_md=rep.markdown)
-    except Exception as exc:  # noqa: BLE001 - see docstring
+    except Exception as exc:  # see docstring
         log.error("prehoc-ray: the plan is written, the report failed: %s\n%s", exc, traceback.format_exc())
         return replace(out, report_error=f"{type(exc).__name__}: {exc}")

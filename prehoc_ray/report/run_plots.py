@@ -19,7 +19,6 @@ from matplotlib.ticker import LogLocator, NullFormatter
 
 from prehoc_ray.core.budget import c_star as c_star_fn
 from prehoc_ray.core.observations import CandidateCurves
-
 from prehoc_ray.report.analysis_plots import REGIME_COLORS as _ANALYSIS_COLORS
 from prehoc_ray.report.run_data import _num
 

@@ -221,7 +221,7 @@ def render_html(data: RunData, plots: dict[str, Path]) -> str:
         parts.append(_img(plots, "savings", "savings: all full runs vs the plan"))
         parts.append("<h2>The plan: one decision per candidate</h2>")
         parts.append("<p class=\"note\">run: worth its full fine-tune; probe more: undecided and a probe would still pay, "
-                     "but the probe budget ran out; skip: the reason says why. Rules: prehoc_ray/core/plan.py.</p>")
+                     "but the probe budget ran out; skip: the reason says why. Rules: prehoc_ray/core/decisions.py.</p>")
         parts.append(_html_table(data.plan_rows, PLAN_TABLE_COLUMNS, "plan-table", row_class="decision"))
     elif data.complete:
         parts.append("<p class=\"banner\">candidates.parquet is here but job.yaml is not readable: no plan could be computed.</p>")

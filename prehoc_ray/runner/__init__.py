@@ -7,6 +7,11 @@ torch / transformers / peft / deepspeed when they are first used:
     from prehoc_ray.runner.static import compute_static_signals
 """
 
-from prehoc_ray.runner.errors import CheckpointMismatchError, CheckpointRefusedError, ProbeDivergedError, RunnerInputError
+from prehoc_ray.runner.errors import (
+    CheckpointMismatchError,
+    CheckpointRefusedError,
+    ProbeDivergedError,
+    RunnerInputError,
+)
 
 __all__ = ["CheckpointMismatchError", "CheckpointRefusedError", "ProbeDivergedError", "RunnerInputError"]

@@ -13,9 +13,9 @@ position" of a paused probe is its step: a resume needs no saved iterator.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Sequence
 
 from prehoc_ray.runner.data import CHAT, RENDERED, SPACED, Example
 from prehoc_ray.runner.errors import RunnerInputError

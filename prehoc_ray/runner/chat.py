@@ -17,9 +17,10 @@ special tokens. Neither: an error naming the model and the task.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from prehoc_ray.runner.data import CHAT, RENDERED, Example, TaskData
 from prehoc_ray.runner.errors import RunnerInputError
@@ -127,7 +128,7 @@ def tokenizer_texts(task: TaskData, task_spec: Any) -> Iterator[str]:
             messages = [{"role": r, "content": c} for r, c in ex.messages] + [{"role": "assistant", "content": ex.answer}]
             try:
                 rendered, _ = render_jinja_template(conversations=[messages], chat_template=template, bos_token=EOS, eos_token=EOS, pad_token=PAD)
-            except Exception:  # noqa: BLE001 - the render step names a broken template
+            except Exception:  # the render step names a broken template
                 return
             yield rendered[0]
 

@@ -23,8 +23,9 @@ import os
 import pickle
 import re
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from prehoc_ray.runner.errors import CheckpointMismatchError, CheckpointRefusedError
 

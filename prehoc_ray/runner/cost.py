@@ -19,13 +19,6 @@ class CostMeter:
     steps: int = 0
     tokens: int = 0
 
-    def add_steps(self, seconds: float, steps: int, tokens: int, *, first_step_seconds: float | None = None) -> None:
-        self.train_seconds += seconds
-        self.steps += steps
-        self.tokens += tokens
-        if first_step_seconds is not None:
-            self.first_step_seconds = first_step_seconds
-
     @property
     def seconds_per_step(self) -> float:
         if self.steps == 0:

@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from prehoc_ray.runner.errors import RunnerInputError
 from prehoc_ray.spec.candidate import (
@@ -73,7 +74,7 @@ def check(config: FinetuneConfig, settings: ProbeSettings) -> None:
 def probe_numerics(config: FinetuneConfig, settings: ProbeSettings, device: Any) -> tuple[str, int]:
     """(precision, ZeRO stage) the probe runs at: the ds_config's where it says, else the probe
     settings' (precision "auto": bf16 on GPUs that have it, fp32 elsewhere)."""
-    from prehoc_ray.runner.engine import pick_precision
+    from prehoc_ray.runner.trainer import pick_precision
 
     ds = config.deepspeed
     if ds is None:

@@ -60,7 +60,7 @@ def _as_peft_types(kwargs: dict[str, Any]) -> dict[str, Any]:
 
     try:
         hints = typing.get_type_hints(LoraConfig)
-    except Exception:  # noqa: BLE001 - an annotation this Python cannot evaluate: pass values as given
+    except Exception:  # an annotation this Python cannot evaluate: pass values as given
         return kwargs
     out = dict(kwargs)
     for key, value in kwargs.items():

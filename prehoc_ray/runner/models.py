@@ -35,9 +35,10 @@ import re
 import shutil
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from prehoc_ray.runner.errors import RunnerInputError
 
@@ -334,7 +335,7 @@ def resolve_hub(hub_id: str, revision: str | None = None, *, what: str = "model"
     rev = revision or "main"
     try:
         return Path(snapshot_download(hub_id, revision=rev, cache_dir=str(cache), local_files_only=True))
-    except Exception as e:  # noqa: BLE001 - LocalEntryNotFoundError, IncompleteSnapshotError, HFValidationError
+    except Exception as e:  # LocalEntryNotFoundError, IncompleteSnapshotError, HFValidationError
         why = type(e).__name__
         raise RunnerInputError(
             f"{what}: Hugging Face model {hub_id!r} (revision {rev!r}) is not in the local Hugging Face cache "

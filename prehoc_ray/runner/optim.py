@@ -13,7 +13,8 @@ schedule"). The defaults (AdamW, "cosine_to_10pct", no warm-up) reproduce what p
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from prehoc_ray.runner.errors import RunnerInputError
 from prehoc_ray.spec.candidate import FinetuneConfig

@@ -23,9 +23,9 @@ import gc
 import hashlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from prehoc_ray import types as T
 from prehoc_ray.runner import checkpoint as ck
@@ -102,8 +102,8 @@ class Prepared:
     task: object  # data.TaskData
     base: object  # models.Base
     train: list  # batches.Encoded
-    eval_set: object  # metrics.EvalSet
-    call: object  # engine.ModelCall
+    eval_set: object  # evaluation.EvalSet
+    call: object  # trainer.ModelCall
 
 
 _PREPARED: dict[str, Prepared] = {}
@@ -113,12 +113,11 @@ _ENGINES_BUILT: set[tuple[str, str, int]] = set()  # (backend, precision, zero s
 def prepare(candidate: CandidateSpec) -> Prepared:
     """Task data, cached base model + tokenizer, tokenised train set and eval set."""
     from prehoc_ray.runner.batches import encode_examples
-    from prehoc_ray.runner.data import load_task
-    from prehoc_ray.runner.engine import ModelCall
-    from prehoc_ray.runner.metrics import build_eval_set
-    from prehoc_ray.runner.models import base_key, get_base
-
     from prehoc_ray.runner.chat import rendered_task, tokenizer_texts
+    from prehoc_ray.runner.data import load_task
+    from prehoc_ray.runner.evaluation import build_eval_set
+    from prehoc_ray.runner.models import base_key, get_base
+    from prehoc_ray.runner.trainer import ModelCall
 
     task = load_task(candidate.task)
     base = get_base(candidate.model, candidate.task, lambda: tokenizer_texts(task, candidate.task))
@@ -179,9 +178,22 @@ def run_probe(request: ProbeRequest, on_point: Callable[[dict], None] | None = N
     import torch
 
     from prehoc_ray.runner.batches import batch_indices, collate
-    from prehoc_ray.runner.ds_config import hidden_size_of, loads_partitioned, merged_ds_config, probe_numerics, zero3_loading
-    from prehoc_ray.runner.engine import dist_info, ensure_dist_env, init_distributed, make_engine, pick_device, to_device
-    from prehoc_ray.runner.metrics import evaluate, eval_batch_size
+    from prehoc_ray.runner.ds_config import (
+        hidden_size_of,
+        loads_partitioned,
+        merged_ds_config,
+        probe_numerics,
+        zero3_loading,
+    )
+    from prehoc_ray.runner.evaluation import eval_batch_size, evaluate
+    from prehoc_ray.runner.trainer import (
+        dist_info,
+        ensure_dist_env,
+        init_distributed,
+        make_engine,
+        pick_device,
+        to_device,
+    )
 
     t_call = time.perf_counter()
     cand, settings, seed, target = request.candidate, request.settings, request.seed, request.target_step

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 from prehoc_ray import types as T
 
@@ -29,9 +29,9 @@ def compute_static_signals(candidate) -> dict[str, float]:
 
     from prehoc_ray.runner.batches import collate
     from prehoc_ray.runner.data import label_entropy
-    from prehoc_ray.runner.engine import pick_device, to_device
-    from prehoc_ray.runner.metrics import eval_batch_size, evaluate
+    from prehoc_ray.runner.evaluation import eval_batch_size, evaluate
     from prehoc_ray.runner.probe import prepare
+    from prehoc_ray.runner.trainer import pick_device, to_device
 
     prep = prepare(candidate)
     task, base, codec = prep.task, prep.base, prep.base.codec

@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
-
 # Upper bounds: far above any real setting, low enough that a typo (`1e30`) is an error naming
 # the field and the bound instead of an allocation that never finishes or overflows.
 MAX_SEED = 2**32 - 1  # numpy's legacy RandomState and most samplers take 32-bit seeds
@@ -95,7 +94,7 @@ class TaskSpec(_Strict):
     seed: int = Field(0, ge=0, le=MAX_SEED)  # the split and the label noise, not the probe
 
     @model_validator(mode="after")
-    def _one_source(self) -> "TaskSpec":
+    def _one_source(self) -> TaskSpec:
         if sum(x is not None for x in (self.path, self.builtin, self.dataset)) != 1:
             raise ValueError("task needs exactly one of `path`, `dataset` or `builtin`")
         if self.dataset is None:
@@ -133,7 +132,7 @@ class ModelSpec(_Strict):
     gradient_checkpointing: bool = False  # recompute activations in the backward pass (less memory, ~30% slower)
 
     @model_validator(mode="after")
-    def _one_source(self) -> "ModelSpec":
+    def _one_source(self) -> ModelSpec:
         if sum(x is not None for x in (self.hub, self.path, self.package, self.tiny)) != 1:
             raise ValueError("model needs exactly one of `hub`, `path`, `package` or `tiny`")
         if self.hub is not None and ("--" in self.hub or ".." in self.hub or self.hub.endswith(".git")):
@@ -226,7 +225,7 @@ class FinetuneConfig(_Strict):
         return data
 
     @model_validator(mode="after")
-    def _lora_fields_the_runner_sets(self) -> "FinetuneConfig":
+    def _lora_fields_the_runner_sets(self) -> FinetuneConfig:
         for key, value in (self.lora or {}).items():
             if key in LORA_RUNNER_SET and value != LORA_RUNNER_SET[key]:
                 raise ValueError(f"lora.{key}: a probe is always {key}={LORA_RUNNER_SET[key]!r}; remove it")
@@ -243,7 +242,7 @@ class FinetuneConfig(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _schedule_and_deepspeed(self) -> "FinetuneConfig":
+    def _schedule_and_deepspeed(self) -> FinetuneConfig:
         if self.warmup_ratio is not None and self.warmup_steps:
             raise ValueError("warmup_ratio: set either warmup_steps or warmup_ratio, not both")
         if self.lr_scheduler_type == "constant" and self.warmup():
@@ -308,7 +307,7 @@ def ds_get(ds: dict[str, Any], key: str) -> Any:
     return None if node is None else node.get(leaf)
 
 
-def ds_matched_values(config: "FinetuneConfig") -> list[tuple[str, Any, str]]:
+def ds_matched_values(config: FinetuneConfig) -> list[tuple[str, Any, str]]:
     """(DeepSpeed key, the spec's value, the spec field) that Hugging Face Trainer fills where the
     ds_config says "auto" and otherwise requires to agree (trainer_config_process/finalize).
     train_batch_size needs the world size: runner/ds_config.py adds it."""
@@ -338,7 +337,7 @@ def same_value(a: Any, b: Any) -> bool:
     return a == b
 
 
-def check_deepspeed(ds: dict[str, Any], config: "FinetuneConfig") -> None:
+def check_deepspeed(ds: dict[str, Any], config: FinetuneConfig) -> None:
     """ValueError, `deepspeed.KEY: ...`, for the first key of `ds` a probe of `config` cannot
     honour: a refused section, a section that is not a mapping, a value that disagrees with the
     spec field the probe sets it from, a choice the spec makes differently."""
@@ -399,7 +398,7 @@ def ds_precision(ds: dict[str, Any]) -> str | None:
     return None
 
 
-def check_deepspeed_probe(ds: dict[str, Any], probe: "ProbeSettings") -> None:
+def check_deepspeed_probe(ds: dict[str, Any], probe: ProbeSettings) -> None:
     """ValueError, `deepspeed.KEY: ...`, where a config's ds_config and the job's probe settings
     disagree. The ds_config decides the ZeRO stage and the precision of its configs;
     probe.zero_stage (when not 0) and probe.precision (when not auto) must then agree with it."""
@@ -480,7 +479,7 @@ class ProbeSettings(_Strict):
     num_cpus: float = Field(1.0, gt=0, le=4096)
 
     @model_validator(mode="after")
-    def _fp16_needs_deepspeed(self) -> "ProbeSettings":
+    def _fp16_needs_deepspeed(self) -> ProbeSettings:
         if self.precision == "fp16" and self.backend != "deepspeed":
             raise ValueError("precision: fp16 needs backend 'deepspeed' (its loss scaler); use bf16 or fp32 with 'torch'")
         return self

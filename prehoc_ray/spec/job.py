@@ -97,7 +97,7 @@ class JobSpec(_Strict):
     history: str | None = None
 
     @model_validator(mode="after")
-    def _consistent(self) -> "JobSpec":
+    def _consistent(self) -> JobSpec:
         for kind, items in (("tasks", self.tasks), ("models", self.models), ("configs", self.configs)):
             names = [i.name for i in items]
             dup = sorted({n for n, k in Counter(names).items() if k > 1})

@@ -20,9 +20,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from prehoc_ray.core.engine import CandidateInfo, Engine, EngineSettings, ProbeOrder
 
@@ -102,7 +103,7 @@ class Ledger:
                 fh.write(json.dumps(ev) + "\n")
 
     @classmethod
-    def load(cls, path: Path) -> "Ledger":
+    def load(cls, path: Path) -> Ledger:
         """The ledger a file holds (a torn last line, from a crash mid-write, is skipped)."""
         led = cls()
         with open(path) as fh:

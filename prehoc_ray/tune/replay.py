@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 import time
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 CHECKPOINT_FILE = "replay_state.json"
 

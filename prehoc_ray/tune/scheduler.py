@@ -64,8 +64,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
@@ -171,7 +172,7 @@ class PrehocScheduler(TrialScheduler):
         return str(node)
 
     # ----- Tune callbacks ---------------------------------------------------------------------
-    def on_trial_add(self, tune_controller: "TuneController", trial: Trial) -> None:
+    def on_trial_add(self, tune_controller: TuneController, trial: Trial) -> None:
         if not self._attached:
             self._attach(trial)
         tid = trial.trial_id
@@ -187,7 +188,7 @@ class PrehocScheduler(TrialScheduler):
             if rp is not None and tid not in rp.open:
                 trial.set_status(Trial.PAUSED)
 
-    def on_trial_result(self, tune_controller: "TuneController", trial: Trial, result: dict) -> str:
+    def on_trial_result(self, tune_controller: TuneController, trial: Trial, result: dict) -> str:
         tid = trial.trial_id
         if tid not in self._ledger.trials:
             self.on_trial_add(tune_controller, trial)
@@ -212,7 +213,7 @@ class PrehocScheduler(TrialScheduler):
                            tid)
         return TrialScheduler.PAUSE
 
-    def on_trial_complete(self, tune_controller: "TuneController", trial: Trial, result: dict) -> None:
+    def on_trial_complete(self, tune_controller: TuneController, trial: Trial, result: dict) -> None:
         tid = trial.trial_id
         if tid not in self._ledger.trials:
             return
@@ -221,16 +222,16 @@ class PrehocScheduler(TrialScheduler):
         self._ledger.end(tid, "completed" if result.get("done") else "stopped")
         self._after_end(tune_controller)
 
-    def on_trial_error(self, tune_controller: "TuneController", trial: Trial) -> None:
+    def on_trial_error(self, tune_controller: TuneController, trial: Trial) -> None:
         if trial.trial_id in self._ledger.trials:
             self._ledger.end(trial.trial_id, "errored")
             self._after_end(tune_controller)
 
-    def on_trial_remove(self, tune_controller: "TuneController", trial: Trial) -> None:
+    def on_trial_remove(self, tune_controller: TuneController, trial: Trial) -> None:
         if trial.trial_id in self._ledger.trials:
             self._ledger.end(trial.trial_id, "removed")
 
-    def choose_trial_to_run(self, tune_controller: "TuneController") -> Trial | None:
+    def choose_trial_to_run(self, tune_controller: TuneController) -> Trial | None:
         rp = self._ensure()
         trials = tune_controller.get_trials()
         if rp is None:
@@ -326,14 +327,14 @@ class PrehocScheduler(TrialScheduler):
         self._attached = True
         try:
             d = Path(trial.storage.experiment_driver_staging_path)
-        except Exception:  # noqa: BLE001 - a Trial without storage (driven by hand): stay in memory
+        except Exception:  # a Trial without storage (driven by hand): stay in memory
             logger.warning("PrehocScheduler: trial %s has no experiment storage; the scheduler state is not saved",
                            trial.trial_id)
             return
         self._dir = d
         try:
             self._experiment_path = str(trial.storage.experiment_fs_path)
-        except Exception:  # noqa: BLE001
+        except Exception:
             self._experiment_path = None
         path = d / LEDGER_FILE
         if path.is_file() and path.stat().st_size:
@@ -377,7 +378,7 @@ class PrehocScheduler(TrialScheduler):
             self._write_plan()
         return self._replay
 
-    def _after_end(self, tune_controller: "TuneController") -> None:
+    def _after_end(self, tune_controller: TuneController) -> None:
         rp = self._replay
         if rp is None:
             return
@@ -388,14 +389,14 @@ class PrehocScheduler(TrialScheduler):
             self._stop_waiting(tune_controller)
 
     @staticmethod
-    def _searcher_done(tune_controller: "TuneController | None") -> bool:
+    def _searcher_done(tune_controller: TuneController | None) -> bool:
         """No more trials will come (Tune's searcher has finished); True when unknown."""
         try:
             return bool(tune_controller.search_alg.is_finished())
-        except Exception:  # noqa: BLE001 - driven without a controller
+        except Exception:  # driven without a controller
             return True
 
-    def _stop_waiting(self, tune_controller: "TuneController", exclude: str | None = None) -> None:
+    def _stop_waiting(self, tune_controller: TuneController, exclude: str | None = None) -> None:
         """The engine has finished: stop every trial that waits (paused, or restored and pending)."""
         for t in list(tune_controller.get_trials()):
             if t.trial_id != exclude and t.status in (Trial.PAUSED, Trial.PENDING):

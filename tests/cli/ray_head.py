@@ -54,7 +54,7 @@ def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen) -> None:
             with urllib.request.urlopen(url, timeout=5) as r:
                 if r.status == 200:
                     return
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             last = exc
         time.sleep(1)
     raise TimeoutError(f"{url} not ready after {timeout_s:.0f} s: {last}")

@@ -1,7 +1,6 @@
 """`prehoc-ray backtest` on recorded tables: picks anyone can score, and one-line errors."""
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner

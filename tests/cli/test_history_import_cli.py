@@ -31,14 +31,14 @@ def _invoke(*args: object):
     return CliRunner().invoke(app, ["history", "import", *map(str, args)])
 
 
-def _lines(result) -> list[str]:  # noqa: ANN001
+def _lines(result) -> list[str]:
     assert result.exit_code == 0, (result.output, result.exception)
     return result.stdout.strip().splitlines()
 
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_tune_experiment_and_tracker_export_into_one_history_a_job_and_analyze_take(tmp_path_factory, tmp_path: Path) -> None:  # noqa: ANN001
+def test_tune_experiment_and_tracker_export_into_one_history_a_job_and_analyze_take(tmp_path_factory, tmp_path: Path) -> None:
     exp = tune_experiment(tmp_path_factory)
     export = tmp_path / "wandb.csv"
     _wandb_like(export)
@@ -73,7 +73,7 @@ def test_tune_experiment_and_tracker_export_into_one_history_a_job_and_analyze_t
 
 
 @pytest.mark.slow
-def test_trainer_output_dirs_to_csv(tmp_path_factory, tmp_path: Path) -> None:  # noqa: ANN001
+def test_trainer_output_dirs_to_csv(tmp_path_factory, tmp_path: Path) -> None:
     root = hf_runs(tmp_path_factory)
     out = tmp_path / "hf.csv"
     lines = _lines(_invoke(f"hf:{root}", "--metric", "accuracy", "--group", "sst2", "--out", out))

@@ -79,7 +79,7 @@ class _Recorder:
         seen = self.seen = []
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 seen.append((self.path, self.headers.get("Authorization")))
                 if self.path.startswith("/api/version"):
                     body, code = json.dumps({"version": "4", "ray_version": "2.60.0", "ray_commit": "x",

@@ -63,7 +63,7 @@ def test_regimes_of_clearly_separated_families(runs):
 
 def test_interval_coverage_near_nominal(runs):
     cover = []
-    for p, res in runs:
+    for _, res in runs:
         pr = res.predictions
         cover += list((pr["lower"] <= pr["final"]) & (pr["final"] <= pr["upper"]))
     assert 0.8 <= np.mean(cover) <= 0.99, np.mean(cover)

@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.optimize import minimize_scalar
 
-from prehoc_ray.core.budget import c_star, choose_depth, default_gamma, frontier, objective
+from prehoc_ray.core.budget import c_star, choose_depth, default_gamma, objective
 
 
 @settings(max_examples=60, deadline=None)
@@ -34,10 +35,7 @@ def test_c_star_does_not_depend_on_floor_but_no_probe_comparison_does():
     assert bool(a.probe)
 
 
-def test_frontier_and_bad_inputs():
-    cost, risk, J = frontier(1e-4, 0.1, 0.5, 1e-5, 2.0, c_max=1000)
-    assert np.all(np.diff(risk) < 0) and np.all(np.diff(cost) > 0)
-    assert np.allclose(J, risk + 1e-5 * cost)
+def test_bad_inputs_and_default_gamma():
     with pytest.raises(ValueError, match="gamma"):
         c_star(0.5, 1.0, 0.0, 1.0)
     with pytest.raises(ValueError, match="cost_per_step"):

@@ -23,9 +23,9 @@ from pathlib import Path
 os.environ["RAY_AUTH_MODE"] = "disabled"
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-import ray  # noqa: E402
-import yaml  # noqa: E402
-from ray.cluster_utils import Cluster  # noqa: E402
+import ray
+import yaml
+from ray.cluster_utils import Cluster
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))

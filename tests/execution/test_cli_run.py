@@ -125,7 +125,7 @@ def test_a_bad_history_is_exit_2_naming_the_field_and_file(cli, tmp_path):
 def test_a_history_feeds_the_predictions_of_its_family(cli, ray_session, tmp_path):
     import pyarrow.parquet as pq
 
-    hist = _history_file(tmp_path / "past.parquet", "sentiment", 12)
+    _history_file(tmp_path / "past.parquet", "sentiment", 12)
     res = cli(write(tmp_path, history="past.parquet"), "--out", tmp_path / "out", "--quiet")  # relative to the spec
     assert res.exit_code == 0, res.output
     rows = pq.read_table(tmp_path / "out" / "candidates.parquet").to_pylist()

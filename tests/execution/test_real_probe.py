@@ -14,9 +14,7 @@ import yaml
 pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-from tests.weather_data import write_weather  # noqa: E402
-
-
+from tests.weather_data import write_weather
 
 SPEC = {
     "name": "real-e2e",

@@ -104,7 +104,7 @@ def dashboard_queries() -> list[tuple[str, set[str], set[str]]]:
 
 
 def test_grafana_dashboard_charts_the_exported_metrics():
-    from prehoc_ray.execution.metrics import METRIC_NAMES
+    from prehoc_ray.execution.telemetry import METRIC_NAMES
 
     queries = dashboard_queries()
     used = set()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401  (pa.compute)
+import pyarrow.compute  # pa.compute below
 import pyarrow.csv as pa_csv
 import pytest
 
@@ -104,7 +104,7 @@ def hf_runs(factory: pytest.TempPathFactory) -> Path:
     from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainerCallback, TrainingArguments
 
     class StopAt(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003, ANN201
+        def on_step_end(self, args, state, control, **kwargs):
             if state.global_step >= HF_STOP_AT:
                 control.should_training_stop = True
             return control
@@ -119,7 +119,7 @@ def hf_runs(factory: pytest.TempPathFactory) -> Path:
                          "labels": torch.tensor(int(ids[0] > 27))})
         return rows
 
-    def accuracy(pred) -> dict:  # noqa: ANN001
+    def accuracy(pred) -> dict:
         return {"accuracy": float((pred.predictions.argmax(-1) == pred.label_ids).mean())}
 
     root = factory.mktemp("hf")
@@ -350,7 +350,7 @@ def test_runs_that_collide_on_candidate_and_seed_are_an_error_naming_both(tmp_pa
         (lambda d: Path(f"hf:{_csv(d)}"), ImportOptions(metric="acc"), r"hf:.*t\.csv: is a file; expected a directory"),
     ],
 )
-def test_bad_sources_are_one_line_errors(tmp_path: Path, make, options: ImportOptions, message: str) -> None:  # noqa: ANN001
+def test_bad_sources_are_one_line_errors(tmp_path: Path, make, options: ImportOptions, message: str) -> None:
     with pytest.raises(HistoryImportError, match=message) as err:
         import_history([str(make(tmp_path))], options)
     assert "\n" not in str(err.value)

@@ -9,8 +9,8 @@ import pytest
 
 from prehoc_ray.io import write_table
 from prehoc_ray.plan import PLAN_COLUMNS, write_plan
-from prehoc_ray.report.finish import write_outputs
 from prehoc_ray.plan.simrun import simulated_spec_dict, write_simulated_run
+from prehoc_ray.report.finish import write_outputs
 from prehoc_ray.spec.job import JobSpec
 
 ISSUE_COLUMNS = ["candidate", "task", "model", "regime", "predicted_final", "predicted_std", "lower", "upper",

@@ -14,9 +14,9 @@ from prehoc_ray.cli import app
 from prehoc_ray.cli import report as _report  # noqa: F401  (registers commands)
 from prehoc_ray.cli import submit as _submit  # noqa: F401
 from prehoc_ray.cli import validate as _validate  # noqa: F401
+from prehoc_ray.plan.simrun import simulated_spec_dict, write_simulated_run
 from prehoc_ray.report.finish import write_outputs
 from prehoc_ray.report.run_report import PLAN_TABLE_COLUMNS
-from prehoc_ray.plan.simrun import simulated_spec_dict, write_simulated_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
 runner = CliRunner()

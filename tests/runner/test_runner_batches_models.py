@@ -48,7 +48,7 @@ def test_truncation_keeps_the_answer_and_the_end_of_the_prompt(tiny_base):
 
 
 def test_padding_does_not_change_the_answer_logits(tiny_base):
-    from prehoc_ray.runner.engine import ModelCall
+    from prehoc_ray.runner.trainer import ModelCall
 
     codec, call = tiny_base.codec, ModelCall(tiny_base.model)
     enc = encode_examples(codec, [Example("copy a =", "a"), Example("copy a b c d e f g h =", "b")], 32)

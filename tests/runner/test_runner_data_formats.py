@@ -13,12 +13,12 @@ import pytest
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # before anything imports datasets
 
-from prehoc_ray import types as T  # noqa: E402
-from prehoc_ray.runner.batches import IGNORE, collate, encode_examples  # noqa: E402
-from prehoc_ray.runner.data import CHAT, RENDERED, VERBATIM, load_task  # noqa: E402
-from prehoc_ray.runner.errors import RunnerInputError  # noqa: E402
-from prehoc_ray.runner.probe import ProbeRequest, prepare, run_probe  # noqa: E402
-from prehoc_ray.spec.candidate import CandidateSpec, FinetuneConfig, ModelSpec, ProbeSettings, TaskSpec  # noqa: E402
+from prehoc_ray import types as T
+from prehoc_ray.runner.batches import IGNORE, collate, encode_examples
+from prehoc_ray.runner.data import CHAT, RENDERED, VERBATIM, load_task
+from prehoc_ray.runner.errors import RunnerInputError
+from prehoc_ray.runner.probe import ProbeRequest, prepare, run_probe
+from prehoc_ray.spec.candidate import CandidateSpec, FinetuneConfig, ModelSpec, ProbeSettings, TaskSpec
 
 # ChatML, as Qwen2 / SmolLM2-Instruct ship it (without their default system prompt)
 CHATML = (

@@ -16,10 +16,10 @@ from prehoc_ray import types as T
 from prehoc_ray.runner import checkpoint as ck
 from prehoc_ray.runner.data import load_task
 from prehoc_ray.runner.ds_config import merged_ds_config, probe_numerics
-from prehoc_ray.runner.engine import ModelCall, ensure_dist_env, make_engine
 from prehoc_ray.runner.errors import RunnerInputError
 from prehoc_ray.runner.models import get_base
 from prehoc_ray.runner.probe import ProbeRequest, build_lora_model, run_probe
+from prehoc_ray.runner.trainer import ModelCall, ensure_dist_env, make_engine
 from prehoc_ray.spec.candidate import CandidateSpec, FinetuneConfig, ModelSpec, ProbeSettings, TaskSpec
 from prehoc_ray.spec.job import load_job
 
@@ -177,8 +177,8 @@ def test_zero2_with_cpu_offload_and_the_configs_own_optimizer_takes_steps(tiny_b
     try:
         assert engine.engine.zero_cpu_offload() and engine.ds_config["zero_force_ds_cpu_optimizer"] is False
         before = [p.detach().clone() for p in engine.params]
-        from prehoc_ray.runner.optim import lr_lambda
         from prehoc_ray.runner.batches import collate, encode_examples
+        from prehoc_ray.runner.optim import lr_lambda
 
         task = load_task(COPY)
         enc = encode_examples(tiny_base.codec, task.train[:4], 32)
@@ -274,8 +274,9 @@ def model_dir(tiny_base, tmp_path_factory):
 
 
 def test_zero3_loads_each_probes_copy_partitioned_and_computes_the_same_curve(model_dir, tmp_path, monkeypatch):
-    from prehoc_ray.runner import probe as probe_module
     from transformers.integrations import is_deepspeed_zero3_enabled
+
+    from prehoc_ray.runner import probe as probe_module
 
     seen = {}
     real = probe_module.build_lora_model

@@ -268,7 +268,7 @@ def test_gradient_checkpointing_recomputes_the_same_curve(default_runs, hf_home)
     for on in (False, True):
         model = build_lora_model(get_base(hub_candidate(gradient_checkpointing=on).model), FinetuneConfig(), seed=0)
         calls = []
-        model.get_submodule("base_model.model.model.layers.0.self_attn.v_proj").register_forward_hook(lambda *a: calls.append(1))
+        model.get_submodule("base_model.model.model.layers.0.self_attn.v_proj").register_forward_hook(lambda *a, calls=calls: calls.append(1))
         model.train()
         ids = torch.tensor([[3, 4, 5, 6]])
         model(input_ids=ids, labels=ids).loss.backward()

@@ -143,7 +143,7 @@ def test_checkpoint_from_another_setup_is_refused(cand, torch_runs):
 
 
 def test_divergence_raises_after_emitting_earlier_rows(cand, tmp_path, monkeypatch):
-    from prehoc_ray.runner import engine as eng
+    from prehoc_ray.runner import trainer as eng
 
     calls = {"n": 0}
     real = eng.ModelCall.loss

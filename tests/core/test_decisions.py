@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from prehoc_ray.core.plan import PROBE_MORE, RUN, SKIP, PlanSettings, knapsack, make_plan
+from prehoc_ray.core.decisions import PROBE_MORE, RUN, SKIP, PlanSettings, knapsack, make_plan
 from prehoc_ray.types import StopKind
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from prehoc_ray.runner.metrics import _evaluate_sequences, evaluate
+from prehoc_ray.runner.evaluation import _evaluate_sequences, evaluate
 from prehoc_ray.runner.probe import build_lora_model, prepare
 
 

@@ -31,7 +31,6 @@ import torch.nn.functional as F
 from prehoc_ray.runner import checkpoint as ck
 from prehoc_ray.runner.batches import IGNORE
 from prehoc_ray.runner.models import cache_root
-
 from prehoc_ray.runner.optim import build_optimizer, build_scheduler
 
 # --------------------------------------------------------------------------------------------

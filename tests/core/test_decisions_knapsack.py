@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from prehoc_ray.core.plan import knapsack
+from prehoc_ray.core.decisions import knapsack
 
 
 def _every_subset_best(v: np.ndarray, c: np.ndarray, budget: float) -> tuple[float, int, float]:

@@ -58,7 +58,7 @@ def build_eval_set(codec, task: TaskData, max_len: int) -> EvalSet:
         labels = list(task.labels) + sorted({e.answer for e in task.eval} - set(task.labels))
         sep, style = ends.pop()
         eos = () if style == RENDERED else (codec.eos_id,)  # a rendered chat answer ends its own turn
-        label_ids = [tuple(ids[: max_len - 2]) + eos for ids in codec.encode_batch([sep + l for l in labels])]
+        label_ids = [tuple(ids[: max_len - 2]) + eos for ids in codec.encode_batch([sep + label for label in labels])]
         room = max_len - max(len(x) for x in label_ids)
         prompts = [tuple(p[-room:]) if p else (codec.eos_id,) for p in codec.encode_batch([e.prompt for e in task.eval])]
         extra = dict(prompts=tuple(prompts), label_ids=tuple(label_ids), truth=tuple(labels.index(e.answer) for e in task.eval))
@@ -91,7 +91,7 @@ def evaluate(call, module, eval_set: EvalSet, *, pad_id: int, device, batch_size
 def _evaluate_sequences(call, module, eval_set: EvalSet, *, pad_id: int, device, batch_size: int, autocast) -> tuple[float, float]:
     import torch
 
-    from prehoc_ray.runner.engine import to_device
+    from prehoc_ray.runner.trainer import to_device
 
     n = len(eval_set.items)
     seq_nll = torch.zeros(n, dtype=torch.float64)
