@@ -101,11 +101,10 @@ def bench_allocation(n: int, repeats: int = 5, n_boot: int = 20, objective: str 
                 tell(eng, o, backend.run(o))
             else:
                 eng.withdraw(o)
-        before = {g: tf.data_key for g, tf in eng._task_fits.items()}
         t = time.perf_counter()
         orders = eng.next_round()
         elapsed = time.perf_counter() - t
-        refit_tasks = sum(1 for g, tf in eng._task_fits.items() if before.get(g) != tf.data_key)
+        refit_tasks = eng.tasks_refit
         incremental.append((elapsed, len(touched), refit_tasks))
         if not orders:
             break
@@ -127,7 +126,7 @@ def bench_allocation(n: int, repeats: int = 5, n_boot: int = 20, objective: str 
         "round_after_64_s": round_s,
         "round_after_64_touched": [x[1] for x in incremental],
         "round_after_64_tasks_refit": [x[2] for x in incremental],
-        "tasks": groups,
+        "tasks": len({st.info.group for st in eng.states.values()}),
         "round_target_s": 1.0,
         "np": np.__version__,
         "objective": objective,
@@ -168,7 +167,7 @@ def bench_demo(out_dir: Path) -> dict:
             try:
                 states = ray.get([h.state.remote() for h in self.pool.handles], timeout=60)
                 actor_stats.extend(_proc_stats([s["pid"] for s in states]))
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 print("actor stats failed:", exc)
             super()._stop_actors()
 
@@ -311,7 +310,7 @@ class SessionSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "SessionSampler":
+    def __enter__(self) -> SessionSampler:
         self._thread.start()
         return self
 

@@ -101,10 +101,9 @@ def hand_loop(prep, config, seed: int, steps: int, keep: bool = False) -> tuple[
 
 def runner_arm(cand, backend: str, steps: int, seed: int) -> tuple[float, int, float]:
     """(training seconds of all steps as the runner measures them, tokens, whole-call seconds)."""
+    from prehoc_ray.runner import probe as probe_module
     from prehoc_ray.runner.probe import ProbeRequest, run_probe
     from prehoc_ray.spec.candidate import ProbeSettings
-
-    from prehoc_ray.runner import probe as probe_module
 
     # the runner times itself with time.perf_counter; under --clock cpu it reads CPU time instead
     probe_module.time = types.SimpleNamespace(perf_counter=CLOCK)

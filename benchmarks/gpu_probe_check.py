@@ -162,8 +162,8 @@ def train_check(args: argparse.Namespace) -> dict:
 
     from prehoc_ray.execution.cluster import connect
     from prehoc_ray.execution.probes import spec_payload
-    from prehoc_ray.execution.train_probe import train_probe_task
     from prehoc_ray.execution.resources import probe_resources
+    from prehoc_ray.execution.train_probe import train_probe_task
 
     spec = train_spec(args)
     res, cid = probe_resources(spec.probe), spec.candidate_specs()[0].id

@@ -40,9 +40,9 @@ FULL_SEED = 1000
 
 def run_one(job_path: str, cand_id: str, seed: int, target: int, eval_every: int, out_dir: str, horizon: int) -> dict:
     """One run of one candidate, in its own process (DeepSpeed sets up a process group)."""
-    import torch
     import pyarrow as pa
     import pyarrow.parquet as pq
+    import torch
 
     from prehoc_ray.runner.probe import ProbeRequest, run_probe
     from prehoc_ray.spec.job import load_job

@@ -20,8 +20,8 @@ finals (synthetic worlds), else the realised finals (regret 0), at the cost of t
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 import numpy as np
 

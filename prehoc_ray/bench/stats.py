@@ -25,7 +25,6 @@ from enum import Enum
 
 import numpy as np
 
-
 MIN_UNITS = 5
 
 

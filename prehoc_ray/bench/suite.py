@@ -7,8 +7,8 @@ used while tuning and are the only ones the published tables are computed on
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from prehoc_ray.bench.backtest import run_backtest
 from prehoc_ray.bench.worlds import World, deberta_world, demo_world, synthetic_world

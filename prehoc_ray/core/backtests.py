@@ -24,6 +24,15 @@ overshoots saturating curves would otherwise pick, in every task, the candidate 
 most; a prediction is the last value plus gain_trust times the extrapolated gain. A window
 that ends before the curves bend cannot see an overshoot, so this corrects what the probes
 have shown, not more (tests/core/test_backtests.py).
+
+What the slope leaves unexplained sets a floor under the error of a long extrapolation
+(`gain_error`): the residual sum of squares of the observed gains around gain_trust times the
+extrapolated ones, per unit of squared extrapolated gain. The error per unit of curve distance
+is pooled mostly from candidates whose curves had flattened; a candidate whose model promises a
+large gain over a long way to its horizon (a sigmoid's rise read as a power law) is wrong by
+about sqrt(gain_error) times the gain it promises, and the engine makes its scale at least that
+(Engine._update_backtests). The residual-to-signal ratio is the heteroscedastic regression's
+error model (errors proportional to the predicted gain), the same least squares as the slope.
 """
 
 from __future__ import annotations
@@ -36,7 +45,6 @@ import numpy as np
 from prehoc_ray.core.curves import extrapolate, power_exponent
 from prehoc_ray.core.decision import backtest_error, curve_distance
 from prehoc_ray.core.observations import CandidateCurves
-
 
 # A power law's exponent from three or four noisy evaluations is anything on the grid; below
 # five the conservative limit (0) stands.
@@ -92,6 +100,11 @@ class ExtrapolationError:
     # How much of the curve model's extrapolated gain its task's back-tests bore out: the
     # least-squares slope of observed on extrapolated gains, in [0, 1] (1 where unknown).
     gain_trust: np.ndarray | None = None
+    # What that slope leaves unexplained, per unit of extrapolated gain squared: the residual
+    # sum of squares of observed on gain_trust x extrapolated gains over the sum of squared
+    # extrapolated gains (NaN where unknown). An extrapolation that promises a large gain is
+    # wrong by about sqrt(this) times the gain it promises.
+    gain_error: np.ndarray | None = None
 
 
 def extrapolation_error(groups: list[str], depths: np.ndarray, backtests: list[CurveBacktest | None]) -> ExtrapolationError:
@@ -103,7 +116,7 @@ def extrapolation_error(groups: list[str], depths: np.ndarray, backtests: list[C
     all_exp = [b.exponent for b in backtests if b is not None and math.isfinite(b.exponent)]
     portfolio_exp = float(np.median(all_exp)) if all_exp else 0.0
     exponent = np.full(n, portfolio_exp)
-    for g, idx in by_group.items():
+    for idx in by_group.values():
         es = [backtests[i].exponent for i in idx if backtests[i] is not None and math.isfinite(backtests[i].exponent)]
         if es:
             exponent[idx] = float(np.median(es))
@@ -123,12 +136,13 @@ def extrapolation_error(groups: list[str], depths: np.ndarray, backtests: list[C
         for i, e, d in zip(who[first].tolist(), mean_err.tolist(), mean_dist.tolist()):
             if d > 0:
                 recs.setdefault(groups[i], []).append((float(depths[i]), (e / d) ** 2))
-    grecs: dict[str, list[tuple[float, float, float]]] = {}  # (depth, pred x seen, pred^2)
+    grecs: dict[str, list[tuple[float, float, float, float]]] = {}  # (depth, pred x seen, pred^2, seen^2)
     for i, b in enumerate(backtests):
         if b is not None and b.gains:
-            # two dot products of a few numbers: plain Python beats numpy's per-call overhead here
+            # dot products of a few numbers: plain Python beats numpy's per-call overhead here
             grecs.setdefault(groups[i], []).append((float(depths[i]), math.fsum(p * a for p, a in b.gains),
-                                                    math.fsum(p * p for p, _ in b.gains)))
+                                                    math.fsum(p * p for p, _ in b.gains),
+                                                    math.fsum(a * a for _, a in b.gains)))
     # Candidates of a task share one pool of records: each looks up its window in suffix sums
     # (a scan per candidate would be quadratic in an organisation-wide portfolio).
     everything = _Pool(sorted(x for v in recs.values() for x in v))
@@ -137,16 +151,20 @@ def extrapolation_error(groups: list[str], depths: np.ndarray, backtests: list[C
     gpools = {g: _Pool(sorted(v)) for g, v in grecs.items()}
     scale = np.full(n, np.nan)
     trust = np.full(n, np.nan)
+    gain_error = np.full(n, np.nan)
     empty = _Pool([])
     for g, idx in by_group.items():
         ix = np.asarray(idx)
         d = depths[ix]
         sc = pools.get(g, empty).scale_at(d)
         scale[ix] = np.where(np.isfinite(sc), sc, everything.scale_at(d))
-        t = gpools.get(g, empty).trust_at(d)
-        trust[ix] = np.where(np.isfinite(t), t, all_g.trust_at(d) if all_g.size else 1.0)
+        pool = gpools.get(g, empty)
+        t = pool.trust_at(d)
+        own = np.isfinite(t)
+        trust[ix] = np.where(own, t, all_g.trust_at(d) if all_g.size else 1.0)
+        gain_error[ix] = np.where(own, pool.gain_error_at(d), all_g.gain_error_at(d) if all_g.size else np.nan)
     trust = np.where(np.isfinite(trust), trust, 1.0)
-    return ExtrapolationError(scale, exponent, trust)
+    return ExtrapolationError(scale, exponent, trust, gain_error)
 
 
 class _Pool:
@@ -185,3 +203,14 @@ class _Pool:
         num, den = self.suffix[k, 0], self.suffix[k, 1]
         with np.errstate(all="ignore"):
             return np.where(den > 0, np.clip(num / np.where(den > 0, den, 1.0), 0.0, 1.0), np.nan)
+
+    def gain_error_at(self, depth: np.ndarray) -> np.ndarray:
+        """Over each depth's window: sum (seen - t pred)^2 / sum pred^2, t = trust_at(depth)."""
+        depth = np.asarray(depth, float)
+        if self.size < 2 or self.suffix.shape[1] < 3:
+            return np.full(depth.shape, np.nan)
+        k = self._start(depth)
+        t = self.trust_at(depth)
+        po, pp, oo = self.suffix[k, 0], self.suffix[k, 1], self.suffix[k, 2]
+        with np.errstate(all="ignore"):
+            return np.where(pp > 0, np.maximum(oo - 2 * t * po + t * t * pp, 0.0) / np.where(pp > 0, pp, 1.0), np.nan)

@@ -15,7 +15,7 @@ is not extrapolated at all.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 from scipy.stats import f as f_dist
@@ -55,7 +55,7 @@ def _one_power_law(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, n
     return (st, vt) if F > _f_critical(n_tail - 3) else (steps, values)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _f_critical(dof: int) -> float:
     return float(f_dist.isf(TAIL_TEST_LEVEL, 3, dof))
 

@@ -79,7 +79,7 @@ class DecayFit:
         return self.L_int + self.K * c ** (-self.alpha)
 
     @staticmethod
-    def empty(n_points: int, diagnostics: tuple[str, ...]) -> "DecayFit":
+    def empty(n_points: int, diagnostics: tuple[str, ...]) -> DecayFit:
         return DecayFit(np.nan, np.nan, np.nan, n_points=n_points, diagnostics=diagnostics)
 
 

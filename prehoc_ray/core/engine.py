@@ -36,11 +36,11 @@ from typing import Literal
 import numpy as np
 
 from prehoc_ray.core.allocation import greedy_pick, marginal_reduction
+from prehoc_ray.core.backtests import CurveBacktest, candidate_backtest, extrapolation_error
 from prehoc_ray.core.budget import choose_depth
 from prehoc_ray.core.curves import extrapolate
 from prehoc_ray.core.decay import DIAG_AT_BOUND, DIAG_FLOOR_UNIDENTIFIED, DIAGNOSTIC_HELP, DecayFit, predictive_variance
-from prehoc_ray.core.backtests import CurveBacktest, candidate_backtest, extrapolation_error
-from prehoc_ray.core.decision import best_other, extrapolation_variance, group_codes, kg_star, p_best
+from prehoc_ray.core.decision import best_other, curve_distance, extrapolation_variance, group_codes, kg_star, p_best
 from prehoc_ray.core.evaluation_noise import EVAL_EXAMPLES_KEY, eval_sampling_variance
 from prehoc_ray.core.family import FamilyFit, fit_family
 from prehoc_ray.core.learning import learning_not_seen, no_skill_level
@@ -48,7 +48,6 @@ from prehoc_ray.core.observations import CandidateCurves, Observations
 from prehoc_ray.core.population import HistoryPredictor, population_risk
 from prehoc_ray.core.regimes import RegimeThresholds, classify, explain
 from prehoc_ray.types import Regime, StopKind
-
 
 # z of the 90% interval: "too early to tell" compares a 90% interval's width with the task's range.
 TOO_EARLY_Z = 1.6448536269514722
@@ -105,6 +104,10 @@ class EngineSettings:
     # pays, and a round that bought them all would probe like uniform. A paced round lets the
     # next one decide with what this one learned (development worlds, benchmarks/peers/NOTES.md).
     round_share: float = 0.35
+    # A prediction's extrapolation error is at least the share of its own extrapolated gain that
+    # its task's back-tested gains missed by (core/backtests.py, gain_error); False: only the
+    # error per unit of curve distance (an ablation switch for the benchmarks).
+    gain_error: bool = True
     mode: Literal["max", "min"] = "max"  # is a larger metric better? (which candidate is "best")
 
     def __post_init__(self) -> None:
@@ -266,6 +269,7 @@ class Engine:
         self.history: list[dict] = []  # per finished probe: round, candidate, cost, cumulative spend
         self.gamma = self.gamma_decision = float("nan")
         self._task_fits: dict[str, _TaskFit] = {}
+        self.tasks_refit = 0  # tasks whose decay fits the last refit computed again (the others had no new data)
         self._update_prices()  # exist from construction; every refit updates them with measured costs
 
     # ----- tell -------------------------------------------------------------------------------
@@ -768,6 +772,7 @@ class Engine:
                 groups.setdefault(st.info.group, []).append(st)
         self._update_prices()
         price = _nan_safe(self.gamma)
+        self.tasks_refit = 0
         for g, members in sorted(groups.items()):
             data_key = tuple((m.info.id, m.n_points, m.depth) for m in members)
             terms_key = (price,) + tuple((m.steps_run, m.cost_s, self._seeds(m), _nan_safe(m.bt_scale),
@@ -776,6 +781,7 @@ class Engine:
             if done is None or done.data_key != data_key:
                 done = self._fit_task(g, members, data_key)
                 self._task_fits[g] = done
+                self.tasks_refit += 1
             elif done.terms_key == terms_key:
                 # Unchanged: restore the stops the refit itself made (revisited ones were reset).
                 for m in members:
@@ -901,6 +907,19 @@ class Engine:
                                   [st.backtest for st in states])
         for st, sc, ex, tr in zip(states, err.scale.tolist(), err.exponent.tolist(), err.gain_trust.tolist()):
             st.bt_scale, st.bt_exponent, st.gain_trust = sc, ex, tr
+        if self.settings.gain_error:
+            # The error per unit of curve distance is pooled over the task's back-tests, most of
+            # them over windows where the curves had flattened; a candidate whose model promises
+            # a large gain over a long way to its horizon is wrong by about the share of such a
+            # gain that the task's back-tests missed by. Its scale is at least that (per unit of
+            # curve distance, so the error still shrinks as the probe deepens).
+            for st, rel in zip(states, err.gain_error.tolist()):
+                if not (math.isfinite(st.bt_scale) and math.isfinite(rel) and rel > 0):
+                    continue
+                gain = self._extrapolated_gain(st)
+                dist = float(curve_distance(max(st.depth, 1), max(st.info.horizon, 1), st.bt_exponent))
+                if math.isfinite(gain) and dist > 0:
+                    st.bt_scale = max(st.bt_scale, math.sqrt(rel) * st.gain_trust * abs(gain) / dist)
 
     def _update_prices(self) -> None:
         """gamma (price of prediction risk) and gamma_decision (price of regret) per device-second,
@@ -946,6 +965,12 @@ class Engine:
         # gains out: a curve model that overshoots would otherwise pick its worst overshooter.
         t = st.gain_trust
         return [last + t * (f - last) if math.isfinite(f) else f for f, last in st.finals_cache[1]]
+
+    def _extrapolated_gain(self, st: CandidateState) -> float:
+        """Mean over seeds of the curve model's extrapolated final less the last value seen."""
+        self._seed_finals(st)  # fills the cache
+        gains = [f - last for f, last in st.finals_cache[1] if math.isfinite(f)]
+        return math.fsum(gains) / len(gains) if gains else float("nan")
 
     @staticmethod
     def _usable(fit: DecayFit | None) -> bool:
@@ -1055,6 +1080,22 @@ class Engine:
     @property
     def finished(self) -> bool:
         return not self._open and all(st.stop_reason is not None or st.failed is not None for st in self.states.values())
+
+    # ----- read-only views for callers (the driver, the Tune scheduler): never `states` itself ---
+    def points_of(self, candidate: str) -> dict[int, dict[int, float]]:
+        """A copy of the evaluations told about `candidate` (seed -> step -> value): the caller
+        may keep it or send it to another process without reaching into the engine's state."""
+        return {s: dict(p) for s, p in self.states[candidate].points.items()}
+
+    def settled(self) -> set[str]:
+        """Candidates that are not probed any further as things stand (stopped or failed)."""
+        return {cid for cid, st in self.states.items() if st.stop_reason is not None or st.failed is not None}
+
+    def may_order_again(self, candidate: str) -> bool:
+        """Could a later round still order `candidate`? Not after a failure or a stop for good;
+        yes while it is active or its stop is a decision about beliefs that every refit revisits."""
+        st = self.states[candidate]
+        return st.failed is None and (st.stop_reason is None or st.soft_stop)
 
     def summary(self) -> list[dict]:
         """One row per candidate: prediction, interval, decomposition, cost and why it stopped."""

@@ -71,7 +71,7 @@ class CalibratedPredictor:
     seed: int = 0
     clip: bool = True  # False: the GP's correction unclipped (for ablations)
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> "CalibratedPredictor":
+    def fit(self, X: np.ndarray, y: np.ndarray) -> CalibratedPredictor:
         n = y.size
         self.X_train_ = X
         self.gp_ = None

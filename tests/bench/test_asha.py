@@ -5,8 +5,7 @@ import pytest
 
 from prehoc_ray.bench.market import Market
 from prehoc_ray.bench.policies import asha
-from prehoc_ray.bench.policies.asha import (AshaEmulator, asha_expected_iters, bracket_cost, rung_milestones,
-                                            size_asha)
+from prehoc_ray.bench.policies.asha import AshaEmulator, asha_expected_iters, bracket_cost, rung_milestones, size_asha
 from prehoc_ray.bench.worlds import deberta_world, synthetic_world
 
 

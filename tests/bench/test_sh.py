@@ -130,7 +130,7 @@ def test_spends_the_budget(spend_worlds, kind, frac):
     assert any(m.depth(i) > rungs[g][-1][0] * w.eval_every for g, fin in r.info["finalists"].items() for i in fin)
     # what is left could not buy one more interval of any finalist that is short of its cap
     e = w.eval_every
-    for g, fin in r.info["finalists"].items():
+    for fin in r.info["finalists"].values():
         for i in fin:
             o = m.candidates[i]
             if len(fin) >= 2 and m.depth(i) < o.probe_cap:

@@ -4,8 +4,8 @@ and refuses anything past the budget."""
 import numpy as np
 import pytest
 
-from prehoc_ray.bench.policies import uniform_depth
 from prehoc_ray.bench.market import BudgetExceeded, Market
+from prehoc_ray.bench.policies import uniform_depth
 from prehoc_ray.bench.worlds import deberta_world, demo_world, synthetic_world
 
 

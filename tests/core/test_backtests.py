@@ -120,3 +120,24 @@ def test_gain_trust_discounts_an_overshooting_curve_model_and_trusts_a_faithful_
     cands, _ = _curves(np.random.default_rng(3), 40, 5000, 0.5, amp=1.5, noise=0.002, depth=400)
     err = extrapolation_error(["t"] * 40, np.full(40, 400.0), [candidate_backtest(c) for c in cands])
     assert np.all(err.gain_trust > 0.8)
+
+
+@pytest.mark.parametrize("slope, rel_sd", [(1.0, 0.1), (0.6, 0.3), (0.3, 0.6)])
+def test_gain_error_recovers_the_relative_error_of_extrapolated_gains(slope, rel_sd):
+    """Back-tests whose observed gains are slope x the extrapolated ones, with errors
+    proportional to the gain (relative sd rel_sd): gain_trust finds the slope and gain_error the
+    squared relative error left, which it cannot see directly."""
+    from prehoc_ray.core.backtests import CurveBacktest
+
+    rng = np.random.default_rng(int(slope * 100 + rel_sd * 10))
+    n = 400
+    pred = rng.uniform(0.01, 0.2, size=n)
+    seen = slope * pred * (1 + rel_sd * rng.standard_normal(n))
+    bts = [CurveBacktest(10, ((0.0, 50.0, 100.0),), 0.5, ((float(p), float(a)),)) for p, a in zip(pred, seen)]
+    err = extrapolation_error(["task"] * n, np.full(n, 100.0), bts)
+    assert err.gain_trust[0] == pytest.approx(min(slope, 1.0), abs=0.05)
+    # residual per unit of squared predicted gain = slope^2 rel_sd^2 under this model
+    assert err.gain_error[0] == pytest.approx((slope * rel_sd) ** 2, rel=0.25)
+    # without back-tested gains there is nothing to say
+    none = extrapolation_error(["task"], np.array([100.0]), [None])
+    assert np.isnan(none.gain_error[0])

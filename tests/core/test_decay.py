@@ -2,7 +2,8 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from prehoc_ray.core.decay import (
     DIAG_EARLY_TRANSIENT,
@@ -125,8 +126,8 @@ def test_dof_removes_the_log_bias_of_sample_variances() -> None:
     cover = {}
     for dof in (None, 3):
         fits = fit_decay_batch(c, U, n_boot=100, seed=0, dof=dof)
-        ratio[dof] = np.median([f.L_int / l for f, l in zip(fits, L)])
-        cover[dof] = np.mean([f.L_int_lo <= l <= f.L_int_hi for f, l in zip(fits, L)])
+        ratio[dof] = np.median([f.L_int / ell for f, ell in zip(fits, L)])
+        cover[dof] = np.mean([f.L_int_lo <= ell <= f.L_int_hi for f, ell in zip(fits, L)])
     assert ratio[None] < 0.8
     assert 0.85 < ratio[3] < 1.15
     assert cover[3] > cover[None] + 0.1

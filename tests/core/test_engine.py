@@ -356,3 +356,25 @@ def test_skipping_unchanged_tasks_decides_exactly_what_refitting_everything_deci
     assert rounds >= 4  # extension rounds, where most tasks got nothing new
     assert n_cached < n_everything  # the cache did skip tasks ...
     assert cached == everything  # ... and skipping changed nothing, float for float
+
+
+def test_read_only_views_do_not_expose_the_engine_state():
+    p = generate_portfolio(n_groups=2, candidates_per_group=3, n_seeds=3, horizon=1000, eval_every=10, seed=5)
+    s = EngineSettings(budget=40.0, seeds=3, eval_every=10, initial_depth=30, tolerance=p.tolerance, n_boot=20)
+    backend = SimulatedBackend(p)
+    eng = Engine(backend.candidates(), s)
+    orders = eng.next_round()
+    for o in orders:
+        tell(eng, o, backend.run(o))
+    cid = orders[0].candidate
+    pts = eng.points_of(cid)
+    assert pts == eng.states[cid].points and pts  # what it was told ...
+    pts[orders[0].seed].clear()
+    assert eng.states[cid].points[orders[0].seed]  # ... as a copy: the caller cannot change it
+    eng.tell_failure(orders[-1], "out of memory")
+    failed = orders[-1].candidate
+    assert failed in eng.settled() and not eng.may_order_again(failed)
+    st = eng.states[cid]
+    if cid != failed:
+        assert eng.may_order_again(cid) == (st.stop_reason is None or st.soft_stop)
+        assert (cid in eng.settled()) == (st.stop_reason is not None)

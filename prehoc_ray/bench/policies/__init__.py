@@ -37,8 +37,8 @@ The oracle is not a policy (it reads the truth): bench.backtest scores it as a r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 

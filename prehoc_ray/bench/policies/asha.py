@@ -301,7 +301,7 @@ def run(market: Market, *, seed: int = 0, grace_period: int | None = None, max_t
     pred, steps = _predictions(market)
     native = emu.native_pick()
     stopped_at = {}
-    for i, k, _, d in emu.events:
+    for _i, k, _, d in emu.events:
         if d == "STOP":
             stopped_at[k] = stopped_at.get(k, 0) + 1
     info = {"grace_period": g, "max_t": T, "max_t_by_task": dict(emu.max_t), "rounds": emu.rounds,
@@ -330,7 +330,7 @@ def _settings(market: Market, grace_period: int | None, max_t: int | None, eta: 
 def _sized_cost(market: Market, grace: int, cap: int, eta: float) -> float:
     e = market.eval_every
     total = 0.0
-    for g, m in _task_members(market).items():
+    for m in _task_members(market).values():
         T = min(cap, max(_iters(market.candidates[i], e) for i in m))
         total += bracket_cost(_cost_to(market, m, T), len(m), min(grace, T), T, eta)
     return total

@@ -146,7 +146,7 @@ def run(market: Market, *, seed: int = 0, eta: int = ETA, seeds: int | None = No
     # of the plan cuts the last rungs, not a whole task.
     alive = {g: list(members) for g, members, _, _ in plan}
     for k in range(max((len(p[2]) for p in plan), default=0)):
-        for g, members, depths, counts in plan:
+        for g, _members, depths, counts in plan:
             if k >= len(depths):
                 continue
             if k > 0:  # keep the best counts[k] by the predictor
@@ -167,7 +167,7 @@ def run(market: Market, *, seed: int = 0, eta: int = ETA, seeds: int | None = No
     deepened = _deepen_finalists(market, [alive[g] for g, _, _, _ in plan], S)
     for i in deepened:
         pred[i] = _predict(market, i, S)
-    for g, members, _, _ in plan:
+    for g, _, _, _ in plan:
         last = [i for i in alive[g] if np.isfinite(pred[i])]
         if last:
             picks[g] = max(last, key=lambda i: (pred[i], -i))
