@@ -299,7 +299,7 @@ class Driver:
         # The engine's points are what it was told from the store: a slot loads them instead of
         # reading the whole store again at every switch of candidate.
         self.pool = CandidatePool(str(self.run_dir), self.spec.name, self.spec.cluster.namespace, size, tags,
-                                  points_of=lambda cid: engine.states[cid].points, max_restarts=self.actor_restarts)
+                                  points_of=engine.points_of, max_restarts=self.actor_restarts)
         self.pool.start()
 
     def _stop_actors(self) -> None:
@@ -325,7 +325,7 @@ class Driver:
     def _publish(self, engine: Engine) -> None:
         summary = engine.summary()
         outputs.write_snapshot(self.run_dir, summary, engine.round)
-        settled = {cid for cid, st in engine.states.items() if st.stop_reason is not None or st.failed is not None}
+        settled = engine.settled()
         if self.pool is not None:
             self.pool.publish(summary, settled)
             self.metrics.candidate_risks(summary, self.pool.tags)

@@ -188,8 +188,7 @@ class Replay:
             return False
         if trial_id in self.open:
             return True
-        st = self.engine.states[trial_id]
-        return st.failed is None and (st.stop_reason is None or st.soft_stop)
+        return self.engine.may_order_again(trial_id)
 
 
 def _rows(rec: TrialRecord, start: int, target: int) -> list[dict[str, float]]:
