@@ -68,15 +68,31 @@ def quality(name: str, obs, rows: list[list[str]], verdicts: list[bool]) -> None
         cov_ok = COVERAGE_TARGET[0] <= model.coverage <= COVERAGE_TARGET[1]
         rmse_ok = model.rmse < naive.rmse
         verdicts += [cov_ok, rmse_ok]
-        rows.append([
-            name, f"{frac:.0%}", str(model.n), f"{model.rmse:.4f}", f"{naive.rmse:.4f}", "PASS" if rmse_ok else "MISS",
-            f"{model.spearman:.3f}", f"{naive.spearman:.3f}", f"{model.coverage:.3f}", "PASS" if cov_ok else "MISS",
-            f"{model.mean_width:.4f}", f"{wall:.0f}",
-        ])
-        print(f"  {name} {frac:.0%}: rmse {model.rmse:.4f} vs naive {naive.rmse:.4f}, coverage {model.coverage:.3f} ({wall:.0f} s)", flush=True)
+        rows.append(
+            [
+                name,
+                f"{frac:.0%}",
+                str(model.n),
+                f"{model.rmse:.4f}",
+                f"{naive.rmse:.4f}",
+                "PASS" if rmse_ok else "MISS",
+                f"{model.spearman:.3f}",
+                f"{naive.spearman:.3f}",
+                f"{model.coverage:.3f}",
+                "PASS" if cov_ok else "MISS",
+                f"{model.mean_width:.4f}",
+                f"{wall:.0f}",
+            ]
+        )
+        print(
+            f"  {name} {frac:.0%}: rmse {model.rmse:.4f} vs naive {naive.rmse:.4f}, coverage {model.coverage:.3f} ({wall:.0f} s)",
+            flush=True,
+        )
 
 
-def synthetic_series(n: int, seed: int = 0, n_seeds: int = SERIES_SEEDS, tolerance: float = 0.02) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def synthetic_series(
+    n: int, seed: int = 0, n_seeds: int = SERIES_SEEDS, tolerance: float = 0.02
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """U(c) as the seed dispersion of `n_seeds` seeds: (L_int + K c^-alpha) chi2_{s-1}/(s-1),
     at 8 log-spaced depths, parameters drawn around the generator's three regime profiles."""
     rng = np.random.default_rng(seed)
@@ -96,10 +112,18 @@ def speed(rows: list[list[str]], agree_rows: list[list[str]], verdicts: list[boo
     c, U, truth = synthetic_series(N_UNITS)
     sample = 60 if quick else 300
     t0, p0 = time.perf_counter(), time.process_time()
-    singles = [fit_decay(c, U[i], n_boot=200, rng=np.random.default_rng(i), dof=SERIES_SEEDS - 1) for i in range(sample)]
+    singles = [
+        fit_decay(c, U[i], n_boot=200, rng=np.random.default_rng(i), dof=SERIES_SEEDS - 1) for i in range(sample)
+    ]
     w1, p1 = time.perf_counter() - t0, time.process_time() - p0
-    rows.append([f"fit_decay, one unit at a time ({sample} timed, x{N_UNITS // sample} extrapolated)", f"{w1 * N_UNITS / sample:.1f}",
-                 f"{p1 * N_UNITS / sample:.1f}", "MISS" if w1 * N_UNITS / sample >= TIME_TARGET_S else "PASS"])
+    rows.append(
+        [
+            f"fit_decay, one unit at a time ({sample} timed, x{N_UNITS // sample} extrapolated)",
+            f"{w1 * N_UNITS / sample:.1f}",
+            f"{p1 * N_UNITS / sample:.1f}",
+            "MISS" if w1 * N_UNITS / sample >= TIME_TARGET_S else "PASS",
+        ]
+    )
     # Best of 3, as timeit does: the run least disturbed by other jobs on the machine.
     load = os.getloadavg()[0]
     runs = []
@@ -111,14 +135,32 @@ def speed(rows: list[list[str]], agree_rows: list[list[str]], verdicts: list[boo
     ok = w2 < TIME_TARGET_S
     verdicts.append(ok)
     every = ", ".join(f"{w:.1f}" for w, _ in runs)
-    rows.append([f"fit_decay_batch, all {N_UNITS} units (best of {len(runs)}: {every} s; load average {load:.1f} on {os.cpu_count()} CPUs)",
-                 f"{w2:.1f}", f"{p2:.1f}", "PASS" if ok else "MISS"])
+    rows.append(
+        [
+            f"fit_decay_batch, all {N_UNITS} units (best of {len(runs)}: {every} s; load average {load:.1f} on {os.cpu_count()} CPUs)",
+            f"{w2:.1f}",
+            f"{p2:.1f}",
+            "PASS" if ok else "MISS",
+        ]
+    )
     print(f"  fit_decay x{sample}: {w1:.1f} s; fit_decay_batch x{N_UNITS}: {w2:.1f} s wall, {p2:.1f} s CPU", flush=True)
 
     # Consistency with fit_decay: batch vs fit_decay, next to fit_decay vs itself (another seed).
-    other = [fit_decay(c, U[i], n_boot=200, rng=np.random.default_rng(10**6 + i), dof=SERIES_SEEDS - 1) for i in range(sample)]
+    other = [
+        fit_decay(c, U[i], n_boot=200, rng=np.random.default_rng(10**6 + i), dof=SERIES_SEEDS - 1)
+        for i in range(sample)
+    ]
     get = lambda fits, k: np.array([getattr(f, k) for f in fits])  # noqa: E731
-    for key, log in (("alpha", False), ("L_int", True), ("alpha_lo", False), ("alpha_hi", False), ("L_int_lo", True), ("L_int_hi", True), ("K_lo", True), ("K_hi", True)):
+    for key, log in (
+        ("alpha", False),
+        ("L_int", True),
+        ("alpha_lo", False),
+        ("alpha_hi", False),
+        ("L_int_lo", True),
+        ("L_int_hi", True),
+        ("K_lo", True),
+        ("K_hi", True),
+    ):
         a, b, o = get(singles, key), get(batch[:sample], key), get(other, key)
         if log:
             eps = 1e-3 * 0.02**2
@@ -127,15 +169,38 @@ def speed(rows: list[list[str]], agree_rows: list[list[str]], verdicts: list[boo
         else:
             d_batch, d_self = np.abs(b - a), np.abs(o - a)
             unit = "|difference|"
-        agree_rows.append([key, unit, f"{np.median(d_batch):.3g}", f"{np.quantile(d_batch, 0.9):.3g}", f"{np.median(d_self):.3g}", f"{np.quantile(d_self, 0.9):.3g}"])
+        agree_rows.append(
+            [
+                key,
+                unit,
+                f"{np.median(d_batch):.3g}",
+                f"{np.quantile(d_batch, 0.9):.3g}",
+                f"{np.median(d_self):.3g}",
+                f"{np.quantile(d_self, 0.9):.3g}",
+            ]
+        )
     true_alpha, true_L = truth[:, 2], truth[:, 0]
     cov = lambda fits, t, lo, hi: float(np.mean((get(fits, lo) <= t) & (t <= get(fits, hi))))  # noqa: E731
-    agree_rows.append(["coverage of true alpha (90%)", "share", f"{cov(batch, true_alpha, 'alpha_lo', 'alpha_hi'):.3f} (all)",
-                       f"{cov(batch[:sample], true_alpha[:sample], 'alpha_lo', 'alpha_hi'):.3f} (sample)",
-                       f"{cov(singles, true_alpha[:sample], 'alpha_lo', 'alpha_hi'):.3f} (fit_decay)", ""])
-    agree_rows.append(["coverage of true L_int (90%)", "share", f"{cov(batch, true_L, 'L_int_lo', 'L_int_hi'):.3f} (all)",
-                       f"{cov(batch[:sample], true_L[:sample], 'L_int_lo', 'L_int_hi'):.3f} (sample)",
-                       f"{cov(singles, true_L[:sample], 'L_int_lo', 'L_int_hi'):.3f} (fit_decay)", ""])
+    agree_rows.append(
+        [
+            "coverage of true alpha (90%)",
+            "share",
+            f"{cov(batch, true_alpha, 'alpha_lo', 'alpha_hi'):.3f} (all)",
+            f"{cov(batch[:sample], true_alpha[:sample], 'alpha_lo', 'alpha_hi'):.3f} (sample)",
+            f"{cov(singles, true_alpha[:sample], 'alpha_lo', 'alpha_hi'):.3f} (fit_decay)",
+            "",
+        ]
+    )
+    agree_rows.append(
+        [
+            "coverage of true L_int (90%)",
+            "share",
+            f"{cov(batch, true_L, 'L_int_lo', 'L_int_hi'):.3f} (all)",
+            f"{cov(batch[:sample], true_L[:sample], 'L_int_lo', 'L_int_hi'):.3f} (sample)",
+            f"{cov(singles, true_L[:sample], 'L_int_lo', 'L_int_hi'):.3f} (fit_decay)",
+            "",
+        ]
+    )
 
 
 def write_readme(text: str) -> None:
@@ -149,14 +214,21 @@ def write_readme(text: str) -> None:
         else:
             new = old.rstrip() + "\n\n" + section
     else:
-        new = "# Benchmarks\n\nScripts that measure the project against its targets; each section gives the command and its last results.\n\n" + section
+        new = (
+            "# Benchmarks\n\nScripts that measure the project against its targets; each section gives the command and its last results.\n\n"
+            + section
+        )
     README.write_text(new)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--write-readme", action="store_true", help="write the tables into benchmarks/README.md under '## Core'")
-    parser.add_argument("--quick", action="store_true", help="smaller synthetic portfolio, 300 DeBERTa runs per model (a smoke run)")
+    parser.add_argument(
+        "--write-readme", action="store_true", help="write the tables into benchmarks/README.md under '## Core'"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller synthetic portfolio, 300 DeBERTa runs per model (a smoke run)"
+    )
     args = parser.parse_args()
 
     verdicts_q: list[bool] = []
@@ -167,8 +239,15 @@ def main() -> None:
     started = time.perf_counter()
     with threadpool_limits(1, user_api="blas"):
         print("prediction quality ...", flush=True)
-        portfolio = generate_portfolio(n_groups=6, candidates_per_group=20 if args.quick else 60, n_seeds=3, horizon=1000.0,
-                                       eval_every=10, transient=0.05, seed=0)
+        portfolio = generate_portfolio(
+            n_groups=6,
+            candidates_per_group=20 if args.quick else 60,
+            n_seeds=3,
+            horizon=1000.0,
+            eval_every=10,
+            transient=0.05,
+            seed=0,
+        )
         quality("synthetic", portfolio.observations, qrows, verdicts_q)
         quality("DeBERTa", load_deberta(limit=300 if args.quick else None), qrows, verdicts_q)
         print("decay-fit speed ...", flush=True)
@@ -179,7 +258,9 @@ def main() -> None:
     # The synthetic floor: a predictor that knew each candidate's expected final exactly still
     # misses the full run's own noise (L_int); no prefix can do better than this RMSE.
     tr = portfolio.truth
-    floor_rmse = float(np.sqrt(np.mean((np.asarray(tr["expected_final"], float) - np.asarray(tr["true_final"], float)) ** 2)))
+    floor_rmse = float(
+        np.sqrt(np.mean((np.asarray(tr["expected_final"], float) - np.asarray(tr["true_final"], float)) ** 2))
+    )
     lines = [
         f"Command: `{COMMAND}` (about {total / 60:.0f} min here; `--quick` for a smoke run).",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, numpy {np.__version__}; "
@@ -194,7 +275,23 @@ def main() -> None:
         "group's leave-one-out mean final when nothing is observed yet). Targets: RMSE below naive, coverage in "
         f"[{COVERAGE_TARGET[0]}, {COVERAGE_TARGET[1]}].",
         "",
-        table(["data", "depth", "n", "RMSE", "naive RMSE", "RMSE < naive", "Spearman", "naive Spearman", "coverage", "coverage target", "mean width", "s"], qrows),
+        table(
+            [
+                "data",
+                "depth",
+                "n",
+                "RMSE",
+                "naive RMSE",
+                "RMSE < naive",
+                "Spearman",
+                "naive Spearman",
+                "coverage",
+                "coverage target",
+                "mean width",
+                "s",
+            ],
+            qrows,
+        ),
         "",
         f"Synthetic floor: a predictor that knew every candidate's expected final exactly would have RMSE {floor_rmse:.4f} "
         "(the full run's own noise, L_int), so at 50% depth both the model and the naive predictor are close to it and "
@@ -211,7 +308,17 @@ def main() -> None:
         "Agreement of `fit_decay_batch` with `fit_decay` on the timed sample, next to the spread between two `fit_decay` "
         "runs that differ only in their bootstrap seed (the Monte Carlo noise any comparison has):",
         "",
-        table(["quantity", "measure", "batch vs fit_decay: median", "90%", "fit_decay vs fit_decay (other seed): median", "90%"], arows),
+        table(
+            [
+                "quantity",
+                "measure",
+                "batch vs fit_decay: median",
+                "90%",
+                "fit_decay vs fit_decay (other seed): median",
+                "90%",
+            ],
+            arows,
+        ),
         "",
         f"Overall: prediction targets {sum(verdicts_q)}/{len(verdicts_q)} PASS; speed target {'PASS' if all(verdicts_t) else 'MISS'}.",
     ]

@@ -56,11 +56,26 @@ def bench_allocation(n: int, repeats: int = 5, n_boot: int = 20, objective: str 
     from prehoc_ray.sim.synthetic import generate_portfolio
 
     groups = max(1, n // 200)
-    p = generate_portfolio(n_groups=groups, candidates_per_group=n // groups, n_seeds=3, horizon=1000, eval_every=10,
-                           probe_depth=120, seed=0)
+    p = generate_portfolio(
+        n_groups=groups,
+        candidates_per_group=n // groups,
+        n_seeds=3,
+        horizon=1000,
+        eval_every=10,
+        probe_depth=120,
+        seed=0,
+    )
     backend = SimulatedBackend(p)
-    settings = EngineSettings(budget=1e9, seeds=3, eval_every=10, initial_depth=30, tolerance=p.tolerance, n_boot=n_boot,
-                              slots=64, objective=objective)
+    settings = EngineSettings(
+        budget=1e9,
+        seeds=3,
+        eval_every=10,
+        initial_depth=30,
+        tolerance=p.tolerance,
+        n_boot=n_boot,
+        slots=64,
+        objective=objective,
+    )
     eng = Engine(backend.candidates(), settings)
     t = time.perf_counter()
     orders = eng.next_round()
@@ -234,8 +249,13 @@ def bench_actor_memory(n_actors: int, run_dir: Path | None) -> dict:
         cands = [r["candidate"] for r in pq.read_table(run_dir / "candidates.parquet").to_pylist()]
         # each slot loaded with a candidate from the store: the process one actor per candidate was
         actors = [create_slot(str(run_dir), "bench", i, "prehoc-bench") for i in range(n_actors)]
-        ray.get([a.load.remote(cands[i % len(cands)], {"task": "t", "model": "m", "config": "c"})
-                 for i, a in enumerate(actors)], timeout=300)
+        ray.get(
+            [
+                a.load.remote(cands[i % len(cands)], {"task": "t", "model": "m", "config": "c"})
+                for i, a in enumerate(actors)
+            ],
+            timeout=300,
+        )
         states = ray.get([a.state.remote() for a in actors], timeout=300)
         time.sleep(2)
         stats = _proc_stats([s["pid"] for s in states])
@@ -273,25 +293,44 @@ def portfolio_spec(n: int, concurrency: int = 4, rounds_after_initial: int = 3):
 
     n_tasks = min(10, n)
     n_models = max(1, n // n_tasks)
-    kinds = [{"builtin": "tweet_sentiment"}, {"builtin": "synthetic_copy"}, {"builtin": "tweet_sentiment", "label_noise": 0.6}]
+    kinds = [
+        {"builtin": "tweet_sentiment"},
+        {"builtin": "synthetic_copy"},
+        {"builtin": "tweet_sentiment", "label_noise": 0.6},
+    ]
     seeds, initial = 2, 50
     # the initial round (costs spread up to 1.5x the base) and a few extension rounds; the
     # engine then stops for the budget: a bounded, repeatable run
     step_cost = SIM_COST_PER_STEP * 1.25
-    budget = n_tasks * n_models * seeds * initial * step_cost + rounds_after_initial * concurrency * seeds * initial * 2 * step_cost
-    return JobSpec.model_validate({
-        "name": f"portfolio-{n_tasks * n_models}",
-        "backend": "simulated",
-        "tasks": [{"name": f"t{i}", **kinds[i % 3]} for i in range(n_tasks)],
-        "models": [{"name": f"m{j}", "tiny": {"arch": "llama", "hidden_size": 64, "num_hidden_layers": 2}}
-                   for j in range(n_models)],
-        "configs": [{"name": "default", "full_steps": 1000}],
-        "probe": {"eval_every": 10, "num_cpus": 1},
-        "budget": {"probe_seconds": budget},
-        "allocation": {"objective": "prediction", "seeds": seeds, "initial_steps": initial, "max_depth_fraction": 0.5,
-                       "max_concurrent_probes": concurrency, "max_retries": 2, "probe_timeout_s": 600, "seed": 1},
-        "plan": {"mode": "max"},
-    })
+    budget = (
+        n_tasks * n_models * seeds * initial * step_cost
+        + rounds_after_initial * concurrency * seeds * initial * 2 * step_cost
+    )
+    return JobSpec.model_validate(
+        {
+            "name": f"portfolio-{n_tasks * n_models}",
+            "backend": "simulated",
+            "tasks": [{"name": f"t{i}", **kinds[i % 3]} for i in range(n_tasks)],
+            "models": [
+                {"name": f"m{j}", "tiny": {"arch": "llama", "hidden_size": 64, "num_hidden_layers": 2}}
+                for j in range(n_models)
+            ],
+            "configs": [{"name": "default", "full_steps": 1000}],
+            "probe": {"eval_every": 10, "num_cpus": 1},
+            "budget": {"probe_seconds": budget},
+            "allocation": {
+                "objective": "prediction",
+                "seeds": seeds,
+                "initial_steps": initial,
+                "max_depth_fraction": 0.5,
+                "max_concurrent_probes": concurrency,
+                "max_retries": 2,
+                "probe_timeout_s": 600,
+                "seed": 1,
+            },
+            "plan": {"mode": "max"},
+        }
+    )
 
 
 class SessionSampler:
@@ -398,7 +437,9 @@ def main() -> None:
     ap.add_argument("--skip-demo", action="store_true")
     ap.add_argument("--demo-dir", type=Path, default=REPO / "runs" / "bench-demo")
     ap.add_argument("--actors", type=int, default=8, help="candidate actors for the memory figure; 0 skips it")
-    ap.add_argument("--portfolio", type=int, default=0, help="candidates of a simulated run through the driver; 0 skips it")
+    ap.add_argument(
+        "--portfolio", type=int, default=0, help="candidates of a simulated run through the driver; 0 skips it"
+    )
     ap.add_argument("--portfolio-dir", type=Path, default=Path(tempfile.gettempdir()) / "prehoc-bench-portfolio")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
@@ -409,41 +450,69 @@ def main() -> None:
         a = figures[f"allocation_{objective}"] = bench_allocation(args.candidates, objective=objective)
         print(f"  initial round (next_round, nothing run yet): {a['initial_round_decision_s'] * 1e3:.1f} ms")
         print(f"  refit of all candidates (n_boot={a['refit_n_boot']}): {a['refit_s']:.1f} s")
-        print(f"  decision after the refit (Engine._extensions, {a['active_after_refit']} active, {a['picked']} picked): "
-              f"median {a['decision_s_median'] * 1e3:.1f} ms, max {a['decision_s_max'] * 1e3:.1f} ms "
-              f"(target < 50 ms: {'PASS' if a['pass'] else 'MISS'})", flush=True)
-        print(f"  a whole later round (refit + decision) after {a['round_after_64_touched']} candidates' results: median "
-              f"{a['round_after_64_s_median']:.2f} s ({', '.join(f'{x:.2f}' for x in a['round_after_64_s'])}); tasks refit "
-              f"{a['round_after_64_tasks_refit']} of {a['tasks']} (target < 1 s: "
-              f"{'PASS' if a['round_after_64_s_median'] < 1.0 else 'MISS'})", flush=True)
+        print(
+            f"  decision after the refit (Engine._extensions, {a['active_after_refit']} active, {a['picked']} picked): "
+            f"median {a['decision_s_median'] * 1e3:.1f} ms, max {a['decision_s_max'] * 1e3:.1f} ms "
+            f"(target < 50 ms: {'PASS' if a['pass'] else 'MISS'})",
+            flush=True,
+        )
+        print(
+            f"  a whole later round (refit + decision) after {a['round_after_64_touched']} candidates' results: median "
+            f"{a['round_after_64_s_median']:.2f} s ({', '.join(f'{x:.2f}' for x in a['round_after_64_s'])}); tasks refit "
+            f"{a['round_after_64_tasks_refit']} of {a['tasks']} (target < 1 s: "
+            f"{'PASS' if a['round_after_64_s_median'] < 1.0 else 'MISS'})",
+            flush=True,
+        )
     if not args.skip_demo:
         print("# jobs/demo.yaml on an embedded Ray", flush=True)
         d = figures["demo"] = bench_demo(args.demo_dir)
-        print(f"  wall {d['wall_s']:.1f} s (ray.init {d['ray_init_s']:.1f} s); {d['probes']} probes, "
-              f"{d['probe_wall_s']:.1f} probe-seconds; phases: " + ", ".join(f"{k} {v:.1f}" for k, v in d["timings"].items()))
-        print(f"  driver loop overhead {d['driver_loop_overhead_s']:.2f} s = {d['driver_loop_overhead_frac']:.2%} of probe time")
+        print(
+            f"  wall {d['wall_s']:.1f} s (ray.init {d['ray_init_s']:.1f} s); {d['probes']} probes, "
+            f"{d['probe_wall_s']:.1f} probe-seconds; phases: "
+            + ", ".join(f"{k} {v:.1f}" for k, v in d["timings"].items())
+        )
+        print(
+            f"  driver loop overhead {d['driver_loop_overhead_s']:.2f} s = {d['driver_loop_overhead_frac']:.2%} of probe time"
+        )
         print(f"  candidate actors' CPU {d['actor_cpu_s']:.2f} s = {d['actor_cpu_frac']:.2%}")
         print(f"  bookkeeping inside probe tasks {d['task_bookkeeping_s']:.2f} s = {d['task_bookkeeping_frac']:.2%}")
-        print(f"  total {d['total_overhead_frac']:.2%} (target < 5%: {'PASS' if d['total_overhead_frac'] < 0.05 else 'MISS'})")
+        print(
+            f"  total {d['total_overhead_frac']:.2%} (target < 5%: {'PASS' if d['total_overhead_frac'] < 0.05 else 'MISS'})"
+        )
         print("  regimes: " + ", ".join(f"{k} {v}" for k, v in d["regimes"].items()), flush=True)
     if args.actors > 0:  # --actors 0 skips the memory measurement
-        print(f"# memory per actor holding a candidate ({args.actors} slot actors, each loaded from a store)", flush=True)
+        print(
+            f"# memory per actor holding a candidate ({args.actors} slot actors, each loaded from a store)", flush=True
+        )
         m = figures["memory"] = bench_actor_memory(args.actors, None if args.skip_demo else args.demo_dir)
-        print(f"  USS median {m['uss_mib_median']:.1f} MiB, RSS median {m['rss_mib_median']:.1f} MiB "
-              f"({m['points_per_actor']:.0f} points each)")
-        print(f"  largest portfolio on this machine ({m['total_mib'] / 1024:.1f} GiB, 2.5 GiB reserved): "
-              f"~{m['largest_portfolio_uss']} candidates by USS (~{m['largest_portfolio_rss']} by RSS) with one actor each")
+        print(
+            f"  USS median {m['uss_mib_median']:.1f} MiB, RSS median {m['rss_mib_median']:.1f} MiB "
+            f"({m['points_per_actor']:.0f} points each)"
+        )
+        print(
+            f"  largest portfolio on this machine ({m['total_mib'] / 1024:.1f} GiB, 2.5 GiB reserved): "
+            f"~{m['largest_portfolio_uss']} candidates by USS (~{m['largest_portfolio_rss']} by RSS) with one actor each"
+        )
     if args.portfolio > 0:
         print(f"# a simulated portfolio of {args.portfolio} candidates through the driver", flush=True)
         f = figures["portfolio"] = bench_portfolio(args.portfolio, args.portfolio_dir)
-        print(f"  {f['candidates']} candidates, {f['rounds']} rounds, {f['probes']} probes, wall {f['wall_s']:.1f} s; "
-              f"phases: " + ", ".join(f"{k} {v:.1f}" for k, v in f["timings"].items()))
-        print(f"  time per round: first {f['first_round_s']:.1f} s, later median {f['later_round_s_median']:.1f} s "
-              f"({', '.join(f'{x:.1f}' for x in f['round_s'])})")
-        print(f"  live actors at most {f['peak_actors']} ({f['slot_loads']} slot loads, {f['actor_cpu_s']:.1f} CPU-s in them), "
-              f"their peak RSS {f['peak_actor_rss_mib']:.0f} MiB")
-        print(f"  peak RSS: Ray workers {f['peak_worker_rss_mib']:.0f} MiB, whole Ray session {f['peak_session_rss_mib']:.0f} MiB, "
-              f"driver {f['peak_driver_rss_mib']:.0f} MiB", flush=True)
+        print(
+            f"  {f['candidates']} candidates, {f['rounds']} rounds, {f['probes']} probes, wall {f['wall_s']:.1f} s; "
+            f"phases: " + ", ".join(f"{k} {v:.1f}" for k, v in f["timings"].items())
+        )
+        print(
+            f"  time per round: first {f['first_round_s']:.1f} s, later median {f['later_round_s_median']:.1f} s "
+            f"({', '.join(f'{x:.1f}' for x in f['round_s'])})"
+        )
+        print(
+            f"  live actors at most {f['peak_actors']} ({f['slot_loads']} slot loads, {f['actor_cpu_s']:.1f} CPU-s in them), "
+            f"their peak RSS {f['peak_actor_rss_mib']:.0f} MiB"
+        )
+        print(
+            f"  peak RSS: Ray workers {f['peak_worker_rss_mib']:.0f} MiB, whole Ray session {f['peak_session_rss_mib']:.0f} MiB, "
+            f"driver {f['peak_driver_rss_mib']:.0f} MiB",
+            flush=True,
+        )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1, default=str))
 

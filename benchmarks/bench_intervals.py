@@ -72,8 +72,17 @@ def engine_at_depth(world, frac: float, seed: int = 0, with_history: bool = Fals
     world's past runs, as a job's `history:`, when with_history)."""
     market = Market(world, budget=math.inf)
     settings = settings_for(market, seed)
-    infos = [CandidateInfo(o.id, o.group, float(o.horizon), prior_cost_per_step=o.cost_per_step,
-                           static=_static_for_engine(o.static), prior_cost_exact=True) for o in market.candidates]
+    infos = [
+        CandidateInfo(
+            o.id,
+            o.group,
+            float(o.horizon),
+            prior_cost_per_step=o.cost_per_step,
+            static=_static_for_engine(o.static),
+            prior_cost_exact=True,
+        )
+        for o in market.candidates
+    ]
     engine = Engine(infos, settings, history=history_observations(market) if with_history else None)
     e = market.eval_every
     for i, o in enumerate(market.candidates):
@@ -112,15 +121,24 @@ def score(cfg: SuiteConfig, datasets: tuple[str, ...], fractions: tuple[float, .
                             a["width"].append(2 * z * sd)
                     log(f"  {name} world {ws} depth {frac:.1%}: {time.perf_counter() - t0:.1f} s")
     out = []
-    for (ds, k, frac), a in sorted(acc.items(), key=lambda kv: (DATASETS.index(kv[0][0].split(" ")[0]), kv[0][0], kv[0][1], kv[0][2])):
+    for (ds, k, frac), a in sorted(
+        acc.items(), key=lambda kv: (DATASETS.index(kv[0][0].split(" ")[0]), kv[0][0], kv[0][1], kv[0][2])
+    ):
         n = len(a["has"])
         m = len(a["inside"])
-        out.append({"dataset": ds, "kind": k, "depth": frac, "n": n,
-                    "coverage": float(np.mean(a["inside"])) if m else float("nan"),
-                    "no_interval": 1.0 - m / n if n else float("nan"),
-                    "too_early": float(np.mean(a["early"])) if n else float("nan"),
-                    "rmse": float(np.sqrt(np.mean(np.square(a["err"])))) if m else float("nan"),
-                    "width": float(np.mean(a["width"])) if m else float("nan")})
+        out.append(
+            {
+                "dataset": ds,
+                "kind": k,
+                "depth": frac,
+                "n": n,
+                "coverage": float(np.mean(a["inside"])) if m else float("nan"),
+                "no_interval": 1.0 - m / n if n else float("nan"),
+                "too_early": float(np.mean(a["early"])) if n else float("nan"),
+                "rmse": float(np.sqrt(np.mean(np.square(a["err"])))) if m else float("nan"),
+                "width": float(np.mean(a["width"])) if m else float("nan"),
+            }
+        )
     return out
 
 
@@ -129,13 +147,17 @@ def markdown(rows: list[dict], split: str, seeds: dict[str, tuple[int, ...]]) ->
     lines = [head, "|" + "---|" * 10]
     for r in rows:
         ok = TARGET[0] <= r["coverage"] <= TARGET[1]
-        lines.append(f"| {r['dataset']} | {r['kind']} | {r['depth']:.1%} | {r['n']} | {r['coverage']:.3f} | "
-                     f"{'PASS' if ok else 'MISS'} | {r['no_interval']:.3f} | {r['too_early']:.3f} | {r['rmse']:.4f} | {r['width']:.4f} |")
+        lines.append(
+            f"| {r['dataset']} | {r['kind']} | {r['depth']:.1%} | {r['n']} | {r['coverage']:.3f} | "
+            f"{'PASS' if ok else 'MISS'} | {r['no_interval']:.3f} | {r['too_early']:.3f} | {r['rmse']:.4f} | {r['width']:.4f} |"
+        )
     used = "; ".join(f"{d} {s[0]}-{s[-1]}" for d, s in seeds.items())
-    return (f"Command: `{COMMAND}`. Split: {split} (world seeds {used}). Every candidate probed with the world's "
-            "probe seeds to the depth shown (a fraction of its horizon; the demo's probes stop at 10%), the engine "
-            "refitted once; coverage among candidates with an interval, `no interval` = Undetermined with no "
-            "interval (\"too early to tell\").\n\n" + "\n".join(lines) + "\n")
+    return (
+        f"Command: `{COMMAND}`. Split: {split} (world seeds {used}). Every candidate probed with the world's "
+        "probe seeds to the depth shown (a fraction of its horizon; the demo's probes stop at 10%), the engine "
+        "refitted once; coverage among candidates with an interval, `no interval` = Undetermined with no "
+        'interval ("too early to tell").\n\n' + "\n".join(lines) + "\n"
+    )
 
 
 def write_readme(text: str) -> None:
@@ -145,7 +167,7 @@ def write_readme(text: str) -> None:
     if head in body:
         start = body.index(head)
         nxt = body.find("\n## ", start + len(head))
-        body = body[:start] + block + (body[nxt + 1:] if nxt >= 0 else "")
+        body = body[:start] + block + (body[nxt + 1 :] if nxt >= 0 else "")
     else:
         body = body.rstrip("\n") + "\n\n" + block
     README.write_text(body)

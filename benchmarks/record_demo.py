@@ -49,19 +49,31 @@ def run_one(job_path: str, cand_id: str, seed: int, target: int, eval_every: int
 
     torch.set_num_threads(1)
     port = 29500 + (os.getpid() % 2000)
-    for k, v in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1"}.items():
+    for k, v in {
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+        "RANK": "0",
+        "LOCAL_RANK": "0",
+        "WORLD_SIZE": "1",
+    }.items():
         os.environ[k] = v
     job = load_job(job_path)
     cand = next(c for c in job.candidate_specs() if c.id == cand_id)
     settings = job.probe.model_copy(update={"eval_every": eval_every})
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="prehoc-record-") as ckpt:
-        res = run_probe(ProbeRequest(candidate=cand, seed=seed, target_step=target, checkpoint_dir=Path(ckpt), settings=settings))
+        res = run_probe(
+            ProbeRequest(candidate=cand, seed=seed, target_step=target, checkpoint_dir=Path(ckpt), settings=settings)
+        )
     kind = "full" if seed == FULL_SEED else "probe"
     rows = {
-        "candidate": [cand_id] * len(res.rows), "group": [cand.task.name] * len(res.rows),
-        "model": [cand.model.name] * len(res.rows), "seed": [seed] * len(res.rows), "kind": [kind] * len(res.rows),
-        "step": [float(r["step"]) for r in res.rows], "value": [float(r["value"]) for r in res.rows],
+        "candidate": [cand_id] * len(res.rows),
+        "group": [cand.task.name] * len(res.rows),
+        "model": [cand.model.name] * len(res.rows),
+        "seed": [seed] * len(res.rows),
+        "kind": [kind] * len(res.rows),
+        "step": [float(r["step"]) for r in res.rows],
+        "value": [float(r["value"]) for r in res.rows],
         "horizon": [float(horizon)] * len(res.rows),
         "train_s_per_step": [float(res.seconds_per_step)] * len(res.rows),
     }
@@ -69,8 +81,14 @@ def run_one(job_path: str, cand_id: str, seed: int, target: int, eval_every: int
     tmp = path.with_suffix(".tmp")
     pq.write_table(pa.table(rows), tmp)
     tmp.replace(path)  # atomic: a killed recording never leaves half a run behind
-    return {"candidate": cand_id, "seed": seed, "steps": target, "wall_s": time.perf_counter() - t0,
-            "train_s_per_step": res.seconds_per_step, "last": rows["value"][-1] if rows["value"] else None}
+    return {
+        "candidate": cand_id,
+        "seed": seed,
+        "steps": target,
+        "wall_s": time.perf_counter() - t0,
+        "train_s_per_step": res.seconds_per_step,
+        "last": rows["value"][-1] if rows["value"] else None,
+    }
 
 
 def record_static(job_path: str, out: Path) -> None:
@@ -134,9 +152,17 @@ def main() -> None:
     table = ds.dataset(str(out / "runs"), format="parquet").to_table()
     table = table.sort_by([("candidate", "ascending"), ("seed", "ascending"), ("step", "ascending")])
     pq.write_table(table, out / "curves.parquet")
-    meta = {"job": os.path.relpath(args.job, ROOT), "spec_hash": job.spec_hash(), "probe_seeds": args.probe_seeds,
-            "probe_depth": args.probe_depth, "full_steps": args.full_steps, "full_seed": FULL_SEED, "full_eval_every": args.full_eval_every,
-            "rows": table.num_rows, "recorded": time.strftime("%Y-%m-%d")}
+    meta = {
+        "job": os.path.relpath(args.job, ROOT),
+        "spec_hash": job.spec_hash(),
+        "probe_seeds": args.probe_seeds,
+        "probe_depth": args.probe_depth,
+        "full_steps": args.full_steps,
+        "full_seed": FULL_SEED,
+        "full_eval_every": args.full_eval_every,
+        "rows": table.num_rows,
+        "recorded": time.strftime("%Y-%m-%d"),
+    }
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(f"wrote {out / 'curves.parquet'} ({table.num_rows} rows) in {time.perf_counter() - t0:.0f} s")
 

@@ -14,8 +14,17 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_API = ("CandidateInfo", "Engine", "EngineSettings", "ProbeOrder", "analyze_curves", "load_job", "read_plan",
-        "read_plan_pandas", "run")
+_API = (
+    "CandidateInfo",
+    "Engine",
+    "EngineSettings",
+    "ProbeOrder",
+    "analyze_curves",
+    "load_job",
+    "read_plan",
+    "read_plan_pandas",
+    "run",
+)
 __all__ = list(_API)
 
 

@@ -37,8 +37,17 @@ if TYPE_CHECKING:
     from prehoc_ray.execution.driver import RunResult
     from prehoc_ray.spec.job import JobSpec
 
-__all__ = ["CandidateInfo", "Engine", "EngineSettings", "ProbeOrder", "analyze_curves", "load_job", "read_plan",
-           "read_plan_pandas", "run"]
+__all__ = [
+    "CandidateInfo",
+    "Engine",
+    "EngineSettings",
+    "ProbeOrder",
+    "analyze_curves",
+    "load_job",
+    "read_plan",
+    "read_plan_pandas",
+    "run",
+]
 
 
 def load_job(path: str | Path) -> JobSpec:
@@ -48,8 +57,14 @@ def load_job(path: str | Path) -> JobSpec:
     return _load(path)
 
 
-def run(job: JobSpec | str | Path, out: str | Path, *, address: str | None = None, resume: bool = False,
-        **driver_options: Any) -> RunResult:
+def run(
+    job: JobSpec | str | Path,
+    out: str | Path,
+    *,
+    address: str | None = None,
+    resume: bool = False,
+    **driver_options: Any,
+) -> RunResult:
     """Run a job: probes, allocation, plan and report in `out` (see `prehoc-ray run`)."""
     from prehoc_ray.execution.driver import run_job
 
@@ -77,8 +92,10 @@ def read_plan(run_dir: str | Path) -> pyarrow.Table:
 
     path = RunDir(run_dir).plan_parquet
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no plan in this run directory (is the run finished? `prehoc-ray report` "
-                                "rebuilds it from candidates.parquet)")
+        raise FileNotFoundError(
+            f"{path}: no plan in this run directory (is the run finished? `prehoc-ray report` "
+            "rebuilds it from candidates.parquet)"
+        )
     return pq.read_table(path)
 
 

@@ -24,15 +24,19 @@ def test_ask_tell_loop_from_the_docstring():
 
     steps = np.arange(10, 1001, 10, dtype=float)
     means = {"t:a": 0.80, "t:b": 0.70, "t:c": 0.60}
-    eng = Engine([CandidateInfo(c, "t", horizon=1000, prior_cost_per_step=0.01) for c in means],
-                 EngineSettings(budget=20.0, seeds=2, eval_every=10, initial_depth=30))
+    eng = Engine(
+        [CandidateInfo(c, "t", horizon=1000, prior_cost_per_step=0.01) for c in means],
+        EngineSettings(budget=20.0, seeds=2, eval_every=10, initial_depth=30),
+    )
     rounds = 0
     while orders := eng.next_round():
         rounds += 1
         for o in orders:
             y = means[o.candidate] - 0.3 / np.sqrt(steps) + 0.003 * o.seed
             m = (steps > o.start_step) & (steps <= o.target_step)
-            eng.tell(o, [{"step": s, "value": v} for s, v in zip(steps[m], y[m])], 0.01 * (o.target_step - o.start_step))
+            eng.tell(
+                o, [{"step": s, "value": v} for s, v in zip(steps[m], y[m])], 0.01 * (o.target_step - o.start_step)
+            )
     rows = {r["candidate"]: r for r in eng.summary()}
     assert rounds >= 1 and eng.spent <= 20.0
     assert max(rows, key=lambda c: rows[c]["predicted_final"]) == "t:a"
@@ -43,8 +47,19 @@ def test_analyze_curves_and_read_plan(tmp_path):
     p = generate_portfolio(n_groups=2, candidates_per_group=10, n_seeds=3, horizon=1000, eval_every=10, seed=2)
     obs = p.observations
     path = tmp_path / "curves.parquet"
-    write_table(pa.table({"candidate": obs.candidate.astype(str), "step": obs.step, "value": obs.value,
-                          "seed": obs.seed, "group": obs.group.astype(str), "horizon": obs.horizon}), path)
+    write_table(
+        pa.table(
+            {
+                "candidate": obs.candidate.astype(str),
+                "step": obs.step,
+                "value": obs.value,
+                "seed": obs.seed,
+                "group": obs.group.astype(str),
+                "horizon": obs.horizon,
+            }
+        ),
+        path,
+    )
     result = prehoc_ray.analyze_curves(path, depth=300, n_boot=20)
     preds = result.predictions
     assert len(preds["candidate"]) == 20 and np.isfinite(preds["predicted_final"]).all()
@@ -69,8 +84,10 @@ def test_the_api_loads_lazily():
 
 @pytest.mark.slow
 def test_run_a_job_from_python(tmp_path):
-    code = (f"import prehoc_ray; r = prehoc_ray.run('jobs/simulated.yaml', {str(tmp_path / 'run')!r}); "
-            "t = prehoc_ray.read_plan(r.run_dir); print(t.num_rows, r.engine.finished)")
+    code = (
+        f"import prehoc_ray; r = prehoc_ray.run('jobs/simulated.yaml', {str(tmp_path / 'run')!r}); "
+        "t = prehoc_ray.read_plan(r.run_dir); print(t.num_rows, r.engine.finished)"
+    )
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -56,9 +56,11 @@ def test_packages_import_only_the_layers_below_them():
 
 
 def test_the_core_loads_no_heavy_library():
-    code = ("import sys, prehoc_ray.core.engine, prehoc_ray.core.analysis, prehoc_ray.core.decisions, "
-            "prehoc_ray.core.backtests, prehoc_ray.core.decision, prehoc_ray.core.population; "
-            "print(','.join(m for m in ('ray', 'torch', 'pyarrow', 'pydantic', 'transformers', 'pandas', 'matplotlib') "
-            "if m in sys.modules))")
+    code = (
+        "import sys, prehoc_ray.core.engine, prehoc_ray.core.analysis, prehoc_ray.core.decisions, "
+        "prehoc_ray.core.backtests, prehoc_ray.core.decision, prehoc_ray.core.population; "
+        "print(','.join(m for m in ('ray', 'torch', 'pyarrow', 'pydantic', 'transformers', 'pandas', 'matplotlib') "
+        "if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PKG.parent)
     assert out.stdout.strip() == "", f"prehoc_ray.core pulled in: {out.stdout.strip()}"

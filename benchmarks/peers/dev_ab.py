@@ -59,8 +59,10 @@ def main() -> None:
             got = {s: (r, sp) for s, ff, n, r, sp in res if ff == f and n == name}
             d = np.array([got[s][0] - base[s] for s in sorted(got)]) * 100
             half = 1.96 * d.std(ddof=1) / np.sqrt(d.size) if d.size > 1 else float("nan")
-            print(f"  budget {f:g} {name:>12}: regret {100 * np.mean([g[0] for g in got.values()]):.2f}  "
-                  f"spent {np.mean([g[1] for g in got.values()]):.2f}  paired diff {d.mean():+.2f} +- {half:.2f}")
+            print(
+                f"  budget {f:g} {name:>12}: regret {100 * np.mean([g[0] for g in got.values()]):.2f}  "
+                f"spent {np.mean([g[1] for g in got.values()]):.2f}  paired diff {d.mean():+.2f} +- {half:.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -69,7 +69,11 @@ def update_readme(readme: Path, body: str) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small smoke run; leaves RESULTS.md and the README alone")
-    ap.add_argument("--development", action="store_true", help="the development seeds (for tuning); leaves RESULTS.md and the README alone")
+    ap.add_argument(
+        "--development",
+        action="store_true",
+        help="the development seeds (for tuning); leaves RESULTS.md and the README alone",
+    )
     ap.add_argument("--datasets", default="hetero,hetero_miss,synthetic,deberta,demo")
     ap.add_argument("--out", type=Path, default=HERE)
     ap.add_argument("--jobs", type=int, default=2, help="worlds run at a time (processes); results do not depend on it")
@@ -77,8 +81,13 @@ def main() -> int:
     args = ap.parse_args()
     datasets = tuple(args.datasets.split(","))
     if args.quick:
-        cfg = SuiteConfig(datasets=datasets, budgets=(0.1,), demo_budgets=(0.05,), asha_repeats=2,
-                          seeds={"hetero": (100, 101), "hetero_miss": (100,), "synthetic": (100,), "deberta": (100,), "demo": (3,)})
+        cfg = SuiteConfig(
+            datasets=datasets,
+            budgets=(0.1,),
+            demo_budgets=(0.05,),
+            asha_repeats=2,
+            seeds={"hetero": (100, 101), "hetero_miss": (100,), "synthetic": (100,), "deberta": (100,), "demo": (3,)},
+        )
     else:
         cfg = SuiteConfig(datasets=datasets, split="development" if args.development else "report")
     publish = not (args.quick or args.development)
@@ -113,22 +122,39 @@ def main() -> int:
         found = re.search(r"Last run: ([\d.]+) min", prev)
         minutes = float(found.group(1)) if found else float("nan")
     seeds = {ds: cfg.world_seeds(ds) for ds in cfg.datasets}
-    body = "\n".join([
-        "Regenerate everything (tables, `benchmarks/peers/results/*.csv`, the PNGs, this section):",
-        "", "```", COMMAND, "```", "",
-        f"Last run: {minutes:.1f} min on this machine (2 shared cores). Report-set world seeds: "
-        + "; ".join(f"{ds} {s[0]}-{s[-1]} ({len(s)})" for ds, s in seeds.items())
-        + ". Development seeds (tuning only, never reported): "
-        + "; ".join(f"{ds} {DEVELOPMENT_SEEDS[ds][0]}-{DEVELOPMENT_SEEDS[ds][-1]}" for ds in cfg.datasets) + ".",
-        f"Budgets {cfg.budgets} (demo {cfg.demo_budgets}); ASHA repeated {cfg.asha_repeats} times per world and budget.",
-        "Method, fairness rules and caveats: `benchmarks/peers/NOTES.md`.", "",
-        "Verdicts: paired difference of regret, prehoc minus peer, points x100, 95% bootstrap-t interval over worlds; "
-        "PASS = prehoc significantly lower (interval below 0 and sign-flip p < 0.05), LOSS = significantly higher, "
-        "TIE otherwise, n/a with fewer than 5 units (the demo: 3 tasks):", "",
-        verdicts, f"- 30 LLMs, prehoc vs published AtS: {ats_report.verdict_line(ats_rows, pub)}", "",
-        *[f"![{ds}](peers/{ds}.png)" for ds in cfg.datasets], "",
-        md, "### 30 LLMs: AtS (Lin et al. 2024) protocol", "", "![ats](peers/ats.png)", "", ats_md,
-    ])
+    body = "\n".join(
+        [
+            "Regenerate everything (tables, `benchmarks/peers/results/*.csv`, the PNGs, this section):",
+            "",
+            "```",
+            COMMAND,
+            "```",
+            "",
+            f"Last run: {minutes:.1f} min on this machine (2 shared cores). Report-set world seeds: "
+            + "; ".join(f"{ds} {s[0]}-{s[-1]} ({len(s)})" for ds, s in seeds.items())
+            + ". Development seeds (tuning only, never reported): "
+            + "; ".join(f"{ds} {DEVELOPMENT_SEEDS[ds][0]}-{DEVELOPMENT_SEEDS[ds][-1]}" for ds in cfg.datasets)
+            + ".",
+            f"Budgets {cfg.budgets} (demo {cfg.demo_budgets}); ASHA repeated {cfg.asha_repeats} times per world and budget.",
+            "Method, fairness rules and caveats: `benchmarks/peers/NOTES.md`.",
+            "",
+            "Verdicts: paired difference of regret, prehoc minus peer, points x100, 95% bootstrap-t interval over worlds; "
+            "PASS = prehoc significantly lower (interval below 0 and sign-flip p < 0.05), LOSS = significantly higher, "
+            "TIE otherwise, n/a with fewer than 5 units (the demo: 3 tasks):",
+            "",
+            verdicts,
+            f"- 30 LLMs, prehoc vs published AtS: {ats_report.verdict_line(ats_rows, pub)}",
+            "",
+            *[f"![{ds}](peers/{ds}.png)" for ds in cfg.datasets],
+            "",
+            md,
+            "### 30 LLMs: AtS (Lin et al. 2024) protocol",
+            "",
+            "![ats](peers/ats.png)",
+            "",
+            ats_md,
+        ]
+    )
     (out / "RESULTS.md").write_text(body + "\n")
     update_readme(out.parent / "README.md", body)
     print(f"done in {minutes:.1f} min", file=sys.stderr)

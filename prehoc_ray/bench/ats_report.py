@@ -31,21 +31,33 @@ def markdown(rows: list[dict], pub: dict, ours: tuple[str, ...] = ("prehoc", "pr
     by = {(r["dataset"], r["method"], r["ratio"]): r for r in rows}
     out = []
     ok, n, worst = reproduction_check(rows, pub)
-    out.append(f"Reproduction of the paper's Table 1 (AtS, ZeroShot, SubTuning, ModelSize): {ok}/{n} cells equal "
-               f"to the published value at the published precision (largest difference {worst:.2f}).\n")
+    out.append(
+        f"Reproduction of the paper's Table 1 (AtS, ZeroShot, SubTuning, ModelSize): {ok}/{n} cells equal "
+        f"to the published value at the published precision (largest difference {worst:.2f}).\n"
+    )
     for metric in ("PearCorr", "RelAcc"):
         out.append(f"#### {metric} (%), higher is better\n")
         out.append("| dataset | method | " + " | ".join(f"1/{r}" for r in scaling.RATIOS) + " |")
         out.append("|---|---|" + "---:|" * len(scaling.RATIOS))
         for ds in ("FLAN", "WMT19", "GIGAWORD"):
-            out.append(f"| {ds} | AtS (published) | " + " | ".join(f"{pub[(ds, 'AtS', metric, r)]:.1f}" for r in scaling.RATIOS) + " |")
+            out.append(
+                f"| {ds} | AtS (published) | "
+                + " | ".join(f"{pub[(ds, 'AtS', metric, r)]:.1f}" for r in scaling.RATIOS)
+                + " |"
+            )
             for m in SHOWN:
-                out.append(f"| {ds} | {m} | " + " | ".join(f"{by[(ds, m, r)][metric]:.1f}" for r in scaling.RATIOS) + " |")
+                out.append(
+                    f"| {ds} | {m} | " + " | ".join(f"{by[(ds, m, r)][metric]:.1f}" for r in scaling.RATIOS) + " |"
+                )
         out.append("")
-    out.append("Ours against the published AtS per task and budget, compared at the published precision "
-               "(one decimal; equal at that precision is a tie). The published figures have no intervals, so "
-               "a cell is a win, tie or loss by its point value only:\n")
-    out.append("| ours | dataset | metric | " + " | ".join(f"1/{r}" for r in scaling.RATIOS) + " | wins / ties / losses |")
+    out.append(
+        "Ours against the published AtS per task and budget, compared at the published precision "
+        "(one decimal; equal at that precision is a tie). The published figures have no intervals, so "
+        "a cell is a win, tie or loss by its point value only:\n"
+    )
+    out.append(
+        "| ours | dataset | metric | " + " | ".join(f"1/{r}" for r in scaling.RATIOS) + " | wins / ties / losses |"
+    )
     out.append("|---|---|---|" + "---:|" * len(scaling.RATIOS) + "---|")
     for variant in ours:
         for ds in ("FLAN", "WMT19", "GIGAWORD"):
@@ -86,8 +98,13 @@ def plot(rows: list[dict], pub: dict, path: str) -> str:
             ax = axes[i, j]
             ax.plot(x, [pub[(ds, "AtS", metric, r)] for r in x], "s-", color="k", lw=2.5, label="AtS (published)")
             for m in ("ats", "rectified", "prehoc", "prehoc_unclipped", "subtuning"):
-                ax.plot(x, [by[(ds, m, r)][metric] for r in x], "o--" if m == "ats" else "o-", ms=4,
-                        label="AtS (our re-run)" if m == "ats" else m)
+                ax.plot(
+                    x,
+                    [by[(ds, m, r)][metric] for r in x],
+                    "o--" if m == "ats" else "o-",
+                    ms=4,
+                    label="AtS (our re-run)" if m == "ats" else m,
+                )
             ax.set_xscale("log", base=2)
             ax.set_xticks(x, [f"1/{r}" for r in x])
             ax.set_title(f"{ds} {metric}")

@@ -45,16 +45,24 @@ class Evaluation:
 def _task_rows(world: World, picks: dict[str, int], base: dict) -> list[dict]:
     y = world.true_finals
     groups = world.groups
-    return [{**base, "group": g, "candidate": world.candidates[i].id,
-             "regret": float(y[groups == g].max() - y[i])} for g, i in sorted(picks.items())]
+    return [
+        {**base, "group": g, "candidate": world.candidates[i].id, "regret": float(y[groups == g].max() - y[i])}
+        for g, i in sorted(picks.items())
+    ]
 
 
 def oracle_result(world: World) -> PolicyResult:
     m = world.truth.get("expected_final") if world.truth else None
     pred = np.asarray(m, float) if m is not None and len(m) == len(world.candidates) else world.true_finals
     n = len(world.candidates)
-    return PolicyResult(ORACLE, pred.copy(), np.full(n, np.nan), world.full_cost,
-                        np.array([c.horizon for c in world.candidates], float), info={"reference": True})
+    return PolicyResult(
+        ORACLE,
+        pred.copy(),
+        np.full(n, np.nan),
+        world.full_cost,
+        np.array([c.horizon for c in world.candidates], float),
+        info={"reference": True},
+    )
 
 
 def world_floors(world: World) -> tuple[float, float]:
@@ -62,8 +70,9 @@ def world_floors(world: World) -> tuple[float, float]:
     return full_depth_regret(world, world.probe_seeds), expected_oracle_regret(world)
 
 
-def evaluate_policy(world: World, policy: str, frac: float, repeat: int = 0, floors: tuple[float, float] | None = None,
-                    **kw) -> list[Evaluation]:
+def evaluate_policy(
+    world: World, policy: str, frac: float, repeat: int = 0, floors: tuple[float, float] | None = None, **kw
+) -> list[Evaluation]:
     """One policy on one world at one budget: one Evaluation (two for ASHA). `floors`: the
     world's world_floors(), when the caller has them already."""
     budget = frac * world.full_cost
@@ -74,16 +83,32 @@ def evaluate_policy(world: World, policy: str, frac: float, repeat: int = 0, flo
         res = get_policy(policy)(Market(world, budget), seed=repeat, **kw)
         results = [res]
         if policy == "asha":
-            results.append(PolicyResult("asha_extrapolated", res.predicted, res.std, res.spent, res.probe_steps,
-                                        picks=select(world, res.predicted), info=res.info))
+            results.append(
+                PolicyResult(
+                    "asha_extrapolated",
+                    res.predicted,
+                    res.std,
+                    res.spent,
+                    res.probe_steps,
+                    picks=select(world, res.predicted),
+                    info=res.info,
+                )
+            )
     seconds = time.perf_counter() - t0
     out = []
     r_full, floor = floors if floors is not None else world_floors(world)
     for res in results:
         row = evaluate(world, res, budget)
         picks = picks_of(world, res)
-        row.update(policy=res.policy, budget_frac=frac, repeat=repeat, seconds=seconds, r_full=r_full,
-                   oracle_regret=floor, spent_frac=res.spent / world.full_cost)
+        row.update(
+            policy=res.policy,
+            budget_frac=frac,
+            repeat=repeat,
+            seconds=seconds,
+            r_full=r_full,
+            oracle_regret=floor,
+            spent_frac=res.spent / world.full_cost,
+        )
         if "refused" in res.info:
             row["refused"] = res.info["refused"]
         base = {"world": world.name, "policy": res.policy, "budget_frac": frac, "repeat": repeat}
@@ -91,9 +116,15 @@ def evaluate_policy(world: World, policy: str, frac: float, repeat: int = 0, flo
     return out
 
 
-def run_backtest(worlds: Iterable[World], budgets: Iterable[float], policies: Iterable[str], repeats: int = 1,
-                 log: Callable[[str], None] = print, repeats_for: Callable[[str], int] | None = None,
-                 **tags) -> tuple[list[dict], list[dict]]:
+def run_backtest(
+    worlds: Iterable[World],
+    budgets: Iterable[float],
+    policies: Iterable[str],
+    repeats: int = 1,
+    log: Callable[[str], None] = print,
+    repeats_for: Callable[[str], int] | None = None,
+    **tags,
+) -> tuple[list[dict], list[dict]]:
     """Every (world, budget, policy, repeat); returns (rows, pick rows). `tags` are copied
     into every row (e.g. dataset="synthetic"). Deterministic policies run once per world and
     budget (their repeats would be copies); the stochastic ones `repeats` times."""
@@ -110,6 +141,8 @@ def run_backtest(worlds: Iterable[World], budgets: Iterable[float], policies: It
                         ev.row.update(tags)
                         rows.append(ev.row)
                         picks += [{**p, **tags} for p in ev.picks]
-                        log(f"{world.name:14s} budget={frac:<5g} {ev.row['policy']:18s} rep={rep} "
-                            f"regret={100 * ev.row['regret']:6.2f} spent={ev.row['spent_frac']:.3f} ({ev.row['seconds']:.1f}s)")
+                        log(
+                            f"{world.name:14s} budget={frac:<5g} {ev.row['policy']:18s} rep={rep} "
+                            f"regret={100 * ev.row['regret']:6.2f} spent={ev.row['spent_frac']:.3f} ({ev.row['seconds']:.1f}s)"
+                        )
     return rows, picks

@@ -21,7 +21,9 @@ from prehoc_ray.bench.worlds import World
 
 
 def world_table(world: World) -> pa.Table:
-    cols: dict[str, list] = {k: [] for k in ("candidate", "seed", "step", "value", "group", "horizon", "final", "cost_per_step")}
+    cols: dict[str, list] = {
+        k: [] for k in ("candidate", "seed", "step", "value", "group", "horizon", "final", "cost_per_step")
+    }
     names = sorted(world.candidates[0].static) if world.candidates else []
     static: dict[str, list] = {n: [] for n in names}
     for c in world.candidates:

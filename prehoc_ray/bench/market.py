@@ -70,8 +70,17 @@ class Market:
         self._reached: dict[tuple[int, int], int] = {}
         self._bought: list[tuple[int, int, int, int, float]] = []  # (i, seed, start, target, cost)
         self.candidates: tuple[Offer, ...] = tuple(
-            Offer(c.id, c.group, int(c.horizon), float(c.cost_per_step), dict(c.static), int(world.probe_cap(c)), c.n_seeds)
-            for c in world.candidates)
+            Offer(
+                c.id,
+                c.group,
+                int(c.horizon),
+                float(c.cost_per_step),
+                dict(c.static),
+                int(world.probe_cap(c)),
+                c.n_seeds,
+            )
+            for c in world.candidates
+        )
         self.history: tuple[PastRun, ...] = tuple(_past(h) for h in world.history)
         self.eval_every = int(world.eval_every)
         self.tolerance = float(world.tolerance)
@@ -113,10 +122,14 @@ class Market:
         if not 0 <= seed < o.n_seeds:
             raise ValueError(f"seed {seed} of {o.id}: only {o.n_seeds} recorded seed(s)")
         if target > o.probe_cap or start < 0 or target < start:
-            raise ValueError(f"bad probe range ({start}, {target}] for {o.id} (probes reach at most step {o.probe_cap})")
+            raise ValueError(
+                f"bad probe range ({start}, {target}] for {o.id} (probes reach at most step {o.probe_cap})"
+            )
         reached = self._reached.get((i, seed), 0)
         if start > reached:
-            raise ValueError(f"probe of {o.id} seed {seed} starts at step {start}, past its checkpoint at step {reached}")
+            raise ValueError(
+                f"probe of {o.id} seed {seed} starts at step {start}, past its checkpoint at step {reached}"
+            )
         cost = self.cost(i, start, target)
         # A relative tolerance absorbs float round-off in budgets computed as sums of costs.
         if self.spent + cost > self.budget * (1 + 1e-12) + 1e-12:

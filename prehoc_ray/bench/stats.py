@@ -106,5 +106,6 @@ def paired_difference(a: dict, b: dict, level: float = 0.95, seed: int = 0) -> P
     if not d.size:
         return PairedDifference(float("nan"), float("nan"), float("nan"), 0, 0, 0)
     lo, hi = bootstrap_mean_ci(d, level, seed=seed)
-    return PairedDifference(float(d.mean()), lo, hi, int(d.size), int((d < 0).sum()), int((d > 0).sum()),
-                            sign_flip_p(d, seed=seed))
+    return PairedDifference(
+        float(d.mean()), lo, hi, int(d.size), int((d < 0).sum()), int((d > 0).sum()), sign_flip_p(d, seed=seed)
+    )

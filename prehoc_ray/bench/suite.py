@@ -18,11 +18,16 @@ DATASETS = ("hetero", "hetero_miss", "synthetic", "deberta", "demo")
 # Development worlds grew when 10 proved too few to tune on: on hetero 0-9 successive halving
 # scored 3.50 points at 5%, on hetero 10-39 1.76, near its report-set 2.47.
 DEVELOPMENT_SEEDS: dict[str, tuple[int, ...]] = {
-    "hetero": tuple(range(40)), "hetero_miss": tuple(range(10)), "synthetic": tuple(range(20)), "deberta": tuple(range(10)),
+    "hetero": tuple(range(40)),
+    "hetero_miss": tuple(range(10)),
+    "synthetic": tuple(range(20)),
+    "deberta": tuple(range(10)),
     "demo": (0, 1, 2),
 }
 REPORT_SEEDS: dict[str, tuple[int, ...]] = {
-    "hetero": tuple(range(100, 130)), "hetero_miss": tuple(range(100, 120)), "synthetic": tuple(range(100, 130)),
+    "hetero": tuple(range(100, 130)),
+    "hetero_miss": tuple(range(100, 120)),
+    "synthetic": tuple(range(100, 130)),
     "deberta": tuple(range(100, 110)),
     # The demo has one set of 6 candidates; its worlds differ in which recorded probe seeds play.
     "demo": (3, 4, 5),
@@ -37,8 +42,16 @@ class SuiteConfig:
     split: str = "report"  # "report" | "development"
     budgets: tuple[float, ...] = (0.05, 0.1, 0.2)
     demo_budgets: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2)  # its probes stop at 10% of the horizon
-    policies: tuple[str, ...] = ("prehoc", "prehoc_prediction", "prehoc_history", "uniform", "sh", "asha",
-                                 "static_only", "oracle")
+    policies: tuple[str, ...] = (
+        "prehoc",
+        "prehoc_prediction",
+        "prehoc_history",
+        "uniform",
+        "sh",
+        "asha",
+        "static_only",
+        "oracle",
+    )
     asha_repeats: int = 5
     synthetic_candidates: int = 45
     deberta_candidates: int = 30  # per base model (task); 2 tasks per world
@@ -65,7 +78,9 @@ def make_world(dataset: str, seed: int, cfg: SuiteConfig = SuiteConfig()) -> Wor
     raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {dataset!r}")
 
 
-def run_world(cfg: SuiteConfig, ds: str, seed: int, log: Callable[[str], None] = print) -> tuple[list[dict], list[dict]]:
+def run_world(
+    cfg: SuiteConfig, ds: str, seed: int, log: Callable[[str], None] = print
+) -> tuple[list[dict], list[dict]]:
     """Every policy and budget on one world (one job of the suite)."""
     budgets = cfg.demo_budgets if ds == "demo" else cfg.budgets
     world = make_world(ds, seed, cfg)
@@ -79,7 +94,9 @@ def _quiet_world(args: tuple[SuiteConfig, str, int]) -> tuple[list[dict], list[d
     return rows, picks, lines
 
 
-def run_suite(cfg: SuiteConfig = SuiteConfig(), log: Callable[[str], None] = print, jobs: int = 1) -> tuple[list[dict], list[dict]]:
+def run_suite(
+    cfg: SuiteConfig = SuiteConfig(), log: Callable[[str], None] = print, jobs: int = 1
+) -> tuple[list[dict], list[dict]]:
     """Every world of the configuration; `jobs` worlds at a time in worker processes (the
     results do not depend on it: each world's policies run in one process, in order)."""
     tasks = [(cfg, ds, seed) for ds in cfg.datasets for seed in cfg.world_seeds(ds)]

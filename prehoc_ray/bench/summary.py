@@ -19,8 +19,19 @@ from prehoc_ray.bench.stats import PairedDifference, bootstrap_mean_ci, paired_d
 
 SUBJECT = "prehoc"
 PEERS = ("uniform", "sh", "asha", "asha_extrapolated")
-ORDER = ("prehoc", "prehoc_prediction", "prehoc_history", "uniform", "sh", "asha", "asha_extrapolated",
-         "static_only", "tuneahead", "lc_extrapolation", "oracle")
+ORDER = (
+    "prehoc",
+    "prehoc_prediction",
+    "prehoc_history",
+    "uniform",
+    "sh",
+    "asha",
+    "asha_extrapolated",
+    "static_only",
+    "tuneahead",
+    "lc_extrapolation",
+    "oracle",
+)
 
 
 @dataclass
@@ -53,7 +64,11 @@ class Summary:
         acc: dict = {}
         if self.unit(dataset) == "task" and metric == "regret":
             for p in self.picks:
-                if p.get("dataset", "table") == dataset and p["policy"] == policy and math.isclose(p["budget_frac"], budget):
+                if (
+                    p.get("dataset", "table") == dataset
+                    and p["policy"] == policy
+                    and math.isclose(p["budget_frac"], budget)
+                ):
                     # the task, pooled over this dataset's worlds: they replay the same candidates
                     # (seed pairs of the demo, portfolios of one table), so they are not independent
                     acc.setdefault(p["group"], []).append(float(p["regret"]))
@@ -73,8 +88,11 @@ class Summary:
         return float(vals.mean()), lo, hi, int(vals.size)
 
     def mean(self, dataset: str, budget: float, policy: str, metric: str) -> float:
-        vals = [float(r[metric]) for r in self._rows(dataset)
-                if r["policy"] == policy and math.isclose(r["budget_frac"], budget) and metric in r]
+        vals = [
+            float(r[metric])
+            for r in self._rows(dataset)
+            if r["policy"] == policy and math.isclose(r["budget_frac"], budget) and metric in r
+        ]
         vals = [v for v in vals if math.isfinite(v)]
         return float(np.mean(vals)) if vals else float("nan")
 
@@ -101,8 +119,21 @@ class Summary:
                     if b not in self.budgets(ds, peer):
                         continue
                     d = self.compare(ds, b, peer, subject)
-                    out.append({"dataset": ds, "budget": b, "peer": peer, "diff": d.mean, "lo": d.lo, "hi": d.hi,
-                                "n": d.n, "wins": d.wins, "losses": d.losses, "p": d.p, "verdict": d.verdict.value})
+                    out.append(
+                        {
+                            "dataset": ds,
+                            "budget": b,
+                            "peer": peer,
+                            "diff": d.mean,
+                            "lo": d.lo,
+                            "hi": d.hi,
+                            "n": d.n,
+                            "wins": d.wins,
+                            "losses": d.losses,
+                            "p": d.p,
+                            "verdict": d.verdict.value,
+                        }
+                    )
         return out
 
 
@@ -126,7 +157,9 @@ def verdict_lines(s: Summary, subject: str = SUBJECT) -> str:
     for v in s.verdicts(subject):
         by.setdefault((v["dataset"], v["peer"]), []).append(v)
     for (ds, peer), vs in by.items():
-        cells = ", ".join(f"{v['budget']:g}: {v['verdict']} ({_pts(v['diff'])} [{_pts(v['lo'])}, {_pts(v['hi'])}])" for v in vs)
+        cells = ", ".join(
+            f"{v['budget']:g}: {v['verdict']} ({_pts(v['diff'])} [{_pts(v['lo'])}, {_pts(v['hi'])}])" for v in vs
+        )
         lines.append(f"- {ds}, {subject} vs {peer}: {cells}")
     return "\n".join(lines)
 
@@ -141,11 +174,16 @@ def markdown(s: Summary, subject: str = SUBJECT) -> str:
         orc = _finite_mean([r.get("oracle_regret", np.nan) for r in rows])
         has_exp = any("regret_expected" in r for r in rows)
         out.append(f"#### {ds}: {len(worlds)} world(s), intervals over {unit}s\n")
-        out.append(f"Regret in metric points x100 (mean over {unit}s, 95% bootstrap interval). "
-                   f"R_full (choosing by the probe seeds' mean at full depth, the floor probing cannot remove): "
-                   f"{_pts(r_full)}; expected-final oracle: {_pts(orc)}.\n")
-        head = "| budget | policy | regret [95% CI] | " + ("regret vs expected finals | " if has_exp else "") + \
-               "repeat spread | spent | Spearman | 90% coverage |"
+        out.append(
+            f"Regret in metric points x100 (mean over {unit}s, 95% bootstrap interval). "
+            f"R_full (choosing by the probe seeds' mean at full depth, the floor probing cannot remove): "
+            f"{_pts(r_full)}; expected-final oracle: {_pts(orc)}.\n"
+        )
+        head = (
+            "| budget | policy | regret [95% CI] | "
+            + ("regret vs expected finals | " if has_exp else "")
+            + "repeat spread | spent | Spearman | 90% coverage |"
+        )
         out.append(head)
         out.append("|---:|---|---:|" + ("---:|" if has_exp else "") + "---:|---:|---:|---:|")
         for b in s.budgets(ds):
@@ -154,9 +192,11 @@ def markdown(s: Summary, subject: str = SUBJECT) -> str:
                     continue
                 m, lo, hi, n = s.cell(ds, b, p)
                 exp = f" {_pts(s.cell(ds, b, p, 'regret_expected')[0])} |" if has_exp else ""
-                out.append(f"| {b:g} | {p} | {_pts(m)} [{_pts(lo)}, {_pts(hi)}] |{exp} {_pts(s.repeat_spread(ds, b, p))} | "
-                           f"{_num(s.mean(ds, b, p, 'spent_frac'), 3)} | {_num(s.mean(ds, b, p, 'spearman'))} | "
-                           f"{_num(s.mean(ds, b, p, 'coverage'))} |")
+                out.append(
+                    f"| {b:g} | {p} | {_pts(m)} [{_pts(lo)}, {_pts(hi)}] |{exp} {_pts(s.repeat_spread(ds, b, p))} | "
+                    f"{_num(s.mean(ds, b, p, 'spent_frac'), 3)} | {_num(s.mean(ds, b, p, 'spearman'))} | "
+                    f"{_num(s.mean(ds, b, p, 'coverage'))} |"
+                )
         out.append("")
         mono = []
         for p in s.policies(ds):
@@ -169,18 +209,25 @@ def markdown(s: Summary, subject: str = SUBJECT) -> str:
             ok = all(c2[0] <= c1[2] + 1e-12 for c1, c2 in zip(cells, cells[1:]) if math.isfinite(c1[2]))
             mono.append(f"{p} {'yes' if ok else 'NO'}")
         if mono:
-            out.append("Regret non-increasing in budget (each mean within or below the previous budget's interval): "
-                       + ", ".join(mono) + ".\n")
+            out.append(
+                "Regret non-increasing in budget (each mean within or below the previous budget's interval): "
+                + ", ".join(mono)
+                + ".\n"
+            )
         vs = [v for v in s.verdicts(subject) if v["dataset"] == ds]
         if vs:
-            out.append(f"Paired difference of regret, {subject} minus peer (points x100; negative = {subject} better), "
-                       f"95% bootstrap-t interval over {unit}s and the sign-flip permutation p; PASS = interval below 0 "
-                       f"and p < 0.05, LOSS = above 0 and p < 0.05, else TIE; n/a below 5 {unit}s:\n")
+            out.append(
+                f"Paired difference of regret, {subject} minus peer (points x100; negative = {subject} better), "
+                f"95% bootstrap-t interval over {unit}s and the sign-flip permutation p; PASS = interval below 0 "
+                f"and p < 0.05, LOSS = above 0 and p < 0.05, else TIE; n/a below 5 {unit}s:\n"
+            )
             out.append(f"| budget | peer | difference [95% CI] | {unit}s {subject} better / worse | p | verdict |")
             out.append("|---:|---|---:|---:|---:|---|")
             for v in vs:
-                out.append(f"| {v['budget']:g} | {v['peer']} | {_pts(v['diff'])} [{_pts(v['lo'])}, {_pts(v['hi'])}] | "
-                           f"{v['wins']} / {v['losses']} of {v['n']} | {_num(v['p'], 3)} | {v['verdict']} |")
+                out.append(
+                    f"| {v['budget']:g} | {v['peer']} | {_pts(v['diff'])} [{_pts(v['lo'])}, {_pts(v['hi'])}] | "
+                    f"{v['wins']} / {v['losses']} of {v['n']} | {_num(v['p'], 3)} | {v['verdict']} |"
+                )
             out.append("")
     return "\n".join(out)
 
@@ -198,7 +245,9 @@ def plot(s: Summary, path_prefix: str) -> list[str]:
         top = 0.0  # the probing policies' range: a far-off static-only line is named, not drawn
         for p in s.policies(ds):
             if p not in ("static_only", "oracle"):
-                top = max([top] + [100 * c[2] for b in s.budgets(ds, p) for c in [s.cell(ds, b, p)] if math.isfinite(c[2])])
+                top = max(
+                    [top] + [100 * c[2] for b in s.budgets(ds, p) for c in [s.cell(ds, b, p)] if math.isfinite(c[2])]
+                )
         off_scale = []
         for k, p in enumerate(s.policies(ds)):
             bs = s.budgets(ds, p)
@@ -220,7 +269,15 @@ def plot(s: Summary, path_prefix: str) -> list[str]:
         if math.isfinite(r_full):
             ax.axhline(100 * r_full, color="grey", ls="--", label="R_full")
         if off_scale:
-            ax.text(0.99, 0.98, "off scale: " + ", ".join(off_scale), transform=ax.transAxes, ha="right", va="top", fontsize=7)
+            ax.text(
+                0.99,
+                0.98,
+                "off scale: " + ", ".join(off_scale),
+                transform=ax.transAxes,
+                ha="right",
+                va="top",
+                fontsize=7,
+            )
         ax.set_xscale("log")
         bs = s.budgets(ds)
         ax.set_xticks(bs, [f"{b:g}" for b in bs])

@@ -114,8 +114,15 @@ def synthetic_world(
         raise ValueError(f"n_candidates must be >= 3 (one per family), got {n_candidates}")
     per = [n_candidates // 3 + (1 if g < n_candidates % 3 else 0) for g in range(3)]
     total = max(per) + n_history
-    p = generate_portfolio(n_groups=3, candidates_per_group=total, n_seeds=n_seeds, horizon=float(horizon),
-                           eval_every=eval_every, tolerance=tolerance, seed=seed)
+    p = generate_portfolio(
+        n_groups=3,
+        candidates_per_group=total,
+        n_seeds=n_seeds,
+        horizon=float(horizon),
+        eval_every=eval_every,
+        tolerance=tolerance,
+        seed=seed,
+    )
     obs = p.observations
     cand = np.asarray(obs.candidate).astype(str)
     order = np.lexsort((obs.step, obs.seed, cand))
@@ -146,7 +153,9 @@ def synthetic_world(
                 truth_rows[name].append(tr[name][k])
         elif n_in < per[gi] + n_history:
             hist.append(c)
-    truth = {k: np.array(v, dtype=object if k in ("candidate", "group", "regime") else float) for k, v in truth_rows.items()}
+    truth = {
+        k: np.array(v, dtype=object if k in ("candidate", "group", "regime") else float) for k, v in truth_rows.items()
+    }
     return World(f"synthetic-s{seed}", cands, eval_every, tolerance, probe_seeds=probe_seeds, history=hist, truth=truth)
 
 
@@ -177,8 +186,9 @@ def demo_world(seed: int = 0, probe_seeds: int = 2, tolerance: float = 0.02, dat
     t = pq.read_table(path).to_pydict()
     runs: dict[tuple[str, int], list[tuple[float, float]]] = {}
     meta: dict[str, dict] = {}
-    for cid, grp, seed_, kind, st, v, h, sps in zip(t["candidate"], t["group"], t["seed"], t["kind"], t["step"], t["value"],
-                                                    t["horizon"], t["train_s_per_step"]):
+    for cid, grp, seed_, kind, st, v, h, sps in zip(
+        t["candidate"], t["group"], t["seed"], t["kind"], t["step"], t["value"], t["horizon"], t["train_s_per_step"]
+    ):
         runs.setdefault((cid, int(seed_)), []).append((float(st), float(v)))
         m = meta.setdefault(cid, {"group": grp, "horizon": int(h), "sps": [], "probe_seeds": set(), "full": None})
         if kind == "probe":
@@ -202,8 +212,17 @@ def demo_world(seed: int = 0, probe_seeds: int = 2, tolerance: float = 0.02, dat
             curves.append((pts[:, 0], pts[:, 1]))
             depth = max(depth, int(pts[-1, 0]))
         final = sorted(runs[(cid, m["full"])])[-1][1]
-        cands.append(Candidate(cid, str(m["group"]), m["horizon"], float(np.median(m["sps"])), statics.get(cid, {}),
-                               tuple(curves), float(final)))
+        cands.append(
+            Candidate(
+                cid,
+                str(m["group"]),
+                m["horizon"],
+                float(np.median(m["sps"])),
+                statics.get(cid, {}),
+                tuple(curves),
+                float(final),
+            )
+        )
     return World(f"demo-s{seed}", cands, 10, tolerance, probe_seeds=probe_seeds, max_probe_depth=depth)
 
 
@@ -253,7 +272,14 @@ def deberta_world(
                 "warmup_frac": float(run["warmup_steps"]) / total,
                 "dropout": float(run["cls_drop_out"]),
             }
-            c = Candidate(f"{group}/{run['iteration']:04d}", group, total, 0.01 * run["train_batch_size"] / 32, static,
-                          ((curve[:, 0].copy(), curve[:, 1].copy()),), float(curve[-1, 1]))
+            c = Candidate(
+                f"{group}/{run['iteration']:04d}",
+                group,
+                total,
+                0.01 * run["train_batch_size"] / 32,
+                static,
+                ((curve[:, 0].copy(), curve[:, 1].copy()),),
+                float(curve[-1, 1]),
+            )
             (cands if k < n_candidates else hist).append(c)
     return World(f"deberta-s{seed}", cands, 1000, tolerance, probe_seeds=2, history=hist)

@@ -153,7 +153,9 @@ def _gap_moments(p_contender: float) -> tuple[float, float]:
     lo_c, hi_c = 0.0, CONTENDER_GAP[1]
     lo_b, hi_b = BEATEN_GAP
     m1 = p_contender * (lo_c + hi_c) / 2 + (1 - p_contender) * (lo_b + hi_b) / 2
-    m2 = p_contender * (hi_c**3 - lo_c**3) / (3 * (hi_c - lo_c)) + (1 - p_contender) * (hi_b**3 - lo_b**3) / (3 * (hi_b - lo_b))
+    m2 = p_contender * (hi_c**3 - lo_c**3) / (3 * (hi_c - lo_c)) + (1 - p_contender) * (hi_b**3 - lo_b**3) / (
+        3 * (hi_b - lo_b)
+    )
     return m1, m2 - m1**2
 
 
@@ -214,12 +216,12 @@ def heterogeneous_world(
         lo = k * per
         g = rng.uniform(*BEATEN_GAP, C)
         g[0] = 0.0
-        g[1:n_cont[k]] = rng.uniform(*CONTENDER_GAP, n_cont[k] - 1)
+        g[1 : n_cont[k]] = rng.uniform(*CONTENDER_GAP, n_cont[k] - 1)
         perm = rng.permutation(C)
-        gap[lo:lo + C] = g[perm]
-        contender[lo:lo + C] = perm < n_cont[k]
+        gap[lo : lo + C] = g[perm]
+        contender[lo : lo + C] = perm < n_cont[k]
         hc = rng.random(P) < p_c
-        gap[lo + C:lo + per] = np.where(hc, rng.uniform(0.0, CONTENDER_GAP[1], P), rng.uniform(*BEATEN_GAP, P))
+        gap[lo + C : lo + per] = np.where(hc, rng.uniform(0.0, CONTENDER_GAP[1], P), rng.uniform(*BEATEN_GAP, P))
     m = top[task] - gap * tau
 
     # ----- model tiers and costs --------------------------------------------------------------
@@ -286,7 +288,9 @@ def heterogeneous_world(
     if misspecified:
         bump_var = _bump_variance(steps, miss["bump_var"][u], miss["bump_step"][u], miss["bump_width"][u])
         Y = Y + np.sqrt(bump_var) * miss["t"](n_runs, steps.size)
-        Y = Y + miss["bias"][u, None] * _bias_shape(steps, miss["bias_shape"][u], miss["bias_time"][u], miss["bias_width"][u], H)
+        Y = Y + miss["bias"][u, None] * _bias_shape(
+            steps, miss["bias_shape"][u], miss["bias_time"][u], miss["bias_width"][u], H
+        )
         Y = _saturate(Y, *MISS_SATURATE)
     full_final = m[cand_units] + np.sqrt(L_int[cand_units]) * rng.standard_normal(cand_units.size)
 
@@ -298,21 +302,42 @@ def heterogeneous_world(
     for j, i in enumerate(cand_units):
         rows = range(j * n_seeds, (j + 1) * n_seeds)
         curves = tuple((steps.copy(), Y[r].copy()) for r in rows)
-        cands.append(Candidate(f"{group[task[i]]}/c{local[i]:02d}", str(group[task[i]]), int(horizon), float(cost[i]),
-                               statics[i], curves, float(full_final[j])))
+        cands.append(
+            Candidate(
+                f"{group[task[i]]}/c{local[i]:02d}",
+                str(group[task[i]]),
+                int(horizon),
+                float(cost[i]),
+                statics[i],
+                curves,
+                float(full_final[j]),
+            )
+        )
     hist: list[Candidate] = []
     base = cand_units.size * n_seeds
     for j, i in enumerate(hist_units):
         r = base + j
-        hist.append(Candidate(f"{group[task[i]]}/h{local[i] - C:02d}", str(group[task[i]]), int(horizon), float(cost[i]),
-                              statics[i], ((steps.copy(), Y[r].copy()),), float(R[r])))
+        hist.append(
+            Candidate(
+                f"{group[task[i]]}/h{local[i] - C:02d}",
+                str(group[task[i]]),
+                int(horizon),
+                float(cost[i]),
+                statics[i],
+                ((steps.copy(), Y[r].copy()),),
+                float(R[r]),
+            )
+        )
 
     order = rng.permutation(len(cands))
     cands = [cands[o] for o in order]
     cu = cand_units[order]
     L0 = L_int[cu] + Vr[task[cu]]
-    regime = np.where(L_int[cu] > tau2, Regime.NOISE_DOMINANT.value,
-                      np.where(L0 <= tau2, Regime.STATIC_SUFFICIENT.value, Regime.DYNAMIC_CRITICAL.value)).astype(object)
+    regime = np.where(
+        L_int[cu] > tau2,
+        Regime.NOISE_DOMINANT.value,
+        np.where(L0 <= tau2, Regime.STATIC_SUFFICIENT.value, Regime.DYNAMIC_CRITICAL.value),
+    ).astype(object)
     truth: dict[str, np.ndarray] = {
         "candidate": np.array([c.id for c in cands], dtype=object),
         "group": np.array([c.group for c in cands], dtype=object),
@@ -337,17 +362,23 @@ def heterogeneous_world(
         "horizon": np.full(cu.size, float(horizon)),
     }
     if misspecified:
-        truth.update({
-            "bias": miss["bias"][cu],
-            "bias_shape": np.array([MISS_BIAS_SHAPES[j] for j in miss["bias_shape"][cu]], dtype=object),
-            "bias_10pct": miss["bias"][cu] * _bias_shape(np.array([0.1 * H]), miss["bias_shape"][cu], miss["bias_time"][cu],
-                                                         miss["bias_width"][cu], H)[:, 0],
-            "noise_T": miss["noise_T"][cu],
-            "bump_var": miss["bump_var"][cu],
-            "bump_step": miss["bump_step"][cu],
-            "bump_width": miss["bump_width"][cu],
-        })
-        return World(f"hetero-miss-s{seed}", cands, int(eval_every), tau, probe_seeds=probe_seeds, history=hist, truth=truth)
+        truth.update(
+            {
+                "bias": miss["bias"][cu],
+                "bias_shape": np.array([MISS_BIAS_SHAPES[j] for j in miss["bias_shape"][cu]], dtype=object),
+                "bias_10pct": miss["bias"][cu]
+                * _bias_shape(
+                    np.array([0.1 * H]), miss["bias_shape"][cu], miss["bias_time"][cu], miss["bias_width"][cu], H
+                )[:, 0],
+                "noise_T": miss["noise_T"][cu],
+                "bump_var": miss["bump_var"][cu],
+                "bump_step": miss["bump_step"][cu],
+                "bump_width": miss["bump_width"][cu],
+            }
+        )
+        return World(
+            f"hetero-miss-s{seed}", cands, int(eval_every), tau, probe_seeds=probe_seeds, history=hist, truth=truth
+        )
     return World(f"hetero-s{seed}", cands, int(eval_every), tau, probe_seeds=probe_seeds, history=hist, truth=truth)
 
 
@@ -380,8 +411,9 @@ def _t_scale(df: int, clip: float) -> float:
     return float(1 / np.sqrt(inner + clip**2 * outer))
 
 
-def _misspecification(rng: np.random.Generator, n: int, K: np.ndarray, alpha: np.ndarray, tau: float, e: float,
-                      H: float) -> dict:
+def _misspecification(
+    rng: np.random.Generator, n: int, K: np.ndarray, alpha: np.ndarray, tau: float, e: float, H: float
+) -> dict:
     """Per-unit parameters of the misspecified noise, and the unit-variance heavy-tailed draws."""
     sign = np.where(rng.random(n) < MISS_BIAS_NEGATIVE, -1.0, 1.0)
     bias = sign * rng.uniform(*MISS_BIAS_RANGE, n) * tau
@@ -407,21 +439,36 @@ def _misspecification(rng: np.random.Generator, n: int, K: np.ndarray, alpha: np
     bump_width = rng.uniform(*MISS_BUMP_WIDTH, n) * H
     bump_size = rng.uniform(*MISS_BUMP_SIZE, n)
     at = np.maximum(bump_step, e)
-    bump_var = np.where(has_bump, bump_size * _rw_variance(at[:, None], K, alpha, noise_T, e, H, per_row=True)[:, 0], 0.0)
+    bump_var = np.where(
+        has_bump, bump_size * _rw_variance(at[:, None], K, alpha, noise_T, e, H, per_row=True)[:, 0], 0.0
+    )
     bump_step = np.where(has_bump, bump_step, np.nan)
     bump_width = np.where(has_bump, bump_width, np.nan)
 
     scale = _t_scale(MISS_T_DF, MISS_T_CLIP)
 
     def t(*size: int) -> np.ndarray:
-        return np.clip(rng.standard_t(MISS_T_DF, size) / np.sqrt(MISS_T_DF / (MISS_T_DF - 2)), -MISS_T_CLIP, MISS_T_CLIP) * scale
+        return (
+            np.clip(rng.standard_t(MISS_T_DF, size) / np.sqrt(MISS_T_DF / (MISS_T_DF - 2)), -MISS_T_CLIP, MISS_T_CLIP)
+            * scale
+        )
 
-    return {"bias": bias, "bias_shape": shape, "bias_time": bias_time, "bias_width": bias_width, "noise_T": noise_T,
-            "bump_var": bump_var, "bump_step": bump_step, "bump_width": bump_width, "t": t}
+    return {
+        "bias": bias,
+        "bias_shape": shape,
+        "bias_time": bias_time,
+        "bias_width": bias_width,
+        "noise_T": noise_T,
+        "bump_var": bump_var,
+        "bump_step": bump_step,
+        "bump_width": bump_width,
+        "t": t,
+    }
 
 
-def _rw_variance(steps: np.ndarray, K: np.ndarray, alpha: np.ndarray, noise_T: np.ndarray, e: float, H: float,
-                 per_row: bool = False) -> np.ndarray:
+def _rw_variance(
+    steps: np.ndarray, K: np.ndarray, alpha: np.ndarray, noise_T: np.ndarray, e: float, H: float, per_row: bool = False
+) -> np.ndarray:
     """Variance of the reverse random walk at `steps`, one row per unit: K s^-alpha, or where
     noise_T is finite, V_H + (V_e - V_H) exp(-(s - e) / noise_T) (equal to the power law at the
     first evaluation and at sqrt(e H), and to within exp(-(H - e) / noise_T) at the horizon).

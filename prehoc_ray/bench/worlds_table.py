@@ -31,13 +31,17 @@ def _cost_column(table: TrajectoryTable, label: str) -> np.ndarray:
         cost = np.asarray(raw, float)
     except (TypeError, ValueError):
         bad = next(k for k, x in enumerate(raw) if not _is_number(x))
-        raise TrajectoryError(f"{label}: column '{COST_COLUMN}' row {bad + 1}: expected a number > 0 "
-                              f"(device-seconds per step), got {_show(raw[bad])}") from None
+        raise TrajectoryError(
+            f"{label}: column '{COST_COLUMN}' row {bad + 1}: expected a number > 0 "
+            f"(device-seconds per step), got {_show(raw[bad])}"
+        ) from None
     bad = np.flatnonzero(~(np.isfinite(cost) & (cost > 0)))
     if bad.size:
         k = int(bad[0])
-        raise TrajectoryError(f"{label}: column '{COST_COLUMN}' row {k + 1}: expected a number > 0 "
-                              f"(device-seconds per step), got {_show(raw[k])}")
+        raise TrajectoryError(
+            f"{label}: column '{COST_COLUMN}' row {k + 1}: expected a number > 0 "
+            f"(device-seconds per step), got {_show(raw[k])}"
+        )
     return cost
 
 
@@ -64,8 +68,14 @@ def infer_eval_every(steps_per_curve: list[np.ndarray]) -> int:
     return max(1, int(vals[np.argmax(counts)]))
 
 
-def table_world(table: TrajectoryTable, *, tolerance: float = 0.02, probe_seeds: int = 2, name: str | None = None,
-                eval_every: int | None = None) -> World:
+def table_world(
+    table: TrajectoryTable,
+    *,
+    tolerance: float = 0.02,
+    probe_seeds: int = 2,
+    name: str | None = None,
+    eval_every: int | None = None,
+) -> World:
     """The table as a World: candidates with replayable seeds and the recorded final as truth.
 
     Raises TrajectoryError (one line, naming the file, column and row) when a candidate has no
@@ -79,8 +89,10 @@ def table_world(table: TrajectoryTable, *, tolerance: float = 0.02, probe_seeds:
         per_cand_has = {c for c, f in zip(cand, table.final) if np.isfinite(f)}
         for k in missing:
             if cand[k] not in per_cand_has:
-                raise TrajectoryError(f"{label}: column 'final' row {k + 1}: candidate {str(cand[k])!r} has no final; "
-                                      "backtest needs the outcome of every candidate's full run")
+                raise TrajectoryError(
+                    f"{label}: column 'final' row {k + 1}: candidate {str(cand[k])!r} has no final; "
+                    "backtest needs the outcome of every candidate's full run"
+                )
     seed = np.asarray(table.seed, int)
     step = np.asarray(table.step, float)
     value = np.asarray(table.value, float)
@@ -102,25 +114,44 @@ def table_world(table: TrajectoryTable, *, tolerance: float = 0.02, probe_seeds:
         horizon = float(np.nanmax(h)) if np.isfinite(h).any() else float(step[idx].max())
         costs = np.unique(cost[idx])
         if costs.size > 1:
-            raise TrajectoryError(f"{label}: column '{COST_COLUMN}' row {int(idx[np.argmax(cost[idx] != costs[0])]) + 1}: "
-                                  f"candidate {str(cid)!r} has more than one cost per step ({costs[0]:g}, {costs[1]:g}); expected one")
+            raise TrajectoryError(
+                f"{label}: column '{COST_COLUMN}' row {int(idx[np.argmax(cost[idx] != costs[0])]) + 1}: "
+                f"candidate {str(cid)!r} has more than one cost per step ({costs[0]:g}, {costs[1]:g}); expected one"
+            )
         fin = np.asarray(table.final, float)[idx]
         known = np.unique(fin[np.isfinite(fin)])
         if known.size > 1:
             row = int(idx[np.flatnonzero(np.isfinite(fin) & (fin != known[0]))[0]]) + 1
-            raise TrajectoryError(f"{label}: column 'final' row {row}: candidate {str(cid)!r} has more than one final "
-                                  f"({known[0]:g}, {known[1]:g}); expected the one outcome of its full run on every row")
-        static = {k[len("static_"):] if k.startswith("static_") else k: float(np.nanmean(table.static[k][idx]))
-                  if np.isfinite(table.static[k][idx]).any() else float("nan") for k in static_names}
+            raise TrajectoryError(
+                f"{label}: column 'final' row {row}: candidate {str(cid)!r} has more than one final "
+                f"({known[0]:g}, {known[1]:g}); expected the one outcome of its full run on every row"
+            )
+        static = {
+            k[len("static_") :] if k.startswith("static_") else k: float(np.nanmean(table.static[k][idx]))
+            if np.isfinite(table.static[k][idx]).any()
+            else float("nan")
+            for k in static_names
+        }
         shallow.append((min(float(c[0][-1]) for c in curves), horizon))
-        cands.append(Candidate(cid, str(table.group[idx[0]]), int(round(horizon)), float(costs[0]), static,
-                               tuple(curves), float(np.nanmean(fin))))
+        cands.append(
+            Candidate(
+                cid,
+                str(table.group[idx[0]]),
+                int(round(horizon)),
+                float(costs[0]),
+                static,
+                tuple(curves),
+                float(np.nanmean(fin)),
+            )
+        )
     e = eval_every or infer_eval_every(curves_all)
     reach = [d for d, h in shallow if d < h]
     cap = int(min(reach)) if reach else None
     if cap is not None and cap < e:
-        raise TrajectoryError(f"{label}: column 'step': some curves stop at step {cap:g}, before one evaluation interval "
-                              f"({e}); expected probe curves of at least one interval")
+        raise TrajectoryError(
+            f"{label}: column 'step': some curves stop at step {cap:g}, before one evaluation interval "
+            f"({e}); expected probe curves of at least one interval"
+        )
     src = Path(table.source).stem if table.source is not None else "table"
     return World(name or src, cands, e, tolerance, probe_seeds=probe_seeds, max_probe_depth=cap)
 
@@ -142,8 +173,17 @@ def portfolios(world: World, size: int, count: int, seed: int = 0) -> list[World
             idx = np.flatnonzero(groups == g)
             keep += sorted(rng.choice(idx, size=min(size, idx.size), replace=False).tolist())
         keep.sort()
-        out.append(World(f"{world.name}-p{k:02d}", [world.candidates[i] for i in keep], world.eval_every, world.tolerance,
-                         probe_seeds=world.probe_seeds, history=world.history, max_probe_depth=world.max_probe_depth))
+        out.append(
+            World(
+                f"{world.name}-p{k:02d}",
+                [world.candidates[i] for i in keep],
+                world.eval_every,
+                world.tolerance,
+                probe_seeds=world.probe_seeds,
+                history=world.history,
+                max_probe_depth=world.max_probe_depth,
+            )
+        )
     return out
 
 
@@ -152,5 +192,7 @@ def probe_cap_note(world: World) -> str | None:
     if world.max_probe_depth is None:
         return None
     short = [c.id for c in world.candidates if min(float(st[-1]) for st, _ in c.curves) <= world.max_probe_depth]
-    return (f"note: probes stop at step {world.max_probe_depth} for every candidate, where the shortest recorded curves end "
-            f"({', '.join(short[:3])}{' ...' if len(short) > 3 else ''}); the full-depth floor R_full is not measurable")
+    return (
+        f"note: probes stop at step {world.max_probe_depth} for every candidate, where the shortest recorded curves end "
+        f"({', '.join(short[:3])}{' ...' if len(short) > 3 else ''}); the full-depth floor R_full is not measurable"
+    )

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Decide which fine-tunes are worth running, before paying for them.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Decide which fine-tunes are worth running, before paying for them.",
+)
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1

@@ -70,7 +70,10 @@ def one_line_errors(what: str) -> Iterator[None]:
     except Exception as exc:  # the CLI contract: a message, not a traceback
         if os.environ.get(DEBUG_ENV):
             raise
-        typer.echo(f"error: {what} failed: {type(exc).__name__}: {' '.join(str(exc).split())} (set {DEBUG_ENV}=1 for the traceback)", err=True)
+        typer.echo(
+            f"error: {what} failed: {type(exc).__name__}: {' '.join(str(exc).split())} (set {DEBUG_ENV}=1 for the traceback)",
+            err=True,
+        )
         raise typer.Exit(EXIT_FAILURE) from None
 
 
@@ -83,7 +86,15 @@ def _finite(name: str, value: float | None, *, positive: bool = True) -> None:
         raise BadInput(f"{name}: expected a number > 0, got {value:g}")
 
 
-def _check_options(depth: float | None, horizon: float | None, level: float, tolerance: float, cost_per_step: float, gamma: float | None, n_boot: int) -> None:
+def _check_options(
+    depth: float | None,
+    horizon: float | None,
+    level: float,
+    tolerance: float,
+    cost_per_step: float,
+    gamma: float | None,
+    n_boot: int,
+) -> None:
     _finite("--depth", depth)
     _finite("--horizon", horizon)
     if not (math.isfinite(level) and 0 < level < 1):
@@ -134,21 +145,23 @@ def predictions_table(result: Any, mode: str) -> Any:
     rank = np.empty(pred.size, dtype=np.int64)
     rank[np.argsort(key, kind="stable")] = np.arange(1, pred.size + 1)
     cand = [str(c) for c in p["candidate"]]
-    return pa.table({
-        "candidate": pa.array(cand, type=pa.string()),
-        "group": pa.array([str(g) for g in p["group"]], type=pa.string()),
-        "depth": pa.array(np.asarray(p["depth"], float), type=pa.float64()),
-        "predicted_final": _nullable(pred),
-        "predicted_std": _nullable(p["predicted_std"]),
-        "lower": _nullable(p["lower"]),
-        "upper": _nullable(p["upper"]),
-        "regime": pa.array([str(r) for r in p["regime"]], type=pa.string()),
-        "final": _nullable(p["final"]),
-        "last_observed": _nullable(p["last_observed"]),
-        "horizon": _nullable(p["horizon"]),
-        "unit": pa.array([result.candidate_unit.get(c) for c in cand], type=pa.string()),
-        "rank": pa.array(rank, type=pa.int64()),
-    })
+    return pa.table(
+        {
+            "candidate": pa.array(cand, type=pa.string()),
+            "group": pa.array([str(g) for g in p["group"]], type=pa.string()),
+            "depth": pa.array(np.asarray(p["depth"], float), type=pa.float64()),
+            "predicted_final": _nullable(pred),
+            "predicted_std": _nullable(p["predicted_std"]),
+            "lower": _nullable(p["lower"]),
+            "upper": _nullable(p["upper"]),
+            "regime": pa.array([str(r) for r in p["regime"]], type=pa.string()),
+            "final": _nullable(p["final"]),
+            "last_observed": _nullable(p["last_observed"]),
+            "horizon": _nullable(p["horizon"]),
+            "unit": pa.array([result.candidate_unit.get(c) for c in cand], type=pa.string()),
+            "rank": pa.array(rank, type=pa.int64()),
+        }
+    )
 
 
 def decomposition_table(result: Any) -> Any:
@@ -166,7 +179,9 @@ def decomposition_table(result: Any) -> Any:
         else:
             cols[name] = _nullable(np.asarray(values, float) if values else np.empty(0))
     cols["depths"] = pa.array([[float(x) for x in u.depths] for u in result.units], type=pa.list_(pa.float64()))
-    cols["U"] = pa.array([[float(x) if np.isfinite(x) else None for x in u.U] for u in result.units], type=pa.list_(pa.float64()))
+    cols["U"] = pa.array(
+        [[float(x) if np.isfinite(x) else None for x in u.U] for u in result.units], type=pa.list_(pa.float64())
+    )
     return pa.table(cols)
 
 
@@ -204,24 +219,47 @@ def run_analysis(
 
     rows_used = int(np.sum(table.step <= depth)) if depth is not None else len(table)
     if rows_used == 0:
-        raise BadInput(f"--depth: no observation has step <= {depth:g} (the smallest step in {trajectories} is {float(table.step.min()):g})")
+        raise BadInput(
+            f"--depth: no observation has step <= {depth:g} (the smallest step in {trajectories} is {float(table.step.min()):g})"
+        )
     obs = to_observations(table)
-    settings = AnalysisSettings(level=level, tolerance=tolerance, cost_per_step=cost_per_step, gamma=gamma,
-                                horizon=horizon, mode=mode, n_boot=n_boot, seed=seed)
+    settings = AnalysisSettings(
+        level=level,
+        tolerance=tolerance,
+        cost_per_step=cost_per_step,
+        gamma=gamma,
+        horizon=horizon,
+        mode=mode,
+        n_boot=n_boot,
+        seed=seed,
+    )
     n_cand = len(table.candidates())
-    echo(f"read {len(table)} rows, {n_cand} candidates from {trajectories}" + (f"; using {rows_used} rows with step <= {depth:g}" if depth is not None else ""))
+    echo(
+        f"read {len(table)} rows, {n_cand} candidates from {trajectories}"
+        + (f"; using {rows_used} rows with step <= {depth:g}" if depth is not None else "")
+    )
     with _blas_limit():
         result = analyze(obs, depth, settings)
         out.mkdir(parents=True, exist_ok=True)
         written = [out / "predictions.parquet", out / "decomposition.parquet"]
         write_table(predictions_table(result, mode), written[0])
         write_table(decomposition_table(result), written[1])
-        seeds_max = max(Counter(c for c, _ in set(zip(table.candidate.tolist(), table.seed.tolist()))).values(), default=0)
+        seeds_max = max(
+            Counter(c for c, _ in set(zip(table.candidate.tolist(), table.seed.tolist()))).values(), default=0
+        )
         finals_known = int(np.isfinite(result.predictions["final"]).sum())
         summary = InputSummary(
-            source=str(trajectories), rows=len(table), rows_used=rows_used, candidates=n_cand,
-            groups=len(set(table.group.tolist())), seeds_max=seeds_max, finals_known=finals_known,
-            static_columns=tuple(table.static_names()), depth=depth, horizon=horizon, mode=mode,
+            source=str(trajectories),
+            rows=len(table),
+            rows_used=rows_used,
+            candidates=n_cand,
+            groups=len(set(table.group.tolist())),
+            seeds_max=seeds_max,
+            finals_known=finals_known,
+            static_columns=tuple(table.static_names()),
+            depth=depth,
+            horizon=horizon,
+            mode=mode,
         )
         written += write_report(result, out, summary)
     regimes: dict[str, int] = {}
@@ -234,20 +272,62 @@ def run_analysis(
 
 @app.command("analyze", cls=_OneLineErrors)
 def analyze_command(
-    trajectories: Path = typer.Argument(..., help="Trajectory table: .csv, .parquet/.pq or .jsonl/.ndjson/.json; one row per (candidate, seed, step).", show_default=False),
+    trajectories: Path = typer.Argument(
+        ...,
+        help="Trajectory table: .csv, .parquet/.pq or .jsonl/.ndjson/.json; one row per (candidate, seed, step).",
+        show_default=False,
+    ),
     out: Path = typer.Option(..., "--out", help="Output directory (created if missing).", show_default=False),
-    mode: Mode = typer.Option(Mode.MAX, "--mode", help="Whether a larger metric is better (max) or a smaller one (min)."),
-    depth: float | None = typer.Option(None, "--depth", help="Use only observations with step <= C: what would we have predicted after C steps.", metavar="C"),
-    horizon: float | None = typer.Option(None, "--horizon", help="Full-training length for every candidate (default: the horizon column, else each candidate's last step).", metavar="T"),
+    mode: Mode = typer.Option(
+        Mode.MAX, "--mode", help="Whether a larger metric is better (max) or a smaller one (min)."
+    ),
+    depth: float | None = typer.Option(
+        None,
+        "--depth",
+        help="Use only observations with step <= C: what would we have predicted after C steps.",
+        metavar="C",
+    ),
+    horizon: float | None = typer.Option(
+        None,
+        "--horizon",
+        help="Full-training length for every candidate (default: the horizon column, else each candidate's last step).",
+        metavar="T",
+    ),
     level: float = typer.Option(0.9, "--level", help="Coverage of the central prediction intervals, in (0, 1)."),
-    tolerance: float = typer.Option(0.02, "--tolerance", help="Tolerated std of a prediction, in metric units (tau); regime thresholds use tau^2.", metavar="TAU"),
-    cost_per_step: float = typer.Option(1.0, "--cost-per-step", help="Cost of one probe step (lambda).", metavar="LAMBDA"),
-    gamma: float | None = typer.Option(None, "--gamma", help="Price of risk per unit cost (default: tau^2 / (lambda x median horizon)).", metavar="GAMMA"),
+    tolerance: float = typer.Option(
+        0.02,
+        "--tolerance",
+        help="Tolerated std of a prediction, in metric units (tau); regime thresholds use tau^2.",
+        metavar="TAU",
+    ),
+    cost_per_step: float = typer.Option(
+        1.0, "--cost-per-step", help="Cost of one probe step (lambda).", metavar="LAMBDA"
+    ),
+    gamma: float | None = typer.Option(
+        None,
+        "--gamma",
+        help="Price of risk per unit cost (default: tau^2 / (lambda x median horizon)).",
+        metavar="GAMMA",
+    ),
     seed: int = typer.Option(0, "--seed", help="Random seed (folds, bootstrap)."),
-    n_boot: int = typer.Option(200, "--n-boot", help="Bootstrap replicates for the decay-fit intervals (0 skips them)."),
+    n_boot: int = typer.Option(
+        200, "--n-boot", help="Bootstrap replicates for the decay-fit intervals (0 skips them)."
+    ),
 ) -> None:
     """Predict every candidate's final from its trajectories and decompose the prediction risk."""
     with one_line_errors("analysis"):
-        run_analysis(trajectories, out, mode=mode.value, depth=depth, horizon=horizon, level=level, tolerance=tolerance,
-                     cost_per_step=cost_per_step, gamma=gamma, seed=seed, n_boot=n_boot, echo=typer.echo)
+        run_analysis(
+            trajectories,
+            out,
+            mode=mode.value,
+            depth=depth,
+            horizon=horizon,
+            level=level,
+            tolerance=tolerance,
+            cost_per_step=cost_per_step,
+            gamma=gamma,
+            seed=seed,
+            n_boot=n_boot,
+            echo=typer.echo,
+        )
     sys.stdout.flush()

@@ -36,9 +36,13 @@ def parse_budgets(text: str) -> list[float]:
         try:
             b = float(part)
         except ValueError:
-            raise BadInput(f"--budget: expected fractions in (0, 1] separated by commas (e.g. 0.05,0.1), got {part!r}") from None
+            raise BadInput(
+                f"--budget: expected fractions in (0, 1] separated by commas (e.g. 0.05,0.1), got {part!r}"
+            ) from None
         if not (math.isfinite(b) and 0 < b <= 1):
-            raise BadInput(f"--budget: expected fractions in (0, 1] of the cost of fully training every candidate, got {part!r}")
+            raise BadInput(
+                f"--budget: expected fractions in (0, 1] of the cost of fully training every candidate, got {part!r}"
+            )
         out.append(b)
     return sorted(set(out))
 
@@ -52,9 +56,19 @@ def _history(path: Path | None) -> list:
     return list(table_world(read_trajectories(path), probe_seeds=1, name="history").candidates)
 
 
-def run_backtest_command(runs: Path, out: Path, budgets: list[float], policies: list[str], repeats: int, tolerance: float,
-                         seeds: int, history: Path | None = None, echo: Any = print, n_portfolios: int = 0,
-                         portfolio_size: int = 0) -> list[Path]:
+def run_backtest_command(
+    runs: Path,
+    out: Path,
+    budgets: list[float],
+    policies: list[str],
+    repeats: int,
+    tolerance: float,
+    seeds: int,
+    history: Path | None = None,
+    echo: Any = print,
+    n_portfolios: int = 0,
+    portfolio_size: int = 0,
+) -> list[Path]:
     """The command's work without the CLI; raises BadInput or TrajectoryError on bad input."""
     from dataclasses import replace
 
@@ -78,18 +92,22 @@ def run_backtest_command(runs: Path, out: Path, budgets: list[float], policies: 
     if out.exists() and not out.is_dir():
         raise BadInput(f"--out: {out} exists and is not a directory")
     if n_portfolios < 0 or (n_portfolios and portfolio_size < 2):
-        raise BadInput(f"--portfolios/--portfolio-size: expected a count >= 1 and a size >= 2 candidates per task, "
-                       f"got {n_portfolios} and {portfolio_size}")
+        raise BadInput(
+            f"--portfolios/--portfolio-size: expected a count >= 1 and a size >= 2 candidates per task, "
+            f"got {n_portfolios} and {portfolio_size}"
+        )
     world = table_world(read_trajectories(runs), tolerance=tolerance, probe_seeds=seeds)
     past = _history(history)
     if past:
         world = replace(world, history=past)
     n_seeds = min(c.n_seeds for c in world.candidates)
     tasks = sorted(set(world.groups))
-    echo(f"read {len(world.candidates)} candidates in {len(tasks)} task(s) from {runs}; "
-         f"{min(seeds, n_seeds)} probe seed(s) per candidate"
-         + ("" if n_seeds > 1 else " (one curve per candidate: seed dispersion is not observable)")
-         + (f"; {len(past)} past runs" if past else ""))
+    echo(
+        f"read {len(world.candidates)} candidates in {len(tasks)} task(s) from {runs}; "
+        f"{min(seeds, n_seeds)} probe seed(s) per candidate"
+        + ("" if n_seeds > 1 else " (one curve per candidate: seed dispersion is not observable)")
+        + (f"; {len(past)} past runs" if past else "")
+    )
     note = probe_cap_note(world)
     if note:
         echo(note)
@@ -100,34 +118,75 @@ def run_backtest_command(runs: Path, out: Path, budgets: list[float], policies: 
         rows, picks = run_backtest(worlds, budgets, policies, repeats, log=lambda s: echo(s), dataset=world.name)
     out.mkdir(parents=True, exist_ok=True)
     pick_cols = ("world", "policy", "budget_frac", "repeat", "group", "candidate", "regret")
-    write_table(pa.table({k if k != "budget_frac" else "budget": [p[k] for p in picks] for k in pick_cols}), out / "picks.parquet")
-    metric_cols = ("world", "policy", "budget_frac", "repeat", "regret", "spent_frac", "spearman", "rmse", "coverage", "r_full")
-    write_table(pa.table({{"budget_frac": "budget", "spent_frac": "spent"}.get(k, k):
-                          [r[k] if k in ("policy", "world") else float(r[k]) for r in rows] for k in metric_cols}),
-                out / "backtest.parquet")
+    write_table(
+        pa.table({k if k != "budget_frac" else "budget": [p[k] for p in picks] for k in pick_cols}),
+        out / "picks.parquet",
+    )
+    metric_cols = (
+        "world",
+        "policy",
+        "budget_frac",
+        "repeat",
+        "regret",
+        "spent_frac",
+        "spearman",
+        "rmse",
+        "coverage",
+        "r_full",
+    )
+    write_table(
+        pa.table(
+            {
+                {"budget_frac": "budget", "spent_frac": "spent"}.get(k, k): [
+                    r[k] if k in ("policy", "world") else float(r[k]) for r in rows
+                ]
+                for k in metric_cols
+            }
+        ),
+        out / "backtest.parquet",
+    )
     written_extra = []
     if n_portfolios:
-        write_table(pa.table({"world": [w.name for w in worlds for _ in w.candidates],
-                              "group": [c.group for w in worlds for c in w.candidates],
-                              "candidate": [c.id for w in worlds for c in w.candidates]}), out / "portfolios.parquet")
+        write_table(
+            pa.table(
+                {
+                    "world": [w.name for w in worlds for _ in w.candidates],
+                    "group": [c.group for w in worlds for c in w.candidates],
+                    "candidate": [c.id for w in worlds for c in w.candidates],
+                }
+            ),
+            out / "portfolios.parquet",
+        )
         written_extra.append(out / "portfolios.parquet")
     summary = Summary(rows, picks)
     png = plot(summary, str(out / "regret-"))
     (out / "regret.png").unlink(missing_ok=True)
     if png:
         Path(png[0]).rename(out / "regret.png")
-    notes = [f"# Backtest of {runs}", "",
-             f"{len(world.candidates)} candidates, {len(tasks)} task(s), budgets {', '.join(f'{b:g}' for b in budgets)} "
-             f"of the cost of fully training every candidate once ({world.full_cost:.4g} device-seconds); "
-             f"policies: {', '.join(policies)}; repeats: {repeats} (deterministic policies run once)."
-             + (f" {n_portfolios} random portfolios of {portfolio_size} candidates per task drawn from the table; they share "
-                "candidates, so intervals over them are narrower than over independent portfolios." if n_portfolios else ""),
-             "" if n_seeds > 1 else "One curve per candidate: seed dispersion was not observable, so every policy probed one seed "
-             "and prehoc's intervals come from the extrapolation error of the curve model, not from seeds.",
-             "", "![regret](regret.png)", "", markdown(summary),
-             "Score any policy yourself: join picks.parquet (group, candidate) with the table's `final` column; "
-             "regret = the task's best final minus the picked candidate's final"
-             + (" within the portfolio (portfolios.parquet lists each portfolio's candidates)." if n_portfolios else ".")]
+    notes = [
+        f"# Backtest of {runs}",
+        "",
+        f"{len(world.candidates)} candidates, {len(tasks)} task(s), budgets {', '.join(f'{b:g}' for b in budgets)} "
+        f"of the cost of fully training every candidate once ({world.full_cost:.4g} device-seconds); "
+        f"policies: {', '.join(policies)}; repeats: {repeats} (deterministic policies run once)."
+        + (
+            f" {n_portfolios} random portfolios of {portfolio_size} candidates per task drawn from the table; they share "
+            "candidates, so intervals over them are narrower than over independent portfolios."
+            if n_portfolios
+            else ""
+        ),
+        ""
+        if n_seeds > 1
+        else "One curve per candidate: seed dispersion was not observable, so every policy probed one seed "
+        "and prehoc's intervals come from the extrapolation error of the curve model, not from seeds.",
+        "",
+        "![regret](regret.png)",
+        "",
+        markdown(summary),
+        "Score any policy yourself: join picks.parquet (group, candidate) with the table's `final` column; "
+        "regret = the task's best final minus the picked candidate's final"
+        + (" within the portfolio (portfolios.parquet lists each portfolio's candidates)." if n_portfolios else "."),
+    ]
     (out / "report.md").write_text("\n".join(notes) + "\n")
     written = [out / "picks.parquet", out / "backtest.parquet", out / "report.md", out / "regret.png", *written_extra]
     echo(f"wrote {', '.join(p.name for p in written)} to {out}")
@@ -136,18 +195,52 @@ def run_backtest_command(runs: Path, out: Path, budgets: list[float], policies: 
 
 @app.command("backtest", cls=_OneLineErrors)
 def backtest_command(
-    runs: Path = typer.Argument(..., help="Trajectory table of fine-tunes already run (.csv, .parquet, .jsonl) with a `final` column.", show_default=False),
+    runs: Path = typer.Argument(
+        ...,
+        help="Trajectory table of fine-tunes already run (.csv, .parquet, .jsonl) with a `final` column.",
+        show_default=False,
+    ),
     out: Path = typer.Option(..., "--out", help="Output directory (created if missing).", show_default=False),
-    budget: str = typer.Option("0.05,0.1,0.2", "--budget", help="Probe budgets as fractions of fully training every candidate once, comma-separated."),
+    budget: str = typer.Option(
+        "0.05,0.1,0.2",
+        "--budget",
+        help="Probe budgets as fractions of fully training every candidate once, comma-separated.",
+    ),
     policy: list[str] | None = typer.Option(None, "--policy", help=_POLICY_HELP),
-    repeats: int = typer.Option(5, "--repeats", help="Repeats of the stochastic policies (ASHA: the arrival order of its asynchronous results); the others are deterministic and run once."),
-    history: Path | None = typer.Option(None, "--history", help="Past runs of the same tasks (same format) for the policies that learn from history."),
-    tolerance: float = typer.Option(0.02, "--tolerance", help="Tolerated prediction error in metric units (tau).", metavar="TAU"),
+    repeats: int = typer.Option(
+        5,
+        "--repeats",
+        help="Repeats of the stochastic policies (ASHA: the arrival order of its asynchronous results); the others are deterministic and run once.",
+    ),
+    history: Path | None = typer.Option(
+        None, "--history", help="Past runs of the same tasks (same format) for the policies that learn from history."
+    ),
+    tolerance: float = typer.Option(
+        0.02, "--tolerance", help="Tolerated prediction error in metric units (tau).", metavar="TAU"
+    ),
     seeds: int = typer.Option(2, "--seeds", help="Probe seeds per candidate (at most the recorded ones)."),
-    n_portfolios: int = typer.Option(0, "--portfolios", help="Backtest K random portfolios drawn from the table (units for the paired intervals).", metavar="K"),
-    portfolio_size: int = typer.Option(0, "--portfolio-size", help="Candidates per task in each portfolio.", metavar="N"),
+    n_portfolios: int = typer.Option(
+        0,
+        "--portfolios",
+        help="Backtest K random portfolios drawn from the table (units for the paired intervals).",
+        metavar="K",
+    ),
+    portfolio_size: int = typer.Option(
+        0, "--portfolio-size", help="Candidates per task in each portfolio.", metavar="N"
+    ),
 ) -> None:
     """Replay prehoc-ray and its peers on fine-tunes already run: picks, regret and cost per budget."""
     with one_line_errors("backtest"):
-        run_backtest_command(runs, out, parse_budgets(budget), list(policy or DEFAULT_POLICIES), repeats, tolerance, seeds,
-                             history, echo=typer.echo, n_portfolios=n_portfolios, portfolio_size=portfolio_size)
+        run_backtest_command(
+            runs,
+            out,
+            parse_budgets(budget),
+            list(policy or DEFAULT_POLICIES),
+            repeats,
+            tolerance,
+            seeds,
+            history,
+            echo=typer.echo,
+            n_portfolios=n_portfolios,
+            portfolio_size=portfolio_size,
+        )

@@ -18,7 +18,9 @@ from prehoc_ray.cli import EXIT_BAD_INPUT, EXIT_FAILURE, app
 def report_cmd(
     run_dir: Path = typer.Argument(..., metavar="DIR", help="A run directory (the --out of `prehoc-ray run`)."),
     spec_path: Path = typer.Option(None, "--spec", help="Job spec to use instead of DIR/job.yaml."),
-    replan: bool = typer.Option(False, "--replan", help="Recompute plan.parquet/plan.json from candidates.parquet first."),
+    replan: bool = typer.Option(
+        False, "--replan", help="Recompute plan.parquet/plan.json from candidates.parquet first."
+    ),
 ) -> None:
     """Rebuild the run report from a finished or interrupted run."""
     from prehoc_ray.spec.job import SpecError, load_job
@@ -49,7 +51,9 @@ def report_cmd(
             from prehoc_ray.plan import write_plan
 
             if not paths.candidates.is_file():
-                typer.echo(f"prehoc-ray: {run_dir}: no candidates.parquet (the run is incomplete): nothing to plan", err=True)
+                typer.echo(
+                    f"prehoc-ray: {run_dir}: no candidates.parquet (the run is incomplete): nothing to plan", err=True
+                )
                 raise typer.Exit(EXIT_FAILURE)
             write_plan(run_dir, spec)
         from prehoc_ray.report.run_report import write_report

@@ -39,8 +39,12 @@ def _fail(message: str, code: int) -> None:
 @app.command("run", cls=_OneLineErrors)
 def run_cmd(
     spec_path: Path = typer.Argument(..., metavar="JOB.yaml", help="The job spec (see jobs/)."),
-    address: str | None = typer.Option(None, "--address", help="Ray cluster address (GCS HOST:PORT or 'auto'); "
-                                          "default: the spec's cluster.address, RAY_ADDRESS, else an embedded local Ray."),
+    address: str | None = typer.Option(
+        None,
+        "--address",
+        help="Ray cluster address (GCS HOST:PORT or 'auto'); "
+        "default: the spec's cluster.address, RAY_ADDRESS, else an embedded local Ray.",
+    ),
     out: Path | None = typer.Option(None, "--out", help="Run directory (default runs/<job name>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its result store."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress output (the summary is still printed)."),
@@ -87,8 +91,10 @@ def run_cmd(
     except Exception as exc:  # one line, unless debugging
         if os.environ.get(DEBUG_ENV):
             raise
-        _fail(f"{type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for the traceback; --resume continues the run)",
-              EXIT_FAILURE)
+        _fail(
+            f"{type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for the traceback; --resume continues the run)",
+            EXIT_FAILURE,
+        )
     _summary(result, spec)
 
 
@@ -107,29 +113,37 @@ def _check_out(run_dir: Path, spec, resume: bool) -> None:
     if existing is None:
         return
     if not resume:
-        _fail(f"{run_dir}: already holds a run (manifest.json); pass --resume to continue it, or choose another --out",
-              EXIT_BAD_INPUT)
+        _fail(
+            f"{run_dir}: already holds a run (manifest.json); pass --resume to continue it, or choose another --out",
+            EXIT_BAD_INPUT,
+        )
     if existing.spec_hash != spec_hash(spec):
-        _fail(f"{RunManifest.path(run_dir)}: this run directory belongs to spec {existing.spec_hash[:12]}, the spec given "
-              f"hashes to {spec_hash(spec)[:12]}; --resume needs the same spec (use a new --out to run this one)",
-              EXIT_BAD_INPUT)
+        _fail(
+            f"{RunManifest.path(run_dir)}: this run directory belongs to spec {existing.spec_hash[:12]}, the spec given "
+            f"hashes to {spec_hash(spec)[:12]}; --resume needs the same spec (use a new --out to run this one)",
+            EXIT_BAD_INPUT,
+        )
 
 
 def _summary(result, spec) -> None:
     rows = sorted(result.candidates, key=lambda r: r["candidate"])
     eng = result.engine
     setup = sum(float(r.get("setup_s") or 0.0) for r in rows)
-    lines = [f"job {spec.name}: spent {eng.spent:.1f} of {spec.budget.probe_seconds:g} device-seconds in {result.rounds} "
-             f"round(s); {result.submitted} probe attempt(s) run here, {result.reused} answered by the store, "
-             f"{result.failed_attempts} failed attempt(s); wall {result.wall_s:.1f}s"
-             + (f"; one-time set-up {setup:.1f} device-seconds, not charged to the budget" if setup > 0 else "")]
+    lines = [
+        f"job {spec.name}: spent {eng.spent:.1f} of {spec.budget.probe_seconds:g} device-seconds in {result.rounds} "
+        f"round(s); {result.submitted} probe attempt(s) run here, {result.reused} answered by the store, "
+        f"{result.failed_attempts} failed attempt(s); wall {result.wall_s:.1f}s"
+        + (f"; one-time set-up {setup:.1f} device-seconds, not charged to the budget" if setup > 0 else "")
+    ]
     width = max((len(r["candidate"]) for r in rows), default=10)
     for r in rows:
         pred = r["predicted_final"]
         sd = r["predicted_std"]
         p = f"{pred:.3f} +/- {sd:.3f}" if sd == sd else (f"{pred:.3f}" if pred == pred else "n/a")
-        lines.append(f"  {r['candidate']:<{width}}  {r['regime']:<17}  {p:<17}  probe {r['probe_steps']:>5} steps  "
-                     f"{r['probe_cost_s']:8.1f}s  {r['stop_reason']}")
+        lines.append(
+            f"  {r['candidate']:<{width}}  {r['regime']:<17}  {p:<17}  probe {r['probe_steps']:>5} steps  "
+            f"{r['probe_cost_s']:8.1f}s  {r['stop_reason']}"
+        )
     lines.append(f"outputs in {result.run_dir}" + ("" if result.plan_written else " (no plan written)"))
     typer.echo("\n".join(lines))
     sys.stdout.flush()

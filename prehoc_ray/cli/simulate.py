@@ -26,16 +26,20 @@ import typer
 
 from prehoc_ray.cli import EXIT_BAD_INPUT, app
 
-POLICY_HELP = ("prehoc (the engine), prehoc_prediction (the engine spending on prediction variance), prehoc_history "
-               "(the engine told the world's past runs), uniform, sh (successive halving), asha, tuneahead, lc_extrapolation, "
-               "static_only, oracle (the expected finals: a reference)")
+POLICY_HELP = (
+    "prehoc (the engine), prehoc_prediction (the engine spending on prediction variance), prehoc_history "
+    "(the engine told the world's past runs), uniform, sh (successive halving), asha, tuneahead, lc_extrapolation, "
+    "static_only, oracle (the expected finals: a reference)"
+)
 
 
 @app.command("simulate")
 def simulate_cmd(
     out: Path = typer.Option(..., "--out", help="directory for plan.parquet and truth.parquet"),
     candidates: int = typer.Option(60, "--candidates", help="candidates, split over 3 families"),
-    budget: float = typer.Option(0.1, "--budget", help="probe budget as a fraction of the cost of fully training every candidate"),
+    budget: float = typer.Option(
+        0.1, "--budget", help="probe budget as a fraction of the cost of fully training every candidate"
+    ),
     seed: int = typer.Option(0, "--seed", help="seed of the generator and the policy"),
     policy: str = typer.Option("prehoc", "--policy", help=POLICY_HELP),
 ) -> None:
@@ -107,7 +111,9 @@ def simulate_cmd(
     pq.write_table(pa.table(plan), out / "plan.parquet")
     pq.write_table(pa.table(truth), out / "truth.parquet")
     m = evaluate(world, res, budget_s)
-    typer.echo(f"{policy}: {n} candidates, budget {budget_s:.1f} device-s ({budget:g} of full training), "
-               f"spent {res.spent:.1f} ({m['spent_frac']:.3f}); regret {100 * m['regret']:.2f} pts, "
-               f"Spearman {m['spearman']:.2f}, RMSE {100 * m['rmse']:.2f} pts, coverage {m['coverage']:.2f}")
+    typer.echo(
+        f"{policy}: {n} candidates, budget {budget_s:.1f} device-s ({budget:g} of full training), "
+        f"spent {res.spent:.1f} ({m['spent_frac']:.3f}); regret {100 * m['regret']:.2f} pts, "
+        f"Spearman {m['spearman']:.2f}, RMSE {100 * m['rmse']:.2f} pts, coverage {m['coverage']:.2f}"
+    )
     typer.echo(f"wrote {out / 'plan.parquet'} and {out / 'truth.parquet'}")

@@ -81,6 +81,7 @@ def submission_id_for(spec: JobSpec) -> str:
 
 # ----- authentication -----------------------------------------------------------------------
 
+
 def auth_mode(env: dict[str, str] | None = None) -> str:
     """RAY_AUTH_MODE as Ray reads it: "token", "disabled", or "" (unset)."""
     return (os.environ if env is None else env).get("RAY_AUTH_MODE", "").strip().lower()
@@ -117,9 +118,12 @@ def check_token_transport(addr: str, allow_insecure: bool = False, env: dict[str
     host = parts.hostname or ""
     if is_loopback(host):
         return
-    raise CliError(f"--address {addr}: refusing to send the Ray token (RAY_AUTH_MODE=token) over plain {parts.scheme}:// to "
-                   f"{host or addr}, where anyone on the path can read it: use an https:// address or a port-forward to "
-                   "http://127.0.0.1:8265, or pass --allow-insecure-token to send it anyway", EXIT_BAD_INPUT)
+    raise CliError(
+        f"--address {addr}: refusing to send the Ray token (RAY_AUTH_MODE=token) over plain {parts.scheme}:// to "
+        f"{host or addr}, where anyone on the path can read it: use an https:// address or a port-forward to "
+        "http://127.0.0.1:8265, or pass --allow-insecure-token to send it anyway",
+        EXIT_BAD_INPUT,
+    )
 
 
 def resolve_address(address: str | None) -> str:
@@ -143,8 +147,10 @@ def make_client(address: str | None, allow_insecure_token: bool = False):
     try:
         return JobSubmissionClient(addr)
     except ConnectionError as exc:
-        raise CliError(f"cannot reach the Ray dashboard at {addr}: {exc} (is the head running, and is --address its "
-                       "dashboard URL, e.g. http://HEAD:8265?)") from None
+        raise CliError(
+            f"cannot reach the Ray dashboard at {addr}: {exc} (is the head running, and is --address its "
+            "dashboard URL, e.g. http://HEAD:8265?)"
+        ) from None
     except Exception as exc:  # Ray raises RuntimeError/AuthenticationError/ValueError here
         raise CliError(_explain(exc, addr)) from None
     finally:
@@ -155,11 +161,16 @@ def _explain(exc: BaseException, addr: str) -> str:
     text = " ".join(str(exc).split())
     if type(exc).__name__ == "AuthenticationError" or "status code 401" in text or "status code 403" in text:
         found = _local_token_source()
-        unsent = (f"; a token is set ({found}) but is sent only with RAY_AUTH_MODE=token"
-                  if found and auth_mode() != "token" else "")
-        return (f"the Ray cluster at {addr} refused the request: {text}. It uses token authentication: set "
-                "RAY_AUTH_MODE=token and provide the cluster's token as RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or "
-                f"~/.ray/auth_token (`ray get-auth-token` on the head prints it){unsent}")
+        unsent = (
+            f"; a token is set ({found}) but is sent only with RAY_AUTH_MODE=token"
+            if found and auth_mode() != "token"
+            else ""
+        )
+        return (
+            f"the Ray cluster at {addr} refused the request: {text}. It uses token authentication: set "
+            "RAY_AUTH_MODE=token and provide the cluster's token as RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or "
+            f"~/.ray/auth_token (`ray get-auth-token` on the head prints it){unsent}"
+        )
     return f"Ray job API at {addr}: {text}"
 
 
@@ -179,6 +190,7 @@ def job_info(client, submission_id: str):
 
 
 # ----- the submission -------------------------------------------------------------------------
+
 
 def _inside(path: Path, root: Path) -> bool:
     try:
@@ -200,7 +212,9 @@ def submission_problems(spec_path: Path, spec: JobSpec, working_dir: Path | None
     for p in check_paths(spec):
         if p.field == "history":
             if history and Path(history).is_absolute() and p.error:
-                problems.append(Problem(p.field, p.message + " here; an absolute path must exist on the cluster nodes", error=False))
+                problems.append(
+                    Problem(p.field, p.message + " here; an absolute path must exist on the cluster nodes", error=False)
+                )
             else:
                 problems.append(p)
             continue
@@ -211,7 +225,9 @@ def submission_problems(spec_path: Path, spec: JobSpec, working_dir: Path | None
         if key in ("builtin", "package"):
             problems.append(Problem(p.field, p.message + " here; it must be installed on the cluster", error=False))
         elif key == "path" and given and Path(given).is_absolute():
-            problems.append(Problem(p.field, p.message + " here; an absolute path must exist on the cluster nodes", error=False))
+            problems.append(
+                Problem(p.field, p.message + " here; an absolute path must exist on the cluster nodes", error=False)
+            )
         else:
             problems.append(p)
     if working_dir is not None:
@@ -220,17 +236,39 @@ def submission_problems(spec_path: Path, spec: JobSpec, working_dir: Path | None
                 if isinstance(item, dict) and item.get("path") and not Path(str(item["path"])).is_absolute():
                     resolved = spec_path.resolve().parent / str(item["path"])
                     if not _inside(resolved, working_dir):
-                        problems.append(Problem(f"{section}.{k}.path", f"{item['path']!r} is outside the working directory "
-                                                                       f"{str(working_dir)!r}: it would not reach the cluster"))
-        if history and not Path(history).is_absolute() and not _inside(spec_path.resolve().parent / history, working_dir):
-            problems.append(Problem("history", f"{history!r} is outside the working directory {str(working_dir)!r}: "
-                                               "it would not reach the cluster"))
+                        problems.append(
+                            Problem(
+                                f"{section}.{k}.path",
+                                f"{item['path']!r} is outside the working directory "
+                                f"{str(working_dir)!r}: it would not reach the cluster",
+                            )
+                        )
+        if (
+            history
+            and not Path(history).is_absolute()
+            and not _inside(spec_path.resolve().parent / history, working_dir)
+        ):
+            problems.append(
+                Problem(
+                    "history",
+                    f"{history!r} is outside the working directory {str(working_dir)!r}: "
+                    "it would not reach the cluster",
+                )
+            )
     return problems
 
 
-def build_request(spec_path: Path, spec: JobSpec, *, working_dir: str, out: str | None,
-                  runtime_env_file: Path | None = None, submission_id: str | None = None,
-                  entrypoint_num_cpus: float | None = None, resume: bool = False) -> dict[str, Any]:
+def build_request(
+    spec_path: Path,
+    spec: JobSpec,
+    *,
+    working_dir: str,
+    out: str | None,
+    runtime_env_file: Path | None = None,
+    submission_id: str | None = None,
+    entrypoint_num_cpus: float | None = None,
+    resume: bool = False,
+) -> dict[str, Any]:
     """The keyword arguments of JobSubmissionClient.submit_job for this spec."""
     runtime_env: dict[str, Any] = dict(spec.cluster.runtime_env or {})
     if runtime_env_file is not None:
@@ -243,7 +281,9 @@ def build_request(spec_path: Path, spec: JobSpec, *, working_dir: str, out: str 
             where = f":{exc.line}" if exc.line else ""
             raise CliError(f"--runtime-env {runtime_env_file}{where}: {exc.problem}", EXIT_BAD_INPUT) from None
         except (OSError, ValueError) as exc:
-            raise CliError(f"--runtime-env {runtime_env_file}: cannot read: {type(exc).__name__}", EXIT_BAD_INPUT) from None
+            raise CliError(
+                f"--runtime-env {runtime_env_file}: cannot read: {type(exc).__name__}", EXIT_BAD_INPUT
+            ) from None
         if not isinstance(extra, dict):
             raise CliError(f"--runtime-env {runtime_env_file}: expected a mapping", EXIT_BAD_INPUT)
         runtime_env.update(extra)
@@ -256,8 +296,11 @@ def build_request(spec_path: Path, spec: JobSpec, *, working_dir: str, out: str 
         if not root.is_dir():
             raise CliError(f"--working-dir {wd}: not a directory", EXIT_BAD_INPUT)
         if not _inside(spec_path, root):
-            raise CliError(f"{spec_path}: the spec is outside the working directory {root}; run from a folder that "
-                           "contains it or pass --working-dir", EXIT_BAD_INPUT)
+            raise CliError(
+                f"{spec_path}: the spec is outside the working directory {root}; run from a folder that "
+                "contains it or pass --working-dir",
+                EXIT_BAD_INPUT,
+            )
         rel = spec_path.resolve().relative_to(root).as_posix()
         wd = str(root)
     runtime_env["working_dir"] = wd
@@ -273,7 +316,7 @@ def build_request(spec_path: Path, spec: JobSpec, *, working_dir: str, out: str 
     metadata = {
         "prehoc_job": spec.name,
         "portfolio": f"{spec.name}: {len(cands)} candidates ({len(spec.tasks)} tasks x {len(spec.models)} models x "
-                     f"{len(spec.configs)} configs)",
+        f"{len(spec.configs)} configs)",
         "tasks": ",".join(t.name for t in spec.tasks)[:500],
         "models": ",".join(m.name for m in spec.models)[:500],
         "spec": rel,
@@ -282,8 +325,13 @@ def build_request(spec_path: Path, spec: JobSpec, *, working_dir: str, out: str 
         "backend": spec.backend,
         "submitted_by": "prehoc-ray",
     }
-    req: dict[str, Any] = {"entrypoint": entrypoint, "submission_id": sid, "runtime_env": runtime_env,
-                           "metadata": metadata, "entrypoint_num_gpus": 0}
+    req: dict[str, Any] = {
+        "entrypoint": entrypoint,
+        "submission_id": sid,
+        "runtime_env": runtime_env,
+        "metadata": metadata,
+        "entrypoint_num_gpus": 0,
+    }
     if entrypoint_num_cpus is not None:
         req["entrypoint_num_cpus"] = entrypoint_num_cpus
     return req
@@ -373,8 +421,9 @@ def follow_logs(client, sid: str, poll_s: float = 2.0, timeout_s: float | None =
         else:
             asyncio.run(asyncio.wait_for(tail(), timeout_s))
     except TimeoutError:
-        raise CliError(f"--timeout: job {sid} still running after {timeout_s:.0f} s (it keeps running; "
-                       f"`prehoc-ray status {sid}`)") from None
+        raise CliError(
+            f"--timeout: job {sid} still running after {timeout_s:.0f} s (it keeps running; `prehoc-ray status {sid}`)"
+        ) from None
     except Exception as exc:  # the websocket closed early: fall back to polling
         typer.echo(f"(log stream interrupted: {' '.join(str(exc).split())}; polling the status)", err=True)
     while True:
@@ -391,8 +440,11 @@ def _finish(client, sid: str, status: str) -> None:
     typer.echo(describe(info), err=True)
     if status != "SUCCEEDED":
         last = _last_log_line(client, sid)
-        raise CliError(f"job {sid} {status}: {short_message(info) or 'see its logs'}"
-                       + (f"; last log line: {last}" if last else "") + f" (all logs: `prehoc-ray logs {sid}`)")
+        raise CliError(
+            f"job {sid} {status}: {short_message(info) or 'see its logs'}"
+            + (f"; last log line: {last}" if last else "")
+            + f" (all logs: `prehoc-ray logs {sid}`)"
+        )
 
 
 def _run(fn, *args, **kwargs) -> None:
@@ -410,9 +462,20 @@ def _load(spec_path: Path) -> JobSpec:
         raise CliError(str(exc), EXIT_BAD_INPUT) from None
 
 
-def _submit(spec_path: Path, address: str | None, wait: bool, working_dir: str, out: str | None, runtime_env: Path | None,
-            submission_id: str | None, entrypoint_num_cpus: float | None, dry_run: bool, timeout: float | None,
-            resume: bool = False, allow_insecure_token: bool = False) -> None:
+def _submit(
+    spec_path: Path,
+    address: str | None,
+    wait: bool,
+    working_dir: str,
+    out: str | None,
+    runtime_env: Path | None,
+    submission_id: str | None,
+    entrypoint_num_cpus: float | None,
+    dry_run: bool,
+    timeout: float | None,
+    resume: bool = False,
+    allow_insecure_token: bool = False,
+) -> None:
     spec = _load(spec_path)
     wd = Path(working_dir).expanduser() if "://" not in working_dir else None
     problems = submission_problems(spec_path, spec, wd)
@@ -420,13 +483,25 @@ def _submit(spec_path: Path, address: str | None, wait: bool, working_dir: str, 
         typer.echo(p.line(spec_path), err=True)
     if any(p.error for p in problems):
         raise CliError(f"{spec_path}: not submitted: fix the error(s) above", EXIT_BAD_INPUT)
-    req = build_request(spec_path, spec, working_dir=working_dir, out=out, runtime_env_file=runtime_env,
-                        submission_id=submission_id, entrypoint_num_cpus=entrypoint_num_cpus, resume=resume)
+    req = build_request(
+        spec_path,
+        spec,
+        working_dir=working_dir,
+        out=out,
+        runtime_env_file=runtime_env,
+        submission_id=submission_id,
+        entrypoint_num_cpus=entrypoint_num_cpus,
+        resume=resume,
+    )
     sid = req["submission_id"]
     left_out = env_files_left_out(req["runtime_env"])
     if left_out:
-        typer.echo(f"not uploaded (secrets; runtime_env excludes {', '.join(ENV_FILE_EXCLUDES)}): "
-                   + ", ".join(left_out[:10]) + (f" and {len(left_out) - 10} more" if len(left_out) > 10 else ""), err=True)
+        typer.echo(
+            f"not uploaded (secrets; runtime_env excludes {', '.join(ENV_FILE_EXCLUDES)}): "
+            + ", ".join(left_out[:10])
+            + (f" and {len(left_out) - 10} more" if len(left_out) > 10 else ""),
+            err=True,
+        )
     if dry_run:
         typer.echo(json.dumps({"address": resolve_address(address), **redacted_request(req)}, indent=2))
         return
@@ -435,8 +510,11 @@ def _submit(spec_path: Path, address: str | None, wait: bool, working_dir: str, 
         existing = job_info(client, sid)
         if existing is not None:
             status = _status_str(existing)
-            typer.echo(f"{sid}: this spec was already submitted to {resolve_address(address)}; not submitting it again "
-                       f"(pass --submission-id to run it once more, or --resume to continue it).", err=True)
+            typer.echo(
+                f"{sid}: this spec was already submitted to {resolve_address(address)}; not submitting it again "
+                f"(pass --submission-id to run it once more, or --resume to continue it).",
+                err=True,
+            )
             if not (wait or status in ("FAILED", "STOPPED")):
                 typer.echo(describe(existing))  # else _finish below shows it
         else:
@@ -499,8 +577,10 @@ def _logs(target: str, address: str | None, follow: bool, allow_insecure_token: 
 
 
 ADDRESS_HELP = "Ray dashboard URL, e.g. http://HEAD:8265 (default: RAY_API_SERVER_ADDRESS / RAY_ADDRESS, else http://127.0.0.1:8265)."
-INSECURE_HELP = ("With RAY_AUTH_MODE=token: send the token over plain http to a host other than this machine "
-                 "(refused without it; use https or a port-forward to 127.0.0.1 instead).")
+INSECURE_HELP = (
+    "With RAY_AUTH_MODE=token: send the token over plain http to a host other than this machine "
+    "(refused without it; use https or a port-forward to 127.0.0.1 instead)."
+)
 
 
 @app.command("submit")
@@ -508,20 +588,48 @@ def submit_cmd(
     spec_path: Path = typer.Argument(..., metavar="JOB.yaml", help="The job spec (inside the working directory)."),
     address: str = typer.Option(None, "--address", help=ADDRESS_HELP),
     wait: bool = typer.Option(False, "--wait", help="Follow the logs until the job ends; exit 1 if it fails."),
-    working_dir: str = typer.Option(".", "--working-dir", help="Uploaded to the cluster; the spec path is given relative to it."),
-    out: str = typer.Option(None, "--out", help=f"Run directory on the cluster (default ${STORAGE_ENV}/<name>-<spec hash>, "
-                                                 f"{DEFAULT_STORAGE} when unset)."),
-    runtime_env: Path = typer.Option(None, "--runtime-env", help="YAML/JSON runtime_env merged over the spec's cluster.runtime_env."),
-    submission_id: str = typer.Option(None, "--submission-id", help="Override the id derived from the spec (to run it again)."),
-    entrypoint_num_cpus: float = typer.Option(None, "--entrypoint-num-cpus", help="CPUs reserved for the driver (default 0)."),
+    working_dir: str = typer.Option(
+        ".", "--working-dir", help="Uploaded to the cluster; the spec path is given relative to it."
+    ),
+    out: str = typer.Option(
+        None,
+        "--out",
+        help=f"Run directory on the cluster (default ${STORAGE_ENV}/<name>-<spec hash>, {DEFAULT_STORAGE} when unset).",
+    ),
+    runtime_env: Path = typer.Option(
+        None, "--runtime-env", help="YAML/JSON runtime_env merged over the spec's cluster.runtime_env."
+    ),
+    submission_id: str = typer.Option(
+        None, "--submission-id", help="Override the id derived from the spec (to run it again)."
+    ),
+    entrypoint_num_cpus: float = typer.Option(
+        None, "--entrypoint-num-cpus", help="CPUs reserved for the driver (default 0)."
+    ),
     timeout: float = typer.Option(None, "--timeout", help="With --wait: give up following after this many seconds."),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in the same --out (a new job id)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the submission request (env_vars values redacted) and stop."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue an interrupted run in the same --out (a new job id)."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the submission request (env_vars values redacted) and stop."
+    ),
     allow_insecure_token: bool = typer.Option(False, "--allow-insecure-token", help=INSECURE_HELP),
 ) -> None:
     """Submit a job spec as a Ray job (driver without GPUs) to a cluster."""
-    _run(_submit, spec_path, address, wait, working_dir, out, runtime_env, submission_id, entrypoint_num_cpus, dry_run, timeout,
-         resume, allow_insecure_token)
+    _run(
+        _submit,
+        spec_path,
+        address,
+        wait,
+        working_dir,
+        out,
+        runtime_env,
+        submission_id,
+        entrypoint_num_cpus,
+        dry_run,
+        timeout,
+        resume,
+        allow_insecure_token,
+    )
 
 
 @app.command("status")

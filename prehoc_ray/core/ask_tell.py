@@ -70,8 +70,12 @@ def tell(engine: Engine, order: ProbeOrder, outcome: ProbeOutcome) -> None:
         engine.tell_failure(order, outcome.failure, outcome.cost_s)
 
 
-def drive(engine: Engine, backend: ProbeBackend, max_rounds: int | None = None,
-          on_result: Callable[[ProbeOrder, ProbeOutcome], None] | None = None) -> DriveResult:
+def drive(
+    engine: Engine,
+    backend: ProbeBackend,
+    max_rounds: int | None = None,
+    on_result: Callable[[ProbeOrder, ProbeOutcome], None] | None = None,
+) -> DriveResult:
     """Run the engine's rounds on `backend` in order until it asks for nothing more.
 
     max_rounds: ask for at most this many rounds (None: no limit); when it ends the loop the

@@ -107,7 +107,9 @@ class ExtrapolationError:
     gain_error: np.ndarray | None = None
 
 
-def extrapolation_error(groups: list[str], depths: np.ndarray, backtests: list[CurveBacktest | None]) -> ExtrapolationError:
+def extrapolation_error(
+    groups: list[str], depths: np.ndarray, backtests: list[CurveBacktest | None]
+) -> ExtrapolationError:
     n = len(groups)
     depths = np.asarray(depths, float)
     by_group: dict[str, list[int]] = {}
@@ -140,9 +142,14 @@ def extrapolation_error(groups: list[str], depths: np.ndarray, backtests: list[C
     for i, b in enumerate(backtests):
         if b is not None and b.gains:
             # dot products of a few numbers: plain Python beats numpy's per-call overhead here
-            grecs.setdefault(groups[i], []).append((float(depths[i]), math.fsum(p * a for p, a in b.gains),
-                                                    math.fsum(p * p for p, _ in b.gains),
-                                                    math.fsum(a * a for _, a in b.gains)))
+            grecs.setdefault(groups[i], []).append(
+                (
+                    float(depths[i]),
+                    math.fsum(p * a for p, a in b.gains),
+                    math.fsum(p * p for p, _ in b.gains),
+                    math.fsum(a * a for _, a in b.gains),
+                )
+            )
     # Candidates of a task share one pool of records: each looks up its window in suffix sums
     # (a scan per candidate would be quadratic in an organisation-wide portfolio).
     everything = _Pool(sorted(x for v in recs.values() for x in v))

@@ -159,7 +159,21 @@ def fit_decay(
     if n < 3:
         return DecayFit.empty(n, (DIAG_TOO_FEW,))
     if float(U.max()) <= 0:
-        return DecayFit(0.0, 0.0, ALPHA_BOUNDS[0], 0, 0, 0, 0, ALPHA_BOUNDS[0], ALPHA_BOUNDS[0], n, c.min(), c.max(), (DIAG_NO_DECAY,))
+        return DecayFit(
+            0.0,
+            0.0,
+            ALPHA_BOUNDS[0],
+            0,
+            0,
+            0,
+            0,
+            ALPHA_BOUNDS[0],
+            ALPHA_BOUNDS[0],
+            n,
+            c.min(),
+            c.max(),
+            (DIAG_NO_DECAY,),
+        )
 
     w = _relative_weights(U)
     a0, b0, e0, _ = profile_fit(c, U, w, DEFAULT_EXPONENTS, nonneg=True, log_loss=True)
@@ -200,8 +214,19 @@ def fit_decay(
     if bool(on_bound(alpha, K, DIAG_NO_DECAY in diags)):
         diags.append(DIAG_AT_BOUND)
     return DecayFit(
-        float(L), float(K), float(alpha), L_lo, L_hi, K_lo, K_hi, a_lo, a_hi,
-        n, float(c.min()), float(c.max()), tuple(diags),
+        float(L),
+        float(K),
+        float(alpha),
+        L_lo,
+        L_hi,
+        K_lo,
+        K_hi,
+        a_lo,
+        a_hi,
+        n,
+        float(c.min()),
+        float(c.max()),
+        tuple(diags),
     )
 
 
@@ -256,8 +281,19 @@ def fit_decay_shared_alpha(
     elif n_boot > 0 and np.isfinite(L_lo) and L_lo <= 0.05 * Umin and L_hi >= 0.5 * Umin:
         diags.append(DIAG_FLOOR_UNIDENTIFIED)
     return DecayFit(
-        L, K, alpha, L_lo, L_hi, K_lo, K_hi, shared.alpha_lo, shared.alpha_hi,
-        n, float(c.min()), float(c.max()), tuple(diags),
+        L,
+        K,
+        alpha,
+        L_lo,
+        L_hi,
+        K_lo,
+        K_hi,
+        shared.alpha_lo,
+        shared.alpha_hi,
+        n,
+        float(c.min()),
+        float(c.max()),
+        tuple(diags),
     )
 
 
@@ -339,8 +375,19 @@ def fit_decay_shared_alpha_many(
             elif boot[k] and np.isfinite(L_lo[k]) and L_lo[k] <= 0.05 * Umin and L_hi[k] >= 0.5 * Umin:
                 diags.append(DIAG_FLOOR_UNIDENTIFIED)
             out[i] = DecayFit(
-                Lk, Kk, alpha, float(L_lo[k]), float(L_hi[k]), float(K_lo[k]), float(K_hi[k]), shared.alpha_lo,
-                shared.alpha_hi, int(n[i]), cmin, float(c[pos].max()), tuple(diags),
+                Lk,
+                Kk,
+                alpha,
+                float(L_lo[k]),
+                float(L_hi[k]),
+                float(K_lo[k]),
+                float(K_hi[k]),
+                shared.alpha_lo,
+                shared.alpha_hi,
+                int(n[i]),
+                cmin,
+                float(c[pos].max()),
+                tuple(diags),
             )
     return out  # type: ignore[return-value]
 

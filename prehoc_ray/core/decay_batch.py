@@ -215,7 +215,21 @@ def fit_decay_batch(
         fits[i] = DecayFit.empty(int(distinct[i]), (DIAG_TOO_FEW,))
     for i in np.flatnonzero((distinct >= 3) & (Umax <= 0)):
         a0 = ALPHA_BOUNDS[0]
-        fits[i] = DecayFit(0.0, 0.0, a0, 0, 0, 0, 0, a0, a0, int(distinct[i]), float(Cm[i][mask[i]].min()), float(Cm[i][mask[i]].max()), (DIAG_NO_DECAY,))
+        fits[i] = DecayFit(
+            0.0,
+            0.0,
+            a0,
+            0,
+            0,
+            0,
+            0,
+            a0,
+            a0,
+            int(distinct[i]),
+            float(Cm[i][mask[i]].min()),
+            float(Cm[i][mask[i]].max()),
+            (DIAG_NO_DECAY,),
+        )
     todo = np.flatnonzero((distinct >= 3) & (Umax > 0))
     if todo.size == 0:
         return fits  # type: ignore[return-value]
@@ -315,14 +329,22 @@ def fit_decay_batch(
                 sx, sxx, sxy = W32 @ XTc32, W32 @ X2Tc32, inv32 @ XTc32
             else:
                 W3, I3 = W32.reshape(k, n_boot, n_max), inv32.reshape(k, n_boot, n_max)
-                sx, sxx, sxy = ((A @ B).reshape(k * n_boot, -1) for A, B in ((W3, XTc32[sl]), (W3, X2Tc32[sl]), (I3, XTc32[sl])))
+                sx, sxx, sxy = (
+                    (A @ B).reshape(k * n_boot, -1) for A, B in ((W3, XTc32[sl]), (W3, X2Tc32[sl]), (I3, XTc32[sl]))
+                )
             best_c = coarse[np.argmax(_gain(sw.astype(np.float32), sy.astype(np.float32), sx, sxx, sxy), axis=1)]
             # ...plus both ends of the grid, where degenerate profiles (flat: alpha -> 0, a step:
             # alpha -> max) have their optimum and float32 sums are least reliable.
             # In ascending order, so ties resolve to the smallest exponent as in fit_decay.
             R = best_c.size
-            j = np.concatenate([np.zeros((R, 1), np.int64), np.clip(best_c[:, None] + offsets[None, :], 0, E - 1),
-                                np.full((R, 1), E - 1)], 1)  # (R, 9)
+            j = np.concatenate(
+                [
+                    np.zeros((R, 1), np.int64),
+                    np.clip(best_c[:, None] + offsets[None, :], 0, E - 1),
+                    np.full((R, 1), E - 1),
+                ],
+                1,
+            )  # (R, 9)
             Xg = XEN[j] if shared else XEN[np.repeat(np.arange(sl.start, sl.stop), n_boot)[:, None], j]  # (R, 9, n)
             gx = np.einsum("rkn,rn->rk", Xg, W2)
             gxx = np.einsum("rkn,rn->rk", Xg * Xg, W2)
@@ -362,7 +384,9 @@ def fit_decay_batch(
     lc = np.where(mask, logC, 0.0)
     lu = np.where(mask, np.log(np.maximum(Uz, 1e-300)), 0.0)
     mc, mu = lc.sum(1) / n, lu.sum(1) / n
-    slope = (((lc - mc[:, None]) * (lu - mu[:, None])) * mask).sum(1) / np.maximum((((lc - mc[:, None]) ** 2) * mask).sum(1), 1e-300)
+    slope = (((lc - mc[:, None]) * (lu - mu[:, None])) * mask).sum(1) / np.maximum(
+        (((lc - mc[:, None]) ** 2) * mask).sum(1), 1e-300
+    )
     first = np.take_along_axis(Uz, np.argmax(mask, 1)[:, None], 1)[:, 0]
     last = np.take_along_axis(Uz, (n_max - 1 - np.argmax(mask[:, ::-1], 1))[:, None], 1)[:, 0]
     Umin = np.where(mask, Uz, np.inf).min(1)
@@ -372,11 +396,30 @@ def fit_decay_batch(
     transient = alpha > alpha_max
     bound = on_bound(alpha, K, no_decay)
     for j, i in enumerate(todo):
-        diags = tuple(d for d, flag in ((DIAG_INCREASING, increasing[j]), (DIAG_NO_DECAY, no_decay[j]),
-                                        (DIAG_FLOOR_UNIDENTIFIED, unident[j]), (DIAG_EARLY_TRANSIENT, transient[j]),
-                                        (DIAG_AT_BOUND, bound[j])) if flag)
+        diags = tuple(
+            d
+            for d, flag in (
+                (DIAG_INCREASING, increasing[j]),
+                (DIAG_NO_DECAY, no_decay[j]),
+                (DIAG_FLOOR_UNIDENTIFIED, unident[j]),
+                (DIAG_EARLY_TRANSIENT, transient[j]),
+                (DIAG_AT_BOUND, bound[j]),
+            )
+            if flag
+        )
         fits[i] = DecayFit(
-            float(L[j]), float(K[j]), float(alpha[j]), float(L_lo[j]), float(L_hi[j]), float(K_lo[j]), float(K_hi[j]),
-            float(a_lo[j]), float(a_hi[j]), int(distinct[i]), float(cmin[j]), float(cmax[j]), diags,
+            float(L[j]),
+            float(K[j]),
+            float(alpha[j]),
+            float(L_lo[j]),
+            float(L_hi[j]),
+            float(K_lo[j]),
+            float(K_hi[j]),
+            float(a_lo[j]),
+            float(a_hi[j]),
+            int(distinct[i]),
+            float(cmin[j]),
+            float(cmax[j]),
+            diags,
         )
     return fits  # type: ignore[return-value]

@@ -141,7 +141,9 @@ def p_best(mu: np.ndarray, sd: np.ndarray, codes: np.ndarray, rng: np.random.Gen
     with np.errstate(divide="ignore", invalid="ignore"):
         zz = (m[None, :] - M_other) / s[None, :]
     # zero-variance beliefs: the step function itself
-    zz = np.where(s[None, :] > 0, zz, np.where(m[None, :] > M_other, np.inf, np.where(m[None, :] < M_other, -np.inf, 0.0)))
+    zz = np.where(
+        s[None, :] > 0, zz, np.where(m[None, :] > M_other, np.inf, np.where(m[None, :] < M_other, -np.inf, 0.0))
+    )
     p = ndtr(zz).mean(axis=0)
     p = np.where(np.isneginf(M_other).all(axis=0), 1.0, p)  # alone in its task
     tot = np.bincount(seg, weights=p, minlength=starts.size)
@@ -195,7 +197,9 @@ def kg_star(
     return np.where(none, 0.0, best), np.where(none, 0.0, kg[np.arange(k.size), k]), np.where(none, -1, k)
 
 
-def curve_distance(origin: np.ndarray | float, target: np.ndarray | float, exponent: np.ndarray | float = 0.0) -> np.ndarray:
+def curve_distance(
+    origin: np.ndarray | float, target: np.ndarray | float, exponent: np.ndarray | float = 0.0
+) -> np.ndarray:
     """How much a saturating power law y = a + b s^-e still changes between steps `origin` and
     `target`, per unit of b e: the integral of s^(-e-1) over [origin, target], which is
     (origin^-e - target^-e) / e, and log(target / origin) as e -> 0.
@@ -242,8 +246,12 @@ def backtest_error(steps: np.ndarray, values: np.ndarray, extrapolate, min_point
     return pred - float(values[-1]), origin
 
 
-def extrapolation_variance(scale: np.ndarray | float, horizon: np.ndarray | float, depth: np.ndarray | float,
-                           exponent: np.ndarray | float = 0.0) -> np.ndarray:
+def extrapolation_variance(
+    scale: np.ndarray | float,
+    horizon: np.ndarray | float,
+    depth: np.ndarray | float,
+    exponent: np.ndarray | float = 0.0,
+) -> np.ndarray:
     """(scale x curve_distance(depth, horizon, exponent))^2: the curve model's error when
     extrapolating from `depth`, zero at the horizon.
 
@@ -252,4 +260,6 @@ def extrapolation_variance(scale: np.ndarray | float, horizon: np.ndarray | floa
     shrink as the curve flattens: conservative); with the task's curve exponent it grows with
     the change the curve model still expects.
     """
-    return (np.asarray(scale, float) * curve_distance(depth, np.maximum(np.asarray(horizon, float), 1e-9), exponent)) ** 2
+    return (
+        np.asarray(scale, float) * curve_distance(depth, np.maximum(np.asarray(horizon, float), 1e-9), exponent)
+    ) ** 2

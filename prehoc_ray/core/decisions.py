@@ -224,7 +224,9 @@ def make_plan(rows: Sequence[Mapping[str, Any]], settings: PlanSettings) -> Plan
     has_bar = np.isfinite(bars)
     with np.errstate(divide="ignore", invalid="ignore"):
         zb = (good - sign * bars) / sd
-        p_beat = np.where(sd > 0, norm.cdf(zb), np.where(good > sign * bars, 1.0, np.where(good == sign * bars, 0.5, 0.0)))
+        p_beat = np.where(
+            sd > 0, norm.cdf(zb), np.where(good > sign * bars, 1.0, np.where(good == sign * bars, 0.5, 0.0))
+        )
     p_beat = np.where(valid & has_bar, p_beat, np.nan)
 
     # ---- eligibility and the best candidate per task -------------------------------------
@@ -316,8 +318,13 @@ def make_plan(rows: Sequence[Mapping[str, Any]], settings: PlanSettings) -> Plan
             if np.isfinite(mean[i]) and not no_learning[i]:
                 why = f"no interval: too little data to fit the uncertainty decay; {why}"
             if probe_more:
-                decision, reason = PROBE_MORE, (f"no prediction yet ({why}); the probe budget ran out before one was possible"
-                                                + _settle_note(wanted_cost[i], wanted_depth[i]))
+                decision, reason = (
+                    PROBE_MORE,
+                    (
+                        f"no prediction yet ({why}); the probe budget ran out before one was possible"
+                        + _settle_note(wanted_cost[i], wanted_depth[i])
+                    ),
+                )
             else:
                 decision, reason = SKIP, f"no prediction ({why})"
         elif i in run_idx:
@@ -333,40 +340,75 @@ def make_plan(rows: Sequence[Mapping[str, Any]], settings: PlanSettings) -> Plan
             reason += regime_note
         elif probe_more:
             decision = PROBE_MORE
-            target = f"baseline {_fmt(base)}" if base is not None else (
-                f"{cand[chosen_i]}'s {_fmt(score[chosen_i])}" if chosen_i is not None else "the bar")
-            reason = (f"undecided: interval {_fmt(mean[i] - z * sd[i])}..{_fmt(mean[i] + z * sd[i])} still reaches {target}; "
-                      f"the probe budget ran out while one more probe was worth its cost "
-                      f"(value/cost {_fmt(vpc[i])} > gamma {_fmt(gamma[i])})"
-                      + ("; Noise-Dominant so far, not confirmed: if the floor holds, probes will not narrow it" if nd else "")
-                      + _settle_note(wanted_cost[i], wanted_depth[i]))
+            target = (
+                f"baseline {_fmt(base)}"
+                if base is not None
+                else (f"{cand[chosen_i]}'s {_fmt(score[chosen_i])}" if chosen_i is not None else "the bar")
+            )
+            reason = (
+                f"undecided: interval {_fmt(mean[i] - z * sd[i])}..{_fmt(mean[i] + z * sd[i])} still reaches {target}; "
+                f"the probe budget ran out while one more probe was worth its cost "
+                f"(value/cost {_fmt(vpc[i])} > gamma {_fmt(gamma[i])})"
+                + (
+                    "; Noise-Dominant so far, not confirmed: if the floor holds, probes will not narrow it"
+                    if nd
+                    else ""
+                )
+                + _settle_note(wanted_cost[i], wanted_depth[i])
+            )
         elif i in over_budget:
             decision = SKIP
             what = "would run" if i == first.get(t) else f"next choice for task {t}"
-            reason = (f"{what} ({s_txt}) but its full fine-tune ({_fmt_s(cost[i])}) "
-                      f"does not fit the full fine-tune budget ({_fmt_s(left_after)} left after higher-value runs)")
+            reason = (
+                f"{what} ({s_txt}) but its full fine-tune ({_fmt_s(cost[i])}) "
+                f"does not fit the full fine-tune budget ({_fmt_s(left_after)} left after higher-value runs)"
+            )
         elif eligible[i] and chosen_i is not None:
             decision = SKIP
-            reason = f"eligible ({s_txt}) but {cand[chosen_i]} ranks higher in task {t} ({_fmt(score[chosen_i])}){risk_note}"
+            reason = (
+                f"eligible ({s_txt}) but {cand[chosen_i]} ranks higher in task {t} ({_fmt(score[chosen_i])}){risk_note}"
+            )
         elif base is not None:
             decision = SKIP
-            reason = (f"P(beats baseline {_fmt(base)})={p_beat[i]:.2f} < {q:.2f} required; {s_txt}{risk_note}")
+            reason = f"P(beats baseline {_fmt(base)})={p_beat[i]:.2f} < {q:.2f} required; {s_txt}{risk_note}"
         else:
             decision = SKIP
             other = cand[chosen_i] if chosen_i is not None else (cand[first[t]] if t in first else None)
-            reason = (f"no baseline for task {t}: {other} has the better risk-adjusted score; this one {_fmt(score[i])}{risk_note}"
-                      if other else f"not selected ({s_txt})")
+            reason = (
+                f"no baseline for task {t}: {other} has the better risk-adjusted score; this one {_fmt(score[i])}{risk_note}"
+                if other
+                else f"not selected ({s_txt})"
+            )
         p_out = p_beat[i] if has_bar[i] else runner_up_p[i]
-        decisions.append(Decision(cand[i], t, decision, reason, float(score[i]) if valid[i] else float("nan"),
-                                  float(p_out), float(bars[i]), float(cost[i])))
+        decisions.append(
+            Decision(
+                cand[i],
+                t,
+                decision,
+                reason,
+                float(score[i]) if valid[i] else float("nan"),
+                float(p_out),
+                float(bars[i]),
+                float(cost[i]),
+            )
+        )
 
     all_cost = float(np.nansum(cost))
     probe_spend = float(np.nansum(probe_cost))
     runs = {t: cand[i] for t, i in sorted(chosen.items())}
     undecided = float(np.nansum([cost[i] for i, d in enumerate(decisions) if d.decision == PROBE_MORE]))
     to_settle = float(np.nansum([wanted_cost[i] for i, d in enumerate(decisions) if d.decision == PROBE_MORE]))
-    return Plan(decisions, recommended, all_cost, probe_spend, saving(all_cost, recommended, undecided, probe_spend, decisions),
-                budget, runs, undecided, to_settle)
+    return Plan(
+        decisions,
+        recommended,
+        all_cost,
+        probe_spend,
+        saving(all_cost, recommended, undecided, probe_spend, decisions),
+        budget,
+        runs,
+        undecided,
+        to_settle,
+    )
 
 
 def _settle_note(cost_s: float, depth: float) -> str:
@@ -378,7 +420,9 @@ def _settle_note(cost_s: float, depth: float) -> str:
     return f"; about {amount} device-s more probe budget{to} would settle it"
 
 
-def saving(all_cost: float, recommended: float, undecided: float, probe_spend: float, decisions: Sequence[Decision]) -> float:
+def saving(
+    all_cost: float, recommended: float, undecided: float, probe_spend: float, decisions: Sequence[Decision]
+) -> float:
     """What the plan's decisions saved against running every candidate: the undecided ("probe
     more") candidates may still have to run, and a plan that decided nothing saved nothing.
     Never negative (the probe spend is reported beside it)."""

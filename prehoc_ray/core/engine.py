@@ -182,7 +182,10 @@ class CandidateState:
     gain_trust: float = 1.0  # share of the extrapolated gain its task's back-tests bore out (core/backtests.py)
     bt_exponent: float = 0.0  # the exponent that error is carried to the horizon with (its task's curves)
     too_early: bool = False  # its interval is wider than all its task's curves have moved (see _decide_task)
-    finals_cache: tuple[int, list[tuple[float, float]]] = (-1, [])  # (points, each seed's (extrapolated final, last value))
+    finals_cache: tuple[int, list[tuple[float, float]]] = (
+        -1,
+        [],
+    )  # (points, each seed's (extrapolated final, last value))
     L_eval: float = float("nan")  # evaluation-set sampling variance of its final (NaN: set size unknown)
     seed_var_fallback: float = 0.0  # variance of one seed's extrapolated final, where no usable decay fit (refit)
     # Seeds this candidate is probed with: settings.seeds unless the budget could not pay every
@@ -235,7 +238,9 @@ class _TaskFit:
 class Engine:
     """Deterministic given the candidates, the settings and the results it is told."""
 
-    def __init__(self, candidates: list[CandidateInfo], settings: EngineSettings, history: Observations | None = None) -> None:
+    def __init__(
+        self, candidates: list[CandidateInfo], settings: EngineSettings, history: Observations | None = None
+    ) -> None:
         """history: completed runs of the candidates' families (group = family, with `final`),
         as `prehoc-ray analyze` reads them. Families with at least MIN_POPULATION finals get
         their predictions and intervals from a population model trained on them (DESIGN.md:
@@ -286,8 +291,15 @@ class Engine:
         st.steps_run += order.target_step - order.start_step
         self.spent += float(cost_s)
         self._open.pop(order.probe_id, None)
-        self.history.append({"round": order.round, "candidate": order.candidate, "probe_id": order.probe_id,
-                             "cost_s": float(cost_s), "spent_s": self.spent})
+        self.history.append(
+            {
+                "round": order.round,
+                "candidate": order.candidate,
+                "probe_id": order.probe_id,
+                "cost_s": float(cost_s),
+                "spent_s": self.spent,
+            }
+        )
 
     def tell_failure(self, order: ProbeOrder, reason: str, cost_s: float = 0.0) -> None:
         """A probe that failed for good (after the driver's retries): the candidate stops."""
@@ -341,8 +353,11 @@ class Engine:
         orders: list[ProbeOrder] = []
         # A candidate the budget already stopped is not fresh any more: it must neither get
         # an initial probe later nor keep the others in the initial phase for ever.
-        fresh = [st for st in self.states.values()
-                 if st.failed is None and st.stop_reason is None and st.depth < self._init_depth(st)]
+        fresh = [
+            st
+            for st in self.states.values()
+            if st.failed is None and st.stop_reason is None and st.depth < self._init_depth(st)
+        ]
         # A family whose past runs say static information already predicts a final within
         # tolerance (L(0) <= tau^2 by the history's cross-validated error) needs no probe at
         # all: its members are settled before the first one is bought.
@@ -350,9 +365,13 @@ class Engine:
             L0 = self._history_L0.get(st.info.group, float("nan"))
             if st.depth == 0 and math.isfinite(L0) and L0 <= self.thresholds.risk_tolerance:
                 st.L0, st.regime = L0, Regime.STATIC_SUFFICIENT
-                self._stop(st, StopKind.STATIC_SUFFICIENT, f"Static-Sufficient from past runs: "
-                                  f"{explain(Regime.STATIC_SUFFICIENT, float('nan'), L0, float('nan'), float('nan'), self.thresholds)}"
-                                  "; no probe needed")
+                self._stop(
+                    st,
+                    StopKind.STATIC_SUFFICIENT,
+                    f"Static-Sufficient from past runs: "
+                    f"{explain(Regime.STATIC_SUFFICIENT, float('nan'), L0, float('nan'), float('nan'), self.thresholds)}"
+                    "; no probe needed",
+                )
         fresh = [st for st in fresh if st.stop_reason is None]
         # When the budget cannot pay every initial probe, families take turns (the first
         # candidate of each, then the second, ...): in id order the families sorting last
@@ -440,7 +459,9 @@ class Engine:
         started = 0.0  # what the candidates already started still need to reach the initial depth
         for st in fresh:
             if st.n_seeds:
-                started += self._cost_per_step_estimate(st, factor) * (self._init_depth(st) - st.depth) * self._seeds(st)
+                started += (
+                    self._cost_per_step_estimate(st, factor) * (self._init_depth(st) - st.depth) * self._seeds(st)
+                )
         room = self.budget_left - started
         share_room = min(self.budget_left, s.initial_share * s.budget) - started
         k, d, e = s.seeds, s.initial_depth, s.eval_every
@@ -460,8 +481,11 @@ class Engine:
     def _prior_calibration(self) -> float | None:
         """Median of measured / prior cost over the candidates that ran: how far off the guesses
         are on this cluster (slower devices, loading overhead). None before anything ran."""
-        ratios = [st.cost_per_step / st.info.prior_cost_per_step for st in self.states.values()
-                  if st.steps_run > 0 and st.info.prior_cost_per_step > 0 and not st.info.prior_cost_exact]
+        ratios = [
+            st.cost_per_step / st.info.prior_cost_per_step
+            for st in self.states.values()
+            if st.steps_run > 0 and st.info.prior_cost_per_step > 0 and not st.info.prior_cost_exact
+        ]
         return float(np.median(ratios)) if ratios else None
 
     @staticmethod
@@ -515,7 +539,9 @@ class Engine:
             targets[i] = min(self._cap(st), self._round_up(want))
             lam[i] = st.cost_per_step * s.seeds
             # the same test as _identified(st)
-            unidentified[i] = st.no_learning or not (ok and f.c_max >= 4 * f.c_min and "floor_unidentified" not in f.diagnostics)
+            unidentified[i] = st.no_learning or not (
+                ok and f.c_max >= 4 * f.c_min and "floor_unidentified" not in f.diagnostics
+            )
         inc = targets - depth
         cost = lam * inc
         gain = marginal_reduction(K, alpha, depth, inc)
@@ -536,11 +562,21 @@ class Engine:
             if inc_l[i] <= 0:
                 self._stop(st, StopKind.PROBE_CAP, "reached the probe cap (max_depth_fraction of the full run)")
             elif cost_l[i] > left:
-                self._stop(st, StopKind.BUDGET, "probe budget spent" + (
-                    f" with no learning seen yet: the metric is still within noise of its no-skill level "
-                    f"{self._baseline[st.info.id]:.3g}" if st.no_learning else ""))
+                self._stop(
+                    st,
+                    StopKind.BUDGET,
+                    "probe budget spent"
+                    + (
+                        f" with no learning seen yet: the metric is still within noise of its no-skill level "
+                        f"{self._baseline[st.info.id]:.3g}"
+                        if st.no_learning
+                        else ""
+                    ),
+                )
             elif math.isfinite(gain_l[i]) and gain_l[i] <= gamma * cost_l[i]:
-                self._stop(st, StopKind.NOT_WORTH_ITS_COST, "the next increment removes less risk than it costs (gamma x cost)")
+                self._stop(
+                    st, StopKind.NOT_WORTH_ITS_COST, "the next increment removes less risk than it costs (gamma x cost)"
+                )
         orders: list[ProbeOrder] = []
         for i in sorted(chosen, key=lambda i: active[i].info.id):
             orders += self._orders_for(active[i], int(targets[i]))
@@ -554,7 +590,10 @@ class Engine:
         s = self.settings
         sign = 1.0 if s.mode == "max" else -1.0
         n = len(states)
-        a = {k: np.full(n, np.nan) for k in ("mu", "L", "K", "alpha", "scale", "exponent", "depth", "horizon", "cap", "lam")}
+        a = {
+            k: np.full(n, np.nan)
+            for k in ("mu", "L", "K", "alpha", "scale", "exponent", "depth", "horizon", "cap", "lam")
+        }
         a["ok_fit"], a["identified"], a["no_learning"] = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool)
         a["fallback"] = np.zeros(n, bool)
         a["seeds"] = np.full(n, float(s.seeds))
@@ -601,8 +640,11 @@ class Engine:
         # some of the seeds' noise too, so the sum errs on the wide side).
         # A decay law measured: its seed part, plus the extrapolation error where known. The
         # seeds' dispersion without a decay law: only with the extrapolation error beside it.
-        var = np.where(col("ok_fit"), seed_var + np.where(np.isfinite(ext_var), ext_var, 0.0),
-                       np.where(col("fallback"), seed_var + ext_var, ext_var))
+        var = np.where(
+            col("ok_fit"),
+            seed_var + np.where(np.isfinite(ext_var), ext_var, 0.0),
+            np.where(col("fallback"), seed_var + ext_var, ext_var),
+        )
         return np.where(col("no_learning"), np.nan, var)
 
     def _decision_values(self, states: list[CandidateState], budget_left: float) -> dict[str, np.ndarray]:
@@ -623,7 +665,7 @@ class Engine:
         e = s.eval_every
         k = np.arange(1, self._MAX_LOOKAHEAD + 1, dtype=float)
         d = a["depth"][:, None]
-        targets = np.minimum(a["cap"][:, None], np.ceil(np.maximum(d, 1.0) * s.growth**k[None, :] / e) * e)
+        targets = np.minimum(a["cap"][:, None], np.ceil(np.maximum(d, 1.0) * s.growth ** k[None, :] / e) * e)
         cost = a["lam"][:, None] * (targets - d)
         feasible = (targets > d) & (cost <= budget_left)
         var_after = self._belief_variance(a, targets)
@@ -639,12 +681,24 @@ class Engine:
         # floor told from a slow decay) still gives a belief once the back-test's extrapolation
         # error is part of it; it competes by its value like the rest.
         unidentified = a["no_learning"] | ~np.isfinite(var_now)
-        return {"p_best": pb, "ratio": ratio, "ratio_any": ratio_any, "kg": kgv, "k": kbest, "target1": targets[:, 0], "cost1": cost[:, 0],
-                "cost_k": np.where(kbest >= 0, cost[np.arange(n), np.maximum(kbest, 0)], np.nan),
-                # the best look-ahead without the budget's limit: what a larger budget would buy
-                "cost_any": np.where(kbest_any >= 0, cost[np.arange(n), np.maximum(kbest_any, 0)], cost[:, 0]),
-                "target_any": np.where(kbest_any >= 0, targets[np.arange(n), np.maximum(kbest_any, 0)], targets[:, 0]),
-                "unidentified": unidentified, "var_now": var_now, "K": a["K"], "alpha": a["alpha"], "depth": a["depth"]}
+        return {
+            "p_best": pb,
+            "ratio": ratio,
+            "ratio_any": ratio_any,
+            "kg": kgv,
+            "k": kbest,
+            "target1": targets[:, 0],
+            "cost1": cost[:, 0],
+            "cost_k": np.where(kbest >= 0, cost[np.arange(n), np.maximum(kbest, 0)], np.nan),
+            # the best look-ahead without the budget's limit: what a larger budget would buy
+            "cost_any": np.where(kbest_any >= 0, cost[np.arange(n), np.maximum(kbest_any, 0)], cost[:, 0]),
+            "target_any": np.where(kbest_any >= 0, targets[np.arange(n), np.maximum(kbest_any, 0)], targets[:, 0]),
+            "unidentified": unidentified,
+            "var_now": var_now,
+            "K": a["K"],
+            "alpha": a["alpha"],
+            "depth": a["depth"],
+        }
 
     @staticmethod
     def _provisional_variance(a: dict[str, np.ndarray], var_now: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -704,8 +758,11 @@ class Engine:
                 room -= cost1[i]
         chosen_set = set(chosen)
         with np.errstate(invalid="ignore", divide="ignore"):
-            var_gain = np.where(np.isfinite(v["K"]), v["K"] * (np.maximum(depth, 1e-9) ** -v["alpha"]
-                                                               - np.maximum(target1, 1e-9) ** -v["alpha"]), np.nan)
+            var_gain = np.where(
+                np.isfinite(v["K"]),
+                v["K"] * (np.maximum(depth, 1e-9) ** -v["alpha"] - np.maximum(target1, 1e-9) ** -v["alpha"]),
+                np.nan,
+            )
         for i, st in enumerate(states):
             st.p_best = float(pb[i])
             # No belief yet (no learning seen, nothing to fit): the next probe is what makes the
@@ -726,23 +783,39 @@ class Engine:
             if capped[i]:
                 self._stop(st, StopKind.PROBE_CAP, "reached the probe cap (max_depth_fraction of the full run)")
             elif out[i]:
-                self._stop(st, StopKind.OUT_OF_CONTENTION, f"out of contention: P(best in {g}) = {pb[i]:.2%} < "
-                           f"{s.contention:.0%} after {int(depth[i])} steps", soft=True)
+                self._stop(
+                    st,
+                    StopKind.OUT_OF_CONTENTION,
+                    f"out of contention: P(best in {g}) = {pb[i]:.2%} < {s.contention:.0%} after {int(depth[i])} steps",
+                    soft=True,
+                )
             elif not fits[i] or priority[i] or pays[i]:
                 # wanted an increment the budget cannot pay (the cheapest one left does not fit)
                 if not fits[i]:
-                    self._stop(st, StopKind.BUDGET, "probe budget spent" + (
-                        f" with no learning seen yet: the metric is still within noise of its no-skill level "
-                        f"{self._baseline[st.info.id]:.3g}" if st.no_learning else ""))
+                    self._stop(
+                        st,
+                        StopKind.BUDGET,
+                        "probe budget spent"
+                        + (
+                            f" with no learning seen yet: the metric is still within noise of its no-skill level "
+                            f"{self._baseline[st.info.id]:.3g}"
+                            if st.no_learning
+                            else ""
+                        ),
+                    )
                 # else: it fits but the round's slots are full; it competes again next round
             else:
                 kg, ck = float(v["kg"][i]), float(v["cost_k"][i])
                 if np.isfinite(ck) and kg > 0:
-                    why = (f"contender, settled: P(best in {g}) = {pb[i]:.1%}; the best further probe ({ck:.3g} device-s) "
-                           f"removes {kg:.2g} of expected regret, less than its cost at the price of regret ({gamma * ck:.2g})")
+                    why = (
+                        f"contender, settled: P(best in {g}) = {pb[i]:.1%}; the best further probe ({ck:.3g} device-s) "
+                        f"removes {kg:.2g} of expected regret, less than its cost at the price of regret ({gamma * ck:.2g})"
+                    )
                 else:
-                    why = (f"contender, settled: P(best in {g}) = {pb[i]:.1%}; no further probe changes the choice "
-                           "(nothing left to learn within the budget and the probe cap)")
+                    why = (
+                        f"contender, settled: P(best in {g}) = {pb[i]:.1%}; no further probe changes the choice "
+                        "(nothing left to learn within the budget and the probe cap)"
+                    )
                 self._stop(st, StopKind.SETTLED, why, soft=True)
         orders: list[ProbeOrder] = []
         for i in sorted(chosen, key=lambda i: states[i].info.id):
@@ -775,8 +848,17 @@ class Engine:
         self.tasks_refit = 0
         for g, members in sorted(groups.items()):
             data_key = tuple((m.info.id, m.n_points, m.depth) for m in members)
-            terms_key = (price,) + tuple((m.steps_run, m.cost_s, self._seeds(m), _nan_safe(m.bt_scale),
-                                          _nan_safe(m.bt_exponent), _nan_safe(m.gain_trust)) for m in members)
+            terms_key = (price,) + tuple(
+                (
+                    m.steps_run,
+                    m.cost_s,
+                    self._seeds(m),
+                    _nan_safe(m.bt_scale),
+                    _nan_safe(m.bt_exponent),
+                    _nan_safe(m.gain_trust),
+                )
+                for m in members
+            )
             done = self._task_fits.get(g)
             if done is None or done.data_key != data_key:
                 done = self._fit_task(g, members, data_key)
@@ -805,8 +887,15 @@ class Engine:
             grid = np.unique(grid[np.round(np.geomspace(1, grid.size, 10)).astype(int) - 1])
         # Seeded by the task and its data: the same data gives the same fit in any round.
         rng_seq = np.random.SeedSequence([s.seed, zlib.crc32(g.encode()), sum(m.n_points for m in members)])
-        fam = fit_family(curves, np.array([m.depth for m in members], float), grid, level=s.level,
-                         n_boot=s.n_boot, tolerance=s.tolerance, rng_seq=rng_seq)
+        fam = fit_family(
+            curves,
+            np.array([m.depth for m in members], float),
+            grid,
+            level=s.level,
+            n_boot=s.n_boot,
+            tolerance=s.tolerance,
+            rng_seq=rng_seq,
+        )
         seen = [v for m in members for pts in m.points.values() for v in pts.values()]
         moved = float(np.ptp(seen)) if seen else 0.0  # how far the task's curves have moved so far
         return _TaskFit(data_key, fam, moved)
@@ -854,12 +943,22 @@ class Engine:
         L_eval = eval_sampling_variance(mu, np.array([float(m.info.static.get(EVAL_EXAMPLES_KEY, 0.0)) for m in ms]))
         decides = np.array([self._decides_regime(f) for f in fits])
         nan = np.full(len(ms), np.nan)
-        L_int, K, alpha, L_lo, c_min = (np.array([getattr(f, a) if d else np.nan for f, d in zip(fits, decides)])
-                                        for a in ("L_int", "K", "alpha", "L_int_lo", "c_min"))
+        L_int, K, alpha, L_lo, c_min = (
+            np.array([getattr(f, a) if d else np.nan for f, d in zip(fits, decides)])
+            for a in ("L_int", "K", "alpha", "L_int_lo", "c_min")
+        )
         lam = np.array([m.cost_per_step * self._seeds(m) for m in ms])
         cap = np.array([self._cap(m) for m in ms], float)
-        ch = choose_depth(np.where(decides, L_int, 0.0), np.where(decides, K, 0.0), np.where(decides, alpha, 1.0), L0,
-                          self.gamma, lam, c_min=np.maximum(np.where(decides, c_min, 1.0), 1.0), horizon=cap)
+        ch = choose_depth(
+            np.where(decides, L_int, 0.0),
+            np.where(decides, K, 0.0),
+            np.where(decides, alpha, 1.0),
+            L0,
+            self.gamma,
+            lam,
+            c_min=np.maximum(np.where(decides, c_min, 1.0), 1.0),
+            horizon=cap,
+        )
         c_star, J0, J_star = (np.where(decides, v, nan) for v in (ch.c_star, ch.J0, ch.J_star))
         # Regimes are decided on the training floor: the evaluation set's sampling noise is part
         # of L_int, but it is the evaluation's, not the training's. A floor the data cannot tell
@@ -870,8 +969,12 @@ class Engine:
         regimes = classify(floor, L0, J0, J_star, self.thresholds, floor_lo)
         depth = np.array([float(m.depth) for m in ms])
         with np.errstate(invalid="ignore"):
-            ext = extrapolation_variance(np.array([m.bt_scale for m in ms]), np.array([float(m.info.horizon) for m in ms]),
-                                         depth, np.array([m.bt_exponent for m in ms]))
+            ext = extrapolation_variance(
+                np.array([m.bt_scale for m in ms]),
+                np.array([float(m.info.horizon) for m in ms]),
+                depth,
+                np.array([m.bt_exponent for m in ms]),
+            )
             too_early = np.isfinite(ext) & (done.moved > 0) & (2 * TOO_EARLY_Z * np.sqrt(ext) > done.moved)
         for i, (m, fit) in enumerate(zip(ms, fits)):
             m.fit = fit
@@ -880,7 +983,8 @@ class Engine:
             m.c_star, m.J0, m.J_star = float(c_star[i]), float(J0[i]), float(J_star[i])
             m.regime = regimes[i]
             m.no_learning = learning_not_seen(
-                [pts[max(pts)] for pts in m.points.values() if pts], self._baseline[m.info.id], s.tolerance)
+                [pts[max(pts)] for pts in m.points.values() if pts], self._baseline[m.info.id], s.tolerance
+            )
             m.too_early = bool(too_early[i])
             if m.no_learning or m.too_early:
                 m.regime = Regime.UNDETERMINED
@@ -903,8 +1007,11 @@ class Engine:
             npts = st.n_points
             if npts and (st.backtest is None or st.backtest.points != npts):
                 st.backtest = candidate_backtest(st.curves())
-        err = extrapolation_error([st.info.group for st in states], np.array([float(st.depth) for st in states]),
-                                  [st.backtest for st in states])
+        err = extrapolation_error(
+            [st.info.group for st in states],
+            np.array([float(st.depth) for st in states]),
+            [st.backtest for st in states],
+        )
         for st, sc, ex, tr in zip(states, err.scale.tolist(), err.exponent.tolist(), err.gain_trust.tolist()):
             st.bt_scale, st.bt_exponent, st.gain_trust = sc, ex, tr
         if self.settings.gain_error:
@@ -959,8 +1066,14 @@ class Engine:
         refit and summary ask for every candidate's, and most did not move this round)."""
         npts = st.n_points
         if st.finals_cache[0] != npts:
-            st.finals_cache = (npts, [(extrapolate(stp, v, st.info.horizon), float(v[-1]))
-                                      for stp, v in st.curves().seeds.values() if stp.size])
+            st.finals_cache = (
+                npts,
+                [
+                    (extrapolate(stp, v, st.info.horizon), float(v[-1]))
+                    for stp, v in st.curves().seeds.values()
+                    if stp.size
+                ],
+            )
         # The extrapolated gain over the last value, as far as the task's back-tests bore such
         # gains out: a curve model that overshoots would otherwise pick its worst overshooter.
         t = st.gain_trust
@@ -992,10 +1105,16 @@ class Engine:
     def _stop_if_settled(self, st: CandidateState) -> None:
         if st.stop_reason is not None or st.failed is not None:
             return
-        why = explain(st.regime, self._training_floor(st, st.fit.L_int), st.L0, st.J0, st.J_star, self.thresholds) if st.fit else ""
+        why = (
+            explain(st.regime, self._training_floor(st, st.fit.L_int), st.L0, st.J0, st.J_star, self.thresholds)
+            if st.fit
+            else ""
+        )
         if st.too_early:
-            why = ("too early to tell: the curve model's back-tested extrapolation error from this depth is wider than "
-                   "everything the task's curves have moved so far")
+            why = (
+                "too early to tell: the curve model's back-tested extrapolation error from this depth is wider than "
+                "everything the task's curves have moved so far"
+            )
         if st.regime is Regime.NOISE_DOMINANT and math.isfinite(st.L_eval):
             why += f" (evaluation-set noise sqrt(L_eval)={math.sqrt(st.L_eval):.3g} already taken out)"
         if st.regime is Regime.UNDETERMINED and st.fit is not None and st.fit.ok:
@@ -1006,8 +1125,12 @@ class Engine:
         # tell from a slow decay, cannot settle anything yet: keep probing if the budget allows.
         if st.no_learning:
             if st.depth >= self._cap(st):
-                self._stop(st, StopKind.PROBE_CAP, f"reached the probe cap with no learning seen: the metric is still "
-                           f"within noise of its no-skill level {self._baseline[st.info.id]:.3g}")
+                self._stop(
+                    st,
+                    StopKind.PROBE_CAP,
+                    f"reached the probe cap with no learning seen: the metric is still "
+                    f"within noise of its no-skill level {self._baseline[st.info.id]:.3g}",
+                )
             return
         if self.settings.objective == "decision":
             # The decision rule (_decision_extensions) stops the rest, with reasons it revisits.
@@ -1017,8 +1140,12 @@ class Engine:
                 # The task's predicted finals spread less than the tolerance (L(0) <= tau^2): any
                 # pick is within what the user said a wrong prediction may cost. Revisited every
                 # round, since L(0) moves with the predictions.
-                self._stop(st, StopKind.STATIC_SUFFICIENT,
-                           f"Static-Sufficient: {why}; the task's candidates are all within tolerance of each other", soft=True)
+                self._stop(
+                    st,
+                    StopKind.STATIC_SUFFICIENT,
+                    f"Static-Sufficient: {why}; the task's candidates are all within tolerance of each other",
+                    soft=True,
+                )
             return
         if not self._identified(st) and not static_settled:
             if st.depth >= self._cap(st):
@@ -1079,7 +1206,9 @@ class Engine:
 
     @property
     def finished(self) -> bool:
-        return not self._open and all(st.stop_reason is not None or st.failed is not None for st in self.states.values())
+        return not self._open and all(
+            st.stop_reason is not None or st.failed is not None for st in self.states.values()
+        )
 
     # ----- read-only views for callers (the driver, the Tune scheduler): never `states` itself ---
     def points_of(self, candidate: str) -> dict[int, dict[int, float]]:
@@ -1117,35 +1246,39 @@ class Engine:
             if st.info.id in pop and all(math.isfinite(v) for v in pop[st.info.id]):
                 (mean, sd), predictor = pop[st.info.id], "history"
             f = st.fit
-            rows.append({
-                "candidate": st.info.id,
-                "group": st.info.group,
-                "regime": st.regime.value,
-                "predicted_final": mean,
-                "predicted_std": sd,
-                "predictor": predictor,
-                "lower": mean - z * sd,
-                "upper": mean + z * sd,
-                "probe_steps": int(st.depth),
-                "probe_cost_s": st.cost_s,
-                "cost_per_step_s": st.cost_per_step,
-                "L_int": f.L_int if f else float("nan"),
-                "too_early": st.too_early,
-                "L_eval": st.L_eval,  # sampling variance of the metric on the evaluation set (part of L_int)
-                "K": f.K if f else float("nan"),
-                "alpha": f.alpha if f else float("nan"),
-                "L0": st.L0,
-                "c_star": st.c_star,
-                "J0": st.J0,
-                "J_star": st.J_star,
-                "value_per_cost": st.value_per_cost,
-                "p_best": decision[st.info.id][0],  # P(its expected final is its task's best)
-                "probe_value": decision[st.info.id][1],  # expected regret reduction per device-second, next extension
-                "wanted_cost_s": st.wanted_cost_s,  # device-seconds of the probing it would take next (NaN: none)
-                "wanted_depth": st.wanted_depth,
-                "diagnostics": ";".join((f.diagnostics if f else ()) + ((TOO_EARLY,) if st.too_early else ())),
-                "stop_reason": st.stop_reason or "",
-                "stop_kind": st.stop_kind.value if st.stop_kind is not None else "",
-                "no_learning": bool(st.no_learning),
-            })
+            rows.append(
+                {
+                    "candidate": st.info.id,
+                    "group": st.info.group,
+                    "regime": st.regime.value,
+                    "predicted_final": mean,
+                    "predicted_std": sd,
+                    "predictor": predictor,
+                    "lower": mean - z * sd,
+                    "upper": mean + z * sd,
+                    "probe_steps": int(st.depth),
+                    "probe_cost_s": st.cost_s,
+                    "cost_per_step_s": st.cost_per_step,
+                    "L_int": f.L_int if f else float("nan"),
+                    "too_early": st.too_early,
+                    "L_eval": st.L_eval,  # sampling variance of the metric on the evaluation set (part of L_int)
+                    "K": f.K if f else float("nan"),
+                    "alpha": f.alpha if f else float("nan"),
+                    "L0": st.L0,
+                    "c_star": st.c_star,
+                    "J0": st.J0,
+                    "J_star": st.J_star,
+                    "value_per_cost": st.value_per_cost,
+                    "p_best": decision[st.info.id][0],  # P(its expected final is its task's best)
+                    "probe_value": decision[st.info.id][
+                        1
+                    ],  # expected regret reduction per device-second, next extension
+                    "wanted_cost_s": st.wanted_cost_s,  # device-seconds of the probing it would take next (NaN: none)
+                    "wanted_depth": st.wanted_depth,
+                    "diagnostics": ";".join((f.diagnostics if f else ()) + ((TOO_EARLY,) if st.too_early else ())),
+                    "stop_reason": st.stop_reason or "",
+                    "stop_kind": st.stop_kind.value if st.stop_kind is not None else "",
+                    "no_learning": bool(st.no_learning),
+                }
+            )
         return rows

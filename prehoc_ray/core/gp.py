@@ -83,11 +83,26 @@ class GaussianProcess:
         # Length-scales under ~0.3 standard deviations let a few hundred points be interpolated
         # exactly and the predictions between them swing wildly; the linear part is kept modest
         # for the same reason (it extrapolates without bound).
-        bounds = [(np.log(0.3), np.log(100.0))] * d + [(np.log(1e-3), np.log(10.0)), (np.log(1e-4), np.log(1.0)), (np.log(0.15), np.log(3.0))]
+        bounds = [(np.log(0.3), np.log(100.0))] * d + [
+            (np.log(1e-3), np.log(10.0)),
+            (np.log(1e-4), np.log(1.0)),
+            (np.log(0.15), np.log(3.0)),
+        ]
         # Two starts (smooth and wiggly) guard against the interpolating local optimum that a
         # subsample sometimes offers; the noise floor of 15% of the target's spread serves too.
         starts = [theta0, np.concatenate([np.full(d, np.log(1.0)), [np.log(1.0), np.log(0.1), np.log(0.5)]])]
-        fits = [minimize(self._nll_and_grad, t0, args=(Xs[sub], ys[sub]), jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": 60}) for t0 in starts]
+        fits = [
+            minimize(
+                self._nll_and_grad,
+                t0,
+                args=(Xs[sub], ys[sub]),
+                jac=True,
+                method="L-BFGS-B",
+                bounds=bounds,
+                options={"maxiter": 60},
+            )
+            for t0 in starts
+        ]
         self.theta_ = min(fits, key=lambda r: r.fun).x
         K = self._kernel(Xs, Xs, self.theta_) + (_hyper(self.theta_, d)[3] + _JITTER) * np.eye(n)
         self._cf = cho_factor(K, lower=True, check_finite=False)

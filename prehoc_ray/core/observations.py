@@ -95,9 +95,27 @@ class Observations:
                 f = final[j][np.isfinite(final[j])]
                 if f.size:
                     finals.append(float(f[0]))
-            h = horizon if horizon is not None else (np.nanmax(hcol[idx]) if np.isfinite(hcol[idx]).any() else float(step[idx].max()))
-            stat = np.array([np.nanmean(self.static[nm][idx].astype(float)) if np.isfinite(self.static[nm][idx].astype(float)).any() else np.nan for nm in names])
+            h = (
+                horizon
+                if horizon is not None
+                else (np.nanmax(hcol[idx]) if np.isfinite(hcol[idx]).any() else float(step[idx].max()))
+            )
+            stat = np.array(
+                [
+                    np.nanmean(self.static[nm][idx].astype(float))
+                    if np.isfinite(self.static[nm][idx].astype(float)).any()
+                    else np.nan
+                    for nm in names
+                ]
+            )
             out.append(
-                CandidateCurves(str(cand[idx[0]]), str(group[idx[0]]), float(h), float(np.mean(finals)) if finals else np.nan, stat, seeds)
+                CandidateCurves(
+                    str(cand[idx[0]]),
+                    str(group[idx[0]]),
+                    float(h),
+                    float(np.mean(finals)) if finals else np.nan,
+                    stat,
+                    seeds,
+                )
             )
         return out

@@ -38,7 +38,9 @@ def feature_matrix(cands: list[CandidateCurves], depths: np.ndarray, use_curve: 
 def fit_imputer(train: np.ndarray, fallback: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """(column means of `train`, NaN -> `fallback`; columns not constant in training)."""
     with np.errstate(all="ignore"):
-        means = np.nanmean(np.where(np.isfinite(train), train, np.nan), axis=0) if train.size else np.zeros(train.shape[1])
+        means = (
+            np.nanmean(np.where(np.isfinite(train), train, np.nan), axis=0) if train.size else np.zeros(train.shape[1])
+        )
     means = np.where(np.isfinite(means), means, fallback)
     filled = np.where(np.isfinite(train), train, means)
     keep = filled.std(0) > 1e-12 if filled.shape[0] > 1 else np.ones(train.shape[1], bool)
@@ -156,7 +158,9 @@ def out_of_fold(
     std = np.full(len(cands), np.nan)
     idx_known = np.flatnonzero(known)
     if idx_known.size < MIN_POPULATION:
-        raise ValueError(f"a population model needs at least {MIN_POPULATION} candidates with a known final, got {idx_known.size}")
+        raise ValueError(
+            f"a population model needs at least {MIN_POPULATION} candidates with a known final, got {idx_known.size}"
+        )
     rng = np.random.default_rng(seed)
     folds = np.array_split(rng.permutation(idx_known), min(n_folds, idx_known.size))
 
@@ -206,7 +210,9 @@ class HistoryPredictor:
             base = Xh[:, 1] if use_curve else np.full(len(self.known), y.mean())
             base = np.where(np.isfinite(base), base, y.mean())
             means, keep = fit_imputer(Xh, fallback=float(y.mean()))
-            model = CalibratedPredictor(self.level, self.seed + len(self._models)).fit(apply_imputer(Xh, means, keep), y - base)
+            model = CalibratedPredictor(self.level, self.seed + len(self._models)).fit(
+                apply_imputer(Xh, means, keep), y - base
+            )
             self._models[d] = (model, means, keep)
         return self._models[d]
 

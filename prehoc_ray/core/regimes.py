@@ -60,7 +60,9 @@ def classify(
     known = np.isfinite(L_int)
     evidence = np.where(np.isfinite(lo), lo, L_int)
     noise = known & (L_int > thresholds.noise_margin * tol) & (evidence > thresholds.noise_margin * tol)
-    static = known & ~noise & ((np.isfinite(L0) & (L0 <= tol)) | (np.isfinite(J0) & np.isfinite(J_star) & (J0 <= J_star)))
+    static = (
+        known & ~noise & ((np.isfinite(L0) & (L0 <= tol)) | (np.isfinite(J0) & np.isfinite(J_star) & (J0 <= J_star)))
+    )
     # L(0) alone can settle a candidate even without a decay fit.
     static_only = ~known & np.isfinite(L0) & (L0 <= tol)
     out[noise] = Regime.NOISE_DOMINANT

@@ -216,7 +216,11 @@ def create_slot(run_dir: str, job: str, slot: int, namespace: str, max_restarts:
     while True:
         try:
             return RemoteSlotActor.options(
-                name=name, namespace=namespace, num_cpus=0, max_restarts=max_restarts, max_task_retries=2,
+                name=name,
+                namespace=namespace,
+                num_cpus=0,
+                max_restarts=max_restarts,
+                max_task_retries=2,
                 lifetime=None,
             ).remote(run_dir, job, slot)
         except ValueError as exc:  # "The name ... is already taken"

@@ -100,8 +100,9 @@ class RoundAdmission:
     most the concurrency limit), so a round of thousands of orders stays cheap.
     """
 
-    def __init__(self, budget: float, spent_s: float, scale: CostScale, *, devices: float = 1.0,
-                 wall_clock: bool = True) -> None:
+    def __init__(
+        self, budget: float, spent_s: float, scale: CostScale, *, devices: float = 1.0, wall_clock: bool = True
+    ) -> None:
         """spent_s: what the engine was told before this round. wall_clock: costs are device
         wall seconds, so a running probe has cost at least its elapsed time (false for the
         simulated backend, whose costs are simulated)."""

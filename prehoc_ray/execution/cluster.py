@@ -84,9 +84,13 @@ def record_embedded() -> Path | None:
         except psutil.Error:
             pass
     me = psutil.Process()
-    rec = {"driver_pid": me.pid, "driver_started": me.create_time(), "session_dir": node.get_session_dir_path(),
-           "temp_dir": node.get_temp_dir_path(),
-           "pids": [[pid, t] for pid in sorted(with_children) if (t := _started(pid)) is not None]}
+    rec = {
+        "driver_pid": me.pid,
+        "driver_started": me.create_time(),
+        "session_dir": node.get_session_dir_path(),
+        "temp_dir": node.get_temp_dir_path(),
+        "pids": [[pid, t] for pid in sorted(with_children) if (t := _started(pid)) is not None],
+    }
     d = state_dir()
     d.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = d / f"{me.pid}-{int(me.create_time())}.json"
@@ -127,8 +131,9 @@ def session_processes(session_dir: str, recorded: list | None = None) -> list:
             cmdline = p.info["cmdline"] or []
             if not _is_ray_process(cmdline):
                 continue
-            if any(root in part or part.endswith(session_dir.rstrip("/")) for part in cmdline) or \
-                    any(f.path.startswith(root) for f in p.open_files()):
+            if any(root in part or part.endswith(session_dir.rstrip("/")) for part in cmdline) or any(
+                f.path.startswith(root) for f in p.open_files()
+            ):
                 found.append(p)
         except psutil.Error:
             continue
@@ -171,8 +176,10 @@ def stop_stale_embedded(log=None) -> list[dict]:
         procs = session_processes(session, rec.get("pids"))
         if procs:
             n = stop_processes(procs)
-            log(f"stopped the embedded Ray a killed prehoc-ray run left behind (driver pid {pid}, {session}): "
-                f"{n} process(es)")
+            log(
+                f"stopped the embedded Ray a killed prehoc-ray run left behind (driver pid {pid}, {session}): "
+                f"{n} process(es)"
+            )
             stopped.append({"driver_pid": pid, "session_dir": session, "processes": n})
         path.unlink(missing_ok=True)
     return stopped
@@ -182,14 +189,22 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def connect(address: str | None = None, *, spec_address: str | None = None, runtime_env: dict | None = None,
-            namespace: str = "prehoc", num_cpus: int | None = None) -> Connection:
+def connect(
+    address: str | None = None,
+    *,
+    spec_address: str | None = None,
+    runtime_env: dict | None = None,
+    namespace: str = "prehoc",
+    num_cpus: int | None = None,
+) -> Connection:
     if ray.is_initialized():
         return Connection(address="existing", embedded=False, owned=False)
     try:
         stop_stale_embedded()
     except Exception as exc:  # cleanup must never stop a run from starting
-        print(f"prehoc-ray: could not check for a stale embedded Ray: {' '.join(str(exc).split())[:200]}", file=sys.stderr)
+        print(
+            f"prehoc-ray: could not check for a stale embedded Ray: {' '.join(str(exc).split())[:200]}", file=sys.stderr
+        )
     target = address or spec_address or os.environ.get("RAY_ADDRESS") or None
     # Worker output would tear the progress bar; it stays in Ray's session logs
     # (PREHOC_RAY_LOG_TO_DRIVER=1 shows it here).

@@ -177,8 +177,13 @@ class Driver:
         progress = self.progress
         try:
             t = time.perf_counter()
-            conn = connect(self.address, spec_address=self.spec.cluster.address, runtime_env=self.spec.cluster.runtime_env,
-                           namespace=self.spec.cluster.namespace, num_cpus=self.num_cpus)
+            conn = connect(
+                self.address,
+                spec_address=self.spec.cluster.address,
+                runtime_env=self.spec.cluster.runtime_env,
+                namespace=self.spec.cluster.namespace,
+                num_cpus=self.num_cpus,
+            )
             self.stats.connection = conn.address
             self._time("connect", t)
             why = infeasible_reason(self.res, ray.nodes())
@@ -186,9 +191,11 @@ class Driver:
                 raise InfeasibleError(why)
             manifest = self._open_run_dir()
             with progress:
-                progress.log(f"job {self.spec.name}: {len(self.cands)} candidates, budget {self.spec.budget.probe_seconds:g} "
-                             f"{self.res.device_kind}-seconds, probes of {self.res.describe()}, Ray: {conn.address}, "
-                             f"run dir {self.run_dir}" + (" (resuming)" if self.resume else ""))
+                progress.log(
+                    f"job {self.spec.name}: {len(self.cands)} candidates, budget {self.spec.budget.probe_seconds:g} "
+                    f"{self.res.device_kind}-seconds, probes of {self.res.describe()}, Ray: {conn.address}, "
+                    f"run dir {self.run_dir}" + (" (resuming)" if self.resume else "")
+                )
                 self._payload = ray.put(spec_payload(self.spec))
                 t = time.perf_counter()
                 statics = self._static_signals()
@@ -214,8 +221,11 @@ class Driver:
             self._stop_actors()
             if manifest is not None:
                 try:
-                    info = {"spent_s": self.stats.engine.spent if self.stats.engine else 0.0, "error": error,
-                            "wall_s": time.perf_counter() - t0}
+                    info = {
+                        "spent_s": self.stats.engine.spent if self.stats.engine else 0.0,
+                        "error": error,
+                        "wall_s": time.perf_counter() - t0,
+                    }
                     manifest.with_status(status, **info).save(self.run_dir)
                 except Exception:
                     pass
@@ -227,8 +237,10 @@ class Driver:
         if existing is None:
             return
         if not self.resume:
-            raise RunDirError(f"{self.run_dir}: already holds a run (manifest.json); pass --resume to continue it, "
-                              "or choose another --out")
+            raise RunDirError(
+                f"{self.run_dir}: already holds a run (manifest.json); pass --resume to continue it, "
+                "or choose another --out"
+            )
         if existing.spec_hash != spec_hash(self.spec):
             raise ManifestError(
                 f"{RunManifest.path(self.run_dir)}: this run directory belongs to spec {existing.spec_hash[:12]}, the spec "
@@ -265,8 +277,10 @@ class Driver:
         opts = {"num_cpus": self.res.num_cpus}
         if self.res.num_gpus > 0:
             opts["num_gpus"] = self.res.num_gpus
-        refs = {static_task.options(name=f"prehoc-static:{cid}", **opts).remote(self._payload, cid, self.res.num_cpus): cid
-                for cid in missing}
+        refs = {
+            static_task.options(name=f"prehoc-static:{cid}", **opts).remote(self._payload, cid, self.res.num_cpus): cid
+            for cid in missing
+        }
         self.progress.log(f"static signals for {len(missing)} candidate(s)")
         deadline = time.monotonic() + STATIC_TIMEOUT_S
         pending = list(refs)
@@ -288,18 +302,34 @@ class Driver:
         out = []
         for cid, c in self.cands.items():
             st = statics.get(cid, {})
-            out.append(CandidateInfo(cid, c.task.name, float(c.config.full_steps),
-                                     prior_cost_per_step(self.spec, c, st, self.res.devices), dict(st)))
+            out.append(
+                CandidateInfo(
+                    cid,
+                    c.task.name,
+                    float(c.config.full_steps),
+                    prior_cost_per_step(self.spec, c, st, self.res.devices),
+                    dict(st),
+                )
+            )
         return out
 
     # ----- actors ------------------------------------------------------------------------------
     def _start_actors(self, engine: Engine) -> None:
-        tags = {cid: {"task": c.task.name, "model": c.model.name, "config": c.config.name} for cid, c in self.cands.items()}
+        tags = {
+            cid: {"task": c.task.name, "model": c.model.name, "config": c.config.name} for cid, c in self.cands.items()
+        }
         size = pool_size(len(self.cands), self.spec.allocation.max_concurrent_probes)
         # The engine's points are what it was told from the store: a slot loads them instead of
         # reading the whole store again at every switch of candidate.
-        self.pool = CandidatePool(str(self.run_dir), self.spec.name, self.spec.cluster.namespace, size, tags,
-                                  points_of=engine.points_of, max_restarts=self.actor_restarts)
+        self.pool = CandidatePool(
+            str(self.run_dir),
+            self.spec.name,
+            self.spec.cluster.namespace,
+            size,
+            tags,
+            points_of=engine.points_of,
+            max_restarts=self.actor_restarts,
+        )
         self.pool.start()
 
     def _stop_actors(self) -> None:
@@ -337,8 +367,13 @@ class Driver:
         a = self.spec.allocation
         hist = probe_history(self.store)
         replayed = read_withdrawals(self.run_dir)
-        adm = RoundAdmission(engine.settings.budget, engine.spent, self._scale, devices=self.res.devices,
-                             wall_clock=self.spec.backend != "simulated")
+        adm = RoundAdmission(
+            engine.settings.budget,
+            engine.spent,
+            self._scale,
+            devices=self.res.devices,
+            wall_clock=self.spec.backend != "simulated",
+        )
         by_id = {o.probe_id: o for o in orders}
         attempts: dict[str, int] = {}
         withdrawn: dict[str, str] = {}  # probe id -> stop reason ("" none)
@@ -409,8 +444,10 @@ class Driver:
                     self.stats.failed_attempts += 1
                     self.progress.update(failed=self.stats.failed_attempts)
                     final = not out.get("retryable", True) or failures[o.probe_id] > a.max_retries
-                    self.progress.log(f"probe {o.probe_id} attempt {attempt} failed: {out.get('reason')}"
-                                      + (" (giving up)" if final else " (retrying)"))
+                    self.progress.log(
+                        f"probe {o.probe_id} attempt {attempt} failed: {out.get('reason')}"
+                        + (" (giving up)" if final else " (retrying)")
+                    )
                     adm.end(o.probe_id, cost, finished=False, retry=not final)
                     attempts[o.probe_id] = attempt + 1
                 self._show_spend(adm, engine)
@@ -434,13 +471,17 @@ class Driver:
         if not ran:
             for cid in cands:
                 need = adm.increment_estimate(cid)
-                stops[cid] = (f"probe budget spent: its next probe (about {need:.3g} device-s at the costs measured so "
-                              f"far) does not fit the {left:.3g} device-s left")
+                stops[cid] = (
+                    f"probe budget spent: its next probe (about {need:.3g} device-s at the costs measured so "
+                    f"far) does not fit the {left:.3g} device-s left"
+                )
         out = {pid: stops.get(by_id[pid].candidate, "") for pid in adm.withdraw_waiting()}
         record_withdrawals(self.run_dir, out)
-        self.progress.log(f"round {by_id[next(iter(out))].round + 1}: {len(out)} probe(s) of {len(cands)} candidate(s) not "
-                          f"started, the budget left ({left:.1f} device-s) cannot pay them at the measured costs; "
-                          + ("their candidates stop" if stops else "the next round re-plans them"))
+        self.progress.log(
+            f"round {by_id[next(iter(out))].round + 1}: {len(out)} probe(s) of {len(cands)} candidate(s) not "
+            f"started, the budget left ({left:.1f} device-s) cannot pay them at the measured costs; "
+            + ("their candidates stop" if stops else "the next round re-plans them")
+        )
         return out
 
     def _show_spend(self, adm: RoundAdmission, engine: Engine) -> None:
@@ -461,23 +502,42 @@ class Driver:
         od = _order_dict(o)
         name = f"prehoc-probe:{o.candidate}:s{o.seed}"
         if self.res.gang:
-            return train_probe_task.options(name=name).remote(self._payload, str(self.run_dir), od, attempt, self.res,
-                                                             self.sim, float(self.spec.allocation.probe_timeout_s))
+            return train_probe_task.options(name=name).remote(
+                self._payload,
+                str(self.run_dir),
+                od,
+                attempt,
+                self.res,
+                self.sim,
+                float(self.spec.allocation.probe_timeout_s),
+            )
         return probe_task.options(name=name, **self.res.task_options()).remote(
-            self._payload, str(self.run_dir), od, attempt, self.res.devices, self.sim, self.res.num_cpus)
+            self._payload, str(self.run_dir), od, attempt, self.res.devices, self.sim, self.res.num_cpus
+        )
 
     def _result(self, ref, entry) -> dict:
         o, attempt, t_sub = entry
         try:
             return ray.get(ref, timeout=60)
         except ray.exceptions.OutOfMemoryError as exc:
-            return self._failed(o, attempt, f"out of memory (Ray's memory monitor killed the worker): {_short(exc)}",
-                                time.monotonic() - t_sub)
+            return self._failed(
+                o,
+                attempt,
+                f"out of memory (Ray's memory monitor killed the worker): {_short(exc)}",
+                time.monotonic() - t_sub,
+            )
         except ray.exceptions.TaskCancelledError:
             return self._failed(o, attempt, "cancelled", time.monotonic() - t_sub)
-        except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.ActorDiedError,
-                ray.exceptions.LocalRayletDiedError, ray.exceptions.ObjectLostError) as exc:
-            return self._failed(o, attempt, f"worker died ({type(exc).__name__}): {_short(exc)}", time.monotonic() - t_sub)
+        except (
+            ray.exceptions.WorkerCrashedError,
+            ray.exceptions.NodeDiedError,
+            ray.exceptions.ActorDiedError,
+            ray.exceptions.LocalRayletDiedError,
+            ray.exceptions.ObjectLostError,
+        ) as exc:
+            return self._failed(
+                o, attempt, f"worker died ({type(exc).__name__}): {_short(exc)}", time.monotonic() - t_sub
+            )
         except ray.exceptions.RayError as exc:
             return self._failed(o, attempt, f"{type(exc).__name__}: {_short(exc)}", time.monotonic() - t_sub)
 
@@ -486,9 +546,21 @@ class Driver:
         # was submitted. Not on the simulated backend: its costs are simulated (admission's
         # wall_clock), so charging wall seconds would let a killed worker change the plan.
         cost = 0.0 if self.spec.backend == "simulated" else max(0.0, elapsed) * self.res.devices
-        return {"status": "failed", "reason": reason, "retryable": True, "cost_s": cost,
-                "wall_s": elapsed, "probe_id": o.probe_id, "candidate": o.candidate, "seed": o.seed, "attempt": attempt,
-                "start_step": o.start_step, "target_step": o.target_step, "devices": self.res.devices, "ended_at": time.time()}
+        return {
+            "status": "failed",
+            "reason": reason,
+            "retryable": True,
+            "cost_s": cost,
+            "wall_s": elapsed,
+            "probe_id": o.probe_id,
+            "candidate": o.candidate,
+            "seed": o.seed,
+            "attempt": attempt,
+            "start_step": o.start_step,
+            "target_step": o.target_step,
+            "devices": self.res.devices,
+            "ended_at": time.time(),
+        }
 
     def _record_failure(self, o: ProbeOrder, attempt: int, out: dict) -> None:
         from prehoc_ray.execution.ledger import FINAL_PREFIX
@@ -497,11 +569,31 @@ class Driver:
         if not out.get("retryable", True) and not reason.startswith(FINAL_PREFIX):
             reason = FINAL_PREFIX + reason
         cost = float(out.get("cost_s") or 0.0)
-        self.store.record_probe(o.probe_id, o.candidate, o.seed, o.start_step, o.target_step, "failed",
-                                reason=reason, cost_s=cost, attempt=attempt)
-        record_run(self.run_dir, {**out, "probe_id": o.probe_id, "candidate": o.candidate, "seed": o.seed,
-                                  "attempt": attempt, "start_step": o.start_step, "target_step": o.target_step,
-                                  "reason": reason, "status": "failed"})
+        self.store.record_probe(
+            o.probe_id,
+            o.candidate,
+            o.seed,
+            o.start_step,
+            o.target_step,
+            "failed",
+            reason=reason,
+            cost_s=cost,
+            attempt=attempt,
+        )
+        record_run(
+            self.run_dir,
+            {
+                **out,
+                "probe_id": o.probe_id,
+                "candidate": o.candidate,
+                "seed": o.seed,
+                "attempt": attempt,
+                "start_step": o.start_step,
+                "target_step": o.target_step,
+                "reason": reason,
+                "status": "failed",
+            },
+        )
 
     def _tell(self, engine: Engine, orders: list[ProbeOrder], withdrawn: dict[str, str]) -> None:
         """The round's results, from the store, in the round's order (see the module doc)."""
@@ -526,7 +618,9 @@ class Driver:
     # ----- the end -----------------------------------------------------------------------------
     def _finish(self, engine: Engine, t0: float) -> None:
         runs = read_runs(self.run_dir)
-        metric = next((r["metric"] for r in runs if r.get("status") == "finished" and r.get("metric")), self._metric_name)
+        metric = next(
+            (r["metric"] for r in runs if r.get("status") == "finished" and r.get("metric")), self._metric_name
+        )
         # The price the allocation objective compares a probe's value with: of prediction risk
         # (objective "prediction") or of regret (objective "decision").
         if self.spec.allocation.objective == "decision":

@@ -77,15 +77,18 @@ def record_withdrawals(run_dir: str | Path, withdrawn: dict[str, str]) -> None:
     if withdrawn:
         rows = [{"probe_id": pid, "stop": stop} for pid, stop in withdrawn.items()]
         FragmentDir(RunDir(run_dir).withdrawn, identity=("probe_id",)).write(
-            pa.Table.from_pylist(rows, schema=WITHDRAWN_SCHEMA))
+            pa.Table.from_pylist(rows, schema=WITHDRAWN_SCHEMA)
+        )
 
 
 def read_withdrawals(run_dir: str | Path) -> dict[str, str]:
     table = FragmentDir(RunDir(run_dir).withdrawn, identity=("probe_id",)).read()
     if table is None:
         return {}
-    return {str(pid): str(stop or "") for pid, stop in zip(table.column("probe_id").to_pylist(),
-                                                           table.column("stop").to_pylist())}
+    return {
+        str(pid): str(stop or "")
+        for pid, stop in zip(table.column("probe_id").to_pylist(), table.column("stop").to_pylist())
+    }
 
 
 @dataclass
@@ -93,7 +96,9 @@ class ProbeHistory:
     """Per probe id, from the lifecycle events."""
 
     finished_cost: dict[str, float] = field(default_factory=dict)
-    failed: dict[str, dict[int, tuple[str, float]]] = field(default_factory=lambda: defaultdict(dict))  # attempt -> (reason, cost)
+    failed: dict[str, dict[int, tuple[str, float]]] = field(
+        default_factory=lambda: defaultdict(dict)
+    )  # attempt -> (reason, cost)
     max_attempt: dict[str, int] = field(default_factory=dict)
     started: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # 'started' events
 
@@ -125,14 +130,19 @@ def probe_history(store: ResultStore) -> ProbeHistory:
     if events.num_rows == 0:
         return h
     cols = {name: events.column(name).to_pylist() for name in ("probe_id", "status", "attempt", "reason", "cost_s")}
-    for pid, status, attempt, reason, cost in zip(cols["probe_id"], cols["status"], cols["attempt"], cols["reason"], cols["cost_s"]):
+    for pid, status, attempt, reason, cost in zip(
+        cols["probe_id"], cols["status"], cols["attempt"], cols["reason"], cols["cost_s"]
+    ):
         attempt = int(attempt)
         h.max_attempt[pid] = max(h.max_attempt.get(pid, 0), attempt)
         if status == "finished":
             # the latest finished event wins (events are oldest first)
             h.finished_cost[pid] = float(cost)
         elif status == "failed":
-            h.failed[pid][attempt] = (reason or "unknown failure", float(cost) if cost is not None and math.isfinite(cost) else 0.0)
+            h.failed[pid][attempt] = (
+                reason or "unknown failure",
+                float(cost) if cost is not None and math.isfinite(cost) else 0.0,
+            )
         elif status == "started":
             h.started[pid] += 1
     return h
@@ -164,6 +174,8 @@ def candidate_points(store: ResultStore, candidate: str) -> dict[int, dict[float
         return {}
     table = table.filter(pc.equal(table.column("candidate"), candidate))
     out: dict[int, dict[float, float]] = {}
-    for seed, step, value in zip(table.column("seed").to_pylist(), table.column("step").to_pylist(), table.column("value").to_pylist()):
+    for seed, step, value in zip(
+        table.column("seed").to_pylist(), table.column("step").to_pylist(), table.column("value").to_pylist()
+    ):
         out.setdefault(int(seed), {})[float(step)] = float("nan") if value is None else float(value)
     return out

@@ -1,10 +1,10 @@
 """Tables the driver leaves in the run directory (all written atomically):
 
-    static.parquet       one row per candidate: candidate + static_* signals (reused on resume)
-    state/candidates.parquet   the engine's summary after each refit (restarted actors read it)
-    candidates.parquet   the final per-candidate table the plan is made from
-    spend.parquet        one row per finished probe: round, candidate, probe_id, cost_s,
-                         cumulative spent_s, wall_s, node_id, ended_at
+static.parquet       one row per candidate: candidate + static_* signals (reused on resume)
+state/candidates.parquet   the engine's summary after each refit (restarted actors read it)
+candidates.parquet   the final per-candidate table the plan is made from
+spend.parquet        one row per finished probe: round, candidate, probe_id, cost_s,
+                     cumulative spent_s, wall_s, node_id, ended_at
 """
 
 from __future__ import annotations
@@ -35,8 +35,12 @@ def read_static(run_dir: Path) -> dict[str, dict[str, float]]:
 def write_static(run_dir: Path, statics: dict[str, dict[str, float]]) -> None:
     rows = [{"candidate": cid, **vals} for cid, vals in sorted(statics.items())]
     names = sorted({k for r in rows for k in r if k != "candidate"})
-    table = pa.table({"candidate": pa.array([r["candidate"] for r in rows], pa.string()),
-                      **{n: pa.array([r.get(n) for r in rows], pa.float64()) for n in names}})
+    table = pa.table(
+        {
+            "candidate": pa.array([r["candidate"] for r in rows], pa.string()),
+            **{n: pa.array([r.get(n) for r in rows], pa.float64()) for n in names},
+        }
+    )
     write_table(table, RunDir(run_dir).static)
 
 
@@ -70,20 +74,22 @@ def candidate_rows(spec: JobSpec, summary: list[dict], gamma: float, runs: list[
         # lambda of a full run: the runner's training seconds per step (evaluation and set-up
         # excluded; x devices), else the probes' charged cost per step
         lam = statistics.median(per_step) if per_step else float(row["cost_per_step_s"])
-        out.append({
-            **row,
-            "task": c.task.name,
-            "model": c.model.name,
-            "config": c.config.name,
-            "full_steps": int(c.config.full_steps),
-            "train_cost_per_step_s": lam,
-            "full_cost_s": lam * c.config.full_steps,
-            "setup_s": setup.get(c.id, 0.0),
-            "gamma": float(gamma),
-            "objective": spec.allocation.objective,
-            "metric": metric,
-            "mode": spec.plan.mode,
-        })
+        out.append(
+            {
+                **row,
+                "task": c.task.name,
+                "model": c.model.name,
+                "config": c.config.name,
+                "full_steps": int(c.config.full_steps),
+                "train_cost_per_step_s": lam,
+                "full_cost_s": lam * c.config.full_steps,
+                "setup_s": setup.get(c.id, 0.0),
+                "gamma": float(gamma),
+                "objective": spec.allocation.objective,
+                "metric": metric,
+                "mode": spec.plan.mode,
+            }
+        )
     return out
 
 
@@ -106,7 +112,16 @@ def spend_rows(history: list[dict], runs: list[dict]) -> list[dict]:
 
 
 def write_spend(run_dir: Path, rows: list[dict]) -> None:
-    schema = pa.schema([("round", pa.int64()), ("candidate", pa.string()), ("probe_id", pa.string()),
-                        ("cost_s", pa.float64()), ("spent_s", pa.float64()), ("wall_s", pa.float64()),
-                        ("node_id", pa.string()), ("ended_at", pa.float64())])
+    schema = pa.schema(
+        [
+            ("round", pa.int64()),
+            ("candidate", pa.string()),
+            ("probe_id", pa.string()),
+            ("cost_s", pa.float64()),
+            ("spent_s", pa.float64()),
+            ("wall_s", pa.float64()),
+            ("node_id", pa.string()),
+            ("ended_at", pa.float64()),
+        ]
+    )
     write_table(pa.Table.from_pylist(rows, schema=schema), RunDir(run_dir).spend)

@@ -102,8 +102,16 @@ class CandidatePool:
     """The slot actors of a run and the calls routed to them (fire and forget: a restarting
     slot reloads itself, and nothing the driver decides depends on a slot)."""
 
-    def __init__(self, run_dir: str, job: str, namespace: str, size: int, tags: dict[str, dict[str, str]],
-                 points_of: Callable[[str], dict], max_restarts: int = 3) -> None:
+    def __init__(
+        self,
+        run_dir: str,
+        job: str,
+        namespace: str,
+        size: int,
+        tags: dict[str, dict[str, str]],
+        points_of: Callable[[str], dict],
+        max_restarts: int = 3,
+    ) -> None:
         """`tags`: candidate -> task/model/config; `points_of`: the engine's points of a
         candidate (seed -> step -> value, what it was told from the store)."""
         self.run_dir, self.job, self.namespace = run_dir, job, namespace
@@ -121,8 +129,10 @@ class CandidatePool:
 
     def start(self) -> None:
         # Not waited for: the slots come up while the first probes run; calls queue meanwhile.
-        self.handles = [create_slot(self.run_dir, self.job, k, self.namespace, max_restarts=self.max_restarts)
-                        for k in range(self.router.size)]
+        self.handles = [
+            create_slot(self.run_dir, self.job, k, self.namespace, max_restarts=self.max_restarts)
+            for k in range(self.router.size)
+        ]
 
     def stop(self) -> None:
         for h in self.handles:
@@ -137,8 +147,9 @@ class CandidatePool:
         k, new = self.router.acquire(candidate)
         if new:
             # a named call: the dashboard's task list says which candidate each slot loaded
-            self._call(k, "load", candidate, self.tags[candidate], self._known(candidate),
-                       name=f"prehoc-load:{candidate}")
+            self._call(
+                k, "load", candidate, self.tags[candidate], self._known(candidate), name=f"prehoc-load:{candidate}"
+            )
 
     def ended(self, candidate: str, rows: list[dict]) -> None:
         """A probe of `candidate` ended; `rows` (seed, step, value) when it finished."""
@@ -162,8 +173,9 @@ class CandidatePool:
                 self._call(k, "update_fit", cid, self._fits[cid])
 
     def _known(self, candidate: str) -> tuple[Points, dict]:
-        points: Points = {int(s): {float(st): float(v) for st, v in p.items()}
-                          for s, p in self.points_of(candidate).items()}
+        points: Points = {
+            int(s): {float(st): float(v) for st, v in p.items()} for s, p in self.points_of(candidate).items()
+        }
         for r in self._fresh.get(candidate, []):
             points.setdefault(int(r["seed"]), {})[float(r["step"])] = float(r["value"])
         return points, self._fits.get(candidate, {})

@@ -119,8 +119,16 @@ def _inject_failure(sim: dict, probe_id: str, attempt: int) -> None:
             raise RuntimeError(f"probe {probe_id} failed (simulated)")
 
 
-def run_probe_body(payload: dict, run_dir: str, order: dict, attempt: int, devices: float, sim: dict | None = None,
-                   rank: int = 0, world: int = 1) -> dict[str, Any]:
+def run_probe_body(
+    payload: dict,
+    run_dir: str,
+    order: dict,
+    attempt: int,
+    devices: float,
+    sim: dict | None = None,
+    rank: int = 0,
+    world: int = 1,
+) -> dict[str, Any]:
     """One attempt of one probe, in whatever process runs it. rank > 0 only trains."""
     spec = _spec(payload)
     store = ResultStore(run_dir)
@@ -128,8 +136,17 @@ def run_probe_body(payload: dict, run_dir: str, order: dict, attempt: int, devic
     start, target = int(order["start_step"]), int(order["target_step"])
     node, lead = _node_id(), rank == 0
     t0 = time.perf_counter()
-    info: dict[str, Any] = {"probe_id": pid, "candidate": cid, "seed": seed, "attempt": attempt, "node_id": node,
-                            "pid": os.getpid(), "start_step": start, "target_step": target, "devices": devices}
+    info: dict[str, Any] = {
+        "probe_id": pid,
+        "candidate": cid,
+        "seed": seed,
+        "attempt": attempt,
+        "node_id": node,
+        "pid": os.getpid(),
+        "start_step": start,
+        "target_step": target,
+        "devices": devices,
+    }
     if lead:
         store.record_probe(pid, cid, seed, start, target, "started", attempt=attempt)
 
@@ -144,8 +161,15 @@ def run_probe_body(payload: dict, run_dir: str, order: dict, attempt: int, devic
     except Exception as exc:  # a failure of the probe itself: the driver records and retries it
         reason, retryable = _classify(exc)
         wall = time.perf_counter() - t0
-        return {**info, "status": "failed", "reason": reason, "retryable": retryable, "wall_s": wall,
-                "cost_s": wall * devices, "ended_at": time.time()}
+        return {
+            **info,
+            "status": "failed",
+            "reason": reason,
+            "retryable": retryable,
+            "wall_s": wall,
+            "cost_s": wall * devices,
+            "ended_at": time.time(),
+        }
     info.update(out)
     info.update({"status": "finished", "wall_s": time.perf_counter() - t0, "ended_at": time.time()})
     if lead:
@@ -172,9 +196,16 @@ def _simulated(spec, store, sim, pid, cid, seed, start, target, attempt, tag, le
             store.append([tag(r)])
     if not rows and sleep:
         time.sleep(sleep)
-    return {"cost_s": float(cost), "steps_run": target - start, "resumed_from": start, "runner_s": runner_s + sleep,
-            "train_s_per_step": float(cost) / max(1, target - start), "metric": "value", "setup_s": 0.0,
-            "rows": [{"step": float(r["step"]), "value": float(r["value"])} for r in rows]}
+    return {
+        "cost_s": float(cost),
+        "steps_run": target - start,
+        "resumed_from": start,
+        "runner_s": runner_s + sleep,
+        "train_s_per_step": float(cost) / max(1, target - start),
+        "metric": "value",
+        "setup_s": 0.0,
+        "rows": [{"step": float(r["step"]), "value": float(r["value"])} for r in rows],
+    }
 
 
 def _real(spec, run_dir, store, pid, cid, seed, start, target, devices, tag, lead) -> dict:
@@ -200,10 +231,17 @@ def _real(spec, run_dir, store, pid, cid, seed, start, target, devices, tag, lea
             cost = res.seconds_per_step * (target - start) * devices
     sps = res.seconds_per_step if math.isfinite(res.seconds_per_step) else float("nan")
     new = [r for r in res.rows if start < float(r["step"]) <= target]
-    return {"rows": [{"step": float(r["step"]), "value": float(r["value"])} for r in new], "runner_s": float(res.seconds),
-            "cost_s": float(cost), "steps_run": int(res.steps_run), "resumed_from": int(res.start_step),
-            "train_s_per_step": float(sps * devices) if math.isfinite(sps) else float("nan"),
-            "tokens": float(res.tokens), "metric": res.metric, "setup_s": float(setup * devices)}
+    return {
+        "rows": [{"step": float(r["step"]), "value": float(r["value"])} for r in new],
+        "runner_s": float(res.seconds),
+        "cost_s": float(cost),
+        "steps_run": int(res.steps_run),
+        "resumed_from": int(res.start_step),
+        "train_s_per_step": float(sps * devices) if math.isfinite(sps) else float("nan"),
+        "tokens": float(res.tokens),
+        "metric": res.metric,
+        "setup_s": float(setup * devices),
+    }
 
 
 def static_body(payload: dict, candidate: str) -> dict[str, float]:
@@ -231,4 +269,3 @@ def probe_task(payload, run_dir, order, attempt, devices, sim, num_cpus):
 def static_task(payload, candidate, num_cpus):
     _worker_setup(num_cpus)
     return static_body(payload, candidate)
-

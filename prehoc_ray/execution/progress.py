@@ -22,16 +22,25 @@ class Snapshot:
     candidates: int = 0
 
     def line(self) -> str:
-        return (f"round {self.round}: spent {self.spent:.1f}/{self.budget:.1f} device-s, probes {self.finished} finished"
-                f" ({self.reused} from the store), {self.running} running, {self.queued} queued, {self.failed} failed attempts,"
-                f" {self.settled}/{self.candidates} candidates settled")
+        return (
+            f"round {self.round}: spent {self.spent:.1f}/{self.budget:.1f} device-s, probes {self.finished} finished"
+            f" ({self.reused} from the store), {self.running} running, {self.queued} queued, {self.failed} failed attempts,"
+            f" {self.settled}/{self.candidates} candidates settled"
+        )
 
 
 class Progress:
     """Rich progress bar when `stream` is a terminal (or `rich=True`), else log lines."""
 
-    def __init__(self, budget: float, candidates: int, stream=None, rich: bool | None = None, quiet: bool = False,
-                 log_every_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        budget: float,
+        candidates: int,
+        stream=None,
+        rich: bool | None = None,
+        quiet: bool = False,
+        log_every_s: float = 10.0,
+    ) -> None:
         self.stream = stream or sys.stderr
         self.quiet = quiet
         self.use_rich = (self.stream.isatty() if rich is None else rich) and not quiet
@@ -51,11 +60,14 @@ class Progress:
 
             fixed = {"no_wrap": True}
             self._bar = RichProgress(
-                TextColumn("[bold]budget", table_column=Column(**fixed)), BarColumn(bar_width=20),
+                TextColumn("[bold]budget", table_column=Column(**fixed)),
+                BarColumn(bar_width=20),
                 TextColumn("{task.completed:.0f}/{task.total:.0f} device-s", table_column=Column(**fixed)),
                 TimeElapsedColumn(table_column=Column(**fixed)),
                 TextColumn("{task.fields[info]}", table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1)),
-                console=Console(file=self.stream, log_path=False), transient=False, expand=True,
+                console=Console(file=self.stream, log_path=False),
+                transient=False,
+                expand=True,
             )
             self._bar.start()
             self._task = self._bar.add_task("budget", total=max(self.snap.budget, 1e-9), info="")
@@ -83,8 +95,10 @@ class Progress:
     def refresh(self, force: bool = False) -> None:
         s = self.snap
         if self._bar is not None:
-            info = (f"round {s.round} | probes {s.finished} done ({s.reused} reused), {s.running} running,"
-                    f" {s.failed} failed | settled {s.settled}/{s.candidates}")
+            info = (
+                f"round {s.round} | probes {s.finished} done ({s.reused} reused), {s.running} running,"
+                f" {s.failed} failed | settled {s.settled}/{s.candidates}"
+            )
             self._bar.update(self._task, completed=min(s.spent, s.budget), info=info)
             return
         # a line when something changed (at most every log_every_s), else one a minute

@@ -69,7 +69,9 @@ class ProbeResources:
 
     def describe(self) -> str:
         if self.gang:
-            return f"{self.ranks} ranks x ({self.num_cpus:g} CPU, {self.num_gpus:g} GPU), STRICT_PACK, one Ray Train run"
+            return (
+                f"{self.ranks} ranks x ({self.num_cpus:g} CPU, {self.num_gpus:g} GPU), STRICT_PACK, one Ray Train run"
+            )
         gpu = f", {self.num_gpus:g} GPU" if self.num_gpus > 0 else ""
         return f"{self.num_cpus:g} CPU{gpu}"
 

@@ -63,12 +63,16 @@ def optimization_risk(row: dict) -> float:
 
 
 def candidate_gauges() -> tuple[Gauge, Gauge]:
-    intrinsic = Gauge("prehoc_candidate_risk_intrinsic",
-                      description="Intrinsic floor L_int of the predicted risk (metric units squared).",
-                      tag_keys=CANDIDATE_TAGS)
-    optimization = Gauge("prehoc_candidate_risk_optimization",
-                         description="Optimization part K c^-alpha of the predicted risk at the probe depth reached.",
-                         tag_keys=CANDIDATE_TAGS)
+    intrinsic = Gauge(
+        "prehoc_candidate_risk_intrinsic",
+        description="Intrinsic floor L_int of the predicted risk (metric units squared).",
+        tag_keys=CANDIDATE_TAGS,
+    )
+    optimization = Gauge(
+        "prehoc_candidate_risk_optimization",
+        description="Optimization part K c^-alpha of the predicted risk at the probe depth reached.",
+        tag_keys=CANDIDATE_TAGS,
+    )
     return intrinsic, optimization
 
 
@@ -81,16 +85,27 @@ class RunMetrics:
         try:
             self.running = Gauge("prehoc_probes_running", description="Probes running now.", tag_keys=PROBE_TAGS)
             self.finished = Counter("prehoc_probes_finished", description="Probes finished.", tag_keys=PROBE_TAGS)
-            self.failed = Counter("prehoc_probes_failed", description="Probe attempts that failed.", tag_keys=PROBE_TAGS)
-            self.seconds = Histogram("prehoc_probe_seconds", description="Wall seconds of a finished probe.",
-                                     boundaries=PROBE_SECONDS_BOUNDARIES, tag_keys=PROBE_TAGS)
-            self.spent = Gauge("prehoc_budget_spent_seconds", description="Probe budget charged (device-seconds).",
-                               tag_keys=(JOB_TAG,))
-            self.left = Gauge("prehoc_budget_left_seconds", description="Probe budget left (device-seconds).",
-                              tag_keys=(JOB_TAG,))
-            self.regimes = Gauge("prehoc_candidates", description="Candidates per regime.", tag_keys=(JOB_TAG, "regime"))
-            self.settled = Gauge("prehoc_candidates_settled", description="Candidates that stopped, with a reason.",
-                                 tag_keys=(JOB_TAG,))
+            self.failed = Counter(
+                "prehoc_probes_failed", description="Probe attempts that failed.", tag_keys=PROBE_TAGS
+            )
+            self.seconds = Histogram(
+                "prehoc_probe_seconds",
+                description="Wall seconds of a finished probe.",
+                boundaries=PROBE_SECONDS_BOUNDARIES,
+                tag_keys=PROBE_TAGS,
+            )
+            self.spent = Gauge(
+                "prehoc_budget_spent_seconds", description="Probe budget charged (device-seconds).", tag_keys=(JOB_TAG,)
+            )
+            self.left = Gauge(
+                "prehoc_budget_left_seconds", description="Probe budget left (device-seconds).", tag_keys=(JOB_TAG,)
+            )
+            self.regimes = Gauge(
+                "prehoc_candidates", description="Candidates per regime.", tag_keys=(JOB_TAG, "regime")
+            )
+            self.settled = Gauge(
+                "prehoc_candidates_settled", description="Candidates that stopped, with a reason.", tag_keys=(JOB_TAG,)
+            )
             self.intrinsic, self.optimization = candidate_gauges()
         except Exception:
             self.ok = False

@@ -68,8 +68,16 @@ def _probe_worker(config: dict) -> dict:
     _worker_setup(config["num_cpus"])
     if config["real"]:
         _align_local_rank()
-    out = run_probe_body(config["payload"], config["run_dir"], config["order"], config["attempt"], config["devices"],
-                         config["sim"], rank=rank, world=world)
+    out = run_probe_body(
+        config["payload"],
+        config["run_dir"],
+        config["order"],
+        config["attempt"],
+        config["devices"],
+        config["sim"],
+        rank=rank,
+        world=world,
+    )
     if out.get("status") != "finished":
         raise ProbeAttemptFailed(out)
     return out
@@ -90,39 +98,79 @@ def _align_local_rank() -> None:
             os.environ["LOCAL_RANK"] = str(dev.index)
 
 
-def build_trainer(payload: dict, run_dir: str, order: dict, attempt: int, res: ProbeResources, sim: dict | None,
-                  real: bool, timeout_s: float):
+def build_trainer(
+    payload: dict,
+    run_dir: str,
+    order: dict,
+    attempt: int,
+    res: ProbeResources,
+    sim: dict | None,
+    real: bool,
+    timeout_s: float,
+):
     """The Train run of one probe attempt (not started), aborted by its controller after timeout_s."""
     from ray.train import FailureConfig, RunConfig, ScalingConfig
 
     from prehoc_ray.execution.train_deadline import RunDeadline
 
-    config = {"payload": payload, "run_dir": run_dir, "order": order, "attempt": attempt, "devices": res.devices,
-              "sim": sim, "num_cpus": res.num_cpus, "real": real}
-    scaling = ScalingConfig(num_workers=res.ranks, use_gpu=res.num_gpus > 0,
-                            resources_per_worker=res.worker_resources(), placement_strategy="STRICT_PACK")
-    run = RunConfig(name=run_name(order, attempt), storage_path=str(RunDir(run_dir).train_runs.resolve()),
-                    failure_config=FailureConfig(max_failures=0, max_preemption_failures=0),
-                    callbacks=[RunDeadline(time.time() + timeout_s)])
+    config = {
+        "payload": payload,
+        "run_dir": run_dir,
+        "order": order,
+        "attempt": attempt,
+        "devices": res.devices,
+        "sim": sim,
+        "num_cpus": res.num_cpus,
+        "real": real,
+    }
+    scaling = ScalingConfig(
+        num_workers=res.ranks,
+        use_gpu=res.num_gpus > 0,
+        resources_per_worker=res.worker_resources(),
+        placement_strategy="STRICT_PACK",
+    )
+    run = RunConfig(
+        name=run_name(order, attempt),
+        storage_path=str(RunDir(run_dir).train_runs.resolve()),
+        failure_config=FailureConfig(max_failures=0, max_preemption_failures=0),
+        callbacks=[RunDeadline(time.time() + timeout_s)],
+    )
     if real:
         from ray.train.torch import TorchConfig, TorchTrainer
 
         # a rank stuck in a collective fails within the probe's timeout, not torch's 30 minutes
-        return TorchTrainer(_probe_worker, train_loop_config=config, scaling_config=scaling, run_config=run,
-                            torch_config=TorchConfig(timeout_s=max(60, int(timeout_s))))
+        return TorchTrainer(
+            _probe_worker,
+            train_loop_config=config,
+            scaling_config=scaling,
+            run_config=run,
+            torch_config=TorchConfig(timeout_s=max(60, int(timeout_s))),
+        )
     from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
     return DataParallelTrainer(_probe_worker, train_loop_config=config, scaling_config=scaling, run_config=run)
 
 
-def _failure(order: dict, attempt: int, res: ProbeResources, wall_s: float, reason: str,
-             retryable: bool = True) -> dict[str, Any]:
+def _failure(
+    order: dict, attempt: int, res: ProbeResources, wall_s: float, reason: str, retryable: bool = True
+) -> dict[str, Any]:
     """A failed attempt charged its wall seconds on every device it held (as the driver charges
     an attempt Ray lost)."""
-    return {"status": "failed", "reason": reason, "retryable": retryable, "cost_s": wall_s * res.devices,
-            "wall_s": wall_s, "probe_id": order["probe_id"], "candidate": order["candidate"], "seed": order["seed"],
-            "attempt": attempt, "start_step": order["start_step"], "target_step": order["target_step"],
-            "devices": res.devices, "ended_at": time.time()}
+    return {
+        "status": "failed",
+        "reason": reason,
+        "retryable": retryable,
+        "cost_s": wall_s * res.devices,
+        "wall_s": wall_s,
+        "probe_id": order["probe_id"],
+        "candidate": order["candidate"],
+        "seed": order["seed"],
+        "attempt": attempt,
+        "start_step": order["start_step"],
+        "target_step": order["target_step"],
+        "devices": res.devices,
+        "ended_at": time.time(),
+    }
 
 
 def failed_run(exc: BaseException, order: dict, attempt: int, res: ProbeResources, wall_s: float) -> dict[str, Any]:
@@ -150,8 +198,9 @@ def failed_run(exc: BaseException, order: dict, attempt: int, res: ProbeResource
 
 
 @ray.remote(num_cpus=0, max_retries=0)
-def train_probe_task(payload: dict, run_dir: str, order: dict, attempt: int, res: ProbeResources, sim: dict | None,
-                     timeout_s: float) -> dict[str, Any]:
+def train_probe_task(
+    payload: dict, run_dir: str, order: dict, attempt: int, res: ProbeResources, sim: dict | None, timeout_s: float
+) -> dict[str, Any]:
     """One attempt of a multi-worker probe as one Ray Train run; rank 0's result dict.
 
     Bounded by timeout_s, waiting for the workers' resources included: the run aborts itself then
@@ -164,8 +213,15 @@ def train_probe_task(payload: dict, run_dir: str, order: dict, attempt: int, res
 
     t0 = time.perf_counter()
     if not is_v2_enabled():
-        return _failure(order, attempt, res, 0.0, FINAL_PREFIX + "multi-worker probes run on Ray Train V2, which "
-                        "RAY_TRAIN_V2_ENABLED=0 turns off on this node", retryable=False)
+        return _failure(
+            order,
+            attempt,
+            res,
+            0.0,
+            FINAL_PREFIX + "multi-worker probes run on Ray Train V2, which "
+            "RAY_TRAIN_V2_ENABLED=0 turns off on this node",
+            retryable=False,
+        )
     # Ray Train waits for the placement group in slices of this many seconds, its controller
     # deaf meanwhile; 20 s (not 60) lets a deadline's abort land well inside the driver's margin.
     os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "20")
@@ -179,6 +235,11 @@ def train_probe_task(payload: dict, run_dir: str, order: dict, attempt: int, res
         return failed_run(exc, order, attempt, res, wall)
     out = result.return_value
     if not isinstance(out, dict):  # no return value: a Train without Result.return_value
-        return _failure(order, attempt, res, time.perf_counter() - t0,
-                        f"Ray Train returned no probe result (rank 0's return value: {type(out).__name__})")
+        return _failure(
+            order,
+            attempt,
+            res,
+            time.perf_counter() - t0,
+            f"Ray Train returned no probe result (rank 0's return value: {type(out).__name__})",
+        )
     return out

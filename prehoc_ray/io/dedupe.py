@@ -78,8 +78,6 @@ def dedupe_trajectory(table: pa.Table, finished_ids: Collection[str] | None = No
     table = dedupe_points(table)
     rank: list[np.ndarray] = []
     if finished_ids is not None and table.num_rows:
-        finished = pc.is_in(
-            table.column(PROBE_ID), value_set=pa.array(sorted(finished_ids), pa.string())
-        )
+        finished = pc.is_in(table.column(PROBE_ID), value_set=pa.array(sorted(finished_ids), pa.string()))
         rank.append(finished.to_numpy(zero_copy_only=False).astype(np.float64))
     return keep_latest(table, (CANDIDATE, SEED, STEP), rank)

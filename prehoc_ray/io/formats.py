@@ -147,12 +147,15 @@ def _read_csv(path: Path) -> pa.Table:
     if bad and bad[0][0] is None:
         # the threaded reader does not know line numbers: read again, in order, to name it
         bad.clear()
-        pa_csv.read_csv(path, read_options=pa_csv.ReadOptions(use_threads=False), parse_options=parse,
-                        convert_options=convert)
+        pa_csv.read_csv(
+            path, read_options=pa_csv.ReadOptions(use_threads=False), parse_options=parse, convert_options=convert
+        )
     if bad:
         line, expected, found = bad[0]
         where = f"line {line}" if line is not None else "a row"
-        raise TrajectoryError(f"{path}: cannot read as csv: {where}: expected {expected} cells (as many as the header has), got {found}")
+        raise TrajectoryError(
+            f"{path}: cannot read as csv: {where}: expected {expected} cells (as many as the header has), got {found}"
+        )
     return table
 
 
@@ -199,8 +202,10 @@ def _check_json_depth(path: Path) -> None:
             if levels.size and levels.max() > MAX_JSON_DEPTH:
                 at = int(np.argmax(levels > MAX_JSON_DEPTH))
                 line = lines + int(np.count_nonzero(b[:at] == 0x0A)) + 1
-                raise TrajectoryError(f"{path}: line {line}: JSON nested more than {MAX_JSON_DEPTH} levels deep; "
-                                      "expected one flat object per row")
+                raise TrajectoryError(
+                    f"{path}: line {line}: JSON nested more than {MAX_JSON_DEPTH} levels deep; "
+                    "expected one flat object per row"
+                )
             depth = int(levels[-1])
             in_string = bool((int(np.count_nonzero(quote)) + in_string) % 2)
             backslashes = int(run_before[-1] + 1) if is_bs[-1] else 0
@@ -225,14 +230,11 @@ def _read_json_slow(path: Path, *, array: bool) -> pa.Table:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as exc:
                 raise TrajectoryError(
-                    f"{path}: line {line_no}: invalid JSON ({exc.msg}); "
-                    "expected one JSON object per line"
+                    f"{path}: line {line_no}: invalid JSON ({exc.msg}); expected one JSON object per line"
                 ) from exc
     for row_no, row in enumerate(rows, start=1):
         if not isinstance(row, dict):
-            raise TrajectoryError(
-                f"{path}: row {row_no}: expected a JSON object, got {type(row).__name__}"
-            )
+            raise TrajectoryError(f"{path}: row {row_no}: expected a JSON object, got {type(row).__name__}")
     return rows_to_table(rows)
 
 
@@ -249,10 +251,7 @@ def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
             columns[name] = pa.array(values)
         except (pa.ArrowException, TypeError, ValueError, OverflowError):
             columns[name] = pa.array(
-                [
-                    None if v is None else (v if isinstance(v, str) else json.dumps(v))
-                    for v in values
-                ],
+                [None if v is None else (v if isinstance(v, str) else json.dumps(v)) for v in values],
                 type=pa.string(),
             )
     return pa.table(columns) if columns else pa.table({})

@@ -99,13 +99,10 @@ class FragmentDir:
                     return self._read_cached(files)
                 except (pa.ArrowException, OSError) as exc:
                     if all(f.exists() for f in files):
-                        raise StoreError(
-                            f"{self.directory}: cannot read fragments: {one_line(exc)}"
-                        ) from exc
+                        raise StoreError(f"{self.directory}: cannot read fragments: {one_line(exc)}") from exc
                     last_error = exc  # a file vanished (compacted): list again
         raise StoreError(
-            f"{self.directory}: fragments kept disappearing while reading "
-            f"(a compaction loop?): {one_line(last_error)}"
+            f"{self.directory}: fragments kept disappearing while reading (a compaction loop?): {one_line(last_error)}"
         )
 
     def _read_cached(self, files: list[Path]) -> pa.Table:
@@ -157,9 +154,7 @@ class FragmentDir:
 def read_fragments(files: list[Path]) -> pa.Table:
     """Read fragment files as one table through pyarrow.dataset (multithreaded), with the
     schemas unified permissively (int64 + double -> double, missing -> null)."""
-    factory = ds.FileSystemDatasetFactory(
-        pafs.LocalFileSystem(), [str(f) for f in files], ds.ParquetFileFormat()
-    )
+    factory = ds.FileSystemDatasetFactory(pafs.LocalFileSystem(), [str(f) for f in files], ds.ParquetFileFormat())
     try:
         schema = factory.inspect(promote_options="permissive", fragments=None)
     except (pa.ArrowInvalid, pa.ArrowTypeError):

@@ -22,7 +22,9 @@ def load_history(path: str | Path) -> Observations:
     table = read_trajectories(path)
     final = np.asarray(table.final, float)
     if not np.isfinite(final).any():
-        raise TrajectoryError(f"{path}: column 'final' has no value: a history needs the realised final of each past run")
+        raise TrajectoryError(
+            f"{path}: column 'final' has no value: a history needs the realised final of each past run"
+        )
     return table.to_observations()
 
 
@@ -44,6 +46,8 @@ def coverage_problems(history: Observations, tasks: list[str]) -> list[str]:
         n = counts.get(t, 0)
         if n < MIN_POPULATION:
             known = ", ".join(sorted(counts)) or "none"
-            out.append(f"task {t!r}: {n} past run(s) with a final in family {t!r} (needs {MIN_POPULATION}; families in the "
-                       f"file: {known}); its predictions come from its probes alone")
+            out.append(
+                f"task {t!r}: {n} past run(s) with a final in family {t!r} (needs {MIN_POPULATION}; families in the "
+                f"file: {known}); its predictions come from its probes alone"
+            )
     return out

@@ -113,18 +113,29 @@ def _read_run(run: Path, options: ImportOptions, report: SourceReport) -> Import
     report.read += 1
     report.points += len(steps)
     return ImportedRun(
-        candidate=candidate, seed=seed, group=group, steps=steps, values=values,
-        static=static_columns(config, exclude=(options.seed_key, options.group_by)), origin=str(run),
-        end_step=max(done or 0.0, steps[-1]), planned_steps=planned if planned and planned > 0 else None, report=report,
+        candidate=candidate,
+        seed=seed,
+        group=group,
+        steps=steps,
+        values=values,
+        static=static_columns(config, exclude=(options.seed_key, options.group_by)),
+        origin=str(run),
+        end_step=max(done or 0.0, steps[-1]),
+        planned_steps=planned if planned and planned > 0 else None,
+        report=report,
     )
 
 
 def read_hf(path: Path, options: ImportOptions) -> tuple[list[ImportedRun], SourceReport]:
     """Every usable Trainer run at `path`, and the report of what was skipped."""
     if not options.metric:
-        raise HistoryImportError(f"hf:{path}: no --metric; expected the logged metric to import (e.g. --metric eval_accuracy)")
+        raise HistoryImportError(
+            f"hf:{path}: no --metric; expected the logged metric to import (e.g. --metric eval_accuracy)"
+        )
     if options.step_key not in (None, "step", "epoch"):
-        raise HistoryImportError(f"hf:{path}: --step {options.step_key!r}; expected 'step' or 'epoch' for a Trainer output directory")
+        raise HistoryImportError(
+            f"hf:{path}: --step {options.step_key!r}; expected 'step' or 'epoch' for a Trainer output directory"
+        )
     runs = run_dirs(path)
     if not runs:
         raise HistoryImportError(

@@ -98,8 +98,10 @@ class SourceReport:
         n_skip = sum(self.skipped.values())
         why = "; ".join(f"{reason}: {n}" if n > 1 else reason for reason, n in self.skipped.most_common())
         unit = self.unit.removesuffix("s") if self.read == 1 else self.unit
-        text = (f"{self.kind}:{self.path}: {self.read} {unit} read ({plural(self.points, 'point')}, "
-                f"{self.finals} with a final), {n_skip} skipped")
+        text = (
+            f"{self.kind}:{self.path}: {self.read} {unit} read ({plural(self.points, 'point')}, "
+            f"{self.finals} with a final), {n_skip} skipped"
+        )
         if why:
             text += f" ({why})"
         if self.notes:

@@ -32,9 +32,13 @@ def source_kind(source: str) -> tuple[str, Path]:
         if not path.exists():
             raise HistoryImportError(f"{source}: not found; expected {_EXPECTED}")
         if kind == "tracker" and path.is_dir():
-            raise HistoryImportError(f"{source}: is a directory; expected a tracker export file (.csv, .jsonl, .parquet)")
+            raise HistoryImportError(
+                f"{source}: is a directory; expected a tracker export file (.csv, .jsonl, .parquet)"
+            )
         if kind != "tracker" and not path.is_dir():
-            raise HistoryImportError(f"{source}: is a file; expected a directory ({'Ray Tune experiment' if kind == 'tune' else 'Trainer output_dir'})")
+            raise HistoryImportError(
+                f"{source}: is a file; expected a directory ({'Ray Tune experiment' if kind == 'tune' else 'Trainer output_dir'})"
+            )
         return kind, path
     path = Path(source)
     if not path.exists():
@@ -56,9 +60,13 @@ def check_options(options: ImportOptions, kinds: list[str]) -> None:
     if options.horizon is not None and not (math.isfinite(options.horizon) and options.horizon > 0):
         raise HistoryImportError(f"--horizon: expected a number of steps > 0, got {options.horizon:g}")
     if options.group is not None and options.group_by is not None:
-        raise HistoryImportError("--group and --group-by: expected one of them (a constant group name, or the key that holds it)")
+        raise HistoryImportError(
+            "--group and --group-by: expected one of them (a constant group name, or the key that holds it)"
+        )
     if options.column_map and "tracker" not in kinds:
-        raise HistoryImportError("--map: applies to tracker exports only, and no SOURCE is one (Tune and Trainer sources take --metric)")
+        raise HistoryImportError(
+            "--map: applies to tracker exports only, and no SOURCE is one (Tune and Trainer sources take --metric)"
+        )
 
 
 def read_sources(sources: list[str], options: ImportOptions) -> tuple[list[ImportedRun], list[SourceReport]]:

@@ -44,10 +44,16 @@ def parse_column_map(items: Iterable[str]) -> dict[str, str]:
                 continue
             target, sep, column = entry.partition("=")
             target, column = target.strip(), column.strip()
-            if not sep or not column or not (target in TARGETS or (target.startswith(STATIC_PREFIX) and len(target) > len(STATIC_PREFIX))):
+            if (
+                not sep
+                or not column
+                or not (target in TARGETS or (target.startswith(STATIC_PREFIX) and len(target) > len(STATIC_PREFIX)))
+            ):
                 raise HistoryImportError(f"--map {entry.strip()!r}: expected {_TARGET_HELP}")
             if target in out and out[target] != column:
-                raise HistoryImportError(f"--map: {target} given twice ({out[target]!r} and {column!r}); expected one column per target")
+                raise HistoryImportError(
+                    f"--map: {target} given twice ({out[target]!r} and {column!r}); expected one column per target"
+                )
             out[target] = column
     return out
 
@@ -67,9 +73,15 @@ def _columns(names: list[str], options: ImportOptions, label: str) -> dict[str, 
     for target, column in cols.items():
         if column not in names:
             raise HistoryImportError(f"{label}: no column {column!r} (for {target}); columns in the file: {shown}")
-    for target, how in ((CANDIDATE, "--map candidate=COLUMN"), (STEP, "--map step=COLUMN"), (VALUE, "--map value=COLUMN or --metric COLUMN")):
+    for target, how in (
+        (CANDIDATE, "--map candidate=COLUMN"),
+        (STEP, "--map step=COLUMN"),
+        (VALUE, "--map value=COLUMN or --metric COLUMN"),
+    ):
         if target not in cols:
-            raise HistoryImportError(f"{label}: no column for '{target}'; expected {how} (columns in the file: {shown})")
+            raise HistoryImportError(
+                f"{label}: no column for '{target}'; expected {how} (columns in the file: {shown})"
+            )
     return cols
 
 
@@ -129,14 +141,20 @@ def read_tracker(path: Path, options: ImportOptions) -> tuple[list[ImportedRun],
         static = {t: _last(data[t][i] for i in rows) for t in data if t.startswith(STATIC_PREFIX)}
         report.read += 1
         report.points += len(steps)
-        runs.append(ImportedRun(
-            candidate=cand, seed=seed, group=group, steps=steps, values=values,
-            static={k: v for k, v in static.items() if v is not None},
-            origin=f"{path} (run {cand!r} seed {seed})", end_step=steps[-1],
-            final=_last(data[FINAL][i] for i in rows) if FINAL in data else None,
-            horizon=_last(data[HORIZON][i] for i in rows) if HORIZON in data else None,
-            report=report,
-        ))
+        runs.append(
+            ImportedRun(
+                candidate=cand,
+                seed=seed,
+                group=group,
+                steps=steps,
+                values=values,
+                static={k: v for k, v in static.items() if v is not None},
+                origin=f"{path} (run {cand!r} seed {seed})",
+                end_step=steps[-1],
+                final=_last(data[FINAL][i] for i in rows) if FINAL in data else None,
+                horizon=_last(data[HORIZON][i] for i in rows) if HORIZON in data else None,
+                report=report,
+            )
+        )
     report.notes += [f"{plural(n, 'row')} {why} ignored" for why, n in rows_out.most_common()]
     return runs, report
-

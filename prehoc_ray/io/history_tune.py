@@ -102,10 +102,28 @@ def _config(trial: Path, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 # What Tune adds to every result; the rest is what the trainable reported.
-_AUTO_KEYS = {"timestamp", "checkpoint_dir_name", "done", "training_iteration", "trial_id", "date", "time_this_iter_s",
-              "time_total_s", "pid", "hostname", "node_ip", "time_since_restore", "iterations_since_restore",
-              "timesteps_total", "episodes_total", "timesteps_since_restore", "should_checkpoint", "experiment_tag",
-              "warmup_time", "experiment_id"}
+_AUTO_KEYS = {
+    "timestamp",
+    "checkpoint_dir_name",
+    "done",
+    "training_iteration",
+    "trial_id",
+    "date",
+    "time_this_iter_s",
+    "time_total_s",
+    "pid",
+    "hostname",
+    "node_ip",
+    "time_since_restore",
+    "iterations_since_restore",
+    "timesteps_total",
+    "episodes_total",
+    "timesteps_since_restore",
+    "should_checkpoint",
+    "experiment_tag",
+    "warmup_time",
+    "experiment_id",
+}
 
 
 def _reported_keys(rows: list[dict[str, Any]]) -> str:
@@ -157,16 +175,24 @@ def _read_trial(trial: Path, options: ImportOptions, report: SourceReport) -> Im
     report.read += 1
     report.points += len(steps)
     return ImportedRun(
-        candidate=candidate, seed=seed, group=group, steps=steps, values=values,
+        candidate=candidate,
+        seed=seed,
+        group=group,
+        steps=steps,
+        values=values,
         static=static_columns(config, exclude=(options.seed_key, options.group_by)),
-        origin=str(trial), end_step=steps[-1], report=report,
+        origin=str(trial),
+        end_step=steps[-1],
+        report=report,
     )
 
 
 def read_tune(path: Path, options: ImportOptions) -> tuple[list[ImportedRun], SourceReport]:
     """Every usable trial of the experiment at `path`, and the report of what was skipped."""
     if not options.metric:
-        raise HistoryImportError(f"tune:{path}: no --metric; expected the name of the reported metric to import (e.g. --metric acc)")
+        raise HistoryImportError(
+            f"tune:{path}: no --metric; expected the name of the reported metric to import (e.g. --metric acc)"
+        )
     trials = trial_dirs(path)
     if not trials:
         raise HistoryImportError(

@@ -32,8 +32,13 @@ def spec_hash(spec: Any) -> str:
         spec = spec.model_dump(mode="json")
     env = ((spec.get("cluster") or {}).get("runtime_env") or {}).get("env_vars") if isinstance(spec, dict) else None
     if isinstance(env, dict) and env:  # the rule of prehoc_ray/spec/redact.py (io may not import spec)
-        spec = {**spec, "cluster": {**spec["cluster"], "runtime_env": {**spec["cluster"]["runtime_env"],
-                                                                      "env_vars": dict.fromkeys(env, "<redacted>")}}}
+        spec = {
+            **spec,
+            "cluster": {
+                **spec["cluster"],
+                "runtime_env": {**spec["cluster"]["runtime_env"], "env_vars": dict.fromkeys(env, "<redacted>")},
+            },
+        }
     text = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -51,9 +56,7 @@ class RunManifest:
 
     def __post_init__(self) -> None:
         if self.status not in RUN_STATUSES:
-            raise ValueError(
-                f"run status {self.status!r}: expected one of {', '.join(RUN_STATUSES)}"
-            )
+            raise ValueError(f"run status {self.status!r}: expected one of {', '.join(RUN_STATUSES)}")
 
     @staticmethod
     def path(root: str | Path) -> Path:
@@ -68,21 +71,39 @@ class RunManifest:
         except FileNotFoundError:
             return None
         except (OSError, ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
-            why = exc.strerror if isinstance(exc, OSError) else (
-                f"invalid JSON on line {exc.lineno}: {exc.msg}" if isinstance(exc, json.JSONDecodeError)
-                else "not UTF-8 JSON" if isinstance(exc, UnicodeDecodeError) else "JSON nested too deeply")
+            why = (
+                exc.strerror
+                if isinstance(exc, OSError)
+                else (
+                    f"invalid JSON on line {exc.lineno}: {exc.msg}"
+                    if isinstance(exc, json.JSONDecodeError)
+                    else "not UTF-8 JSON"
+                    if isinstance(exc, UnicodeDecodeError)
+                    else "JSON nested too deeply"
+                )
+            )
             raise ManifestError(f"{path}: unreadable manifest ({why}); move it away to start over") from None
         # Field by field, naming the field and never its value (the file may be anyone's).
         if not isinstance(data, dict):
-            raise ManifestError(f"{path}: expected a JSON object, got {type(data).__name__}; move it away to start over")
+            raise ManifestError(
+                f"{path}: expected a JSON object, got {type(data).__name__}; move it away to start over"
+            )
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(str(k) for k in data if k not in fields)
         if unknown:
             raise ManifestError(f"{path}: unknown manifest field {show_text(unknown[0])!r}; move it away to start over")
-        for name, kind in (("spec_hash", str), ("created_at", str), ("status", str), ("updated_at", str),
-                           ("info", dict), ("version", int)):
+        for name, kind in (
+            ("spec_hash", str),
+            ("created_at", str),
+            ("status", str),
+            ("updated_at", str),
+            ("info", dict),
+            ("version", int),
+        ):
             if name in data and not isinstance(data[name], kind):
-                raise ManifestError(f"{path}: field {name!r}: expected {kind.__name__}, got {type(data[name]).__name__}")
+                raise ManifestError(
+                    f"{path}: field {name!r}: expected {kind.__name__}, got {type(data[name]).__name__}"
+                )
         if "status" in data and data["status"] not in RUN_STATUSES:
             raise ManifestError(f"{path}: field 'status': expected one of {', '.join(RUN_STATUSES)}")
         try:
@@ -92,9 +113,7 @@ class RunManifest:
             raise ManifestError(f"{path}: missing manifest field(s) {', '.join(missing)}") from None
 
     @classmethod
-    def open(
-        cls, root: str | Path, spec_hash: str, *, info: dict[str, Any] | None = None
-    ) -> RunManifest:
+    def open(cls, root: str | Path, spec_hash: str, *, info: dict[str, Any] | None = None) -> RunManifest:
         """Create the manifest of a new run, or return the existing one to resume it.
 
         Raises ManifestError when `root` was created for a different spec.

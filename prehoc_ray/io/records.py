@@ -42,9 +42,7 @@ def _check_point(i: int, row: Mapping[str, Any]) -> None:
         raise ValueError(f"{where}: expected a dict, got {type(row).__name__}")
     for name in POINT_REQUIRED:
         if name not in row or row[name] is None:
-            raise ValueError(
-                f"{where}: missing {name!r}; every point needs {', '.join(POINT_REQUIRED)}"
-            )
+            raise ValueError(f"{where}: missing {name!r}; every point needs {', '.join(POINT_REQUIRED)}")
     for name in (PROBE_ID, CANDIDATE):
         if not isinstance(row[name], str) or not row[name]:
             raise ValueError(f"{where}: {name!r} must be a non-empty string, got {row[name]!r}")
@@ -61,8 +59,7 @@ def _check_point(i: int, row: Mapping[str, Any]) -> None:
             raise ValueError(f"{where}: column {name!r}: names starting with '_' are reserved")
         if value is not None and not isinstance(value, (str, bool, numbers.Real)):
             raise ValueError(
-                f"{where}: column {name!r} must be a number, text, bool or None, "
-                f"got {type(value).__name__}"
+                f"{where}: column {name!r} must be a number, text, bool or None, got {type(value).__name__}"
             )
         if name in _NUMERIC_KNOWN and value is not None and not _is_number(value):
             raise ValueError(f"{where}: column {name!r} must be a number, got {value!r}")
@@ -125,9 +122,7 @@ def event_table(
 ) -> pa.Table:
     """One probe lifecycle event as a one-row table."""
     if status not in PROBE_STATUSES:
-        raise ValueError(
-            f"record_probe: status {status!r}: expected one of {', '.join(PROBE_STATUSES)}"
-        )
+        raise ValueError(f"record_probe: status {status!r}: expected one of {', '.join(PROBE_STATUSES)}")
     if not isinstance(probe_id, str) or not probe_id:
         raise ValueError(f"record_probe: probe_id must be a non-empty string, got {probe_id!r}")
     if not isinstance(candidate, str) or not candidate:
@@ -140,9 +135,7 @@ def event_table(
         if not _is_number(value) or not math.isfinite(value) or value < 0:
             raise ValueError(f"record_probe: {name} must be a finite number >= 0, got {value!r}")
     if target_step < start_step:
-        raise ValueError(
-            f"record_probe: target_step {target_step} is before start_step {start_step}"
-        )
+        raise ValueError(f"record_probe: target_step {target_step} is before start_step {start_step}")
     if not _is_number(cost_s) or not math.isfinite(cost_s) or cost_s < 0:
         raise ValueError(f"record_probe: cost_s must be a finite number >= 0, got {cost_s!r}")
     if reason is not None and not isinstance(reason, str):

@@ -43,7 +43,6 @@ from prehoc_ray.types import PROBE_ID, STEP
 __all__ = ["CompactionReport", "ResultStore", "RunManifest", "write_json_atomic"]
 
 
-
 def _in_write_order(table: pa.Table) -> pa.Table:
     """Rows sorted by append time (stable: rows of one append keep their order)."""
     written = table.column(WRITTEN_NS).to_numpy()

@@ -146,9 +146,7 @@ def _check_names(table: pa.Table, file: str) -> None:
     seen: set[str] = set()
     for name in names:
         if name in seen:
-            raise TrajectoryError(
-                f"{file}: column '{show_text(name)}' appears twice; expected unique column names"
-            )
+            raise TrajectoryError(f"{file}: column '{show_text(name)}' appears twice; expected unique column names")
         seen.add(name)
     for name in REQUIRED_TRAJECTORY_COLUMNS:
         if name not in seen:
@@ -170,9 +168,7 @@ def parse_trajectory_columns(table: pa.Table, file: str) -> ParsedColumns:
     _check_names(table, file)
     n = table.num_rows
     if n == 0:
-        raise TrajectoryError(
-            f"{file}: the table has no data rows; expected one row per (candidate, seed, step)"
-        )
+        raise TrajectoryError(f"{file}: the table has no data rows; expected one row per (candidate, seed, step)")
 
     def col(name: str) -> _Column:
         return _Column(table, name, file)
@@ -191,11 +187,7 @@ def parse_trajectory_columns(table: pa.Table, file: str) -> ParsedColumns:
     )
     final = _optional_finite(col(FINAL)) if has(FINAL) else np.full(n, np.nan)
     horizon = _horizon(col(HORIZON)) if has(HORIZON) else np.full(n, np.nan)
-    static = {
-        name: _optional_finite(col(name))
-        for name in table.column_names
-        if name.startswith(STATIC_PREFIX)
-    }
+    static = {name: _optional_finite(col(name)) for name in table.column_names if name.startswith(STATIC_PREFIX)}
     extra = {
         name: table.column(name).to_numpy()
         for name in table.column_names
@@ -303,8 +295,7 @@ def _same_within(
     owner = f"candidate {show_text(candidate[row])!r}" + (f" seed {seed[row]}" if per_seed else "")
     column.fail(
         row,
-        f"the same {column.name} for all rows of {owner} "
-        f"(row {first + 1} has {_display(values[first])})",
+        f"the same {column.name} for all rows of {owner} (row {first + 1} has {_display(values[first])})",
         _display(values[row]),
     )
 

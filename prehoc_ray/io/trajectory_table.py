@@ -82,8 +82,16 @@ class TrajectoryTable:
         """The core's view: plain numpy columns (static features by name)."""
         from prehoc_ray.core.observations import Observations
 
-        return Observations(candidate=self.candidate, step=self.step, value=self.value, seed=self.seed, group=self.group,
-                            final=self.final, horizon=self.horizon, static=dict(self.static))
+        return Observations(
+            candidate=self.candidate,
+            step=self.step,
+            value=self.value,
+            seed=self.seed,
+            group=self.group,
+            final=self.final,
+            horizon=self.horizon,
+            static=dict(self.static),
+        )
 
     def __repr__(self) -> str:
         return (
@@ -225,9 +233,7 @@ class TrajectoryTable:
         """Rows of the given candidates only."""
         return self.take(np.isin(self.candidate, np.asarray(list(candidates), dtype=object)))
 
-    def truncate(
-        self, depth: float | Mapping[str, float], *, default: float | None = None
-    ) -> TrajectoryTable:
+    def truncate(self, depth: float | Mapping[str, float], *, default: float | None = None) -> TrajectoryTable:
         """Rows with step <= depth: what a predictor sees after a probe of that depth.
 
         `depth` is one number for every candidate or a mapping candidate -> depth; a candidate
@@ -237,15 +243,12 @@ class TrajectoryTable:
         if isinstance(depth, Mapping):
             ids, codes = factorize(self.candidate)
             nan = math.nan
-            per_id = np.array(
-                [float(depth.get(c, nan if default is None else default)) for c in ids]
-            )
+            per_id = np.array([float(depth.get(c, nan if default is None else default)) for c in ids])
             missing = [c for c in ids.tolist() if c not in depth] if default is None else []
             if missing:
                 shown = ", ".join(map(repr, missing[:5])) + (" ..." if len(missing) > 5 else "")
                 raise ValueError(
-                    f"truncate: no depth for candidate(s) {shown}; pass them in the mapping "
-                    f"or give default="
+                    f"truncate: no depth for candidate(s) {shown}; pass them in the mapping or give default="
                 )
             return self.take(self.step <= per_id[codes])
         return self.take(self.step <= float(depth))

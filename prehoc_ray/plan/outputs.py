@@ -19,34 +19,36 @@ from prehoc_ray.io.run_dir import PLAN_JSON, PLAN_PARQUET
 from prehoc_ray.spec.job import JobSpec
 
 # The issue's columns first (in its order), then what the plan adds to explain them.
-PLAN_SCHEMA = pa.schema([
-    ("candidate", pa.string()),
-    ("task", pa.string()),
-    ("model", pa.string()),
-    ("regime", pa.string()),
-    ("predicted_final", pa.float64()),
-    ("predicted_std", pa.float64()),
-    ("lower", pa.float64()),
-    ("upper", pa.float64()),
-    ("probe_steps", pa.int64()),
-    ("probe_cost_s", pa.float64()),
-    ("full_cost_s", pa.float64()),
-    ("L_int", pa.float64()),
-    ("K", pa.float64()),
-    ("alpha", pa.float64()),
-    ("c_star", pa.float64()),
-    ("decision", pa.string()),
-    ("reason", pa.string()),
-    ("config", pa.string()),
-    ("baseline", pa.float64()),
-    ("p_beat", pa.float64()),  # P(beats the baseline), or P(beats the task's runner-up) without one
-    ("risk_adjusted", pa.float64()),  # one-sided bound at plan.confidence (the ranking score)
-    ("predictor", pa.string()),  # where the prediction comes from: "probes", or "history" (past runs)
-    ("p_best", pa.float64()),  # P(best in its task) under the engine's beliefs
-    ("probe_value", pa.float64()),  # expected regret reduction per device-second of its next extension
-    ("L_eval", pa.float64()),  # the evaluation set's sampling variance of the metric (part of L_int)
-    ("wanted_cost_s", pa.float64()),  # device-seconds of the probing the engine would buy it next (null: none)
-])
+PLAN_SCHEMA = pa.schema(
+    [
+        ("candidate", pa.string()),
+        ("task", pa.string()),
+        ("model", pa.string()),
+        ("regime", pa.string()),
+        ("predicted_final", pa.float64()),
+        ("predicted_std", pa.float64()),
+        ("lower", pa.float64()),
+        ("upper", pa.float64()),
+        ("probe_steps", pa.int64()),
+        ("probe_cost_s", pa.float64()),
+        ("full_cost_s", pa.float64()),
+        ("L_int", pa.float64()),
+        ("K", pa.float64()),
+        ("alpha", pa.float64()),
+        ("c_star", pa.float64()),
+        ("decision", pa.string()),
+        ("reason", pa.string()),
+        ("config", pa.string()),
+        ("baseline", pa.float64()),
+        ("p_beat", pa.float64()),  # P(beats the baseline), or P(beats the task's runner-up) without one
+        ("risk_adjusted", pa.float64()),  # one-sided bound at plan.confidence (the ranking score)
+        ("predictor", pa.string()),  # where the prediction comes from: "probes", or "history" (past runs)
+        ("p_best", pa.float64()),  # P(best in its task) under the engine's beliefs
+        ("probe_value", pa.float64()),  # expected regret reduction per device-second of its next extension
+        ("L_eval", pa.float64()),  # the evaluation set's sampling variance of the metric (part of L_int)
+        ("wanted_cost_s", pa.float64()),  # device-seconds of the probing the engine would buy it next (null: none)
+    ]
+)
 PLAN_COLUMNS = tuple(PLAN_SCHEMA.names)
 
 
@@ -72,7 +74,9 @@ def _num(v: Any) -> float:
 def read_candidates(run_dir: str | Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / CANDIDATES_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no candidates table (the run has not finished); `prehoc-ray report` shows what the store holds")
+        raise FileNotFoundError(
+            f"{path}: no candidates table (the run has not finished); `prehoc-ray report` shows what the store holds"
+        )
     return pq.read_table(path).to_pylist()
 
 
@@ -93,44 +97,52 @@ def _with_costs(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def plan_settings(spec: JobSpec) -> PlanSettings:
-    return PlanSettings(mode=spec.plan.mode, confidence=spec.plan.confidence, baselines=dict(spec.plan.baselines),
-                        full_budget_s=spec.budget.full_finetune_seconds)
+    return PlanSettings(
+        mode=spec.plan.mode,
+        confidence=spec.plan.confidence,
+        baselines=dict(spec.plan.baselines),
+        full_budget_s=spec.budget.full_finetune_seconds,
+    )
 
 
-def build_plan(candidates: Sequence[Mapping[str, Any]], spec: JobSpec) -> tuple[Plan, list[dict[str, Any]], dict[str, Any]]:
+def build_plan(
+    candidates: Sequence[Mapping[str, Any]], spec: JobSpec
+) -> tuple[Plan, list[dict[str, Any]], dict[str, Any]]:
     """The plan, its rows (PLAN_COLUMNS) and its totals for a candidates table and a spec."""
     rows = _with_costs(candidates)
     plan = make_plan(rows, plan_settings(spec))
     out = []
     for r, d in zip(rows, plan.decisions):
-        out.append({
-            "candidate": str(r.get("candidate", "")),
-            "task": str(r["task"]),
-            "model": str(r["model"]),
-            "regime": str(r.get("regime") or ""),
-            "predicted_final": _num(r.get("predicted_final")),
-            "predicted_std": _num(r.get("predicted_std")),
-            "lower": _num(r.get("lower")),
-            "upper": _num(r.get("upper")),
-            "probe_steps": int(_num(r.get("probe_steps"))) if math.isfinite(_num(r.get("probe_steps"))) else 0,
-            "probe_cost_s": _num(r.get("probe_cost_s")),
-            "full_cost_s": _num(r.get("full_cost_s")),
-            "L_int": _num(r.get("L_int")),
-            "L_eval": _num(r.get("L_eval")),
-            "K": _num(r.get("K")),
-            "alpha": _num(r.get("alpha")),
-            "c_star": _num(r.get("c_star")),
-            "decision": d.decision,
-            "reason": d.reason,
-            "config": str(r.get("config") or ""),
-            "baseline": d.bar,
-            "p_beat": d.p_beat,
-            "risk_adjusted": d.score,
-            "predictor": str(r.get("predictor") or "probes"),
-            "p_best": _num(r.get("p_best")),
-            "probe_value": _num(r.get("probe_value")),
-            "wanted_cost_s": _num(r.get("wanted_cost_s")),
-        })
+        out.append(
+            {
+                "candidate": str(r.get("candidate", "")),
+                "task": str(r["task"]),
+                "model": str(r["model"]),
+                "regime": str(r.get("regime") or ""),
+                "predicted_final": _num(r.get("predicted_final")),
+                "predicted_std": _num(r.get("predicted_std")),
+                "lower": _num(r.get("lower")),
+                "upper": _num(r.get("upper")),
+                "probe_steps": int(_num(r.get("probe_steps"))) if math.isfinite(_num(r.get("probe_steps"))) else 0,
+                "probe_cost_s": _num(r.get("probe_cost_s")),
+                "full_cost_s": _num(r.get("full_cost_s")),
+                "L_int": _num(r.get("L_int")),
+                "L_eval": _num(r.get("L_eval")),
+                "K": _num(r.get("K")),
+                "alpha": _num(r.get("alpha")),
+                "c_star": _num(r.get("c_star")),
+                "decision": d.decision,
+                "reason": d.reason,
+                "config": str(r.get("config") or ""),
+                "baseline": d.bar,
+                "p_beat": d.p_beat,
+                "risk_adjusted": d.score,
+                "predictor": str(r.get("predictor") or "probes"),
+                "p_best": _num(r.get("p_best")),
+                "probe_value": _num(r.get("probe_value")),
+                "wanted_cost_s": _num(r.get("wanted_cost_s")),
+            }
+        )
     metric = next((str(r["metric"]) for r in rows if r.get("metric")), "metric")
     totals = {
         **plan.totals(),
@@ -146,7 +158,9 @@ def build_plan(candidates: Sequence[Mapping[str, Any]], spec: JobSpec) -> tuple[
     return plan, out, totals
 
 
-def write_plan(run_dir: str | Path, spec: JobSpec, candidates: Sequence[Mapping[str, Any]] | None = None) -> PlanOutputs:
+def write_plan(
+    run_dir: str | Path, spec: JobSpec, candidates: Sequence[Mapping[str, Any]] | None = None
+) -> PlanOutputs:
     """Write plan.parquet and plan.json (atomically) into `run_dir`."""
     run_dir = Path(run_dir)
     cands = read_candidates(run_dir) if candidates is None else list(candidates)

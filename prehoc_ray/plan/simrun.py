@@ -65,8 +65,9 @@ class _StoredBackend:
         self.store.record_probe(o.probe_id, o.candidate, o.seed, o.start_step, o.target_step, "started")
         outcome = self.backend.run(o)
         self.store.append(outcome.rows)
-        self.store.record_probe(o.probe_id, o.candidate, o.seed, o.start_step, o.target_step, "finished",
-                                cost_s=outcome.cost_s)
+        self.store.record_probe(
+            o.probe_id, o.candidate, o.seed, o.start_step, o.target_step, "finished", cost_s=outcome.cost_s
+        )
         return outcome
 
 
@@ -121,9 +122,17 @@ def write_simulated_run(
     regime_of = {v: k for k, v in TASK_NAMES.items()}
     regimes = [regime_of.get(t, Regime.DYNAMIC_CRITICAL) for t in tasks]
     horizon = float(job.configs[0].full_steps)
-    pf = generate_portfolio(n_groups=len(tasks), candidates_per_group=len(models), n_seeds=job.allocation.seeds,
-                            horizon=horizon, eval_every=job.probe.eval_every, probe_depth=horizon * job.allocation.max_depth_fraction,
-                            tolerance=job.allocation.tolerance, regimes=regimes, seed=seed)
+    pf = generate_portfolio(
+        n_groups=len(tasks),
+        candidates_per_group=len(models),
+        n_seeds=job.allocation.seeds,
+        horizon=horizon,
+        eval_every=job.probe.eval_every,
+        probe_depth=horizon * job.allocation.max_depth_fraction,
+        tolerance=job.allocation.tolerance,
+        regimes=regimes,
+        seed=seed,
+    )
     groups = {g: tasks[k] for k, g in enumerate(dict.fromkeys(pf.truth["group"]))}
     mapping = {}
     for c, g in zip(pf.truth["candidate"], pf.truth["group"]):
@@ -132,10 +141,22 @@ def write_simulated_run(
     pf = _rename(pf, mapping, groups)
     backend = SimulatedBackend(pf)
     a = job.allocation
-    settings = EngineSettings(budget=job.budget.probe_seconds, seeds=a.seeds, eval_every=job.probe.eval_every,
-                              initial_depth=a.initial_steps, growth=a.growth, max_depth_fraction=a.max_depth_fraction,
-                              tolerance=a.tolerance, gamma=a.gamma, level=a.level, n_boot=50, slots=a.max_concurrent_probes,
-                              seed=a.seed, objective=a.objective, mode=job.plan.mode)
+    settings = EngineSettings(
+        budget=job.budget.probe_seconds,
+        seeds=a.seeds,
+        eval_every=job.probe.eval_every,
+        initial_depth=a.initial_steps,
+        growth=a.growth,
+        max_depth_fraction=a.max_depth_fraction,
+        tolerance=a.tolerance,
+        gamma=a.gamma,
+        level=a.level,
+        n_boot=50,
+        slots=a.max_concurrent_probes,
+        seed=a.seed,
+        objective=a.objective,
+        mode=job.plan.mode,
+    )
     engine = Engine(backend.candidates(), settings)
     store = ResultStore(run_dir)
     manifest = store.open_manifest(job.spec_hash(), name=job.name, backend=job.backend)
@@ -156,7 +177,10 @@ def write_simulated_run(
         store.record_probe(o.probe_id, o.candidate, o.seed, o.start_step, o.target_step, "started")
         interrupted = True
     if spend:
-        cols = {k: [r[k] for r in spend] for k in ("round", "candidate", "probe_id", "cost_s", "spent_s", "wall_s", "ended_at")}
+        cols = {
+            k: [r[k] for r in spend]
+            for k in ("round", "candidate", "probe_id", "cost_s", "spent_s", "wall_s", "ended_at")
+        }
         write_table(pa.table(cols), RunDir(run_dir).spend)
     if interrupted:
         manifest.with_status("running").save(run_dir)
@@ -167,9 +191,19 @@ def write_simulated_run(
     cfg = job.configs[0]
     for r in engine.summary():
         t, m = r["candidate"].split(":")[:2]
-        rows.append({**r, "task": t, "model": m, "config": cfg.name, "full_steps": int(cfg.full_steps),
-                     "full_cost_s": float(r["cost_per_step_s"]) * cfg.full_steps * full_cost_factor,
-                     "gamma": gamma, "objective": a.objective, "metric": "accuracy"})
+        rows.append(
+            {
+                **r,
+                "task": t,
+                "model": m,
+                "config": cfg.name,
+                "full_steps": int(cfg.full_steps),
+                "full_cost_s": float(r["cost_per_step_s"]) * cfg.full_steps * full_cost_factor,
+                "gamma": gamma,
+                "objective": a.objective,
+                "metric": "accuracy",
+            }
+        )
     write_table(pa.Table.from_pylist(rows), RunDir(run_dir).candidates)
     manifest.with_status("finished", rounds=rounds, spent_s=engine.spent).save(run_dir)
     return job

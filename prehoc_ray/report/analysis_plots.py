@@ -37,7 +37,11 @@ REGION_COLORS = {
     Regime.NOISE_DOMINANT: "#f8dede",
 }
 KIND_MARKERS = {"seeds": "o", "population": "s", "seeds-pooled": "D"}
-KIND_LABELS = {"seeds": "candidate (seed dispersion)", "population": "group (population risk)", "seeds-pooled": "family (pooled seeds)"}
+KIND_LABELS = {
+    "seeds": "candidate (seed dispersion)",
+    "population": "group (population risk)",
+    "seeds-pooled": "family (pooled seeds)",
+}
 
 
 def _save(fig: Figure, path: Path) -> None:
@@ -50,8 +54,13 @@ def _is_group_level(u: Unit) -> bool:
 
 
 def static_share(
-    units: Sequence[Unit], gamma: float, settings: AnalysisSettings, horizon: float,
-    L_grid: np.ndarray, alphas: np.ndarray, max_units: int = 300,
+    units: Sequence[Unit],
+    gamma: float,
+    settings: AnalysisSettings,
+    horizon: float,
+    L_grid: np.ndarray,
+    alphas: np.ndarray,
+    max_units: int = 300,
 ) -> np.ndarray | None:
     """Share of the units that would be Static-Sufficient at each (L_int, alpha) of the grid.
 
@@ -104,12 +113,25 @@ def phase_diagram(units: Sequence[Unit], gamma: float, settings: AnalysisSetting
     alphas = np.geomspace(y_lo, y_hi, 160)
     share = static_share(fitted, gamma, settings, horizon, L_grid, alphas)
     contour = False
-    cmap = LinearSegmentedColormap.from_list("dc_ss", [REGION_COLORS[Regime.DYNAMIC_CRITICAL], REGION_COLORS[Regime.STATIC_SUFFICIENT]])
+    cmap = LinearSegmentedColormap.from_list(
+        "dc_ss", [REGION_COLORS[Regime.DYNAMIC_CRITICAL], REGION_COLORS[Regime.STATIC_SUFFICIENT]]
+    )
     if share is not None:
-        mesh = ax.pcolormesh(L_grid, alphas, share, cmap=cmap, vmin=0, vmax=1, shading="auto", zorder=0, rasterized=True)
+        mesh = ax.pcolormesh(
+            L_grid, alphas, share, cmap=cmap, vmin=0, vmax=1, shading="auto", zorder=0, rasterized=True
+        )
         contour = bool(share.min() < 0.5 < share.max())
         if contour:
-            ax.contour(L_grid, alphas, share, levels=[0.5], colors=[REGIME_COLORS[Regime.STATIC_SUFFICIENT]], linewidths=1.5, linestyles="--", zorder=1)
+            ax.contour(
+                L_grid,
+                alphas,
+                share,
+                levels=[0.5],
+                colors=[REGIME_COLORS[Regime.STATIC_SUFFICIENT]],
+                linewidths=1.5,
+                linestyles="--",
+                zorder=1,
+            )
         cb = fig.colorbar(mesh, ax=ax, pad=0.01, fraction=0.04)
         cb.set_label("share of units Static-Sufficient at this (L_int, alpha)", fontsize=7)
         cb.ax.tick_params(labelsize=7)
@@ -117,7 +139,14 @@ def phase_diagram(units: Sequence[Unit], gamma: float, settings: AnalysisSetting
         ax.axvspan(x_lo, tau2, color=REGION_COLORS[Regime.DYNAMIC_CRITICAL], zorder=0, lw=0)
     ax.axvline(tau2, color=REGIME_COLORS[Regime.NOISE_DOMINANT], lw=1.5, zorder=1)
     ax.axhline(ALPHA_MAX_THEORY, color="0.4", lw=0.8, ls=":", zorder=1)
-    ax.text(x_lo * 1.15, ALPHA_MAX_THEORY * 1.05, "alpha = 1 (theory bound; above: early transient)", fontsize=7, color="0.35", va="bottom")
+    ax.text(
+        x_lo * 1.15,
+        ALPHA_MAX_THEORY * 1.05,
+        "alpha = 1 (theory bound; above: early transient)",
+        fontsize=7,
+        color="0.35",
+        va="bottom",
+    )
 
     # Units: colour = their own regime, marker = kind; intervals for group-level units
     # (and for candidates while few enough to stay readable).
@@ -129,12 +158,39 @@ def phase_diagram(units: Sequence[Unit], gamma: float, settings: AnalysisSetting
         big = _is_group_level(u)
         color = REGIME_COLORS[u.regime]
         if big or n_cand <= 40:
-            xerr = [[max(x - max(f.L_int_lo, x_lo), 0.0)], [max(min(f.L_int_hi, x_hi) - x, 0.0)]] if np.isfinite(f.L_int_lo) else None
-            yerr = [[max(y - max(f.alpha_lo, y_lo), 0.0)], [max(min(f.alpha_hi, y_hi) - y, 0.0)]] if np.isfinite(f.alpha_lo) and f.alpha_hi > f.alpha_lo else None
+            xerr = (
+                [[max(x - max(f.L_int_lo, x_lo), 0.0)], [max(min(f.L_int_hi, x_hi) - x, 0.0)]]
+                if np.isfinite(f.L_int_lo)
+                else None
+            )
+            yerr = (
+                [[max(y - max(f.alpha_lo, y_lo), 0.0)], [max(min(f.alpha_hi, y_hi) - y, 0.0)]]
+                if np.isfinite(f.alpha_lo) and f.alpha_hi > f.alpha_lo
+                else None
+            )
             if xerr is not None or yerr is not None:
-                ax.errorbar([x], [y], xerr=xerr, yerr=yerr, fmt="none", ecolor=color, alpha=0.45 if not big else 0.8, lw=0.8, zorder=2)
-        ax.scatter([x], [y], marker=KIND_MARKERS.get(u.kind, "o"), s=70 if big else 18, color=color,
-                   edgecolors="black" if big else "none", linewidths=0.8, alpha=1.0 if big else 0.7, zorder=3 if big else 2)
+                ax.errorbar(
+                    [x],
+                    [y],
+                    xerr=xerr,
+                    yerr=yerr,
+                    fmt="none",
+                    ecolor=color,
+                    alpha=0.45 if not big else 0.8,
+                    lw=0.8,
+                    zorder=2,
+                )
+        ax.scatter(
+            [x],
+            [y],
+            marker=KIND_MARKERS.get(u.kind, "o"),
+            s=70 if big else 18,
+            color=color,
+            edgecolors="black" if big else "none",
+            linewidths=0.8,
+            alpha=1.0 if big else 0.7,
+            zorder=3 if big else 2,
+        )
         if big:
             ax.annotate(u.name, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=7)
     ax.set_xscale("log")
@@ -145,15 +201,44 @@ def phase_diagram(units: Sequence[Unit], gamma: float, settings: AnalysisSetting
     ax.set_ylabel("alpha: information revelation rate")
     ax.set_title(f"Phase diagram ({len(fitted)} fitted units; tolerance tau={settings.tolerance:g})", fontsize=10)
 
-    handles = [Patch(facecolor=REGIME_COLORS[r], label=r.value) for r in (Regime.STATIC_SUFFICIENT, Regime.DYNAMIC_CRITICAL, Regime.NOISE_DOMINANT)]
+    handles = [
+        Patch(facecolor=REGIME_COLORS[r], label=r.value)
+        for r in (Regime.STATIC_SUFFICIENT, Regime.DYNAMIC_CRITICAL, Regime.NOISE_DOMINANT)
+    ]
     kinds = sorted({u.kind for u in fitted})
-    handles += [Line2D([], [], marker=KIND_MARKERS.get(k, "o"), ls="none", color="0.3", label=KIND_LABELS.get(k, k)) for k in kinds]
-    handles.append(Line2D([], [], color=REGIME_COLORS[Regime.NOISE_DOMINANT], lw=1.5, label=f"L_int = tau^2 = {tau2:.3g} (Noise-Dominant right of it)"))
+    handles += [
+        Line2D([], [], marker=KIND_MARKERS.get(k, "o"), ls="none", color="0.3", label=KIND_LABELS.get(k, k))
+        for k in kinds
+    ]
+    handles.append(
+        Line2D(
+            [],
+            [],
+            color=REGIME_COLORS[Regime.NOISE_DOMINANT],
+            lw=1.5,
+            label=f"L_int = tau^2 = {tau2:.3g} (Noise-Dominant right of it)",
+        )
+    )
     if contour:
-        handles.append(Line2D([], [], color=REGIME_COLORS[Regime.STATIC_SUFFICIENT], lw=1.5, ls="--", label="J(0) = J(c*) for half of the units"))
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color=REGIME_COLORS[Regime.STATIC_SUFFICIENT],
+                lw=1.5,
+                ls="--",
+                label="J(0) = J(c*) for half of the units",
+            )
+        )
     ax.legend(handles=handles, fontsize=7, loc="best", framealpha=0.85)
-    fig.text(0.01, 0.005, "Marker: each unit's own regime. Left of tau^2, background: share of units for which that (L_int, alpha) "
-             "would be Static-Sufficient (green) rather than worth probing (blue).", fontsize=7, color="0.3")
+    fig.text(
+        0.01,
+        0.005,
+        "Marker: each unit's own regime. Left of tau^2, background: share of units for which that (L_int, alpha) "
+        "would be Static-Sufficient (green) rather than worth probing (blue).",
+        fontsize=7,
+        color="0.3",
+    )
     if any(u.fit.L_int < x_lo for u in fitted):
         ax.text(x_lo * 1.15, y_lo * 1.1, f"floors below {x_lo:.2g} drawn on the left edge", fontsize=7, color="0.35")
     fig.tight_layout(rect=(0, 0.02, 1, 1))
@@ -172,7 +257,10 @@ def select_decay_units(units: Sequence[Unit], limit: int = MAX_DECAY_PANELS) -> 
     usable = [u for u in units if np.sum(np.isfinite(u.U) & (u.U > 0)) >= 2]
     chosen = sorted([u for u in usable if _is_group_level(u)], key=lambda u: (u.kind, u.name))[:limit]
     order = (Regime.DYNAMIC_CRITICAL, Regime.STATIC_SUFFICIENT, Regime.NOISE_DOMINANT, Regime.UNDETERMINED)
-    queues = {r: sorted([u for u in usable if not _is_group_level(u) and u.regime is r], key=_informativeness, reverse=True) for r in order}
+    queues = {
+        r: sorted([u for u in usable if not _is_group_level(u) and u.regime is r], key=_informativeness, reverse=True)
+        for r in order
+    }
     while len(chosen) < limit and any(queues.values()):
         for r in order:
             if queues[r] and len(chosen) < limit:
@@ -187,7 +275,13 @@ def decay_plot(units: Sequence[Unit], path: Path, limit: int = MAX_DECAY_PANELS)
         fig = Figure(figsize=(6, 2.5))
         ax = fig.add_subplot(1, 1, 1)
         ax.axis("off")
-        ax.text(0.5, 0.5, "No unit has U(c) at two or more depths:\nno decay to show (see report.md).", ha="center", va="center")
+        ax.text(
+            0.5,
+            0.5,
+            "No unit has U(c) at two or more depths:\nno decay to show (see report.md).",
+            ha="center",
+            va="center",
+        )
         _save(fig, path)
         return chosen
     ncols = min(4, len(chosen))
@@ -221,7 +315,14 @@ def decay_plot(units: Sequence[Unit], path: Path, limit: int = MAX_DECAY_PANELS)
         ax.set_ylim(y_lo / 1.6, float(Uk.max()) * 1.6)
         name = u.name if len(u.name) <= 34 else u.name[:15] + "..." + u.name[-16:]
         ax.set_title(f"{name}\n{u.regime.value}", fontsize=8, color=color)
-        ax.text(0.03, 0.04, text + (f"\n[{', '.join(f.diagnostics)}]" if f.diagnostics and f.ok else ""), transform=ax.transAxes, fontsize=6.5, color="0.2")
+        ax.text(
+            0.03,
+            0.04,
+            text + (f"\n[{', '.join(f.diagnostics)}]" if f.diagnostics and f.ok else ""),
+            transform=ax.transAxes,
+            fontsize=6.5,
+            color="0.2",
+        )
         ax.tick_params(labelsize=7)
         # Short axes (under a decade) would label every minor tick on top of each other:
         # label 1, 2 and 5 of each decade instead.

@@ -86,7 +86,10 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
 def _unit_order(result: AnalysisResult) -> list[int]:
     """Group-level units first, then candidates by regime and name."""
     rank = {Regime.DYNAMIC_CRITICAL: 0, Regime.STATIC_SUFFICIENT: 1, Regime.NOISE_DOMINANT: 2, Regime.UNDETERMINED: 3}
-    return sorted(range(len(result.units)), key=lambda i: (result.units[i].kind == "seeds", rank[result.units[i].regime], result.units[i].name))
+    return sorted(
+        range(len(result.units)),
+        key=lambda i: (result.units[i].kind == "seeds", rank[result.units[i].regime], result.units[i].name),
+    )
 
 
 def write_report(result: AnalysisResult, out_dir: Path, summary: InputSummary) -> list[Path]:
@@ -110,18 +113,34 @@ def write_report(result: AnalysisResult, out_dir: Path, summary: InputSummary) -
         "## Settings",
         "",
     ]
-    gamma_src = "given" if s.gamma is not None else "default: tau^2 / (lambda x median horizon), i.e. a probe as long as the full run is worth tau^2"
+    gamma_src = (
+        "given"
+        if s.gamma is not None
+        else "default: tau^2 / (lambda x median horizon), i.e. a probe as long as the full run is worth tau^2"
+    )
     lines += _md_table(
         ["setting", "value", "meaning"],
         [
             ["depth", depth_txt, "what the predictor sees (--depth)"],
-            ["horizon", _g(summary.horizon) if summary.horizon is not None else f"per candidate (median {_g(horizon_ref)})", "full-training length the final refers to"],
+            [
+                "horizon",
+                _g(summary.horizon) if summary.horizon is not None else f"per candidate (median {_g(horizon_ref)})",
+                "full-training length the final refers to",
+            ],
             ["mode", summary.mode, "whether a larger metric is better (ranks in predictions.parquet)"],
             ["level", _g(s.level), "coverage the intervals aim at"],
-            ["tolerance tau", _g(s.tolerance), "prediction std you can live with, in metric units; regime thresholds use tau^2"],
+            [
+                "tolerance tau",
+                _g(s.tolerance),
+                "prediction std you can live with, in metric units; regime thresholds use tau^2",
+            ],
             ["cost per step lambda", _g(s.cost_per_step), "cost of one probe step"],
             ["gamma", _g(result.gamma), f"price of risk per unit cost ({gamma_src})"],
-            ["folds / bootstrap / seed", f"{s.n_folds} / {s.n_boot} / {s.seed}", "cross-fitting folds, bootstrap replicates of the decay fit, random seed"],
+            [
+                "folds / bootstrap / seed",
+                f"{s.n_folds} / {s.n_boot} / {s.seed}",
+                "cross-fitting folds, bootstrap replicates of the decay fit, random seed",
+            ],
         ],
     )
 
@@ -132,17 +151,37 @@ def write_report(result: AnalysisResult, out_dir: Path, summary: InputSummary) -
     lines += _md_table(
         ["regime", "candidates", "units", "what to do"],
         [
-            [Regime.STATIC_SUFFICIENT.value, str(cand_counts.get(Regime.STATIC_SUFFICIENT.value, 0)), str(unit_counts.get(Regime.STATIC_SUFFICIENT.value, 0)),
-             "static signals (or a very short probe) already predict within tolerance: do not buy probes"],
-            [Regime.DYNAMIC_CRITICAL.value, str(cand_counts.get(Regime.DYNAMIC_CRITICAL.value, 0)), str(unit_counts.get(Regime.DYNAMIC_CRITICAL.value, 0)),
-             "probing to c* pays for itself: probe, then decide"],
-            [Regime.NOISE_DOMINANT.value, str(cand_counts.get(Regime.NOISE_DOMINANT.value, 0)), str(unit_counts.get(Regime.NOISE_DOMINANT.value, 0)),
-             "the intrinsic floor exceeds tau^2: no probe makes the prediction precise; expect wide intervals"],
-            [Regime.UNDETERMINED.value, str(cand_counts.get(Regime.UNDETERMINED.value, 0)), str(unit_counts.get(Regime.UNDETERMINED.value, 0)),
-             "too little data for a decay fit (one seed and no group of completed runs, or < 3 depths)"],
+            [
+                Regime.STATIC_SUFFICIENT.value,
+                str(cand_counts.get(Regime.STATIC_SUFFICIENT.value, 0)),
+                str(unit_counts.get(Regime.STATIC_SUFFICIENT.value, 0)),
+                "static signals (or a very short probe) already predict within tolerance: do not buy probes",
+            ],
+            [
+                Regime.DYNAMIC_CRITICAL.value,
+                str(cand_counts.get(Regime.DYNAMIC_CRITICAL.value, 0)),
+                str(unit_counts.get(Regime.DYNAMIC_CRITICAL.value, 0)),
+                "probing to c* pays for itself: probe, then decide",
+            ],
+            [
+                Regime.NOISE_DOMINANT.value,
+                str(cand_counts.get(Regime.NOISE_DOMINANT.value, 0)),
+                str(unit_counts.get(Regime.NOISE_DOMINANT.value, 0)),
+                "the intrinsic floor exceeds tau^2: no probe makes the prediction precise; expect wide intervals",
+            ],
+            [
+                Regime.UNDETERMINED.value,
+                str(cand_counts.get(Regime.UNDETERMINED.value, 0)),
+                str(unit_counts.get(Regime.UNDETERMINED.value, 0)),
+                "too little data for a decay fit (one seed and no group of completed runs, or < 3 depths)",
+            ],
         ],
     )
-    lines += ["", "A candidate's regime is that of the unit it belongs to (its own seeds if it has two or more, else its group).", ""]
+    lines += [
+        "",
+        "A candidate's regime is that of the unit it belongs to (its own seeds if it has two or more, else its group).",
+        "",
+    ]
 
     # Prediction quality ---------------------------------------------------------------
     model, naive = score_predictions(p)
@@ -181,17 +220,28 @@ def write_report(result: AnalysisResult, out_dir: Path, summary: InputSummary) -
         for i in order[:MAX_TABLE_ROWS]:
             u = result.units[i]
             f = u.fit
-            rows.append([
-                _md_text(u.name), u.kind, _interval(f.L_int, f.L_int_lo, f.L_int_hi), _interval(f.K, f.K_lo, f.K_hi),
-                _interval(f.alpha, f.alpha_lo, f.alpha_hi), _g(u.L0), _g(u.c_star), u.regime.value, str(f.n_points),
-                ", ".join(f.diagnostics) or "-",
-            ])
+            rows.append(
+                [
+                    _md_text(u.name),
+                    u.kind,
+                    _interval(f.L_int, f.L_int_lo, f.L_int_hi),
+                    _interval(f.K, f.K_lo, f.K_hi),
+                    _interval(f.alpha, f.alpha_lo, f.alpha_hi),
+                    _g(u.L0),
+                    _g(u.c_star),
+                    u.regime.value,
+                    str(f.n_points),
+                    ", ".join(f.diagnostics) or "-",
+                ]
+            )
         lines += _md_table(["unit", "kind", "L_int", "K", "alpha", "L0", "c*", "regime", "n", "diagnostics"], rows)
         if len(order) > MAX_TABLE_ROWS:
             lines += ["", f"({len(order) - MAX_TABLE_ROWS} more units in decomposition.parquet.)"]
     else:
-        lines += ["No unit could be fitted: U(c) needs two or more seeds per candidate, or a group with at least "
-                  "8 completed runs (a `final` column)."]
+        lines += [
+            "No unit could be fitted: U(c) needs two or more seeds per candidate, or a group with at least "
+            "8 completed runs (a `final` column)."
+        ]
     lines += [""]
 
     # Figures --------------------------------------------------------------------------
@@ -202,7 +252,7 @@ def write_report(result: AnalysisResult, out_dir: Path, summary: InputSummary) -
         "",
         "How to read it: each marker is a unit placed at its intrinsic floor L_int (x) and revelation rate alpha (y), "
         "both on log scales, with its bootstrap intervals as whiskers; its colour is the regime it was given. "
-        f"The solid red line is L_int = tau^2 = {_g(s.tolerance ** 2)}: to its right the floor alone exceeds the tolerance "
+        f"The solid red line is L_int = tau^2 = {_g(s.tolerance**2)}: to its right the floor alone exceeds the tolerance "
         "(Noise-Dominant; a unit is only called so when its whole interval lies right of the line, so a marker there "
         "may still be blue). Left of it, whether probing pays depends on a unit's own K and L(0) as well as on "
         "(L_int, alpha): the background shows, for each point of the plane, the share of this portfolio's units that "

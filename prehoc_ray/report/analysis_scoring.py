@@ -44,7 +44,9 @@ class Score:
     mean_width: float = float("nan")
 
 
-def score(pred: np.ndarray, final: np.ndarray, lower: np.ndarray | None = None, upper: np.ndarray | None = None) -> Score:
+def score(
+    pred: np.ndarray, final: np.ndarray, lower: np.ndarray | None = None, upper: np.ndarray | None = None
+) -> Score:
     """RMSE, Spearman correlation and interval coverage over rows where both are finite."""
     pred = np.asarray(pred, float)
     final = np.asarray(final, float)
@@ -53,7 +55,11 @@ def score(pred: np.ndarray, final: np.ndarray, lower: np.ndarray | None = None, 
     if n == 0:
         return Score(0, float("nan"), float("nan"))
     rmse = float(np.sqrt(np.mean((pred[ok] - final[ok]) ** 2)))
-    rho = float(spearmanr(pred[ok], final[ok]).statistic) if n >= 3 and np.ptp(pred[ok]) > 0 and np.ptp(final[ok]) > 0 else float("nan")
+    rho = (
+        float(spearmanr(pred[ok], final[ok]).statistic)
+        if n >= 3 and np.ptp(pred[ok]) > 0 and np.ptp(final[ok]) > 0
+        else float("nan")
+    )
     cov = width = float("nan")
     if lower is not None and upper is not None:
         lo = np.asarray(lower, float)[ok]

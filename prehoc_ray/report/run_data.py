@@ -70,8 +70,10 @@ class RunData:
         """candidate -> L_int, K, alpha, c_star, probe_steps (engine's when complete, else provisional)."""
         rows = self.candidates if self.candidates is not None else self.provisional
         keys = ("L_int", "K", "alpha", "c_star", "probe_steps", "L0", "cost_per_step_s", "gamma")
-        return {str(r["candidate"]): {k: _num(r.get(k)) for k in keys} | {"regime": str(r.get("regime") or "Undetermined")}
-                for r in rows}
+        return {
+            str(r["candidate"]): {k: _num(r.get(k)) for k in keys} | {"regime": str(r.get("regime") or "Undetermined")}
+            for r in rows
+        }
 
 
 def _num(v: Any) -> float:
@@ -128,8 +130,10 @@ def _load_plan(data: RunData) -> None:
     if path.is_file():
         try:
             doc = json.loads(path.read_text())
-            data.plan_rows = [{k: (float("nan") if v is None and k not in ("reason", "decision") else v) for k, v in r.items()}
-                              for r in doc.get("candidates", [])]
+            data.plan_rows = [
+                {k: (float("nan") if v is None and k not in ("reason", "decision") else v) for k, v in r.items()}
+                for r in doc.get("candidates", [])
+            ]
             data.totals = doc.get("totals")
             return
         except (OSError, json.JSONDecodeError) as exc:
@@ -173,9 +177,12 @@ def _load_spend(data: RunData) -> None:
         wall_key = next((k for k in ("ended_at", "ended_at_s", "timestamp", "time_s") if rows and k in rows[0]), None)
         out = []
         for r in rows:
-            item = {"round": int(_num(r.get("round"))) if math.isfinite(_num(r.get("round"))) else 0,
-                    "candidate": str(r.get("candidate", "")), "cost_s": _num(r.get("cost_s")),
-                    "spent_s": _num(r.get("spent_s"))}
+            item = {
+                "round": int(_num(r.get("round"))) if math.isfinite(_num(r.get("round"))) else 0,
+                "candidate": str(r.get("candidate", "")),
+                "cost_s": _num(r.get("cost_s")),
+                "spent_s": _num(r.get("spent_s")),
+            }
             if wall_key is not None:
                 w = r.get(wall_key)
                 item["time_s"] = w.timestamp() if hasattr(w, "timestamp") else _num(w)
@@ -192,13 +199,24 @@ def _load_spend(data: RunData) -> None:
         return
     # Rebuilt from the store: every finished or failed probe event, in write order.
     total, out = 0.0, []
-    for pid, c, s, cost in zip(events.column("probe_id").to_pylist(), events.column("candidate").to_pylist(),
-                               events.column("status").to_pylist(), events.column("cost_s").to_pylist()):
+    for pid, c, s, cost in zip(
+        events.column("probe_id").to_pylist(),
+        events.column("candidate").to_pylist(),
+        events.column("status").to_pylist(),
+        events.column("cost_s").to_pylist(),
+    ):
         if s not in ("finished", "failed"):
             continue
         m = _ROUND_IN_PROBE_ID.match(pid)
         total += float(cost or 0.0)
-        out.append({"round": int(m.group(1)) if m else len(out), "candidate": c, "cost_s": float(cost or 0.0), "spent_s": total})
+        out.append(
+            {
+                "round": int(m.group(1)) if m else len(out),
+                "candidate": c,
+                "cost_s": float(cost or 0.0),
+                "spent_s": total,
+            }
+        )
     data.spend, data.spend_source = out, "probe events in the result store"
 
 
@@ -216,20 +234,22 @@ def _provisional(data: RunData) -> list[dict[str, Any]]:
         last = [float(v[-1]) for _, v in cc.seeds.values() if v.size] if cc is not None else []
         depth = min((float(st[-1]) for st, _ in cc.seeds.values() if st.size), default=0.0) if cc is not None else 0.0
         pc = data.probe_counts.get(name, {})
-        out.append({
-            "candidate": name,
-            "seeds": len(cc.seeds) if cc is not None else 0,
-            "probe_steps": depth,
-            "probe_cost_s": cost.get(name, 0.0),
-            "probes_finished": pc.get("finished", 0),
-            "probes_failed": pc.get("failed", 0),
-            "probes_open": pc.get("started", 0),
-            "last_mean": float(np.mean(last)) if last else float("nan"),
-            "last_sd": float(np.std(last, ddof=1)) if len(last) > 1 else float("nan"),
-            "L_int": fit.L_int if fit is not None else float("nan"),
-            "K": fit.K if fit is not None else float("nan"),
-            "alpha": fit.alpha if fit is not None else float("nan"),
-            "c_star": float("nan"),
-            "regime": "Undetermined",
-        })
+        out.append(
+            {
+                "candidate": name,
+                "seeds": len(cc.seeds) if cc is not None else 0,
+                "probe_steps": depth,
+                "probe_cost_s": cost.get(name, 0.0),
+                "probes_finished": pc.get("finished", 0),
+                "probes_failed": pc.get("failed", 0),
+                "probes_open": pc.get("started", 0),
+                "last_mean": float(np.mean(last)) if last else float("nan"),
+                "last_sd": float(np.std(last, ddof=1)) if len(last) > 1 else float("nan"),
+                "L_int": fit.L_int if fit is not None else float("nan"),
+                "K": fit.K if fit is not None else float("nan"),
+                "alpha": fit.alpha if fit is not None else float("nan"),
+                "c_star": float("nan"),
+                "regime": "Undetermined",
+            }
+        )
     return out

@@ -41,7 +41,9 @@ def _finite(x: Any) -> bool:
         return False
 
 
-def static_dynamic_boundary(alpha: np.ndarray, K: float, L0: float, gamma: float, lam: float, c_min: float, cap: float) -> np.ndarray:
+def static_dynamic_boundary(
+    alpha: np.ndarray, K: float, L0: float, gamma: float, lam: float, c_min: float, cap: float
+) -> np.ndarray:
     """L_int at which J(c*) = J(0) for each alpha: probing pays (Dynamic-Critical) left of it.
 
     J(c*) = L_int + K c*^-alpha + gamma lambda c* and J(0) = L(0), so the boundary is
@@ -51,8 +53,14 @@ def static_dynamic_boundary(alpha: np.ndarray, K: float, L0: float, gamma: float
     return L0 - K * cs ** (-alpha) - gamma * lam * cs
 
 
-def phase_diagram(fits: Mapping[str, Mapping[str, Any]], decisions: Mapping[str, str], tolerance: float, path: Path,
-                  seeds: int = 3, c_min: float = 10.0) -> Path:
+def phase_diagram(
+    fits: Mapping[str, Mapping[str, Any]],
+    decisions: Mapping[str, str],
+    tolerance: float,
+    path: Path,
+    seeds: int = 3,
+    c_min: float = 10.0,
+) -> Path:
     """Every candidate at (L_int, alpha), coloured by regime, shaped by decision, with boundaries.
 
     Noise-Dominant right of L_int = tau^2. Static-Sufficient / Dynamic-Critical is drawn at the
@@ -72,9 +80,22 @@ def phase_diagram(fits: Mapping[str, Mapping[str, Any]], decisions: Mapping[str,
     alpha_grid = np.linspace(1e-3, y_hi, 200)
     ax.axvspan(tau2, x_hi, color=REGIME_COLORS["Noise-Dominant"], alpha=0.08)
     ax.axvline(tau2, color=REGIME_COLORS["Noise-Dominant"], lw=1.5, ls="--")
-    ax.text(tau2 * 1.1, y_hi * 0.97, f"L_int = tau^2 = {tau2:.2g}", color=REGIME_COLORS["Noise-Dominant"], va="top", fontsize=8)
+    ax.text(
+        tau2 * 1.1,
+        y_hi * 0.97,
+        f"L_int = tau^2 = {tau2:.2g}",
+        color=REGIME_COLORS["Noise-Dominant"],
+        va="top",
+        fontsize=8,
+    )
 
-    med = lambda k: float(np.nanmedian([float(f[k]) for f in fits.values() if _finite(f.get(k))])) if any(_finite(f.get(k)) for f in fits.values()) else float("nan")  # noqa: E731
+    def med(k):
+        return (
+            float(np.nanmedian([float(f[k]) for f in fits.values() if _finite(f.get(k))]))
+            if any(_finite(f.get(k)) for f in fits.values())
+            else float("nan")
+        )
+
     K, L0, gamma, lam = med("K"), med("L0"), med("gamma"), med("cost_per_step_s") * seeds
     cap = med("c_star") if _finite(med("c_star")) else 1e6
     cap = max(cap, c_min) * 10
@@ -97,8 +118,16 @@ def phase_diagram(fits: Mapping[str, Mapping[str, Any]], decisions: Mapping[str,
             continue
         reg = str(fits[n].get("regime") or "Undetermined")
         dec = decisions.get(n, "")
-        ax.scatter([x], [y], s=140 if dec == "run" else 50, marker=DECISION_MARKERS.get(dec, "o"),
-                   color=REGIME_COLORS.get(reg, REGIME_COLORS["Undetermined"]), edgecolor="black", linewidth=0.6, zorder=3)
+        ax.scatter(
+            [x],
+            [y],
+            s=140 if dec == "run" else 50,
+            marker=DECISION_MARKERS.get(dec, "o"),
+            color=REGIME_COLORS.get(reg, REGIME_COLORS["Undetermined"]),
+            edgecolor="black",
+            linewidth=0.6,
+            zorder=3,
+        )
     # Labels for the candidates that matter (all of them in a small portfolio).
     for n, x, y in zip(names, L, A):
         if np.isfinite(x) and (len(names) <= 8 or decisions.get(n) in ("run", "probe more")):
@@ -110,18 +139,32 @@ def phase_diagram(fits: Mapping[str, Mapping[str, Any]], decisions: Mapping[str,
     ax.set_ylabel("revelation rate alpha")
     ax.set_title("Phase diagram: where each candidate sits")
     handles = [Patch(color=c, alpha=0.5, label=r) for r, c in REGIME_COLORS.items()]
-    handles += [Line2D([], [], marker=m, ls="", color="black", label=d) for d, m in DECISION_MARKERS.items() if d in decisions.values()]
+    handles += [
+        Line2D([], [], marker=m, ls="", color="black", label=d)
+        for d, m in DECISION_MARKERS.items()
+        if d in decisions.values()
+    ]
     handles.append(Line2D([], [], color=REGIME_COLORS["Noise-Dominant"], ls="--", label="Noise-Dominant boundary"))
     if drew_boundary:
-        handles.append(Line2D([], [], color=REGIME_COLORS["Dynamic-Critical"], ls="-.", label="J(c*) = J(0) at median K, L(0), gamma"))
+        handles.append(
+            Line2D(
+                [], [], color=REGIME_COLORS["Dynamic-Critical"], ls="-.", label="J(c*) = J(0) at median K, L(0), gamma"
+            )
+        )
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), framealpha=0.85)
     if np.any(L <= floor):
         ax.text(x_lo * 1.2, 0.02 * y_hi, f"L_int <= {floor:.1g} drawn at the left edge", fontsize=7, color="#555")
     return _save(fig, path)
 
 
-def decay_grid(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], fits: Mapping[str, Mapping[str, Any]],
-               order: Sequence[str], tolerance: float, path: Path, max_panels: int = 16) -> Path:
+def decay_grid(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    fits: Mapping[str, Mapping[str, Any]],
+    order: Sequence[str],
+    tolerance: float,
+    path: Path,
+    max_panels: int = 16,
+) -> Path:
     """U(c) (seed dispersion from the store's points) with the fitted envelope L_int + K c^-alpha."""
     names = [n for n in order if n in curves and curves[n][0].size][:max_panels]
     ncol = 4 if len(names) > 4 else max(1, len(names))
@@ -167,7 +210,9 @@ def decay_grid(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], fits: Mappin
             ax.legend(fontsize=5, loc="upper right")
     fig.supxlabel("probe depth c (steps)", fontsize=8)
     fig.supylabel("U(c) (variance)", fontsize=8)
-    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.1 if nrow > 1 else 0.2, top=0.92 if nrow > 1 else 0.8, hspace=0.7, wspace=0.35)
+    fig.subplots_adjust(
+        left=0.08, right=0.98, bottom=0.1 if nrow > 1 else 0.2, top=0.92 if nrow > 1 else 0.8, hspace=0.7, wspace=0.35
+    )
     return _save(fig, path, tight=False)
 
 
@@ -224,8 +269,9 @@ def spend_plot(spend: Sequence[Mapping[str, Any]], budget: float | None, path: P
     return _save(fig, path)
 
 
-def contender_plot(spend: Sequence[Mapping[str, Any]], candidates: Sequence[Mapping[str, Any]], path: Path,
-                   contention: float = 0.01) -> Path:
+def contender_plot(
+    spend: Sequence[Mapping[str, Any]], candidates: Sequence[Mapping[str, Any]], path: Path, contention: float = 0.01
+) -> Path:
     """Probe spend per round, split into each task's contenders (P(best in task) >= contention
     at the end) and the candidates that ended out of contention: where the budget moved."""
     fig = Figure(figsize=(7.5, 4.2))
@@ -242,7 +288,9 @@ def contender_plot(spend: Sequence[Mapping[str, Any]], candidates: Sequence[Mapp
         return f"{task.get(c, '?')}: contenders" if np.isfinite(pb) and pb >= contention else "out of contention"
 
     rounds, layers = _spend_per_round(spend, layer)
-    keys = sorted(k for k in layers if k != "out of contention") + (["out of contention"] if "out of contention" in layers else [])
+    keys = sorted(k for k in layers if k != "out of contention") + (
+        ["out of contention"] if "out of contention" in layers else []
+    )
     colors = [f"C{k % 10}" for k in range(len(keys))]
     if keys and keys[-1] == "out of contention":
         colors[-1] = "#bbbbbb"
@@ -282,7 +330,9 @@ def savings_plot(totals: Mapping[str, Any], path: Path) -> Path:
     return _save(fig, path)
 
 
-def curves_for(names: Sequence[str], store_curves: Mapping[str, CandidateCurves]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def curves_for(
+    names: Sequence[str], store_curves: Mapping[str, CandidateCurves]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     from prehoc_ray.report.run_data import u_curve
 
     return {n: u_curve(store_curves[n]) for n in names if n in store_curves}

@@ -44,7 +44,9 @@ def encode_examples(codec, examples: Sequence[Example], max_len: int) -> list[En
     if not examples:
         return []
     if any(e.style == CHAT for e in examples):
-        raise RunnerInputError("chat examples must be rendered with a chat template before tokenisation (runner/chat.py)")
+        raise RunnerInputError(
+            "chat examples must be rendered with a chat template before tokenisation (runner/chat.py)"
+        )
     prompt_ids = codec.encode_batch([e.prompt for e in examples])
     answer_ids = codec.encode_batch([answer_text(e.prompt, e.answer, e.style) for e in examples])
     out = []

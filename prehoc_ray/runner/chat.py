@@ -48,7 +48,9 @@ def model_tokenizer(model_spec: Any, base: Any) -> Any | None:
     elif getattr(model_spec, "hub", None) is not None:
         from prehoc_ray.runner.models import resolve_hub
 
-        directory = resolve_hub(model_spec.hub, getattr(model_spec, "revision", None), what=f"model {model_spec.name!r}")
+        directory = resolve_hub(
+            model_spec.hub, getattr(model_spec, "revision", None), what=f"model {model_spec.name!r}"
+        )
     elif getattr(model_spec, "package", None) is not None:
         from prehoc_ray.runner.models import smollm2_dir
 
@@ -93,7 +95,9 @@ def chat_renderer(model_spec: Any, task_spec: Any, base: Any) -> tuple[Renderer,
     if tok is not None:
 
         def render(messages: list[dict[str, str]], generation: bool) -> str:
-            return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation, chat_template=spec_template)
+            return tok.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=generation, chat_template=spec_template
+            )
 
         return render, where
     from transformers.utils.chat_template_utils import render_jinja_template
@@ -125,9 +129,13 @@ def tokenizer_texts(task: TaskData, task_spec: Any) -> Iterator[str]:
 
     for ex in task.train + task.eval:
         if ex.style == CHAT:
-            messages = [{"role": r, "content": c} for r, c in ex.messages] + [{"role": "assistant", "content": ex.answer}]
+            messages = [{"role": r, "content": c} for r, c in ex.messages] + [
+                {"role": "assistant", "content": ex.answer}
+            ]
             try:
-                rendered, _ = render_jinja_template(conversations=[messages], chat_template=template, bos_token=EOS, eos_token=EOS, pad_token=PAD)
+                rendered, _ = render_jinja_template(
+                    conversations=[messages], chat_template=template, bos_token=EOS, eos_token=EOS, pad_token=PAD
+                )
             except Exception:  # the render step names a broken template
                 return
             yield rendered[0]
@@ -143,7 +151,9 @@ def render_example(ex: Example, render: Renderer, where: str, task_name: str) ->
         prompt = render(messages, True)
         full = render(messages + [{"role": "assistant", "content": ex.answer}], False)
     except Exception as e:  # jinja2 TemplateError, a template's raise_exception(...)
-        raise RunnerInputError(f"task {task_name!r}: {where} cannot render a conversation: {type(e).__name__}: {e}") from e
+        raise RunnerInputError(
+            f"task {task_name!r}: {where} cannot render a conversation: {type(e).__name__}: {e}"
+        ) from e
     if not full.startswith(prompt) or not full[len(prompt) :].strip():
         raise RunnerInputError(
             f"task {task_name!r}: {where} does not render a conversation as its prompt (with the generation "
@@ -161,7 +171,9 @@ def render_task(task: TaskData, render: Renderer, where: str) -> TaskData:
     labels = task.labels
     if labels is not None:
         first = next(ex for ex in task.eval if ex.style == CHAT)
-        labels = tuple(sorted({render_example(replace(first, answer=label), render, where, task.name).answer for label in labels}))
+        labels = tuple(
+            sorted({render_example(replace(first, answer=label), render, where, task.name).answer for label in labels})
+        )
     return replace(task, train=train, eval=evals, labels=labels)
 
 

@@ -91,13 +91,17 @@ def _read_pointer(pointer: Path) -> tuple[Path, dict[str, str]]:
     name = doc.get("dir") if isinstance(doc, dict) else None
     if not isinstance(name, str) or not STEP_NAME.fullmatch(name):
         shown = _short(name) if isinstance(name, str) else f"a {type(name).__name__}"
-        raise _refuse(pointer, f"'dir' is {shown}, expected a step_<8 digits> directory beside {LATEST} (it may not leave it)")
+        raise _refuse(
+            pointer, f"'dir' is {shown}, expected a step_<8 digits> directory beside {LATEST} (it may not leave it)"
+        )
     step_dir = pointer.parent / name
     if step_dir.is_symlink() or (step_dir.exists() and step_dir.resolve().parent != pointer.parent.resolve()):
         raise _refuse(pointer, f"'dir' {name!r} resolves outside {str(pointer.parent)!r} (a symlink)")
     files = doc.get("files")
-    if not isinstance(files, dict) or not files or not all(
-        isinstance(k, str) and isinstance(v, str) and SHA256.fullmatch(v) for k, v in files.items()
+    if (
+        not isinstance(files, dict)
+        or not files
+        or not all(isinstance(k, str) and isinstance(v, str) and SHA256.fullmatch(v) for k, v in files.items())
     ):
         raise _refuse(pointer, "records no sha256 digests of its files (written by an older prehoc-ray, or not by it)")
     return step_dir, files

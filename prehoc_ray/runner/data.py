@@ -223,8 +223,7 @@ def _read_user_file(task) -> tuple[list[Example], str, str | None]:
     path = Path(task.path).expanduser()
     if not path.exists():
         raise RunnerInputError(
-            f"task {task.name!r}: dataset file {str(path)!r} does not exist "
-            "(expected a .jsonl, .csv or .parquet file)"
+            f"task {task.name!r}: dataset file {str(path)!r} does not exist (expected a .jsonl, .csv or .parquet file)"
         )
     if not path.is_file():
         raise RunnerInputError(f"task {task.name!r}: dataset path {str(path)!r} is not a file")
@@ -258,7 +257,9 @@ def _read_hf_dataset(task) -> tuple[list[dict], str]:
     data_files=...)`. Offline use (HF_DATASETS_OFFLINE=1 / HF_HUB_OFFLINE=1) is datasets' own:
     a hub id then loads from the local cache or fails, and the error says so."""
     split = task.split or "train"
-    source = f"dataset {task.dataset!r}" + (f" ({task.dataset_config})" if task.dataset_config else "") + f" split {split!r}"
+    source = (
+        f"dataset {task.dataset!r}" + (f" ({task.dataset_config})" if task.dataset_config else "") + f" split {split!r}"
+    )
     try:
         import datasets
     except ImportError as e:
@@ -269,14 +270,20 @@ def _read_hf_dataset(task) -> tuple[list[dict], str]:
     kwargs: dict[str, Any] = {"split": split}
     if task.data_files is not None:
         files = task.data_files
-        kwargs["data_files"] = {k: [str(x) for x in v] if isinstance(v, list) else str(v) for k, v in files.items()} if isinstance(files, dict) else files
+        kwargs["data_files"] = (
+            {k: [str(x) for x in v] if isinstance(v, list) else str(v) for k, v in files.items()}
+            if isinstance(files, dict)
+            else files
+        )
     try:
         ds = datasets.load_dataset(task.dataset, task.dataset_config, **kwargs)
     except Exception as e:  # datasets raises FileNotFoundError, ConnectionError, ValueError, DatasetNotFoundError...
         offline = bool(datasets.config.HF_HUB_OFFLINE)
         hint = f" (offline: only the local cache {str(datasets.config.HF_DATASETS_CACHE)!r} is read)" if offline else ""
         msg = " ".join(str(e).split())
-        raise RunnerInputError(f"task {task.name!r}: cannot load {source}{hint}: {type(e).__name__}: {msg[:500]}") from e
+        raise RunnerInputError(
+            f"task {task.name!r}: cannot load {source}{hint}: {type(e).__name__}: {msg[:500]}"
+        ) from e
     if not isinstance(ds, datasets.Dataset):
         raise RunnerInputError(f"task {task.name!r}: {source} is not one split (got {type(ds).__name__}); set `split`")
     if len(ds) == 0:
@@ -324,7 +331,10 @@ def resolve_format(task, columns: list[str], source: str) -> tuple[str, dict[str
     if fmt is None:  # today's prompt/answer or text/label, with their fallbacks
         prompt_col, answer_col, framed = _pick_columns(task, source, columns, cols)
         fmt = "text_label" if framed else "prompt_answer"
-        return fmt, {"prompt" if fmt == "prompt_answer" else "text": prompt_col, "answer" if fmt == "prompt_answer" else "label": answer_col}
+        return fmt, {
+            "prompt" if fmt == "prompt_answer" else "text": prompt_col,
+            "answer" if fmt == "prompt_answer" else "label": answer_col,
+        }
     mapping = {}
     for f in needs[fmt]:
         if col(f) not in have:
@@ -352,12 +362,18 @@ def records_to_examples(task, records: list[dict], source: str) -> tuple[list[Ex
             inp = _text(task, rec.get(m["input"]), source, i, m["input"]) if "input" in m else None
             if not instruction or not output:
                 continue
-            prompt = ALPACA_PROMPT_INPUT.format(instruction=instruction, input=inp) if inp else ALPACA_PROMPT.format(instruction=instruction)
+            prompt = (
+                ALPACA_PROMPT_INPUT.format(instruction=instruction, input=inp)
+                if inp
+                else ALPACA_PROMPT.format(instruction=instruction)
+            )
             ex = Example(prompt, output, VERBATIM)
         elif fmt == "prompt_completion":
             p, c = rec.get(m["prompt"]), rec.get(m["completion"])
             if isinstance(p, list) or isinstance(c, list):  # conversational prompt/completion
-                ex = _chat_example(task, _as_messages(p) + _as_messages(c), source, i, f"{m['prompt']}+{m['completion']}")
+                ex = _chat_example(
+                    task, _as_messages(p) + _as_messages(c), source, i, f"{m['prompt']}+{m['completion']}"
+                )
             else:
                 p, c = _text(task, p, source, i, m["prompt"]), _text(task, c, source, i, m["completion"])
                 ex = Example(p, c.strip(), VERBATIM) if p and c and c.strip() else None
@@ -398,6 +414,7 @@ def _as_messages(value: Any) -> list:
 
 def _chat_example(task, value: Any, source: str, row: int, column: str) -> Example | None:
     """The last message (the assistant's) is the answer, the messages before it the prompt."""
+
     def bad(why: str) -> RunnerInputError:
         return RunnerInputError(f"task {task.name!r}: {source}: row {row}, column {column!r}: {why}")
 
@@ -440,8 +457,7 @@ def _pick_columns(task, source: str, columns: list[str], cols: dict[str, str] | 
         if explicit is not None:
             if explicit not in columns:
                 raise RunnerInputError(
-                    f"task {task.name!r}: {what} column {explicit!r} does not exist in "
-                    f"{source!r} (columns: {columns})"
+                    f"task {task.name!r}: {what} column {explicit!r} does not exist in {source!r} (columns: {columns})"
                 )
             return explicit
         for c in defaults:
@@ -455,7 +471,9 @@ def _pick_columns(task, source: str, columns: list[str], cols: dict[str, str] | 
     prompt_col = pick(cols.get("prompt") or cols.get("text"), ("prompt", "text"), "prompt")
     answer_col = pick(cols.get("answer") or cols.get("label"), ("answer", "label"), "answer")
     # text/label data is framed with a small template; prompt/answer data is used verbatim.
-    from_text_label = prompt_col != "prompt" and answer_col != "answer" and task.prompt_column is None and "prompt" not in cols
+    from_text_label = (
+        prompt_col != "prompt" and answer_col != "answer" and task.prompt_column is None and "prompt" not in cols
+    )
     return prompt_col, answer_col, from_text_label
 
 

@@ -51,8 +51,11 @@ from prehoc_ray.spec.candidate import (
 )
 
 # Keys whose "auto" Trainer fills from the model's hidden size (trainer_config_finalize).
-HIDDEN_SIZE_KEYS = ("zero_optimization.reduce_bucket_size", "zero_optimization.stage3_prefetch_bucket_size",
-                    "zero_optimization.stage3_param_persistence_threshold")
+HIDDEN_SIZE_KEYS = (
+    "zero_optimization.reduce_bucket_size",
+    "zero_optimization.stage3_prefetch_bucket_size",
+    "zero_optimization.stage3_param_persistence_threshold",
+)
 
 
 def _where(config: FinetuneConfig) -> str:
@@ -90,7 +93,9 @@ def probe_numerics(config: FinetuneConfig, settings: ProbeSettings, device: Any)
     return precision, int(stage) if isinstance(stage, int) else int(settings.zero_stage)
 
 
-def _fill(ds: dict[str, Any], key: str, value: Any, field: str, config: FinetuneConfig, must_match: bool = True) -> None:
+def _fill(
+    ds: dict[str, Any], key: str, value: Any, field: str, config: FinetuneConfig, must_match: bool = True
+) -> None:
     """Trainer's fill_match: "auto" becomes `value`; another value must equal it. A key whose
     section is absent is left absent."""
     node: Any = ds
@@ -102,8 +107,10 @@ def _fill(ds: dict[str, Any], key: str, value: Any, field: str, config: Finetune
     if node[leaf] == "auto":
         node[leaf] = value
     elif must_match and not same_value(node[leaf], value):
-        raise RunnerInputError(f"{_where(config)}: deepspeed.{key}: {node[leaf]!r} disagrees with {field} ({value!r}); "
-                               f"set it to \"auto\" or make them equal")
+        raise RunnerInputError(
+            f"{_where(config)}: deepspeed.{key}: {node[leaf]!r} disagrees with {field} ({value!r}); "
+            f'set it to "auto" or make them equal'
+        )
 
 
 def _autos(value: Any, prefix: str = "") -> list[str]:
@@ -114,8 +121,9 @@ def _autos(value: Any, prefix: str = "") -> list[str]:
     return [prefix[:-1]] if value == "auto" else []
 
 
-def merged_ds_config(config: FinetuneConfig, *, world: int, precision: str, zero_stage: int,
-                     hidden_size: int | None = None) -> dict[str, Any]:
+def merged_ds_config(
+    config: FinetuneConfig, *, world: int, precision: str, zero_stage: int, hidden_size: int | None = None
+) -> dict[str, Any]:
     """The dict deepspeed.initialize gets for a probe of `config` (module docstring)."""
     user = copy.deepcopy(config.deepspeed or {})
     if config.deepspeed is not None:
@@ -133,9 +141,14 @@ def merged_ds_config(config: FinetuneConfig, *, world: int, precision: str, zero
     ds.setdefault("gradient_clipping", config.max_grad_norm)
     for key, value, field in ds_matched_values(config):
         _fill(ds, key, value, field, config)
-    _fill(ds, "train_batch_size", per_rank * world,
-          f"batch_size x gradient_accumulation_steps x world size ({config.batch_size} x "
-          f"{config.gradient_accumulation_steps} x {world})", config)
+    _fill(
+        ds,
+        "train_batch_size",
+        per_rank * world,
+        f"batch_size x gradient_accumulation_steps x world size ({config.batch_size} x "
+        f"{config.gradient_accumulation_steps} x {world})",
+        config,
+    )
     _fill(ds, "scheduler.params.warmup_min_lr", 0, "", config, must_match=False)
     # precision: the sections the ds_config has get `enabled` from the probe's precision; bf16 is
     # always written (as probes always did), fp16 only when it is the precision
@@ -148,19 +161,35 @@ def merged_ds_config(config: FinetuneConfig, *, world: int, precision: str, zero
     zero = ds.setdefault("zero_optimization", {})
     zero.setdefault("stage", zero_stage)
     if zero["stage"] != zero_stage:
-        raise RunnerInputError(f"{_where(config)}: deepspeed.zero_optimization.stage: {zero['stage']!r} disagrees with "
-                               f"the stage this probe runs at ({zero_stage})")
+        raise RunnerInputError(
+            f"{_where(config)}: deepspeed.zero_optimization.stage: {zero['stage']!r} disagrees with "
+            f"the stage this probe runs at ({zero_stage})"
+        )
     wanted = [k for k in HIDDEN_SIZE_KEYS if ds_get(ds, k) == "auto"]
     if wanted:
         if hidden_size is None:
-            raise RunnerInputError(f"{_where(config)}: deepspeed.{wanted[0]}: \"auto\" needs the model's hidden_size, "
-                                   f"which its config does not have; give a number")
+            raise RunnerInputError(
+                f'{_where(config)}: deepspeed.{wanted[0]}: "auto" needs the model\'s hidden_size, '
+                f"which its config does not have; give a number"
+            )
         _fill(ds, "zero_optimization.reduce_bucket_size", hidden_size * hidden_size, "", config, must_match=False)
         if zero_stage == 3:
-            _fill(ds, "zero_optimization.stage3_prefetch_bucket_size", int(0.9 * hidden_size * hidden_size), "", config,
-                  must_match=False)
-            _fill(ds, "zero_optimization.stage3_param_persistence_threshold", 10 * hidden_size, "", config,
-                  must_match=False)
+            _fill(
+                ds,
+                "zero_optimization.stage3_prefetch_bucket_size",
+                int(0.9 * hidden_size * hidden_size),
+                "",
+                config,
+                must_match=False,
+            )
+            _fill(
+                ds,
+                "zero_optimization.stage3_param_persistence_threshold",
+                10 * hidden_size,
+                "",
+                config,
+                must_match=False,
+            )
     if "optimizer" not in ds:
         # the config's own torch optimizer is passed in: DeepSpeed calls it "untested"; with
         # ZeRO-Offload it would insist on its CPU Adam (a C++ build) unless told not to
@@ -172,9 +201,11 @@ def merged_ds_config(config: FinetuneConfig, *, world: int, precision: str, zero
     ds["wall_clock_breakdown"] = False
     left = _autos(ds)
     if left:
-        raise RunnerInputError(f"{_where(config)}: deepspeed.{left[0]}: \"auto\" is not a value a probe can resolve "
-                               f"(Hugging Face Trainer resolves the batch, clipping, optimizer, scheduler, fp16/bf16 and "
-                               f"ZeRO bucket keys); give a value")
+        raise RunnerInputError(
+            f'{_where(config)}: deepspeed.{left[0]}: "auto" is not a value a probe can resolve '
+            f"(Hugging Face Trainer resolves the batch, clipping, optimizer, scheduler, fp16/bf16 and "
+            f"ZeRO bucket keys); give a value"
+        )
     return ds
 
 

@@ -60,8 +60,12 @@ def build_eval_set(codec, task: TaskData, max_len: int) -> EvalSet:
         eos = () if style == RENDERED else (codec.eos_id,)  # a rendered chat answer ends its own turn
         label_ids = [tuple(ids[: max_len - 2]) + eos for ids in codec.encode_batch([sep + label for label in labels])]
         room = max_len - max(len(x) for x in label_ids)
-        prompts = [tuple(p[-room:]) if p else (codec.eos_id,) for p in codec.encode_batch([e.prompt for e in task.eval])]
-        extra = dict(prompts=tuple(prompts), label_ids=tuple(label_ids), truth=tuple(labels.index(e.answer) for e in task.eval))
+        prompts = [
+            tuple(p[-room:]) if p else (codec.eos_id,) for p in codec.encode_batch([e.prompt for e in task.eval])
+        ]
+        extra = dict(
+            prompts=tuple(prompts), label_ids=tuple(label_ids), truth=tuple(labels.index(e.answer) for e in task.eval)
+        )
     return EvalSet(
         kind=task.kind,
         metric=ACCURACY if task.kind == "classification" else EXACT_MATCH,
@@ -81,14 +85,20 @@ def evaluate(call, module, eval_set: EvalSet, *, pad_id: int, device, batch_size
     """(per-token eval loss, metric) of `module` on the eval set."""
     if eval_set.kind == "classification" and eval_set.prompts and getattr(call, "cache_ok", True):
         try:
-            return _classify_with_cache(call, module, eval_set, pad_id=pad_id, device=device, batch_size=batch_size, autocast=autocast)
+            return _classify_with_cache(
+                call, module, eval_set, pad_id=pad_id, device=device, batch_size=batch_size, autocast=autocast
+            )
         except (TypeError, AttributeError, ValueError, NotImplementedError) as e:
             log.warning("label scoring over a shared prompt cache failed (%s); scoring full sequences instead", e)
             call.cache_ok = False
-    return _evaluate_sequences(call, module, eval_set, pad_id=pad_id, device=device, batch_size=batch_size, autocast=autocast)
+    return _evaluate_sequences(
+        call, module, eval_set, pad_id=pad_id, device=device, batch_size=batch_size, autocast=autocast
+    )
 
 
-def _evaluate_sequences(call, module, eval_set: EvalSet, *, pad_id: int, device, batch_size: int, autocast) -> tuple[float, float]:
+def _evaluate_sequences(
+    call, module, eval_set: EvalSet, *, pad_id: int, device, batch_size: int, autocast
+) -> tuple[float, float]:
     import torch
 
     from prehoc_ray.runner.trainer import to_device
@@ -124,7 +134,9 @@ def _evaluate_sequences(call, module, eval_set: EvalSet, *, pad_id: int, device,
     return loss, metric
 
 
-def _classify_with_cache(call, module, es: EvalSet, *, pad_id: int, device, batch_size: int, autocast) -> tuple[float, float]:
+def _classify_with_cache(
+    call, module, es: EvalSet, *, pad_id: int, device, batch_size: int, autocast
+) -> tuple[float, float]:
     """Run each prompt once, repeat its KV cache for every label, score the label tokens."""
     import torch
     import torch.nn.functional as F
@@ -162,7 +174,9 @@ def _classify_with_cache(call, module, es: EvalSet, *, pad_id: int, device, batc
             ids2 = labels.repeat(c, 1)
             mask2 = torch.cat([mask.repeat_interleave(m, 0), lmask.repeat(c, 1)], dim=1)
             pos2 = mask.sum(1).repeat_interleave(m)[:, None] + torch.arange(width, device=device)[None, :]
-            out2 = module(input_ids=ids2, attention_mask=mask2, position_ids=pos2, use_cache=True, **{call.cache_kw: cache})
+            out2 = module(
+                input_ids=ids2, attention_mask=mask2, position_ids=pos2, use_cache=True, **{call.cache_kw: cache}
+            )
             logp = F.log_softmax(out2.logits[:, :-1].float(), dim=-1)
             rest = logp.gather(-1, ids2[:, 1:, None]).squeeze(-1) * lmask.repeat(c, 1)[:, 1:]
             seq = first.reshape(-1) + rest.sum(1)

@@ -94,7 +94,9 @@ def _freeze(model: Any) -> Any:
 
 def _enable_gradient_checkpointing(model: Any, source: str) -> None:
     if not getattr(model, "supports_gradient_checkpointing", False):
-        raise RunnerInputError(f"model {source!r} does not support gradient checkpointing (set gradient_checkpointing: false)")
+        raise RunnerInputError(
+            f"model {source!r} does not support gradient checkpointing (set gradient_checkpointing: false)"
+        )
     # non-reentrant: works with frozen inputs (no enable_input_require_grads) and restores the
     # RNG state for the recomputation, so dropout draws -- and the curve -- are unchanged
     kwargs = {"use_reentrant": False}
@@ -132,7 +134,9 @@ def get_base(model_spec, task_spec=None, task_texts: Callable[[], Any] | None = 
         if hit is None:
             if model_spec.tiny is not None:
                 if task_texts is None:
-                    raise RunnerInputError(f"model {model_spec.name!r}: a tiny model needs task text to train its tokenizer")
+                    raise RunnerInputError(
+                        f"model {model_spec.name!r}: a tiny model needs task text to train its tokenizer"
+                    )
                 hit = _tiny_model(model_spec, task_texts())
             elif model_spec.package is not None:
                 hit = _smollm2(model_spec)
@@ -209,14 +213,21 @@ def _tiny_model(spec, texts) -> Base:
     init_seed = int(cfg.pop("init_seed"))
     tok = train_bpe(texts, int(cfg.pop("vocab_size")))
     codec = codec_from_tokenizers(tok)
-    common = dict(vocab_size=codec.vocab_size, pad_token_id=codec.pad_id, eos_token_id=codec.eos_id, bos_token_id=codec.eos_id)
+    common = dict(
+        vocab_size=codec.vocab_size, pad_token_id=codec.pad_id, eos_token_id=codec.eos_id, bos_token_id=codec.eos_id
+    )
     if arch == "llama":
         hidden = int(cfg["hidden_size"])
         cfg.setdefault("intermediate_size", 4 * hidden)
         cfg.setdefault("num_key_value_heads", cfg["num_attention_heads"])
         config = LlamaConfig(**common, **cfg)
     elif arch == "gpt2":
-        renames = {"hidden_size": "n_embd", "num_hidden_layers": "n_layer", "num_attention_heads": "n_head", "max_position_embeddings": "n_positions"}
+        renames = {
+            "hidden_size": "n_embd",
+            "num_hidden_layers": "n_layer",
+            "num_attention_heads": "n_head",
+            "max_position_embeddings": "n_positions",
+        }
         config = GPT2Config(**common, **{renames.get(k, k): v for k, v in cfg.items()})
     else:
         raise RunnerInputError(f"model {spec.name!r}: tiny arch {arch!r} is not supported (expected 'llama' or 'gpt2')")
@@ -249,7 +260,13 @@ def codec_from_hf(tok, where: str) -> Codec:
     def encode_batch(texts: list[str]) -> list[list[int]]:
         return tok(list(texts), add_special_tokens=False)["input_ids"]
 
-    return Codec(encode_batch=encode_batch, decode=lambda ids: tok.decode(list(ids)), eos_id=int(eos), pad_id=int(pad), vocab_size=len(tok))
+    return Codec(
+        encode_batch=encode_batch,
+        decode=lambda ids: tok.decode(list(ids)),
+        eos_id=int(eos),
+        pad_id=int(pad),
+        vocab_size=len(tok),
+    )
 
 
 def _load_model(path: Path, what: str, spec, quiet: bool = False) -> Any:
@@ -282,7 +299,12 @@ def _load_hf_dir(path: Path, what: str, spec) -> Base:
     except Exception as e:
         msg = " ".join(str(e).split())
         raise RunnerInputError(f"{what}: cannot load a tokenizer from {str(path)!r}: {msg}") from e
-    return Base(model=model, codec=codec_from_hf(tok, str(path)), source=str(path), reload=lambda: _load_model(path, what, spec, quiet=True))
+    return Base(
+        model=model,
+        codec=codec_from_hf(tok, str(path)),
+        source=str(path),
+        reload=lambda: _load_model(path, what, spec, quiet=True),
+    )
 
 
 def looks_like_hub_id(path: Path) -> str | None:
@@ -304,7 +326,9 @@ def _local_dir(spec) -> Base:
             f"{what}: model path {str(path)!r} does not exist (expected a local Hugging Face model directory{hint})"
         )
     if not path.is_dir() or not (path / "config.json").is_file():
-        raise RunnerInputError(f"{what}: {str(path)!r} is not a Hugging Face model directory (expected config.json and weights in it)")
+        raise RunnerInputError(
+            f"{what}: {str(path)!r} is not a Hugging Face model directory (expected config.json and weights in it)"
+        )
     return _load_hf_dir(path, what, spec)
 
 
@@ -318,9 +342,14 @@ def hub_cache_dir() -> Path:
     HF_HUB_CACHE, else HUGGINGFACE_HUB_CACHE, else $HF_HOME/hub, else
     ${XDG_CACHE_HOME:-~/.cache}/huggingface/hub."""
     env = os.environ
-    home = os.path.expandvars(os.path.expanduser(
-        env.get("HF_HOME", os.path.join(env.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache")), "huggingface"))
-    ))
+    home = os.path.expandvars(
+        os.path.expanduser(
+            env.get(
+                "HF_HOME",
+                os.path.join(env.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache")), "huggingface"),
+            )
+        )
+    )
     legacy = env.get("HUGGINGFACE_HUB_CACHE", os.path.join(home, "hub"))
     return Path(os.path.expandvars(os.path.expanduser(env.get("HF_HUB_CACHE", legacy))))
 
@@ -348,7 +377,9 @@ def _hub(spec) -> Base:
     what = f"model {spec.name!r}"
     snapshot = resolve_hub(spec.hub, spec.revision, what=what)
     if not (snapshot / "config.json").is_file():
-        raise RunnerInputError(f"{what}: the cached snapshot {str(snapshot)!r} of {spec.hub!r} has no config.json (not a model repository?)")
+        raise RunnerInputError(
+            f"{what}: the cached snapshot {str(snapshot)!r} of {spec.hub!r} has no config.json (not a model repository?)"
+        )
     base = _load_hf_dir(snapshot, what, spec)
     base.source = f"hub:{spec.hub}@{snapshot.name}"
     return base

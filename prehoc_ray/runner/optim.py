@@ -46,8 +46,9 @@ def build_optimizer(params: list[Any], config: FinetuneConfig) -> Any:
     lr, wd = config.learning_rate, config.weight_decay
     name = config.optimizer
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_epsilon,
-                                 weight_decay=wd)
+        return torch.optim.AdamW(
+            params, lr=lr, betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_epsilon, weight_decay=wd
+        )
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, weight_decay=wd)
     if name == "adagrad":
@@ -71,8 +72,9 @@ def build_scheduler(optimizer: Any, config: FinetuneConfig) -> Any:
     from transformers import get_scheduler
 
     try:
-        return get_scheduler(config.lr_scheduler_type, optimizer, num_warmup_steps=config.warmup(),
-                             num_training_steps=config.full_steps)
+        return get_scheduler(
+            config.lr_scheduler_type, optimizer, num_warmup_steps=config.warmup(), num_training_steps=config.full_steps
+        )
     except (ValueError, TypeError) as e:
         msg = " ".join(str(e).split())
         raise RunnerInputError(f"config {config.name!r}: lr_scheduler_type {config.lr_scheduler_type!r}: {msg}") from e

@@ -122,7 +122,9 @@ def prepare(candidate: CandidateSpec) -> Prepared:
     task = load_task(candidate.task)
     base = get_base(candidate.model, candidate.task, lambda: tokenizer_texts(task, candidate.task))
     task = rendered_task(task, candidate.model, candidate.task, base)  # chat data: with its template
-    key = f"{base_key(candidate.model, candidate.task)}|{candidate.task.model_dump_json()}|{candidate.config.max_seq_len}"
+    key = (
+        f"{base_key(candidate.model, candidate.task)}|{candidate.task.model_dump_json()}|{candidate.config.max_seq_len}"
+    )
     hit = _PREPARED.get(key)
     if hit is None or hit.task is not task or hit.base is not base:
         max_len = candidate.config.max_seq_len
@@ -243,11 +245,14 @@ def run_probe(request: ProbeRequest, on_point: Callable[[dict], None] | None = N
             setup_seconds=setup_s,
         )
 
-    if settings.backend == "deepspeed" and loads_partitioned(zero_stage, precision, cand.model.dtype, prep.base.reload is not None):
+    if settings.backend == "deepspeed" and loads_partitioned(
+        zero_stage, precision, cand.model.dtype, prep.base.reload is not None
+    ):
         # ZeRO-3: this probe's copy is read from disk straight into its partitions, never whole
         init_distributed(device)
-        ds = merged_ds_config(cfg, world=world, precision=precision, zero_stage=zero_stage,
-                              hidden_size=hidden_size_of(prep.base.model))
+        ds = merged_ds_config(
+            cfg, world=world, precision=precision, zero_stage=zero_stage, hidden_size=hidden_size_of(prep.base.model)
+        )
         with zero3_loading(ds):
             model = build_lora_model(prep.base, cfg, seed)
     else:
@@ -368,17 +373,24 @@ def run_probe(request: ProbeRequest, on_point: Callable[[dict], None] | None = N
         meter.steps = target - start
         meter.tokens = cum_tokens - tokens_at_start
 
-        _save(engine, pdir, target, rank, world, {
-            "fingerprint": expected,
-            "step": target,
-            "rows": rows,
-            "window": win,
-            "wall_s": prior_wall + (time.perf_counter() - t_call),
-            "tokens": cum_tokens,
-            "seconds_per_step": meter.seconds_per_step,
-            "tokens_per_step": meter.tokens_per_step,
-            "probe_id": request.probe_id,
-        })
+        _save(
+            engine,
+            pdir,
+            target,
+            rank,
+            world,
+            {
+                "fingerprint": expected,
+                "step": target,
+                "rows": rows,
+                "window": win,
+                "wall_s": prior_wall + (time.perf_counter() - t_call),
+                "tokens": cum_tokens,
+                "seconds_per_step": meter.seconds_per_step,
+                "tokens_per_step": meter.tokens_per_step,
+                "probe_id": request.probe_id,
+            },
+        )
     finally:
         engine.close()
         del engine, model

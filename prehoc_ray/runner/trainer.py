@@ -204,7 +204,11 @@ class TorchEngine:
     def save(self, directory: Path) -> None:
         trainable = {n: p.detach().cpu() for n, p in self.model.named_parameters() if p.requires_grad}
         torch.save(
-            {"trainable": trainable, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
+            {
+                "trainable": trainable,
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+            },
             directory / "torch_state.pt",
         )
 
@@ -233,8 +237,9 @@ class DeepSpeedEngine:
         self.device, self.precision, self.call = device, precision, call
         from prehoc_ray.runner.ds_config import has_ds_optimizer, has_ds_scheduler, hidden_size_of, merged_ds_config
 
-        ds_config = merged_ds_config(config, world=world, precision=precision, zero_stage=zero_stage,
-                                     hidden_size=hidden_size_of(model))
+        ds_config = merged_ds_config(
+            config, world=world, precision=precision, zero_stage=zero_stage, hidden_size=hidden_size_of(model)
+        )
         params = [p for p in model.parameters() if p.requires_grad]
         # The ds_config's own optimizer / scheduler sections are the run's: DeepSpeed builds them
         # (as under Hugging Face Trainer); otherwise the config's. The config's schedule on
@@ -248,8 +253,12 @@ class DeepSpeedEngine:
             scheduler = build_scheduler(optimizer, config)
         self.ds_config = ds_config
         self.engine, _, _, _ = deepspeed.initialize(
-            model=model, optimizer=optimizer, model_parameters=params if optimizer is None else None,
-            lr_scheduler=scheduler, config=ds_config, dist_init_required=False,
+            model=model,
+            optimizer=optimizer,
+            model_parameters=params if optimizer is None else None,
+            lr_scheduler=scheduler,
+            config=ds_config,
+            dist_init_required=False,
         )
         _weights_only_loads(self.engine)
         self.model = self.engine.module
@@ -288,7 +297,11 @@ class DeepSpeedEngine:
 
     def load(self, directory: Path) -> None:
         path, _ = self.engine.load_checkpoint(
-            str(directory), tag=self.TAG, load_module_strict=False, load_optimizer_states=True, load_lr_scheduler_states=True
+            str(directory),
+            tag=self.TAG,
+            load_module_strict=False,
+            load_optimizer_states=True,
+            load_lr_scheduler_states=True,
         )
         if path is None:
             raise FileNotFoundError(f"no DeepSpeed checkpoint under {str(directory)!r}")

@@ -57,13 +57,25 @@ class SimulatedBackend:
             raise KeyError(f"simulated backend has no curve for candidate {order.candidate!r} seed {order.seed}")
         steps, values = self._curves[key]
         m = (steps > order.start_step) & (steps <= order.target_step)
-        rows = [{"candidate": order.candidate, "seed": order.seed, "step": float(s), "value": float(v), "probe_id": order.probe_id}
-                for s, v in zip(steps[m], values[m])]
+        rows = [
+            {
+                "candidate": order.candidate,
+                "seed": order.seed,
+                "step": float(s),
+                "value": float(v),
+                "probe_id": order.probe_id,
+            }
+            for s, v in zip(steps[m], values[m])
+        ]
         return ProbeOutcome(rows, self._lam[order.candidate] * (order.target_step - order.start_step))
 
 
-def run_simulated(portfolio: SyntheticPortfolio, settings: EngineSettings, backend: SimulatedBackend | None = None,
-                  max_rounds: int = 1000) -> Engine:
+def run_simulated(
+    portfolio: SyntheticPortfolio,
+    settings: EngineSettings,
+    backend: SimulatedBackend | None = None,
+    max_rounds: int = 1000,
+) -> Engine:
     """The whole ask/tell loop in-process against the simulated backend."""
     backend = backend or SimulatedBackend(portfolio)
     engine = Engine(backend.candidates(), settings)

@@ -21,15 +21,21 @@ DEBERTA_FILES = {
 }
 
 
-def load_deberta(models: tuple[str, ...] = ("deberta-base", "deberta-v3-base"), split: str = "matched",
-                 data_dir: Path = DATA_DIR, limit: int | None = None) -> Observations:
+def load_deberta(
+    models: tuple[str, ...] = ("deberta-base", "deberta-v3-base"),
+    split: str = "matched",
+    data_dir: Path = DATA_DIR,
+    limit: int | None = None,
+) -> Observations:
     """One candidate per hyper-parameter configuration; group = the base model.
 
     value = validation accuracy; final = accuracy at the end of training; horizon = total
     steps; the sampled hyper-parameters are the static features (known before training).
     """
     cols: dict[str, list] = {k: [] for k in ("candidate", "step", "value", "group", "final", "horizon")}
-    static: dict[str, list] = {k: [] for k in ("static_log_lr", "static_batch_size", "static_epochs", "static_warmup_frac", "static_dropout")}
+    static: dict[str, list] = {
+        k: [] for k in ("static_log_lr", "static_batch_size", "static_epochs", "static_warmup_frac", "static_dropout")
+    }
     for model in models:
         path = data_dir / DEBERTA_FILES[model]
         with open(path) as fh:

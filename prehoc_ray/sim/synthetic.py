@@ -47,7 +47,9 @@ PROFILES: dict[Regime, RegimeProfile] = {
 @dataclass(frozen=True)
 class SyntheticPortfolio:
     observations: Observations  # probe curves, `final` = the realised full fine-tune
-    truth: dict[str, np.ndarray]  # per candidate: candidate, group, regime, L_int, K, alpha, L0, expected_final, true_final, horizon
+    truth: dict[
+        str, np.ndarray
+    ]  # per candidate: candidate, group, regime, L_int, K, alpha, L0, expected_final, true_final, horizon
     eval_every: int
     horizon: float
     tolerance: float
@@ -83,7 +85,21 @@ def generate_portfolio(
 
     rows: dict[str, list] = {k: [] for k in ("candidate", "step", "value", "seed", "group", "final", "horizon")}
     statics: list[np.ndarray] = []
-    truth: dict[str, list] = {k: [] for k in ("candidate", "group", "regime", "L_int", "K", "alpha", "L0", "expected_final", "true_final", "horizon")}
+    truth: dict[str, list] = {
+        k: []
+        for k in (
+            "candidate",
+            "group",
+            "regime",
+            "L_int",
+            "K",
+            "alpha",
+            "L0",
+            "expected_final",
+            "true_final",
+            "horizon",
+        )
+    }
     for g, regime in enumerate(regimes):
         prof = PROFILES[regime]
         group = f"g{g}-{regime.name.lower()}"

@@ -145,8 +145,13 @@ class ModelSpec(_Strict):
 
 
 # peft LoraConfig field -> the FinetuneConfig field that holds it (the names jobs have always used)
-LORA_OWN_FIELDS = {"r": "lora_r", "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout",
-                   "target_modules": "target_modules", "modules_to_save": "modules_to_save"}
+LORA_OWN_FIELDS = {
+    "r": "lora_r",
+    "lora_alpha": "lora_alpha",
+    "lora_dropout": "lora_dropout",
+    "target_modules": "target_modules",
+    "modules_to_save": "modules_to_save",
+}
 # LoraConfig fields a probe fixes (a causal LM's adapter being trained), and ones peft fills in
 LORA_RUNNER_SET = {"task_type": "CAUSAL_LM", "peft_type": "LORA", "inference_mode": False}
 LORA_METADATA = ("base_model_name_or_path", "revision", "auto_mapping", "peft_version")
@@ -156,12 +161,29 @@ LORA_METADATA = ("base_model_name_or_path", "revision", "auto_mapping", "peft_ve
 # them with torch and transformers.optimization). "cosine_to_10pct" is the runner's own default:
 # linear warm-up, then cosine decay to 10% of the learning rate at full_steps.
 OPTIMIZERS = ("adamw", "sgd", "adafactor", "adagrad", "rmsprop")
-SCHEDULES = ("cosine_to_10pct", "linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
-             "constant_with_warmup", "inverse_sqrt")
+SCHEDULES = (
+    "cosine_to_10pct",
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+)
 # Fields added after spec hashes were first recorded: left out of a dump while at their default,
 # so a spec that does not use them keeps its hash, its run directory and its checkpoints.
-ADDED_FIELDS = ("optimizer", "lr_scheduler_type", "warmup_ratio", "gradient_accumulation_steps", "max_grad_norm",
-                "adam_beta1", "adam_beta2", "adam_epsilon", "deepspeed")
+ADDED_FIELDS = (
+    "optimizer",
+    "lr_scheduler_type",
+    "warmup_ratio",
+    "gradient_accumulation_steps",
+    "max_grad_norm",
+    "adam_beta1",
+    "adam_beta2",
+    "adam_epsilon",
+    "deepspeed",
+)
 MAX_DS_BYTES = 1 << 20  # a DeepSpeed config is a few KiB
 MAX_DS_DEPTH = 32
 
@@ -246,7 +268,9 @@ class FinetuneConfig(_Strict):
         if self.warmup_ratio is not None and self.warmup_steps:
             raise ValueError("warmup_ratio: set either warmup_steps or warmup_ratio, not both")
         if self.lr_scheduler_type == "constant" and self.warmup():
-            raise ValueError("lr_scheduler_type: 'constant' has no warm-up; use 'constant_with_warmup' or drop the warm-up")
+            raise ValueError(
+                "lr_scheduler_type: 'constant' has no warm-up; use 'constant_with_warmup' or drop the warm-up"
+            )
         if self.deepspeed is not None:
             check_deepspeed(self.deepspeed, self)
         return self
@@ -346,28 +370,48 @@ def check_deepspeed(ds: dict[str, Any], config: FinetuneConfig) -> None:
             raise ValueError(f"deepspeed.{key}: a probe cannot honour it ({why}); remove it")
     if "bf16" in ds and "bfloat16" in ds:
         raise ValueError("deepspeed.bfloat16: the same section as bf16; keep one of them")
-    for section in ("zero_optimization", "optimizer", "scheduler", "fp16", "bf16", "bfloat16", "optimizer.params",
-                    "scheduler.params", "zero_optimization.offload_optimizer", "zero_optimization.offload_param"):
+    for section in (
+        "zero_optimization",
+        "optimizer",
+        "scheduler",
+        "fp16",
+        "bf16",
+        "bfloat16",
+        "optimizer.params",
+        "scheduler.params",
+        "zero_optimization.offload_optimizer",
+        "zero_optimization.offload_param",
+    ):
         value = ds_get(ds, section)
         if value is not None and not isinstance(value, dict):
             raise ValueError(f"deepspeed.{section}: expected a mapping, got {type(value).__name__}")
     for key, value, field in ds_matched_values(config):
         found = ds_get(ds, key)
         if found is not None and found != "auto" and not same_value(found, value):
-            raise ValueError(f"deepspeed.{key}: disagrees with {field} ({value!r}); set it to \"auto\" or make them equal")
+            raise ValueError(
+                f'deepspeed.{key}: disagrees with {field} ({value!r}); set it to "auto" or make them equal'
+            )
     tbs = ds.get("train_batch_size")
     per_rank = config.batch_size * config.gradient_accumulation_steps
-    if tbs is not None and tbs != "auto" and (not isinstance(tbs, int) or isinstance(tbs, bool) or tbs < 1 or tbs % per_rank):
-        raise ValueError(f"deepspeed.train_batch_size: expected \"auto\" or a multiple of batch_size x "
-                         f"gradient_accumulation_steps ({per_rank})")
+    if (
+        tbs is not None
+        and tbs != "auto"
+        and (not isinstance(tbs, int) or isinstance(tbs, bool) or tbs < 1 or tbs % per_rank)
+    ):
+        raise ValueError(
+            f'deepspeed.train_batch_size: expected "auto" or a multiple of batch_size x '
+            f"gradient_accumulation_steps ({per_rank})"
+        )
     stage = ds_get(ds, "zero_optimization.stage")
     if stage is not None and (isinstance(stage, bool) or stage not in (0, 1, 2, 3)):
         raise ValueError("deepspeed.zero_optimization.stage: expected 0, 1, 2 or 3")
     for part in ("offload_optimizer", "offload_param"):
         device = ds_get(ds, f"zero_optimization.{part}.device")
         if device is not None and device not in DS_OFFLOAD_DEVICES:
-            raise ValueError(f"deepspeed.zero_optimization.{part}.device: expected one of {list(DS_OFFLOAD_DEVICES)} "
-                             f"(probes run several to a node and share no NVMe swap)")
+            raise ValueError(
+                f"deepspeed.zero_optimization.{part}.device: expected one of {list(DS_OFFLOAD_DEVICES)} "
+                f"(probes run several to a node and share no NVMe swap)"
+            )
     if ds_get(ds, "zero_optimization.offload_param.device") == "cpu" and stage != 3:
         raise ValueError("deepspeed.zero_optimization.offload_param: parameters are offloaded at ZeRO stage 3 only")
     if isinstance(ds.get("optimizer"), dict):
@@ -375,18 +419,22 @@ def check_deepspeed(ds: dict[str, Any], config: FinetuneConfig) -> None:
         if not isinstance(kind, str) or kind.lower() not in DS_OPTIMIZERS:
             raise ValueError(f"deepspeed.optimizer.type: expected one of {list(DS_OPTIMIZERS)} (case-insensitive)")
         if config.optimizer != "adamw":
-            raise ValueError(f"deepspeed.optimizer: the ds_config's optimizer is the run's; remove it or optimizer "
-                             f"({config.optimizer!r})")
+            raise ValueError(
+                f"deepspeed.optimizer: the ds_config's optimizer is the run's; remove it or optimizer "
+                f"({config.optimizer!r})"
+            )
     if isinstance(ds.get("scheduler"), dict) and config.lr_scheduler_type != "cosine_to_10pct":
-        raise ValueError(f"deepspeed.scheduler: the ds_config's scheduler is the run's; remove it or lr_scheduler_type "
-                         f"({config.lr_scheduler_type!r})")
+        raise ValueError(
+            f"deepspeed.scheduler: the ds_config's scheduler is the run's; remove it or lr_scheduler_type "
+            f"({config.lr_scheduler_type!r})"
+        )
     enabled = [s for s in ("fp16", "bf16", "bfloat16") if ds_get(ds, f"{s}.enabled") is True]
     if len(enabled) > 1:
         raise ValueError(f"deepspeed.{enabled[-1]}.enabled: fp16 and bf16 cannot both be on")
 
 
 def ds_precision(ds: dict[str, Any]) -> str | None:
-    """"bf16", "fp16" or "fp32" where the ds_config says (an explicit `enabled`), None where it
+    """ "bf16", "fp16" or "fp32" where the ds_config says (an explicit `enabled`), None where it
     leaves it to the probe ("auto", or no such section)."""
     flags = {s: ds_get(ds, f"{s}.enabled") for s in ("fp16", "bf16", "bfloat16")}
     if flags["fp16"] is True:
@@ -406,13 +454,19 @@ def check_deepspeed_probe(ds: dict[str, Any], probe: ProbeSettings) -> None:
         raise ValueError(f"deepspeed: a ds_config needs probe.backend 'deepspeed' (it is {probe.backend!r})")
     stage = ds_get(ds, "zero_optimization.stage")
     if isinstance(stage, int) and probe.zero_stage not in (0, stage):
-        raise ValueError(f"deepspeed.zero_optimization.stage: {stage} disagrees with probe.zero_stage "
-                         f"({probe.zero_stage}); the ds_config decides the stage of its configs")
+        raise ValueError(
+            f"deepspeed.zero_optimization.stage: {stage} disagrees with probe.zero_stage "
+            f"({probe.zero_stage}); the ds_config decides the stage of its configs"
+        )
     precision = ds_precision(ds)
     if precision is not None and probe.precision != "auto" and probe.precision != precision:
-        key = next((f"{s}.enabled" for s in ("fp16", "bf16", "bfloat16") if ds_get(ds, f"{s}.enabled") is not None), "bf16")
-        raise ValueError(f"deepspeed.{key}: the ds_config runs {precision}, probe.precision is {probe.precision!r}; "
-                         f"set probe.precision to auto or make them agree")
+        key = next(
+            (f"{s}.enabled" for s in ("fp16", "bf16", "bfloat16") if ds_get(ds, f"{s}.enabled") is not None), "bf16"
+        )
+        raise ValueError(
+            f"deepspeed.{key}: the ds_config runs {precision}, probe.precision is {probe.precision!r}; "
+            f"set probe.precision to auto or make them agree"
+        )
 
 
 def _json_depth(value: Any, depth: int = 0) -> int:
@@ -475,13 +529,17 @@ class ProbeSettings(_Strict):
     # auto: bf16 where the hardware has it, or what a config's ds_config enables; fp16 needs deepspeed
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     eval_every: int = Field(10, ge=1, le=MAX_STEPS)
-    num_gpus: float = Field(0.0, ge=0, le=1024)  # per probe; fractions share a GPU, >1 is one Ray Train run of that many workers
+    num_gpus: float = Field(
+        0.0, ge=0, le=1024
+    )  # per probe; fractions share a GPU, >1 is one Ray Train run of that many workers
     num_cpus: float = Field(1.0, gt=0, le=4096)
 
     @model_validator(mode="after")
     def _fp16_needs_deepspeed(self) -> ProbeSettings:
         if self.precision == "fp16" and self.backend != "deepspeed":
-            raise ValueError("precision: fp16 needs backend 'deepspeed' (its loss scaler); use bf16 or fp32 with 'torch'")
+            raise ValueError(
+                "precision: fp16 needs backend 'deepspeed' (its loss scaler); use bf16 or fp32 with 'torch'"
+            )
         return self
 
 

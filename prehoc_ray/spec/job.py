@@ -106,15 +106,19 @@ class JobSpec(_Strict):
         if self.candidates is None:
             n = len(self.tasks) * len(self.models) * len(self.configs)
             if n > MAX_CANDIDATES:
-                raise ValueError(f"tasks x models x configs: {len(self.tasks)} x {len(self.models)} x {len(self.configs)} "
-                                 f"= {n:,} candidates, more than {MAX_CANDIDATES:,}")
+                raise ValueError(
+                    f"tasks x models x configs: {len(self.tasks)} x {len(self.models)} x {len(self.configs)} "
+                    f"= {n:,} candidates, more than {MAX_CANDIDATES:,}"
+                )
         else:
             t, m, c = ({i.name for i in xs} for xs in (self.tasks, self.models, self.configs))
             seen: dict[tuple[str, str, str], int] = {}
             for k, (tn, mn, cn) in enumerate(self.candidates):
                 for kind, name, known in (("task", tn, t), ("model", mn, m), ("config", cn, c)):
                     if name not in known:
-                        raise ValueError(f"candidates[{k}]: unknown {kind} {show_key(name)!r} (known: {_names(sorted(known))})")
+                        raise ValueError(
+                            f"candidates[{k}]: unknown {kind} {show_key(name)!r} (known: {_names(sorted(known))})"
+                        )
                 # a repeated triple would be one candidate id twice: the engine and the actor
                 # names need them unique, so say it here rather than after Ray has started
                 if (tn, mn, cn) in seen:
@@ -222,15 +226,22 @@ def load_job(path: str | Path) -> JobSpec:
         raise SpecError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
     if raw and not set(map(str, raw)) & set(JobSpec.model_fields):
         # a file that is no job spec at all (`validate ~/.netrc`): one line, none of its keys
-        raise SpecError(f"{path}:{line_of(root, ())}: not a job spec: none of its {len(raw)} top-level key(s) is a job spec "
-                        f"field (expected {', '.join(f for f, i in JobSpec.model_fields.items() if i.is_required())}, ...)")
+        raise SpecError(
+            f"{path}:{line_of(root, ())}: not a job spec: none of its {len(raw)} top-level key(s) is a job spec "
+            f"field (expected {', '.join(f for f, i in JobSpec.model_fields.items() if i.is_required())}, ...)"
+        )
     base = path.resolve().parent
     if isinstance(raw.get("history"), str) and not Path(raw["history"]).is_absolute():
         raw["history"] = str(base / raw["history"])
     for section, key in (("tasks", "path"), ("models", "path"), ("configs", "deepspeed")):
         items = raw.get(section)
         for item in items if isinstance(items, list) else []:
-            if isinstance(item, dict) and isinstance(item.get(key), str) and item[key] and not Path(item[key]).is_absolute():
+            if (
+                isinstance(item, dict)
+                and isinstance(item.get(key), str)
+                and item[key]
+                and not Path(item[key]).is_absolute()
+            ):
                 item[key] = str(base / item[key])
     for item in raw.get("tasks") if isinstance(raw.get("tasks"), list) else []:
         if isinstance(item, dict) and "data_files" in item:  # `dataset:` tasks' local files

@@ -40,5 +40,6 @@ def write_redacted_copy(src: Path, dest: Path) -> None:
         shutil.copyfile(src, dest)
         return
     text = yaml.safe_dump(redact_env_vars(raw), sort_keys=False, allow_unicode=True)
-    Path(dest).write_text(f"# copied from {Path(src).name}; cluster.runtime_env.env_vars values redacted\n" + text,
-                          encoding="utf-8")
+    Path(dest).write_text(
+        f"# copied from {Path(src).name}; cluster.runtime_env.env_vars values redacted\n" + text, encoding="utf-8"
+    )

@@ -44,8 +44,9 @@ class YAMLInputError(ValueError):
 def show_key(key: object, limit: int = KEY_CHARS) -> str:
     """A key (or a name) as a message may show it: one line, printable, at most `limit` chars."""
     text = str(key)
-    text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}"
-                   for c in text[: limit + 1])
+    text = "".join(
+        c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}" for c in text[: limit + 1]
+    )
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -124,8 +125,9 @@ def check_expansion(root: Node) -> None:
             if id(kid) in memo:
                 continue
             if id(kid) in on_path:
-                raise YAMLInputError("an alias refers to the collection that contains it (infinite expansion)",
-                                     _line(kid.start_mark))
+                raise YAMLInputError(
+                    "an alias refers to the collection that contains it (infinite expansion)", _line(kid.start_mark)
+                )
             on_path.add(id(kid))
             frames.append((kid, iter(_children(kid))))
             break
@@ -136,10 +138,14 @@ def check_expansion(root: Node) -> None:
             count = 1 + sum(c for c, _ in sub)
             depth = 1 + max((d for _, d in sub), default=0)
             if count > MAX_NODES:
-                raise YAMLInputError(f"expands to more than {MAX_NODES:,} values (YAML aliases counted where they are used)",
-                                     _line(node.start_mark))
+                raise YAMLInputError(
+                    f"expands to more than {MAX_NODES:,} values (YAML aliases counted where they are used)",
+                    _line(node.start_mark),
+                )
             if depth > MAX_DEPTH:
-                raise YAMLInputError(f"nested more than {MAX_DEPTH} levels deep (aliases expanded)", _line(node.start_mark))
+                raise YAMLInputError(
+                    f"nested more than {MAX_DEPTH} levels deep (aliases expanded)", _line(node.start_mark)
+                )
             memo[id(node)] = (count, depth)
 
 

@@ -141,8 +141,10 @@ class Replay:
 
     def __init__(self, ledger: Ledger, settings: EngineSettings, horizon: float) -> None:
         self.ledger = ledger
-        infos = [CandidateInfo(r.trial_id, r.group, float(horizon), prior_cost_per_step=1.0, prior_cost_exact=True)
-                 for r in ledger.trials.values()]
+        infos = [
+            CandidateInfo(r.trial_id, r.group, float(horizon), prior_cost_per_step=1.0, prior_cost_exact=True)
+            for r in ledger.trials.values()
+        ]
         self.engine = Engine(infos, settings)
         self.open: dict[str, ProbeOrder] = {}
         self.finished = False
@@ -177,8 +179,9 @@ class Replay:
             if rec.reached > o.start_step:
                 part = dataclasses.replace(o, target_step=rec.reached)
                 self.engine.tell(part, _rows(rec, o.start_step, rec.reached), float(rec.reached - o.start_step))
-            self.engine.tell_failure(o, f"trial ended at step {rec.reached} before the probe's target "
-                                        f"{o.target_step}: {rec.ended}")
+            self.engine.tell_failure(
+                o, f"trial ended at step {rec.reached} before the probe's target {o.target_step}: {rec.ended}"
+            )
             return True
         return False
 
@@ -192,4 +195,6 @@ class Replay:
 
 
 def _rows(rec: TrialRecord, start: int, target: int) -> list[dict[str, float]]:
-    return [{"step": float(s), "value": v} for s, v in sorted(rec.rows.items()) if start < s <= target and math.isfinite(v)]
+    return [
+        {"step": float(s), "value": v} for s, v in sorted(rec.rows.items()) if start < s <= target and math.isfinite(v)
+    ]

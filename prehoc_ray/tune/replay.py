@@ -18,8 +18,14 @@ from collections.abc import Callable, Mapping, Sequence
 CHECKPOINT_FILE = "replay_state.json"
 
 
-def make_replay_trainable(curves: Mapping[str, Sequence[float]], *, key: str = "curve", metric: str = "value",
-                          eval_every: int = 1, pace_s: float = 0.0) -> Callable[[dict], None]:
+def make_replay_trainable(
+    curves: Mapping[str, Sequence[float]],
+    *,
+    key: str = "curve",
+    metric: str = "value",
+    eval_every: int = 1,
+    pace_s: float = 0.0,
+) -> Callable[[dict], None]:
     """A function trainable: config[key] names a curve of `curves` (key may be an "a/b" path
     into nested config); its k-th report is {metric: curve[k - 1], "step": k * eval_every}
     (training_iteration k), with a checkpoint of k.
@@ -33,7 +39,7 @@ def make_replay_trainable(curves: Mapping[str, Sequence[float]], *, key: str = "
         from ray import tune
 
         node = config
-        for part in ([key] if key in config else key.split("/")):
+        for part in [key] if key in config else key.split("/"):
             node = node[part]
         values = table[str(node)]
         k = 0
@@ -49,8 +55,9 @@ def make_replay_trainable(curves: Mapping[str, Sequence[float]], *, key: str = "
             with tempfile.TemporaryDirectory() as d:
                 with open(os.path.join(d, CHECKPOINT_FILE), "w") as fh:
                     json.dump({"k": k}, fh)
-                tune.report({metric: values[k - 1], "step": k * eval_every},
-                            checkpoint=tune.Checkpoint.from_directory(d))
+                tune.report(
+                    {metric: values[k - 1], "step": k * eval_every}, checkpoint=tune.Checkpoint.from_directory(d)
+                )
 
     replay.__name__ = "replay_curves"
     return replay

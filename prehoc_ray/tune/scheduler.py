@@ -150,9 +150,15 @@ class PrehocScheduler(TrialScheduler):
 
     def settings(self) -> EngineSettings:
         """The engine's settings: one seed per candidate, unit cost per step, exact prior."""
-        kw: dict[str, Any] = dict(budget=self.budget, seeds=1, eval_every=self.eval_every,
-                                  initial_depth=self.initial_depth, tolerance=self.tolerance,
-                                  mode=self._mode or "max", seed=self.seed)
+        kw: dict[str, Any] = dict(
+            budget=self.budget,
+            seeds=1,
+            eval_every=self.eval_every,
+            initial_depth=self.initial_depth,
+            tolerance=self.tolerance,
+            mode=self._mode or "max",
+            seed=self.seed,
+        )
         kw.update(self.engine_overrides)
         return EngineSettings(**kw)
 
@@ -208,9 +214,11 @@ class PrehocScheduler(TrialScheduler):
             return TrialScheduler.STOP
         if not self._warned_no_checkpoint and not result.get("should_checkpoint", False) and trial.checkpoint is None:
             self._warned_no_checkpoint = True
-            logger.warning("PrehocScheduler pauses trial %s, which reported no checkpoint: it will start again from "
-                           "zero when resumed. Report a checkpoint with every result (tune.report(..., checkpoint=)).",
-                           tid)
+            logger.warning(
+                "PrehocScheduler pauses trial %s, which reported no checkpoint: it will start again from "
+                "zero when resumed. Report a checkpoint with every result (tune.report(..., checkpoint=)).",
+                tid,
+            )
         return TrialScheduler.PAUSE
 
     def on_trial_complete(self, tune_controller: TuneController, trial: Trial, result: dict) -> None:
@@ -256,8 +264,9 @@ class PrehocScheduler(TrialScheduler):
             return f"PrehocScheduler: {len(self._ledger.trials)} trials, no round yet"
         eng = rp.engine
         state = "finished" if rp.finished else f"{len(rp.open)} probing"
-        return (f"PrehocScheduler: round {eng.round}, {eng.spent:.0f} of {self.budget:.0f} {self.time_attr} spent, "
-                f"{state}")
+        return (
+            f"PrehocScheduler: round {eng.round}, {eng.spent:.0f} of {self.budget:.0f} {self.time_attr} spent, {state}"
+        )
 
     # ----- save / restore (TrialScheduler API) ------------------------------------------------
     def save(self, checkpoint_path: str) -> None:
@@ -317,9 +326,18 @@ class PrehocScheduler(TrialScheduler):
 
     # ----- internals ----------------------------------------------------------------------------
     def _header(self) -> dict[str, Any]:
-        return {"metric": self._metric, "mode": self._mode, "time_attr": self.time_attr, "max_t": self.max_t,
-                "budget": self.budget, "eval_every": self.eval_every, "initial_depth": self.initial_depth,
-                "tolerance": self.tolerance, "seed": self.seed, "engine": self.engine_overrides}
+        return {
+            "metric": self._metric,
+            "mode": self._mode,
+            "time_attr": self.time_attr,
+            "max_t": self.max_t,
+            "budget": self.budget,
+            "eval_every": self.eval_every,
+            "initial_depth": self.initial_depth,
+            "tolerance": self.tolerance,
+            "seed": self.seed,
+            "engine": self.engine_overrides,
+        }
 
     def _attach(self, trial: Trial) -> None:
         """Find the experiment's driver staging directory (synced with the experiment directory);
@@ -328,8 +346,9 @@ class PrehocScheduler(TrialScheduler):
         try:
             d = Path(trial.storage.experiment_driver_staging_path)
         except Exception:  # a Trial without storage (driven by hand): stay in memory
-            logger.warning("PrehocScheduler: trial %s has no experiment storage; the scheduler state is not saved",
-                           trial.trial_id)
+            logger.warning(
+                "PrehocScheduler: trial %s has no experiment storage; the scheduler state is not saved", trial.trial_id
+            )
             return
         self._dir = d
         try:
@@ -344,9 +363,12 @@ class PrehocScheduler(TrialScheduler):
     def _adopt(self, led: Ledger) -> None:
         mine = self._header()
         theirs = {k: led.header.get(k) for k in mine}
-        if led.header and json.dumps(theirs, sort_keys=True, default=str) != json.dumps(mine, sort_keys=True, default=str):
-            logger.warning("PrehocScheduler: the saved state was made with other settings (%s); this run uses %s",
-                           theirs, mine)
+        if led.header and json.dumps(theirs, sort_keys=True, default=str) != json.dumps(
+            mine, sort_keys=True, default=str
+        ):
+            logger.warning(
+                "PrehocScheduler: the saved state was made with other settings (%s); this run uses %s", theirs, mine
+            )
         for tid, rec in self._ledger.trials.items():  # trials added before the load keep their rows
             mine_rec = led.trials.setdefault(tid, rec)
             for s, v in rec.rows.items():
@@ -405,8 +427,12 @@ class PrehocScheduler(TrialScheduler):
     def _write_plan(self) -> None:
         if self._dir is None or self._replay is None:
             return
-        out = {"state": self.state(), "settings": self._header(), "picks": self.picks(),
-               "candidates": [{k: _json_safe(v) for k, v in r.items()} for r in self.plan()]}
+        out = {
+            "state": self.state(),
+            "settings": self._header(),
+            "picks": self.picks(),
+            "candidates": [{k: _json_safe(v) for k, v in r.items()} for r in self.plan()],
+        }
         tmp = self._dir / (PLAN_FILE + ".tmp")
         tmp.write_text(json.dumps(out, indent=1))
         tmp.replace(self._dir / PLAN_FILE)

@@ -12,7 +12,17 @@ from prehoc_ray.bench.policies import get_policy
 from prehoc_ray.bench.worlds import World, deberta_world, demo_world, synthetic_world
 from prehoc_ray.bench.worlds_hetero import heterogeneous_world
 
-POLICIES = ["prehoc", "prehoc_prediction", "prehoc_history", "uniform", "sh", "static_only", "lc_extrapolation", "tuneahead", "asha"]
+POLICIES = [
+    "prehoc",
+    "prehoc_prediction",
+    "prehoc_history",
+    "uniform",
+    "sh",
+    "static_only",
+    "lc_extrapolation",
+    "tuneahead",
+    "asha",
+]
 
 
 def poisoned(world: World, reached: dict[tuple[int, int], int], seed: int = 99) -> World:
@@ -26,14 +36,21 @@ def poisoned(world: World, reached: dict[tuple[int, int], int], seed: int = 99) 
             v2 = np.where(st <= depth, v, rng.uniform(-5, 5, size=v.size))
             curves.append((st.copy(), v2))
         cands.append(replace(c, curves=tuple(curves), true_final=float(rng.uniform(-5, 5))))
-    truth = {k: (rng.uniform(-5, 5, size=len(v)) if k in ("expected_final", "true_final") else v) for k, v in world.truth.items()}
+    truth = {
+        k: (rng.uniform(-5, 5, size=len(v)) if k in ("expected_final", "true_final") else v)
+        for k, v in world.truth.items()
+    }
     return replace(world, candidates=cands, truth=truth)
 
 
 @pytest.fixture(scope="module")
 def worlds():
-    return {"synthetic": synthetic_world(15, seed=3, n_history=10), "hetero": heterogeneous_world(5, n_tasks=3, candidates_per_task=8),
-            "deberta": deberta_world(10, 2, seed=2, n_history=10), "demo": demo_world(1)}
+    return {
+        "synthetic": synthetic_world(15, seed=3, n_history=10),
+        "hetero": heterogeneous_world(5, n_tasks=3, candidates_per_task=8),
+        "deberta": deberta_world(10, 2, seed=2, n_history=10),
+        "demo": demo_world(1),
+    }
 
 
 @pytest.mark.parametrize("name", POLICIES)

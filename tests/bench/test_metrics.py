@@ -15,7 +15,9 @@ def world():
 
 def result(world, pred, std=None):
     n = len(world.candidates)
-    return PolicyResult("x", np.asarray(pred, float), np.full(n, np.nan) if std is None else np.asarray(std, float), 0.0, np.zeros(n))
+    return PolicyResult(
+        "x", np.asarray(pred, float), np.full(n, np.nan) if std is None else np.asarray(std, float), 0.0, np.zeros(n)
+    )
 
 
 def test_perfect_predictions_have_zero_regret_and_full_rank(world):

@@ -14,7 +14,9 @@ def test_rectified_fit_recovers_known_parameters():
         L = scaling.rectified_law(D, *true)
         B, Dl, beta, E = scaling.fit_rectified(D, L)
         np.testing.assert_allclose([B, Dl, beta, E], true, rtol=1e-3)
-        assert scaling.rectified_law(scaling.FULL, B, Dl, beta, E) == pytest.approx(scaling.rectified_law(scaling.FULL, *true), rel=1e-4)
+        assert scaling.rectified_law(scaling.FULL, B, Dl, beta, E) == pytest.approx(
+            scaling.rectified_law(scaling.FULL, *true), rel=1e-4
+        )
 
 
 def test_ats_is_exact_on_a_pure_power_law_and_drops_the_pre_power_phase():

@@ -20,7 +20,9 @@ def deb():
     return deberta_world(12, 2, seed=0, n_history=0)
 
 
-def parallel_world(per_task: int = 16, n_tasks: int = 2, horizon: int = 1000, eval_every: int = 10, seed: int = 0) -> World:
+def parallel_world(
+    per_task: int = 16, n_tasks: int = 2, horizon: int = 1000, eval_every: int = 10, seed: int = 0
+) -> World:
     """Noiseless curves that differ by a constant: the order at any depth is the order of finals."""
     rng = np.random.default_rng(seed)
     st = np.arange(eval_every, horizon + 1, eval_every, dtype=float)
@@ -31,7 +33,9 @@ def parallel_world(per_task: int = 16, n_tasks: int = 2, horizon: int = 1000, ev
         for k, off in enumerate(offsets):
             v = 0.8 + off + shape
             cost = 0.01 * (1 + (k % 3) / 2)
-            cands.append(Candidate(f"t{t}/{k:02d}", f"t{t}", horizon, cost, {}, ((st, v), (st, v.copy())), float(v[-1])))
+            cands.append(
+                Candidate(f"t{t}/{k:02d}", f"t{t}", horizon, cost, {}, ((st, v), (st, v.copy())), float(v[-1]))
+            )
     return World("parallel", cands, eval_every, 0.02, probe_seeds=2)
 
 

@@ -8,13 +8,25 @@ from prehoc_ray.cli import _register, app
 
 _register()  # every sub-command, as `prehoc-ray` itself does
 
-PLAN_COLS = {"candidate", "group", "predicted_final", "predicted_std", "lower", "upper", "regime", "probe_steps",
-             "probe_cost_s", "selected"}
+PLAN_COLS = {
+    "candidate",
+    "group",
+    "predicted_final",
+    "predicted_std",
+    "lower",
+    "upper",
+    "regime",
+    "probe_steps",
+    "probe_cost_s",
+    "selected",
+}
 TRUTH_COLS = {"candidate", "group", "true_final", "true_regime", "true_L_int", "true_K", "true_alpha"}
 
 
 def test_simulate_writes_plan_and_truth(tmp_path):
-    res = CliRunner().invoke(app, ["simulate", "--candidates", "12", "--budget", "0.1", "--seed", "3", "--out", str(tmp_path)])
+    res = CliRunner().invoke(
+        app, ["simulate", "--candidates", "12", "--budget", "0.1", "--seed", "3", "--out", str(tmp_path)]
+    )
     assert res.exit_code == 0, res.output
     plan = pq.read_table(tmp_path / "plan.parquet").to_pydict()
     truth = pq.read_table(tmp_path / "truth.parquet").to_pydict()
@@ -34,9 +46,13 @@ def test_simulate_writes_plan_and_truth(tmp_path):
 
 
 def test_simulate_other_policy_and_bad_input(tmp_path):
-    res = CliRunner().invoke(app, ["simulate", "--candidates", "9", "--budget", "0.2", "--out", str(tmp_path), "--policy", "uniform"])
+    res = CliRunner().invoke(
+        app, ["simulate", "--candidates", "9", "--budget", "0.2", "--out", str(tmp_path), "--policy", "uniform"]
+    )
     assert res.exit_code == 0, res.output
     assert set(pq.read_table(tmp_path / "plan.parquet").to_pydict()["regime"]) == {""}
-    bad = CliRunner().invoke(app, ["simulate", "--candidates", "2", "--budget", "0", "--out", str(tmp_path), "--policy", "nope"])
+    bad = CliRunner().invoke(
+        app, ["simulate", "--candidates", "2", "--budget", "0", "--out", str(tmp_path), "--policy", "nope"]
+    )
     assert bad.exit_code == 2
     assert "--candidates" in bad.output and "--budget" in bad.output and "--policy" in bad.output

@@ -10,8 +10,22 @@ from prehoc_ray.bench.worlds import World
 from prehoc_ray.bench.worlds_hetero import heterogeneous_world, noise_variance
 
 SEEDS = range(6)
-TRUTH_KEYS = ("candidate", "group", "expected_final", "true_final", "L_int", "K", "alpha", "onset", "cost_per_step",
-              "contender", "static_explained", "late_bloomer", "regime", "horizon")
+TRUTH_KEYS = (
+    "candidate",
+    "group",
+    "expected_final",
+    "true_final",
+    "L_int",
+    "K",
+    "alpha",
+    "onset",
+    "cost_per_step",
+    "contender",
+    "static_explained",
+    "late_bloomer",
+    "regime",
+    "horizon",
+)
 MISS_KEYS = ("bias", "bias_shape", "bias_10pct", "noise_T", "bump_var", "bump_step", "bump_width")
 
 
@@ -62,6 +76,7 @@ def test_structure_truth_and_order(either_worlds):
             np.testing.assert_array_equal(st, steps)
             assert np.all(np.isfinite(v)) and np.all((v > 0.05) & (v < 1.0))  # a plausible accuracy
 
+
 def test_true_final_and_probe_seeds_are_independent_runs(either_worlds):
     # Each realises its own R = m + delta: a probe seed's end does not share the full run's delta
     # (it would correlate strongly: e(horizon) is small next to the floor), nor another seed's.
@@ -81,7 +96,12 @@ def test_deterministic_by_seed(miss):
     a, b, c = (heterogeneous_world(s, misspecified=miss) for s in (3, 3, 4))
     assert [x.id for x in a.candidates] == [x.id for x in b.candidates]
     for x, y in zip(a.candidates + a.history, b.candidates + b.history):
-        assert x.id == y.id and x.static == y.static and x.true_final == y.true_final and x.cost_per_step == y.cost_per_step
+        assert (
+            x.id == y.id
+            and x.static == y.static
+            and x.true_final == y.true_final
+            and x.cost_per_step == y.cost_per_step
+        )
         for (s1, v1), (s2, v2) in zip(x.curves, y.curves):
             np.testing.assert_array_equal(s1, s2)
             np.testing.assert_array_equal(v1, v2)
@@ -197,7 +217,9 @@ def test_static_features_explain_only_the_static_tasks(either_worlds):
         for g in set(w.groups):
             idx = np.flatnonzero(w.groups == g)
             hist = [h for h in w.history if h.group == g]
-            X = np.array([[w.candidates[i].static[k] for k in names] for i in idx] + [[h.static[k] for k in names] for h in hist])
+            X = np.array(
+                [[w.candidates[i].static[k] for k in names] for i in idx] + [[h.static[k] for k in names] for h in hist]
+            )
             y = np.r_[w.truth["expected_final"][idx], [h.true_final for h in hist]]
             explained = bool(w.truth["static_explained"][idx[0]])
             assert explained == g.endswith("-static")
@@ -226,48 +248,85 @@ def _fingerprint(w: World) -> tuple[str, dict[str, tuple[float, float]]]:
     """A hash of the labels and, per field, (sum, cosine-weighted sum) of the numbers: equal to
     1e-12 relative, not bit for bit, so that a libm's last ulp cannot fail it."""
     units = w.candidates + w.history
-    labels = hashlib.sha256(repr([(c.id, c.group, c.horizon, sorted(c.static)) for c in units]
-                                 + [list(w.truth["regime"]), list(w.truth["candidate"])]).encode()).hexdigest()[:16]
+    labels = hashlib.sha256(
+        repr(
+            [(c.id, c.group, c.horizon, sorted(c.static)) for c in units]
+            + [list(w.truth["regime"]), list(w.truth["candidate"])]
+        ).encode()
+    ).hexdigest()[:16]
 
     def mix(a) -> tuple[float, float]:
         a = np.asarray(a, float).ravel()
         return float(a.sum()), float(a @ np.cos(np.arange(a.size)))
 
-    return labels, {"curves": mix(np.concatenate([v for c in units for _, v in c.curves])),
-                    "steps": mix(np.concatenate([st for c in units for st, _ in c.curves])),
-                    "finals": mix([c.true_final for c in units]), "costs": mix([c.cost_per_step for c in units]),
-                    "static": mix([[c.static[k] for k in sorted(c.static)] for c in units]),
-                    **{k: mix(v) for k, v in w.truth.items() if v.dtype != object}}
+    return labels, {
+        "curves": mix(np.concatenate([v for c in units for _, v in c.curves])),
+        "steps": mix(np.concatenate([st for c in units for st, _ in c.curves])),
+        "finals": mix([c.true_final for c in units]),
+        "costs": mix([c.cost_per_step for c in units]),
+        "static": mix([[c.static[k] for k in sorted(c.static)] for c in units]),
+        **{k: mix(v) for k, v in w.truth.items() if v.dtype != object},
+    }
 
 
 # Computed from heterogeneous_world before `misspecified` existed.
 FINGERPRINTS = {
-    0: ("d6adde606bdb1517", {
-        "curves": (21167.94757311086, -0.9320758778391793), "steps": (31512000.0, -6862.194720947699),
-        "finals": (117.02379185680469, 1.6492741917806404), "costs": (2.9337527371032253, 0.23402868057577603),
-        "static": (938.1288761227065, -1.0934520876108538), "task": (180.0, -10.584502940029566),
-        "expected_final": (49.706303139872674, 1.3338704105799932), "true_final": (50.17463823359303, 1.3579552060223223),
-        "L_int": (0.03257444463977698, -0.0030546782830303504), "K": (1.2182655558012716, -0.08259607347368558),
-        "K_first": (0.12459907260349738, -0.01691708891492178), "alpha": (51.02601678985923, 0.6536907333719009),
-        "L0": (0.31573328838977704, -0.0075933733346932215), "late_bloomer": (15.0, 3.2835363364343477),
-        "onset": (8153.711803321887, 1067.3775691184849), "bloom_depth": (1.9775802033206251, 0.5363011167099327),
-        "cost_per_step": (1.314906753528129, 0.22694353482408586), "tier": (140.0, 17.039921691047798),
-        "contender": (14.0, 2.2680905407826057), "static_explained": (36.0, 1.8238899564357784),
-        "static_pred": (50.16976512552063, 1.6980798104488006), "static_resid_var": (0.2831588437500001, -0.004538695051662871),
-        "horizon": (144000.0, 2431.8711372935554)}),
-    1: ("0c96ac8cd9a9a6c2", {
-        "curves": (3942.1730661413867, 0.6084384516790262), "steps": (5757000.0, 826.9272235010428),
-        "finals": (18.995257158964865, 0.623985216030356), "costs": (0.4101569002825927, 0.06623737793344381),
-        "static": (148.32522195032823, 3.6366874092891797), "task": (15.0, 1.54892942622595),
-        "expected_final": (10.542361694796861, 0.8165607930166762), "true_final": (10.506632122972338, 0.7450589468058835),
-        "L_int": (0.004577063962495657, 0.0013142654978678685), "K": (0.33402258802406026, 0.02909911211176359),
-        "K_first": (0.034383465819750075, 0.004500334236499384), "alpha": (10.779002482593253, 0.688853599636077),
-        "L0": (0.04933393896249567, 0.004103647024258205), "late_bloomer": (3.0, 2.243832472113592),
-        "onset": (1095.8571881182168, 925.1289005406458), "bloom_depth": (0.42346107062649596, 0.32497992358347233),
-        "cost_per_step": (0.2809900194231247, 0.08013276445248392), "tier": (31.0, 7.979921139858105),
-        "contender": (8.0, -0.24458127828061363), "static_explained": (10.0, 1.1696448058613966),
-        "static_pred": (10.509300388627143, 0.9729362339953534), "static_resid_var": (0.044756875000000015, 0.002789381526390337),
-        "horizon": (30000.0, 2950.0318198453333)}),
+    0: (
+        "d6adde606bdb1517",
+        {
+            "curves": (21167.94757311086, -0.9320758778391793),
+            "steps": (31512000.0, -6862.194720947699),
+            "finals": (117.02379185680469, 1.6492741917806404),
+            "costs": (2.9337527371032253, 0.23402868057577603),
+            "static": (938.1288761227065, -1.0934520876108538),
+            "task": (180.0, -10.584502940029566),
+            "expected_final": (49.706303139872674, 1.3338704105799932),
+            "true_final": (50.17463823359303, 1.3579552060223223),
+            "L_int": (0.03257444463977698, -0.0030546782830303504),
+            "K": (1.2182655558012716, -0.08259607347368558),
+            "K_first": (0.12459907260349738, -0.01691708891492178),
+            "alpha": (51.02601678985923, 0.6536907333719009),
+            "L0": (0.31573328838977704, -0.0075933733346932215),
+            "late_bloomer": (15.0, 3.2835363364343477),
+            "onset": (8153.711803321887, 1067.3775691184849),
+            "bloom_depth": (1.9775802033206251, 0.5363011167099327),
+            "cost_per_step": (1.314906753528129, 0.22694353482408586),
+            "tier": (140.0, 17.039921691047798),
+            "contender": (14.0, 2.2680905407826057),
+            "static_explained": (36.0, 1.8238899564357784),
+            "static_pred": (50.16976512552063, 1.6980798104488006),
+            "static_resid_var": (0.2831588437500001, -0.004538695051662871),
+            "horizon": (144000.0, 2431.8711372935554),
+        },
+    ),
+    1: (
+        "0c96ac8cd9a9a6c2",
+        {
+            "curves": (3942.1730661413867, 0.6084384516790262),
+            "steps": (5757000.0, 826.9272235010428),
+            "finals": (18.995257158964865, 0.623985216030356),
+            "costs": (0.4101569002825927, 0.06623737793344381),
+            "static": (148.32522195032823, 3.6366874092891797),
+            "task": (15.0, 1.54892942622595),
+            "expected_final": (10.542361694796861, 0.8165607930166762),
+            "true_final": (10.506632122972338, 0.7450589468058835),
+            "L_int": (0.004577063962495657, 0.0013142654978678685),
+            "K": (0.33402258802406026, 0.02909911211176359),
+            "K_first": (0.034383465819750075, 0.004500334236499384),
+            "alpha": (10.779002482593253, 0.688853599636077),
+            "L0": (0.04933393896249567, 0.004103647024258205),
+            "late_bloomer": (3.0, 2.243832472113592),
+            "onset": (1095.8571881182168, 925.1289005406458),
+            "bloom_depth": (0.42346107062649596, 0.32497992358347233),
+            "cost_per_step": (0.2809900194231247, 0.08013276445248392),
+            "tier": (31.0, 7.979921139858105),
+            "contender": (8.0, -0.24458127828061363),
+            "static_explained": (10.0, 1.1696448058613966),
+            "static_pred": (10.509300388627143, 0.9729362339953534),
+            "static_resid_var": (0.044756875000000015, 0.002789381526390337),
+            "horizon": (30000.0, 2950.0318198453333),
+        },
+    ),
 }
 
 
@@ -339,7 +398,9 @@ def test_misspecified_finals_stay_unbiased(miss_worlds):
         m = tr["expected_final"]
         zf += list((tr["true_final"] - m) / np.sqrt(tr["L_int"]))
         for i, c in enumerate(w.candidates):
-            ze += [(c.curve(s)[1][-1] - m[i]) / np.sqrt(tr["L_int"][i] + rw[i, -1] + bump[i, -1]) for s in range(c.n_seeds)]
+            ze += [
+                (c.curve(s)[1][-1] - m[i]) / np.sqrt(tr["L_int"][i] + rw[i, -1] + bump[i, -1]) for s in range(c.n_seeds)
+            ]
         nb = ~tr["late_bloomer"]
         dev_full += list((tr["true_final"] - m)[nb] / w.tolerance)
         dev_early += list(_dev_at(w, 0.1)[nb].mean(axis=1))

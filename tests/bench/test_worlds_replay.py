@@ -69,7 +69,11 @@ def test_demo_world_replays_the_recorded_real_probes():
     t = pq.read_table(DEMO_DIR / "curves.parquet").to_pydict()
     for c in w0.candidates:
         assert c.horizon == 5000 and c.n_seeds == 2
-        full = sorted((s, v) for cid, k, s, v in zip(t["candidate"], t["kind"], t["step"], t["value"]) if cid == c.id and k == "full")
+        full = sorted(
+            (s, v)
+            for cid, k, s, v in zip(t["candidate"], t["kind"], t["step"], t["value"])
+            if cid == c.id and k == "full"
+        )
         assert full[-1][0] == 5000 and c.true_final == full[-1][1]  # the final of an independent full run
         st, v = c.curve(0)
         assert st[0] == 10 and st[-1] == 500 and np.all((v >= 0) & (v <= 1))

@@ -67,13 +67,31 @@ def ray_head(num_cpus: int = 2, timeout_s: float = 180):
     gcs, dash, agent_http, agent_grpc, metrics, rt_env, client, nm, om = free_ports(9)
     env = {**os.environ, **RAY_ENV}
     env.pop("RAY_ADDRESS", None)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")  # jobs run `python` from this venv
+    env["PATH"] = (
+        str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    )  # jobs run `python` from this venv
     ray_bin = str(Path(sys.executable).parent / "ray")
-    cmd = [ray_bin, "start", "--head", f"--port={gcs}", f"--dashboard-port={dash}", f"--num-cpus={num_cpus}",
-           "--include-dashboard=true", "--dashboard-host=127.0.0.1", "--node-ip-address=127.0.0.1",
-           f"--dashboard-agent-listen-port={agent_http}", f"--dashboard-agent-grpc-port={agent_grpc}",
-           f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={rt_env}", f"--ray-client-server-port={client}",
-           f"--node-manager-port={nm}", f"--object-manager-port={om}", f"--temp-dir={temp}", "--disable-usage-stats", "--block"]
+    cmd = [
+        ray_bin,
+        "start",
+        "--head",
+        f"--port={gcs}",
+        f"--dashboard-port={dash}",
+        f"--num-cpus={num_cpus}",
+        "--include-dashboard=true",
+        "--dashboard-host=127.0.0.1",
+        "--node-ip-address=127.0.0.1",
+        f"--dashboard-agent-listen-port={agent_http}",
+        f"--dashboard-agent-grpc-port={agent_grpc}",
+        f"--metrics-export-port={metrics}",
+        f"--runtime-env-agent-port={rt_env}",
+        f"--ray-client-server-port={client}",
+        f"--node-manager-port={nm}",
+        f"--object-manager-port={om}",
+        f"--temp-dir={temp}",
+        "--disable-usage-stats",
+        "--block",
+    ]
     log = open(Path(temp) / "ray-start.log", "w")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{dash}"

@@ -29,14 +29,33 @@ def test_a_table_round_trips_into_the_same_world(tmp_path):
     assert [c.id for c in back.candidates] == [c.id for c in w.candidates]
     assert back.eval_every == 10 and back.max_probe_depth == 500
     for a, b in zip(w.candidates, back.candidates):
-        assert a.true_final == b.true_final and a.cost_per_step == pytest.approx(b.cost_per_step) and a.n_seeds == b.n_seeds
+        assert (
+            a.true_final == b.true_final
+            and a.cost_per_step == pytest.approx(b.cost_per_step)
+            and a.n_seeds == b.n_seeds
+        )
         np.testing.assert_array_equal(a.curve(1)[1], b.curve(1)[1])
 
 
 def test_backtest_writes_picks_that_score_against_the_final_column(deberta_table, tmp_path):
     out = tmp_path / "bt"
-    res = CliRunner().invoke(app, ["backtest", str(deberta_table), "--budget", "0.05,0.2", "--policy", "prehoc",
-                                   "--policy", "uniform", "--policy", "oracle", "--out", str(out)])
+    res = CliRunner().invoke(
+        app,
+        [
+            "backtest",
+            str(deberta_table),
+            "--budget",
+            "0.05,0.2",
+            "--policy",
+            "prehoc",
+            "--policy",
+            "uniform",
+            "--policy",
+            "oracle",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "seed dispersion is not observable" in res.output
     picks = pq.read_table(out / "picks.parquet").to_pylist()
@@ -45,9 +64,13 @@ def test_backtest_writes_picks_that_score_against_the_final_column(deberta_table
     final = dict(zip(table["candidate"], table["final"]))
     group = dict(zip(table["candidate"], table["group"]))
     best = {g: max(f for c, f in final.items() if group[c] == g) for g in set(group.values())}
-    assert {(p["policy"], p["budget"]) for p in picks} == {(p, b) for p in ("prehoc", "uniform", "oracle") for b in (0.05, 0.2)}
+    assert {(p["policy"], p["budget"]) for p in picks} == {
+        (p, b) for p in ("prehoc", "uniform", "oracle") for b in (0.05, 0.2)
+    }
     for m in metrics:
-        mine = [p for p in picks if p["policy"] == m["policy"] and p["budget"] == m["budget"] and p["repeat"] == m["repeat"]]
+        mine = [
+            p for p in picks if p["policy"] == m["policy"] and p["budget"] == m["budget"] and p["repeat"] == m["repeat"]
+        ]
         assert len(mine) == 2  # one pick per task
         rescored = np.mean([best[p["group"]] - final[p["candidate"]] for p in mine])
         assert m["regret"] == pytest.approx(rescored)
@@ -58,8 +81,14 @@ def test_backtest_writes_picks_that_score_against_the_final_column(deberta_table
 
 
 def _write(tmp_path, **cols):
-    base = {"candidate": ["a", "a", "b", "b"], "step": [10.0, 20.0, 10.0, 20.0], "value": [0.1, 0.2, 0.3, 0.4],
-            "group": ["t", "t", "t", "t"], "horizon": [100.0] * 4, "final": [0.5, 0.5, 0.6, 0.6]}
+    base = {
+        "candidate": ["a", "a", "b", "b"],
+        "step": [10.0, 20.0, 10.0, 20.0],
+        "value": [0.1, 0.2, 0.3, 0.4],
+        "group": ["t", "t", "t", "t"],
+        "horizon": [100.0] * 4,
+        "final": [0.5, 0.5, 0.6, 0.6],
+    }
     base.update(cols)
     base = {k: v for k, v in base.items() if v is not None}
     path = tmp_path / "t.csv"
@@ -78,14 +107,17 @@ def _csv(cols, path):
             w.writerow(row)
 
 
-@pytest.mark.parametrize("cols, args, expect", [
-    ({"final": ["", "", 0.6, 0.6]}, [], "column 'final' row 1: candidate 'a' has no final"),
-    ({"cost_per_step": [1, 1, "fast", "fast"]}, [], "column 'cost_per_step' row 3"),
-    ({"cost_per_step": [1, 1, -2, -2]}, [], "column 'cost_per_step' row 3"),
-    ({}, ["--budget", "0.1,2"], "--budget: expected fractions in (0, 1]"),
-    ({}, ["--policy", "hyperband"], "--policy: expected one of"),
-    ({"value": [0.1, "x", 0.3, 0.4]}, [], "value"),
-])
+@pytest.mark.parametrize(
+    "cols, args, expect",
+    [
+        ({"final": ["", "", 0.6, 0.6]}, [], "column 'final' row 1: candidate 'a' has no final"),
+        ({"cost_per_step": [1, 1, "fast", "fast"]}, [], "column 'cost_per_step' row 3"),
+        ({"cost_per_step": [1, 1, -2, -2]}, [], "column 'cost_per_step' row 3"),
+        ({}, ["--budget", "0.1,2"], "--budget: expected fractions in (0, 1]"),
+        ({}, ["--policy", "hyperband"], "--policy: expected one of"),
+        ({"value": [0.1, "x", 0.3, 0.4]}, [], "value"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(tmp_path, cols, args, expect):
     path = _write(tmp_path, **cols)
     res = CliRunner().invoke(app, ["backtest", str(path), "--out", str(tmp_path / "o"), *args])
@@ -102,8 +134,25 @@ def test_more_than_one_final_per_candidate_is_rejected(tmp_path):
 
 def test_portfolios_give_units_and_say_which_candidates_they_hold(deberta_table, tmp_path):
     out = tmp_path / "p"
-    res = CliRunner().invoke(app, ["backtest", str(deberta_table), "--budget", "0.1", "--policy", "prehoc", "--policy", "uniform",
-                                   "--portfolios", "5", "--portfolio-size", "6", "--out", str(out)])
+    res = CliRunner().invoke(
+        app,
+        [
+            "backtest",
+            str(deberta_table),
+            "--budget",
+            "0.1",
+            "--policy",
+            "prehoc",
+            "--policy",
+            "uniform",
+            "--portfolios",
+            "5",
+            "--portfolio-size",
+            "6",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     members = pq.read_table(out / "portfolios.parquet").to_pylist()
     picks = pq.read_table(out / "picks.parquet").to_pylist()

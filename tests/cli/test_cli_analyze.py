@@ -18,8 +18,35 @@ from prehoc_ray.sim.synthetic import generate_portfolio
 _register()
 runner = CliRunner()
 
-PRED_COLUMNS = {"candidate", "group", "depth", "predicted_final", "predicted_std", "lower", "upper", "regime", "final", "last_observed"}
-DECOMP_COLUMNS = {"unit", "L_int", "L_int_lo", "L_int_hi", "K", "K_lo", "K_hi", "alpha", "alpha_lo", "alpha_hi", "L0", "c_star", "regime", "n_points", "diagnostics"}
+PRED_COLUMNS = {
+    "candidate",
+    "group",
+    "depth",
+    "predicted_final",
+    "predicted_std",
+    "lower",
+    "upper",
+    "regime",
+    "final",
+    "last_observed",
+}
+DECOMP_COLUMNS = {
+    "unit",
+    "L_int",
+    "L_int_lo",
+    "L_int_hi",
+    "K",
+    "K_lo",
+    "K_hi",
+    "alpha",
+    "alpha_lo",
+    "alpha_hi",
+    "L0",
+    "c_star",
+    "regime",
+    "n_points",
+    "diagnostics",
+}
 FAST = ["--n-boot", "20"]
 
 
@@ -83,7 +110,15 @@ def test_writes_every_file_with_the_promised_columns(base_run, table):
     assert any(u.startswith("group:") for u in units) and any(u.startswith("candidate:") for u in units)
     assert (base_run / "phase_diagram.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = (base_run / "report.md").read_text()
-    for needle in ("## Settings", "## Regimes", "## Units", "phase_diagram.png", "decay.png", "## Diagnostics", "floor_unidentified"):
+    for needle in (
+        "## Settings",
+        "## Regimes",
+        "## Units",
+        "phase_diagram.png",
+        "decay.png",
+        "## Diagnostics",
+        "floor_unidentified",
+    ):
         assert needle in report
 
 
@@ -128,7 +163,11 @@ def test_depth_truncation_changes_predictions(tmp_path, csv_path, base_run):
 def test_jsonl_without_finals_single_seed_runs(tmp_path):
     # No finals and one seed: no population and no seed dispersion; predictions are the
     # candidates' own extrapolations and every regime is Undetermined. Must not crash.
-    rows = ["{" + f'"candidate": "c{c}", "step": {s}, "value": {0.5 + 0.1 * c - 0.2 / s:.4f}' + "}" for c in range(3) for s in range(1, 8)]
+    rows = [
+        "{" + f'"candidate": "c{c}", "step": {s}, "value": {0.5 + 0.1 * c - 0.2 / s:.4f}' + "}"
+        for c in range(3)
+        for s in range(1, 8)
+    ]
     path = tmp_path / "t.jsonl"
     path.write_text("\n".join(rows) + "\n")
     out = tmp_path / "out"
@@ -184,7 +223,10 @@ def test_bad_file_is_one_line_exit_2(tmp_path, case):
 
 
 def test_unknown_file_type(tmp_path):
-    _assert_bad(_invoke(_bad_csv(tmp_path, GOOD_HEADER + "a,1,0.5,0\n", "t.txt"), "--out", tmp_path / "o"), ["unknown file type", ".txt"])
+    _assert_bad(
+        _invoke(_bad_csv(tmp_path, GOOD_HEADER + "a,1,0.5,0\n", "t.txt"), "--out", tmp_path / "o"),
+        ["unknown file type", ".txt"],
+    )
 
 
 def test_missing_file(tmp_path):

@@ -40,6 +40,7 @@ def invoke(*args: str):
 
 # ----- token authentication -------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "address,mode,allowed",
     [
@@ -82,8 +83,12 @@ class _Recorder:
             def do_GET(self):
                 seen.append((self.path, self.headers.get("Authorization")))
                 if self.path.startswith("/api/version"):
-                    body, code = json.dumps({"version": "4", "ray_version": "2.60.0", "ray_commit": "x",
-                                             "session_name": "s"}).encode(), 200
+                    body, code = (
+                        json.dumps(
+                            {"version": "4", "ray_version": "2.60.0", "ray_commit": "x", "session_name": "s"}
+                        ).encode(),
+                        200,
+                    )
                 else:
                     body, code = b"Job does not exist", 404
                 self.send_response(code)
@@ -137,11 +142,17 @@ def _cli_in_subprocess(calls: list[list[str]], mode: str | None, home: Path) -> 
     env.update({"HOME": str(home), "RAY_AUTH_TOKEN": "env-s3cret", "RAY_USAGE_STATS_ENABLED": "0", "COLUMNS": "300"})
     if mode is not None:
         env["RAY_AUTH_MODE"] = mode
-    r = subprocess.run([sys.executable, "-c", _CLI_SCRIPT, json.dumps(calls)], env=env, capture_output=True, text=True,
-                       timeout=180, cwd=str(home))
+    r = subprocess.run(
+        [sys.executable, "-c", _CLI_SCRIPT, json.dumps(calls)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=str(home),
+    )
     line = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
     assert line, r.stdout[-2000:] + r.stderr[-3000:]
-    return [tuple(x) for x in json.loads(line[-1][len("RESULT "):])]
+    return [tuple(x) for x in json.loads(line[-1][len("RESULT ") :])]
 
 
 @pytest.mark.slow
@@ -161,13 +172,13 @@ def test_the_token_goes_only_where_token_mode_sends_it(tmp_path):
         # unset and disabled: nothing is sent, to any address
         for mode in (None, "disabled"):
             rec.seen.clear()
-            (code, out), = _cli_in_subprocess([["status", "prehoc-x", "--address", local]], mode, home)
+            ((code, out),) = _cli_in_subprocess([["status", "prehoc-x", "--address", local]], mode, home)
             assert code == 1 and "no job with submission id prehoc-x" in out, out
             assert rec.seen and all(auth is None for _, auth in rec.seen), (mode, rec.seen)
 
         # token mode, loopback: Ray's client sends the token (RAY_AUTH_TOKEN wins over the file)
         rec.seen.clear()
-        (code, out), = _cli_in_subprocess([["status", "prehoc-x", "--address", local]], "token", home)
+        ((code, out),) = _cli_in_subprocess([["status", "prehoc-x", "--address", local]], "token", home)
         assert code == 1, out
         assert rec.seen and all(auth == "Bearer env-s3cret" for _, auth in rec.seen), rec.seen
 
@@ -175,9 +186,11 @@ def test_the_token_goes_only_where_token_mode_sends_it(tmp_path):
             pytest.skip("this machine has no non-loopback IPv4 address to test plain http to another host")
         # token mode, plain http to another host: refused before any request, by submit, status and logs
         rec.seen.clear()
-        calls = [["submit", str(spec), "--working-dir", str(home / "wd"), "--address", remote],
-                 ["status", "prehoc-x", "--address", remote],
-                 ["logs", "prehoc-x", "--address", remote]]
+        calls = [
+            ["submit", str(spec), "--working-dir", str(home / "wd"), "--address", remote],
+            ["status", "prehoc-x", "--address", remote],
+            ["logs", "prehoc-x", "--address", remote],
+        ]
         for code, out in _cli_in_subprocess(calls, "token", home):
             assert code == 2, out
             assert "refusing to send the Ray token" in out and "--allow-insecure-token" in out, out
@@ -185,8 +198,9 @@ def test_the_token_goes_only_where_token_mode_sends_it(tmp_path):
             assert "s3cret" not in out
         assert rec.seen == []
         # ... unless said explicitly
-        (code, out), = _cli_in_subprocess([["status", "prehoc-x", "--address", remote, "--allow-insecure-token"]], "token",
-                                          home)
+        ((code, out),) = _cli_in_subprocess(
+            [["status", "prehoc-x", "--address", remote, "--allow-insecure-token"]], "token", home
+        )
         assert code == 1 and "no job with submission id" in out, out
         assert rec.seen and all(auth == "Bearer env-s3cret" for _, auth in rec.seen), rec.seen
     finally:
@@ -195,8 +209,10 @@ def test_the_token_goes_only_where_token_mode_sends_it(tmp_path):
 
 def test_ray_client_sends_the_token_itself_in_token_mode():
     """What the rules above rely on (Ray 2.60): RAY_AUTH_MODE=token -> Ray adds the bearer header."""
-    code = ("from ray._private.authentication.http_token_authentication import get_auth_headers_if_auth_enabled as h; "
-            "import json; print(json.dumps([h({}), h({'Authorization': 'Bearer mine'})]))")
+    code = (
+        "from ray._private.authentication.http_token_authentication import get_auth_headers_if_auth_enabled as h; "
+        "import json; print(json.dumps([h({}), h({'Authorization': 'Bearer mine'})]))"
+    )
     env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "s3cret"}
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -210,17 +226,20 @@ def test_ray_client_sends_the_token_itself_in_token_mode():
 
 # ----- the request ----------------------------------------------------------------------------
 
+
 def test_dry_run_request(tmp_path, monkeypatch):
     spec_path = write_spec(tmp_path / "wd" / "jobs")
     spec = load_job(spec_path)
     monkeypatch.chdir(tmp_path / "wd")
     code, out = invoke("submit", "jobs/job.yaml", "--dry-run", "--address", "http://head:8265")
     assert code == 0, out
-    req = json.loads(out[out.index("{"):])
+    req = json.loads(out[out.index("{") :])
     assert req["address"] == "http://head:8265"
     assert req["submission_id"] == f"prehoc-unit-{spec.spec_hash()}"
-    assert req["entrypoint"] == ('python -m prehoc_ray run jobs/job.yaml --out '
-                                 f'"${{PREHOC_RAY_STORAGE:-/tmp/prehoc-ray}}/unit-{spec.spec_hash()}"')
+    assert req["entrypoint"] == (
+        "python -m prehoc_ray run jobs/job.yaml --out "
+        f'"${{PREHOC_RAY_STORAGE:-/tmp/prehoc-ray}}/unit-{spec.spec_hash()}"'
+    )
     assert req["entrypoint_num_gpus"] == 0 and "entrypoint_num_cpus" not in req
     env = req["runtime_env"]
     assert env["working_dir"] == str((tmp_path / "wd").resolve())
@@ -238,59 +257,102 @@ def test_submission_id_follows_the_spec_not_its_formatting(tmp_path):
     b.write_text(json.dumps(dict(reversed(list(d.items())))))  # other key order, JSON flavour of YAML
     assert submit_mod.submission_id_for(load_job(a)) == submit_mod.submission_id_for(load_job(b))
     d2 = simulated_spec_dict(name="same", probe_seconds=61)
-    assert submit_mod.submission_id_for(load_job(write_spec(tmp_path / "c", d2))) != submit_mod.submission_id_for(load_job(a))
+    assert submit_mod.submission_id_for(load_job(write_spec(tmp_path / "c", d2))) != submit_mod.submission_id_for(
+        load_job(a)
+    )
 
 
-@pytest.mark.parametrize("text, expect", [
-    ("a: &x [1, 2]\nb: {env_vars: {K: '1'}, env_vars: {K: 'sk-secret-value'}}\n", "duplicate key"),
-    ("[" * 20000 + "]" * 20000, "deep"),
-])
+@pytest.mark.parametrize(
+    "text, expect",
+    [
+        ("a: &x [1, 2]\nb: {env_vars: {K: '1'}, env_vars: {K: 'sk-secret-value'}}\n", "duplicate key"),
+        ("[" * 20000 + "]" * 20000, "deep"),
+    ],
+)
 def test_a_malformed_runtime_env_file_is_one_clean_line(tmp_path, text, expect):
     spec_path = write_spec(tmp_path, simulated_spec_dict(name="rt-bad"))
     (tmp_path / "rt.yaml").write_text(text)
-    code, out = invoke("submit", str(spec_path), "--dry-run", "--working-dir", str(tmp_path),
-                       "--runtime-env", str(tmp_path / "rt.yaml"))
+    code, out = invoke(
+        "submit",
+        str(spec_path),
+        "--dry-run",
+        "--working-dir",
+        str(tmp_path),
+        "--runtime-env",
+        str(tmp_path / "rt.yaml"),
+    )
     assert code == 2, out
     assert "rt.yaml" in out and expect in out.lower() and "sk-secret-value" not in out and "Traceback" not in out
 
 
 def test_out_and_runtime_env_options(tmp_path):
-    spec_path = write_spec(tmp_path, {**simulated_spec_dict(name="opts"),
-                                      "cluster": {"runtime_env": {"pip": ["x==1"], "env_vars": {"A": "1"}}}})
+    spec_path = write_spec(
+        tmp_path,
+        {**simulated_spec_dict(name="opts"), "cluster": {"runtime_env": {"pip": ["x==1"], "env_vars": {"A": "1"}}}},
+    )
     (tmp_path / "rt.yaml").write_text("env_vars: {B: '2'}\nexcludes: [data/]\n")
-    code, out = invoke("submit", str(spec_path), "--dry-run", "--working-dir", str(tmp_path), "--out", "/mnt/shared/my run",
-                       "--runtime-env", str(tmp_path / "rt.yaml"), "--submission-id", "again-1", "--entrypoint-num-cpus", "1")
+    code, out = invoke(
+        "submit",
+        str(spec_path),
+        "--dry-run",
+        "--working-dir",
+        str(tmp_path),
+        "--out",
+        "/mnt/shared/my run",
+        "--runtime-env",
+        str(tmp_path / "rt.yaml"),
+        "--submission-id",
+        "again-1",
+        "--entrypoint-num-cpus",
+        "1",
+    )
     assert code == 0, out
-    req = json.loads(out[out.index("{"):])
+    req = json.loads(out[out.index("{") :])
     assert req["entrypoint"].endswith("--out '/mnt/shared/my run'")
     assert req["submission_id"] == "again-1" and req["entrypoint_num_cpus"] == 1
     env = req["runtime_env"]
     assert env["pip"] == ["x==1"] and env["env_vars"] == {"B": "<redacted>", "PYTHONUNBUFFERED": "<redacted>"}
-    real = submit_mod.build_request(spec_path, load_job(spec_path), working_dir=str(tmp_path), out=None,
-                                    runtime_env_file=tmp_path / "rt.yaml")
+    real = submit_mod.build_request(
+        spec_path, load_job(spec_path), working_dir=str(tmp_path), out=None, runtime_env_file=tmp_path / "rt.yaml"
+    )
     assert real["runtime_env"]["env_vars"] == {"B": "2", "PYTHONUNBUFFERED": "1"}
     assert env["excludes"][0] == "data/"
-    code, out = invoke("submit", str(spec_path), "--dry-run", "--working-dir", str(tmp_path), "--resume", "--out", "/mnt/r")
-    req = json.loads(out[out.index("{"):])
+    code, out = invoke(
+        "submit", str(spec_path), "--dry-run", "--working-dir", str(tmp_path), "--resume", "--out", "/mnt/r"
+    )
+    req = json.loads(out[out.index("{") :])
     assert req["entrypoint"].endswith("--out /mnt/r --resume")
     assert req["submission_id"].startswith(submit_mod.submission_id_for(load_job(spec_path)) + "-resume-")
 
 
 def test_dry_run_redacts_env_var_values_and_the_request_keeps_them(tmp_path):
-    spec_path = write_spec(tmp_path, {**simulated_spec_dict(name="sec"),
-                                      "cluster": {"runtime_env": {"env_vars": {"HF_TOKEN": "hf_SPEC_s3cret"}}}})
+    spec_path = write_spec(
+        tmp_path,
+        {**simulated_spec_dict(name="sec"), "cluster": {"runtime_env": {"env_vars": {"HF_TOKEN": "hf_SPEC_s3cret"}}}},
+    )
     (tmp_path / "rt.yaml").write_text("env_vars: {WANDB_API_KEY: 'wandb-FILE-s3cret'}\n")
-    code, out = invoke("submit", str(spec_path), "--dry-run", "--working-dir", str(tmp_path), "--runtime-env",
-                       str(tmp_path / "rt.yaml"))
+    code, out = invoke(
+        "submit",
+        str(spec_path),
+        "--dry-run",
+        "--working-dir",
+        str(tmp_path),
+        "--runtime-env",
+        str(tmp_path / "rt.yaml"),
+    )
     assert code == 0, out
     assert "s3cret" not in out
-    shown = json.loads(out[out.index("{"):])["runtime_env"]["env_vars"]
+    shown = json.loads(out[out.index("{") :])["runtime_env"]["env_vars"]
     assert shown == {"WANDB_API_KEY": "<redacted>", "PYTHONUNBUFFERED": "<redacted>"}  # --runtime-env replaces env_vars
     code, out = invoke("submit", str(spec_path), "--dry-run", "--working-dir", str(tmp_path))
-    assert "hf_SPEC_s3cret" not in out and json.loads(out[out.index("{"):])["runtime_env"]["env_vars"]["HF_TOKEN"] == "<redacted>"
+    assert (
+        "hf_SPEC_s3cret" not in out
+        and json.loads(out[out.index("{") :])["runtime_env"]["env_vars"]["HF_TOKEN"] == "<redacted>"
+    )
     # what goes to Ray has the real values
-    req = submit_mod.build_request(spec_path, load_job(spec_path), working_dir=str(tmp_path), out=None,
-                                   runtime_env_file=tmp_path / "rt.yaml")
+    req = submit_mod.build_request(
+        spec_path, load_job(spec_path), working_dir=str(tmp_path), out=None, runtime_env_file=tmp_path / "rt.yaml"
+    )
     assert req["runtime_env"]["env_vars"]["WANDB_API_KEY"] == "wandb-FILE-s3cret"
     req = submit_mod.build_request(spec_path, load_job(spec_path), working_dir=str(tmp_path), out=None)
     assert req["runtime_env"]["env_vars"]["HF_TOKEN"] == "hf_SPEC_s3cret"
@@ -333,7 +395,7 @@ def test_env_files_stay_out_of_the_upload_and_the_output_says_so(tmp_path):
     for rel in (".env", ".env.local", "config/prod.env", "deep/er/.env"):
         assert rel in note[0]
     assert "environment.yaml" not in note[0]
-    req = json.loads(out[out.index("{"):])
+    req = json.loads(out[out.index("{") :])
     # Ray's own packaging with the request's excludes: what the cluster would receive
     pkg = tmp_path / "pkg.zip"
     create_package(str(wd), pkg, include_gitignore=True, excludes=req["runtime_env"]["excludes"])
@@ -341,7 +403,12 @@ def test_env_files_stay_out_of_the_upload_and_the_output_says_so(tmp_path):
     assert "job.yaml" in names and "environment.yaml" in names
     assert not [n for n in names if Path(n).name.startswith(".env") or n.endswith(".env")], names
     # no .env file: no note
-    (wd / ".env").unlink(), (wd / ".env.local").unlink(), (wd / "config/prod.env").unlink(), (wd / "deep/er/.env").unlink()
+    (
+        (wd / ".env").unlink(),
+        (wd / ".env.local").unlink(),
+        (wd / "config/prod.env").unlink(),
+        (wd / "deep/er/.env").unlink(),
+    )
     code, out = invoke("submit", str(spec_path), "--dry-run", "--working-dir", str(wd))
     assert code == 0 and "not uploaded" not in out
 
@@ -376,8 +443,10 @@ def test_bad_input_exits_2(tmp_path, case, expected):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        pq.write_table(pa.table({"candidate": ["a"], "step": [1.0], "value": [0.5], "group": ["qa"], "final": [0.6]}),
-                       tmp_path / "past.parquet")
+        pq.write_table(
+            pa.table({"candidate": ["a"], "step": [1.0], "value": [0.5], "group": ["qa"], "final": [0.6]}),
+            tmp_path / "past.parquet",
+        )
         d = simulated_spec_dict(name="bad")
         d["history"] = "../../past.parquet"
         path = write_spec(wd / "jobs", d)
@@ -428,6 +497,7 @@ def test_status_of_a_missing_spec_file_is_bad_input(tmp_path):
 
 # ----- a real head ----------------------------------------------------------------------------
 
+
 def _spec_for_cluster(tmp: Path, name: str) -> Path:
     src = REPO / "jobs" / "simulated.yaml"
     if src.is_file():
@@ -464,8 +534,10 @@ def test_submit_wait_on_a_real_head(tmp_path, monkeypatch):
         assert "FAILED" in out and "prehoc-cluster-fails-" in out
 
         if not has_run:
-            pytest.skip("`prehoc-ray run` (prehoc_ray/cli/run.py, the execution layer) does not exist yet: "
-                        f"head started in {t_head:.0f} s, a failing job was reported with exit 1; the plan check needs it")
+            pytest.skip(
+                "`prehoc-ray run` (prehoc_ray/cli/run.py, the execution layer) does not exist yet: "
+                f"head started in {t_head:.0f} s, a failing job was reported with exit 1; the plan check needs it"
+            )
 
         code, out = invoke("submit", str(ok_spec), *common, "--wait", "--out", str(out_dir))
         assert code == 0, out
@@ -480,8 +552,9 @@ def test_submit_wait_on_a_real_head(tmp_path, monkeypatch):
         assert all(r["reason"] for r in plan["candidates"])
         t = plan["totals"]
         undecided = sum(r["full_cost_s"] for r in plan["candidates"] if r["decision"] == "probe more")
-        assert t["saving_s"] == pytest.approx(max(0.0, t["all_full_cost_s"] - t["recommended_full_cost_s"] - undecided
-                                                  - t["probe_spend_s"]))
+        assert t["saving_s"] == pytest.approx(
+            max(0.0, t["all_full_cost_s"] - t["recommended_full_cost_s"] - undecided - t["probe_spend_s"])
+        )
         assert (out_dir / "plan.parquet").is_file() and (out_dir / "report.html").is_file()
 
         # The same spec again: not a second job, its status instead.
@@ -502,8 +575,13 @@ def test_submit_wait_on_a_real_head(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_module_entrypoint_lists_the_commands():
     """`python -m prehoc_ray` is what the cluster runs: every command of this module is registered."""
-    r = subprocess.run([sys.executable, "-m", "prehoc_ray", "--help"], capture_output=True, text=True, timeout=120,
-                       env={**__import__("os").environ, "COLUMNS": "200"})
+    r = subprocess.run(
+        [sys.executable, "-m", "prehoc_ray", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "COLUMNS": "200"},
+    )
     if r.returncode != 0 and "ImportError" in r.stderr + r.stdout:
         pytest.skip(f"another command module does not import yet: {r.stderr.strip().splitlines()[-1]}")
     assert r.returncode == 0, r.stderr

@@ -64,25 +64,48 @@ BAD = [
     ("unknown nested key", with_(budget={"probe_seconds": 60, "probe_secs": 1}), "budget.probe_secs: unknown key"),
     ("missing budget", with_(budget=_DELETE), "budget: Field required"),
     ("negative budget", with_(budget={"probe_seconds": -5}), "budget.probe_seconds: Input should be greater than 0"),
-    ("zero full budget", with_(budget={"probe_seconds": 5, "full_finetune_seconds": 0}), "budget.full_finetune_seconds"),
+    (
+        "zero full budget",
+        with_(budget={"probe_seconds": 5, "full_finetune_seconds": 0}),
+        "budget.full_finetune_seconds",
+    ),
     ("bad name", with_(name="has space"), "name: String should match pattern"),
     ("no tasks", with_(tasks=[]), "tasks: List should have at least 1 item"),
-    ("task with two sources", with_(tasks=[{"name": "t", "builtin": "synthetic_copy", "path": "x.csv"}]),
-     "tasks.0: Value error, task needs exactly one of `path`, `dataset` or `builtin`"),
+    (
+        "task with two sources",
+        with_(tasks=[{"name": "t", "builtin": "synthetic_copy", "path": "x.csv"}]),
+        "tasks.0: Value error, task needs exactly one of `path`, `dataset` or `builtin`",
+    ),
     ("unknown builtin", with_(tasks=[{"name": "t", "builtin": "imagenet"}]), "tasks.0.builtin: Input should be"),
     ("model without source", with_(models=[{"name": "m"}]), "models.0: Value error, model needs exactly one of"),
     ("unknown model package", with_(models=[{"name": "m", "package": "gpt-5"}]), "models.0.package: Input should be"),
     ("plan mode", with_(plan={"mode": "best"}), "plan.mode: Input should be 'max' or 'min'"),
     ("plan confidence", with_(plan={"confidence": 1.5}), "plan.confidence: Input should be less than 1"),
     ("baseline for unknown task", with_(plan={"baselines": {"nope": 0.5}}), "plan.baselines: unknown task(s) nope"),
-    ("duplicate model names", with_(models=[{"name": "m", "tiny": {}}, {"name": "m", "tiny": {}}]), "models: duplicate name(s) m"),
-    ("explicit candidate unknown", with_(candidates=[["copy", "ghost", "default"]]), "candidates[0]: unknown model 'ghost'"),
-    ("initial steps vs eval_every", with_(allocation={"initial_steps": 10}), "allocation.initial_steps (10) must be >= 3 x probe.eval_every"),
+    (
+        "duplicate model names",
+        with_(models=[{"name": "m", "tiny": {}}, {"name": "m", "tiny": {}}]),
+        "models: duplicate name(s) m",
+    ),
+    (
+        "explicit candidate unknown",
+        with_(candidates=[["copy", "ghost", "default"]]),
+        "candidates[0]: unknown model 'ghost'",
+    ),
+    (
+        "initial steps vs eval_every",
+        with_(allocation={"initial_steps": 10}),
+        "allocation.initial_steps (10) must be >= 3 x probe.eval_every",
+    ),
     ("seeds", with_(allocation={"seeds": 1}), "allocation.seeds: Input should be greater than or equal to 2"),
     ("backend", with_(backend="gpu"), "backend: Input should be 'real' or 'simulated'"),
     ("probe precision", with_(probe={"precision": "fp8"}), "probe.precision: Input should be"),
     ("zero_stage", with_(probe={"zero_stage": 4}), "probe.zero_stage: Input should be less than or equal to 3"),
-    ("lora_r", with_(configs=[{"name": "c", "lora_r": 0}]), "configs.0.lora_r: Input should be greater than or equal to 1"),
+    (
+        "lora_r",
+        with_(configs=[{"name": "c", "lora_r": 0}]),
+        "configs.0.lora_r: Input should be greater than or equal to 1",
+    ),
     ("cluster typo", with_(cluster={"adress": "auto"}), "cluster.adress: unknown key"),
     ("not a mapping", "- just\n- a list\n", "expected a mapping at the top level"),
     ("not yaml", "name: [unclosed\n", "not valid YAML"),
@@ -117,8 +140,11 @@ def test_data_file_problems_name_the_field(tmp_path):
             {"name": "ok", "path": "data/ok.jsonl"},
             {"name": "okcol", "path": "data/qa.csv", "prompt_column": "question"},
         ],
-        models=[{"name": "nodir", "path": "models/x"}, {"name": "noconf", "path": "model"},
-                {"name": "weird", "tiny": {"arch": "mamba"}}],
+        models=[
+            {"name": "nodir", "path": "models/x"},
+            {"name": "noconf", "path": "model"},
+            {"name": "weird", "tiny": {"arch": "mamba"}},
+        ],
     )
     code, out = run(write(tmp_path, spec))
     assert code == 2
@@ -141,16 +167,28 @@ def test_an_evaluation_set_too_small_for_the_tolerance_is_a_warning_with_the_siz
     from prehoc_ray.cli.validate import check_eval_sizes
     from prehoc_ray.spec.job import JobSpec
 
-    base = {"name": "j", "backend": "simulated", "budget": {"probe_seconds": 10},
-            "models": [{"name": "m", "tiny": {"arch": "llama"}}], "configs": [{"name": "c", "full_steps": 100}]}
-    small = JobSpec.model_validate({**base, "tasks": [{"name": "t", "builtin": "synthetic_copy", "eval_examples": 128}]})
+    base = {
+        "name": "j",
+        "backend": "simulated",
+        "budget": {"probe_seconds": 10},
+        "models": [{"name": "m", "tiny": {"arch": "llama"}}],
+        "configs": [{"name": "c", "full_steps": 100}],
+    }
+    small = JobSpec.model_validate(
+        {**base, "tasks": [{"name": "t", "builtin": "synthetic_copy", "eval_examples": 128}]}
+    )
     (p,) = check_eval_sizes(small)
     assert p.field == "tasks.0.eval_examples" and not p.error
     assert "up to 0.044" in p.message and "625 examples" in p.message
     big = JobSpec.model_validate({**base, "tasks": [{"name": "t", "builtin": "synthetic_copy", "eval_examples": 700}]})
     assert check_eval_sizes(big) == []
-    loose = JobSpec.model_validate({**base, "allocation": {"tolerance": 0.05},
-                                    "tasks": [{"name": "t", "builtin": "synthetic_copy", "eval_examples": 128}]})
+    loose = JobSpec.model_validate(
+        {
+            **base,
+            "allocation": {"tolerance": 0.05},
+            "tasks": [{"name": "t", "builtin": "synthetic_copy", "eval_examples": 128}],
+        }
+    )
     assert check_eval_sizes(loose) == []
 
 
@@ -205,8 +243,13 @@ def test_history_problems_are_named(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = {"candidate": [f"r{i}" for i in range(9) for _ in range(3)], "step": [10.0, 20.0, 30.0] * 9,
-            "value": [0.5, 0.6, 0.65] * 9, "group": ["other"] * 27, "final": [0.7] * 27}
+    rows = {
+        "candidate": [f"r{i}" for i in range(9) for _ in range(3)],
+        "step": [10.0, 20.0, 30.0] * 9,
+        "value": [0.5, 0.6, 0.65] * 9,
+        "group": ["other"] * 27,
+        "final": [0.7] * 27,
+    }
     pq.write_table(pa.table(rows), tmp_path / "past.parquet")
     spec = write(tmp_path, {**GOOD, "history": "past.parquet"})
     res = runner.invoke(app, ["validate", str(spec), "--json"])

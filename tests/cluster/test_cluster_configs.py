@@ -61,7 +61,7 @@ def ray_start_flags(commands: list[str]) -> dict[str, str]:
 
     starts = [c for c in commands if "ray start" in c]
     assert len(starts) == 1, commands
-    words = shlex.split(starts[0][starts[0].index("ray start"):].split(";")[0])
+    words = shlex.split(starts[0][starts[0].index("ray start") :].split(";")[0])
     return dict(w.split("=", 1) if "=" in w else (w, "") for w in words[2:])
 
 
@@ -70,11 +70,15 @@ def test_readme_says_what_ray_up_exposes():
     (cfg,) = load("ray-cluster.yaml")
     text = (CLUSTER / "README.md").read_text()
     assert "What is exposed" in text
-    section = text[text.index("What is exposed"):]
-    section = section[:section.index("\n## ")] if "\n## " in section else section
+    section = text[text.index("What is exposed") :]
+    section = section[: section.index("\n## ")] if "\n## " in section else section
     head = ray_start_flags(cfg["head_start_ray_commands"])
-    ports = {head["--port"], head.get("--dashboard-port", "8265"), head["--metrics-export-port"],
-             ray_start_flags(cfg["worker_start_ray_commands"])["--metrics-export-port"]}
+    ports = {
+        head["--port"],
+        head.get("--dashboard-port", "8265"),
+        head["--metrics-export-port"],
+        ray_start_flags(cfg["worker_start_ray_commands"])["--metrics-export-port"],
+    }
     for port in ports:
         assert port in section, port
     assert "127.0.0.1" in section and "unauthenticated" in section.lower()
@@ -129,8 +133,11 @@ def _check_cluster_spec(spec: dict) -> None:
         assert "nvidia.com/gpu" not in hc["resources"].get(section, {})
     assert {p["containerPort"] for p in hc["ports"]} >= {6379, 8265, 8080}
     groups = spec["workerGroupSpecs"]
-    gpu_groups = [g for g in groups if any(int(c["resources"]["limits"].get("nvidia.com/gpu", 0)) >= 1
-                                             for c in _containers(g["template"]))]
+    gpu_groups = [
+        g
+        for g in groups
+        if any(int(c["resources"]["limits"].get("nvidia.com/gpu", 0)) >= 1 for c in _containers(g["template"]))
+    ]
     assert gpu_groups, "no GPU worker group"
     for g in gpu_groups:
         assert g["maxReplicas"] >= g["minReplicas"] >= 0
@@ -190,16 +197,27 @@ def test_runtime_env_is_accepted_by_ray_and_by_submit(tmp_path):
 
     spec = tmp_path / "job.yaml"
     spec.write_text(yaml.safe_dump(simulated_spec_dict(name="rt")))
-    r = CliRunner().invoke(app, ["submit", str(spec), "--working-dir", str(tmp_path), "--dry-run",
-                                 "--runtime-env", str(CLUSTER / "runtime_env.yaml")])
+    r = CliRunner().invoke(
+        app,
+        [
+            "submit",
+            str(spec),
+            "--working-dir",
+            str(tmp_path),
+            "--dry-run",
+            "--runtime-env",
+            str(CLUSTER / "runtime_env.yaml"),
+        ],
+    )
     assert r.exit_code == 0, r.output
-    req = json.loads(r.output[r.output.index("{"):])
+    req = json.loads(r.output[r.output.index("{") :])
     assert req["runtime_env"]["env_vars"]["HF_HUB_OFFLINE"] == "<redacted>"  # printed redacted, submitted as is
     from prehoc_ray.cli.submit import build_request
     from prehoc_ray.spec.job import load_job
 
-    real = build_request(spec, load_job(spec), working_dir=str(tmp_path), out=None,
-                         runtime_env_file=CLUSTER / "runtime_env.yaml")
+    real = build_request(
+        spec, load_job(spec), working_dir=str(tmp_path), out=None, runtime_env_file=CLUSTER / "runtime_env.yaml"
+    )
     assert real["runtime_env"]["env_vars"]["HF_HUB_OFFLINE"] == "1"
     assert req["runtime_env"]["working_dir"] == str(tmp_path.resolve())  # --working-dir wins over the file's "."
 
@@ -233,9 +251,25 @@ def test_dockerfile_matches_ray_version():
 
 def test_readme_covers_every_file_and_command():
     text = (CLUSTER / "README.md").read_text()
-    for name in ("ray-cluster.yaml", "kuberay-raycluster.yaml", "kuberay-rayjob.yaml", "runtime_env.yaml",
-                 "prometheus.yml", "grafana-dashboard.json", "Dockerfile"):
+    for name in (
+        "ray-cluster.yaml",
+        "kuberay-raycluster.yaml",
+        "kuberay-rayjob.yaml",
+        "runtime_env.yaml",
+        "prometheus.yml",
+        "grafana-dashboard.json",
+        "Dockerfile",
+    ):
         assert name in text, name
-    for cmd in ("prehoc-ray validate", "prehoc-ray submit", "prehoc-ray status", "prehoc-ray logs", "prehoc-ray report",
-                "ray up", "kubectl apply", "RAY_AUTH_MODE=token", "PREHOC_RAY_STORAGE"):
+    for cmd in (
+        "prehoc-ray validate",
+        "prehoc-ray submit",
+        "prehoc-ray status",
+        "prehoc-ray logs",
+        "prehoc-ray report",
+        "ray up",
+        "kubectl apply",
+        "RAY_AUTH_MODE=token",
+        "PREHOC_RAY_STORAGE",
+    ):
         assert cmd in text, cmd

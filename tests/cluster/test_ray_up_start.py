@@ -65,7 +65,11 @@ def sub(pattern: str, repl: str, text: str) -> str:
 
 def token_command(cfg_text: str) -> str:
     """The token-making command the yaml's header documents."""
-    lines = [ln.lstrip("#").strip() for ln in cfg_text.splitlines() if ln.startswith("#") and "prehoc-ray-cluster.token)" in ln]
+    lines = [
+        ln.lstrip("#").strip()
+        for ln in cfg_text.splitlines()
+        if ln.startswith("#") and "prehoc-ray-cluster.token)" in ln
+    ]
     assert len(lines) == 1, "ray-cluster.yaml's header no longer documents how to make the token"
     return lines[0]
 
@@ -87,7 +91,9 @@ def ship_file_mounts(cfg: dict, laptop: Path, node_home: Path) -> list[str]:
 
 def node_env(home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}  # CI exports RAY_AUTH_MODE=disabled
-    env.update({"HOME": str(home), "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}", "RAY_USAGE_STATS_ENABLED": "0"})
+    env.update(
+        {"HOME": str(home), "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}", "RAY_USAGE_STATS_ENABLED": "0"}
+    )
     env.update(extra or {})
     return env
 
@@ -99,7 +105,9 @@ def run_commands(commands: list[str], env: dict[str, str], sids: list[int], log:
         with open(log, "a") as fh:
             fh.write(f"$ {cmd}\n")
             fh.flush()
-            p = subprocess.Popen(["bash", "-c", cmd], env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+            p = subprocess.Popen(
+                ["bash", "-c", cmd], env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+            )
             sids.append(p.pid)
             rc = p.wait(timeout=240)
         assert rc == 0, f"`{cmd}` exited {rc}:\n{log.read_text()[-4000:]}"
@@ -164,8 +172,10 @@ while time.time() < deadline:
 print("RESULT " + json.dumps({"status": st, "logs": c.get_job_logs(sid)}))
 """
 
-JOB = ("python -c \"import ray; ray.init(); print('NODES', sum(1 for n in ray.nodes() if n['Alive'])); "
-       "print('CPUS', ray.cluster_resources().get('CPU'))\"")
+JOB = (
+    "python -c \"import ray; ray.init(); print('NODES', sum(1 for n in ray.nodes() if n['Alive'])); "
+    "print('CPUS', ray.cluster_resources().get('CPU'))\""
+)
 
 
 @pytest.mark.slow
@@ -181,7 +191,9 @@ def test_ray_up_start_commands_make_a_token_cluster_that_runs_a_job():
     sids: list[int] = []
     try:
         # 1. the token, made once on "your machine" exactly as the header says
-        r = subprocess.run(["bash", "-c", token_command(text)], env=node_env(laptop), capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            ["bash", "-c", token_command(text)], env=node_env(laptop), capture_output=True, text=True, timeout=60
+        )
         assert r.returncode == 0, r.stderr
         token_file = laptop / ".ray" / "prehoc-ray-cluster.token"
         token = token_file.read_text().strip()
@@ -199,21 +211,29 @@ def test_ray_up_start_commands_make_a_token_cluster_that_runs_a_job():
                 cmd = sub(r"--port=6379\b", f"--port={gcs}", cmd)
                 cmd = sub(r"--metrics-export-port=8080\b", f"--metrics-export-port={metrics_h}", cmd)
                 cmd = sub(r"\s--autoscaling-config=\S+", "", cmd)
-                cmd = sub(r"ray start --head", f"ray start --head --temp-dir={root}/head --dashboard-port={dash} "
-                          f"--node-ip-address=127.0.0.1 --num-cpus=1 --dashboard-agent-listen-port={p[0]} "
-                          f"--dashboard-agent-grpc-port={p[1]} --runtime-env-agent-port={p[2]} "
-                          f"--ray-client-server-port={p[3]} --node-manager-port={p[4]} --object-manager-port={p[5]} "
-                          "--disable-usage-stats", cmd)
+                cmd = sub(
+                    r"ray start --head",
+                    f"ray start --head --temp-dir={root}/head --dashboard-port={dash} "
+                    f"--node-ip-address=127.0.0.1 --num-cpus=1 --dashboard-agent-listen-port={p[0]} "
+                    f"--dashboard-agent-grpc-port={p[1]} --runtime-env-agent-port={p[2]} "
+                    f"--ray-client-server-port={p[3]} --node-manager-port={p[4]} --object-manager-port={p[5]} "
+                    "--disable-usage-stats",
+                    cmd,
+                )
             head_cmds.append(cmd)
         worker_cmds = []
         for cmd in cfg["worker_start_ray_commands"]:
             if "ray start" in cmd:
                 cmd = sub(r":6379\b", f":{gcs}", cmd)
                 cmd = sub(r"--metrics-export-port=8080\b", f"--metrics-export-port={metrics_w}", cmd)
-                cmd = sub(r"ray start ", f"ray start --temp-dir={root}/worker --node-ip-address=127.0.0.1 --num-cpus=1 "
-                          f"--dashboard-agent-listen-port={p[6]} --dashboard-agent-grpc-port={p[7]} "
-                          f"--runtime-env-agent-port={p[8]} --node-manager-port={p[9]} --object-manager-port={p[10]} "
-                          "--disable-usage-stats ", cmd)
+                cmd = sub(
+                    r"ray start ",
+                    f"ray start --temp-dir={root}/worker --node-ip-address=127.0.0.1 --num-cpus=1 "
+                    f"--dashboard-agent-listen-port={p[6]} --dashboard-agent-grpc-port={p[7]} "
+                    f"--runtime-env-agent-port={p[8]} --node-manager-port={p[9]} --object-manager-port={p[10]} "
+                    "--disable-usage-stats ",
+                    cmd,
+                )
             worker_cmds.append(cmd)
 
         # 3. the head's commands, then the worker's (ray up exports RAY_HEAD_IP to workers)
@@ -237,11 +257,17 @@ def test_ray_up_start_commands_make_a_token_cluster_that_runs_a_job():
         client_env = node_env(laptop, {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file)})
         deadline = time.monotonic() + 120
         while True:  # the worker registers a few seconds after `ray start` returns
-            r = subprocess.run([sys.executable, "-c", CLIENT, url, JOB], env=client_env, capture_output=True, text=True,
-                               timeout=300, cwd=root)
+            r = subprocess.run(
+                [sys.executable, "-c", CLIENT, url, JOB],
+                env=client_env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                cwd=root,
+            )
             line = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
             assert line, r.stdout[-2000:] + r.stderr[-4000:]
-            res = json.loads(line[-1][len("RESULT "):])
+            res = json.loads(line[-1][len("RESULT ") :])
             if "NODES 2" in res["logs"] or time.monotonic() > deadline:
                 break
             time.sleep(3)

@@ -78,8 +78,11 @@ def test_a_task_without_backtests_borrows_the_portfolio_scale():
 
 def test_on_bound_flags_a_fit_stopped_on_its_limits_but_not_no_decay():
     lo, hi = ALPHA_BOUNDS
-    flags = on_bound(np.array([hi, lo, 0.7, 0.7, lo]), np.array([1.0, 1.0, 1.0, 0.0, 0.0]),
-                     np.array([False, False, False, False, True]))
+    flags = on_bound(
+        np.array([hi, lo, 0.7, 0.7, lo]),
+        np.array([1.0, 1.0, 1.0, 0.0, 0.0]),
+        np.array([False, False, False, False, True]),
+    )
     assert flags.tolist() == [True, True, False, True, False]
 
 

@@ -9,13 +9,21 @@ from prehoc_ray.core.budget import c_star, choose_depth, default_gamma, objectiv
 
 @settings(max_examples=60, deadline=None)
 @given(
-    L=st.floats(0, 1e-2), K=st.floats(1e-3, 10), a=st.floats(0.05, 3), gamma=st.floats(1e-8, 1e-3), lam=st.floats(0.01, 10)
+    L=st.floats(0, 1e-2),
+    K=st.floats(1e-3, 10),
+    a=st.floats(0.05, 3),
+    gamma=st.floats(1e-8, 1e-3),
+    lam=st.floats(0.01, 10),
 )
 def test_c_star_minimises_J(L, K, a, gamma, lam):
     cs = float(c_star(a, K, gamma, lam, c_min=1e-9, horizon=np.inf))
     # Compare against a numerical minimiser in log depth.
-    res = minimize_scalar(lambda x: float(objective(np.exp(x), L, K, a, gamma, lam)), bounds=(-20, 60), method="bounded",
-                          options={"xatol": 1e-10})
+    res = minimize_scalar(
+        lambda x: float(objective(np.exp(x), L, K, a, gamma, lam)),
+        bounds=(-20, 60),
+        method="bounded",
+        options={"xatol": 1e-10},
+    )
     J = lambda c: float(objective(c, L, K, a, gamma, lam))  # noqa: E731
     assert J(cs) <= J(np.exp(res.x)) * (1 + 1e-6) + 1e-15
 

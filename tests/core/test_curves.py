@@ -29,8 +29,9 @@ def test_well_specified_power_laws_stay_unbiased() -> None:
     rng = np.random.default_rng(1)
     s = np.arange(10, 301, 10.0)
     truth = 0.9 - 0.5 * 5000**-0.5
-    errs = np.array([extrapolate(s, 0.9 - 0.5 * s**-0.5 + rng.normal(0, 0.01, s.size), 5000) - truth
-                     for _ in range(200)])
+    errs = np.array(
+        [extrapolate(s, 0.9 - 0.5 * s**-0.5 + rng.normal(0, 0.01, s.size), 5000) - truth for _ in range(200)]
+    )
     assert abs(errs.mean()) < 0.02 and np.sqrt(np.mean(errs**2)) < 0.03
 
 

@@ -148,12 +148,14 @@ def test_shared_alpha_fits_of_a_family_at_once_equal_one_at_a_time():
         L, K, a = rng.uniform(0, 0.01), rng.uniform(0.01, 1), rng.uniform(0.2, 1.5)
         U = (L + K * c**-a)[None, :] * rng.lognormal(0, 0.5, size=(M, G))
         for i in range(M):
-            U[i, int(rng.integers(0, G + 1)):] = np.nan  # members reached different depths
+            U[i, int(rng.integers(0, G + 1)) :] = np.nan  # members reached different depths
             if rng.random() < 0.1:
                 U[i] = 0.0
         shared = fit_decay(c, L + K * c**-a, n_boot=20, rng=np.random.default_rng(0))
         seeds = np.random.SeedSequence(t).spawn(M)
-        one = [fit_decay_shared_alpha(c, U[i], shared, n_boot=20, rng=np.random.default_rng(seeds[i])) for i in range(M)]
+        one = [
+            fit_decay_shared_alpha(c, U[i], shared, n_boot=20, rng=np.random.default_rng(seeds[i])) for i in range(M)
+        ]
         many = fit_decay_shared_alpha_many(c, U, shared, n_boot=20, rngs=[np.random.default_rng(s) for s in seeds])
         for f, g in zip(one, many):
             assert f.diagnostics == g.diagnostics and f.n_points == g.n_points

@@ -87,8 +87,15 @@ class _Curves:
     final with an error that probing deeper removes (the decomposition's K c^-alpha, alpha = 1).
     """
 
-    def __init__(self, means: dict[str, float], group: dict[str, str] | None = None, horizon: int = 2000,
-                 seeds: int = 2, K: float = 0.03**2 * 30, seed: int = 0):
+    def __init__(
+        self,
+        means: dict[str, float],
+        group: dict[str, str] | None = None,
+        horizon: int = 2000,
+        seeds: int = 2,
+        K: float = 0.03**2 * 30,
+        seed: int = 0,
+    ):
         rng = np.random.default_rng(seed)
         self.means, self.horizon = means, horizon
         self.group = group or {c: "t0" for c in means}
@@ -102,14 +109,17 @@ class _Curves:
                 self.curves[(c, s)] = (steps, m - 0.5 / np.sqrt(steps) + e)
 
     def infos(self) -> list[CandidateInfo]:
-        return [CandidateInfo(c, self.group[c], float(self.horizon), prior_cost_per_step=0.01, prior_cost_exact=True)
-                for c in sorted(self.means)]
+        return [
+            CandidateInfo(c, self.group[c], float(self.horizon), prior_cost_per_step=0.01, prior_cost_exact=True)
+            for c in sorted(self.means)
+        ]
 
     def run(self, o: ProbeOrder) -> ProbeOutcome:
         st, v = self.curves[(o.candidate, o.seed)]
         m = (st > o.start_step) & (st <= o.target_step)
-        return ProbeOutcome([{"step": float(a), "value": float(b)} for a, b in zip(st[m], v[m])],
-                            0.01 * (o.target_step - o.start_step))
+        return ProbeOutcome(
+            [{"step": float(a), "value": float(b)} for a, b in zip(st[m], v[m])], 0.01 * (o.target_step - o.start_step)
+        )
 
 
 def _drive(eng: Engine, backend, max_rounds: int = 200) -> list[list[str]]:
@@ -147,8 +157,18 @@ def test_beaten_candidate_stops_out_of_contention_while_contenders_are_probed():
 def test_summary_has_p_best_and_probe_value_for_both_objectives():
     p = generate_portfolio(n_groups=2, candidates_per_group=5, n_seeds=3, horizon=1000, eval_every=10, seed=1)
     for objective in ("decision", "prediction"):
-        eng = run_simulated(p, EngineSettings(budget=60.0, seeds=3, eval_every=10, initial_depth=30,
-                                              tolerance=p.tolerance, n_boot=20, objective=objective))
+        eng = run_simulated(
+            p,
+            EngineSettings(
+                budget=60.0,
+                seeds=3,
+                eval_every=10,
+                initial_depth=30,
+                tolerance=p.tolerance,
+                n_boot=20,
+                objective=objective,
+            ),
+        )
         rows = eng.summary()
         assert {"p_best", "probe_value", "value_per_cost", "stop_reason", "predicted_std"} <= set(rows[0])
         for g in {r["group"] for r in rows}:
@@ -172,8 +192,16 @@ def test_single_seed_tables_make_progress_and_get_intervals():
     p = generate_portfolio(n_groups=2, candidates_per_group=6, n_seeds=1, horizon=1000, eval_every=10, seed=2)
     # A low price of regret (decision), so that the budget, not the price, ends the probing.
     for objective, extra in (("decision", {"gamma_decision": 1e-7}), ("prediction", {})):
-        s = EngineSettings(budget=80.0, seeds=1, eval_every=10, initial_depth=30, tolerance=p.tolerance, n_boot=20,
-                           objective=objective, **extra)
+        s = EngineSettings(
+            budget=80.0,
+            seeds=1,
+            eval_every=10,
+            initial_depth=30,
+            tolerance=p.tolerance,
+            n_boot=20,
+            objective=objective,
+            **extra,
+        )
         eng = run_simulated(p, s)
         assert eng.finished and eng.spent <= s.budget + 1e-9
         rows = eng.summary()
@@ -185,6 +213,7 @@ def test_single_seed_tables_make_progress_and_get_intervals():
         assert all(r["stop_reason"] for r in rows)
     # the interval shrinks as the probe deepens (log of the remaining extrapolation ratio)
     from prehoc_ray.core.decision import extrapolation_variance
+
     v = extrapolation_variance(0.01, 1000.0, np.array([30.0, 120.0, 1000.0]))
     assert v[0] > v[1] > v[2] == 0.0
 
@@ -199,14 +228,22 @@ def test_prediction_objective_never_runs_the_decision_rule(monkeypatch):
         raise AssertionError("decision rule used under objective='prediction'")
 
     monkeypatch.setattr(Engine, "_decision_extensions", boom)
-    base = dict(budget=150.0, seeds=4, eval_every=10, initial_depth=30, tolerance=p.tolerance, n_boot=30, objective="prediction")
+    base = dict(
+        budget=150.0, seeds=4, eval_every=10, initial_depth=30, tolerance=p.tolerance, n_boot=30, objective="prediction"
+    )
     a = _drive(Engine(backend.candidates(), EngineSettings(**base)), backend)
     b = _drive(Engine(backend.candidates(), EngineSettings(**base, gamma_decision=1e-9, contention=0.5)), backend)
     assert a == b
 
 
 def test_settings_are_validated():
-    for bad in (dict(objective="regret"), dict(seeds=0), dict(gamma_decision=0.0), dict(contention=1.0), dict(mode="up")):
+    for bad in (
+        dict(objective="regret"),
+        dict(seeds=0),
+        dict(gamma_decision=0.0),
+        dict(contention=1.0),
+        dict(mode="up"),
+    ):
         with pytest.raises(ValueError, match=next(iter(bad))):
             EngineSettings(budget=1.0, **bad)
     assert EngineSettings(budget=1.0).objective == "decision"
@@ -228,8 +265,10 @@ def test_a_decision_round_over_10000_candidates_fills_its_slots():
     # The time it takes is a benchmark figure (benchmarks/bench_execution.py), not a test.
     rng = np.random.default_rng(0)
     n = 10_000
-    infos = [CandidateInfo(f"c{i:05d}", f"t{i % 50}", 1000.0, prior_cost_per_step=0.01 * (1 + i % 7), prior_cost_exact=True)
-             for i in range(n)]
+    infos = [
+        CandidateInfo(f"c{i:05d}", f"t{i % 50}", 1000.0, prior_cost_per_step=0.01 * (1 + i % 7), prior_cost_exact=True)
+        for i in range(n)
+    ]
     eng = Engine(infos, EngineSettings(budget=1e9, seeds=2, eval_every=10, initial_depth=30, tolerance=0.02, slots=64))
     from prehoc_ray.core.decay import DecayFit
 
@@ -251,7 +290,9 @@ def test_a_budget_short_of_every_initial_probe_probes_everyone_shallower():
     # Full initial probes (2 seeds x 30 steps x 0.01) cost 0.6 per candidate, 3.6 for six; a
     # budget of 2.5 pays 2 seeds x 20 steps (2.4) for all of them: nobody is picked blind.
     backend = _Curves({"a": 0.80, "b": 0.78, "c": 0.70, "d": 0.60, "e": 0.75, "f": 0.65})
-    s = EngineSettings(budget=2.5, seeds=2, eval_every=10, initial_depth=30, tolerance=0.01, n_boot=20, initial_share=1.0)
+    s = EngineSettings(
+        budget=2.5, seeds=2, eval_every=10, initial_depth=30, tolerance=0.01, n_boot=20, initial_share=1.0
+    )
     eng = Engine(backend.infos(), s)
     rounds = _drive(eng, backend)
     first = rounds[0]
@@ -260,22 +301,32 @@ def test_a_budget_short_of_every_initial_probe_probes_everyone_shallower():
     assert all(r["probe_steps"] >= 20 and np.isfinite(r["predicted_final"]) for r in rows)
     assert eng.spent <= s.budget + 1e-9
     # Not even one interval at two seeds for all (1.2): one seed each, one interval.
-    eng1 = Engine(backend.infos(), EngineSettings(budget=1.0, seeds=2, eval_every=10, initial_depth=30, tolerance=0.01, n_boot=20,
-                                                  initial_share=1.0))
+    eng1 = Engine(
+        backend.infos(),
+        EngineSettings(
+            budget=1.0, seeds=2, eval_every=10, initial_depth=30, tolerance=0.01, n_boot=20, initial_share=1.0
+        ),
+    )
     first1 = _drive(eng1, backend)[0]
     assert sorted(first1) == sorted(f"r0000|{c}|s0|0-10" for c in "abcdef")
     assert eng1.spent <= 1.0 + 1e-9
     # As shipped, the initial probes take at most 30% of the budget (0.75 here): one evaluation
     # for everyone, both seeds (the seeds shrink only when one evaluation does not fit the whole
     # budget), and the rest goes to extensions of the contenders.
-    eng3 = Engine(backend.infos(), EngineSettings(budget=2.5, seeds=2, eval_every=10, initial_depth=30, tolerance=0.01, n_boot=20))
+    eng3 = Engine(
+        backend.infos(), EngineSettings(budget=2.5, seeds=2, eval_every=10, initial_depth=30, tolerance=0.01, n_boot=20)
+    )
     rounds3 = _drive(eng3, backend)
     assert len(rounds3[0]) == 12 and all(pid.endswith("|0-10") for pid in rounds3[0])
     assert all(r["probe_steps"] >= 10 and np.isfinite(r["predicted_final"]) for r in eng3.summary())
     assert eng3.spent <= 2.5 + 1e-9
     # The prediction objective keeps full initial probes for those the budget pays.
-    engp = Engine(backend.infos(), EngineSettings(budget=2.5, seeds=2, eval_every=10, initial_depth=30, tolerance=0.01,
-                                                  n_boot=20, objective="prediction"))
+    engp = Engine(
+        backend.infos(),
+        EngineSettings(
+            budget=2.5, seeds=2, eval_every=10, initial_depth=30, tolerance=0.01, n_boot=20, objective="prediction"
+        ),
+    )
     assert all(o.probe_id.endswith("|0-30") for o in engp.next_round())
 
 
@@ -285,8 +336,16 @@ def test_extension_rounds_are_paced_to_a_share_of_what_is_left():
     p = generate_portfolio(n_groups=3, candidates_per_group=8, n_seeds=2, horizon=2000, eval_every=10, seed=7)
     backend = SimulatedBackend(p)
     for share in (0.35, 1.0):
-        s = EngineSettings(budget=60.0, seeds=2, eval_every=10, initial_depth=30, tolerance=p.tolerance, n_boot=20,
-                           gamma_decision=1e-9, round_share=share)
+        s = EngineSettings(
+            budget=60.0,
+            seeds=2,
+            eval_every=10,
+            initial_depth=30,
+            tolerance=p.tolerance,
+            n_boot=20,
+            gamma_decision=1e-9,
+            round_share=share,
+        )
         eng = Engine(backend.candidates(), s)
         per_round = []
         for _ in range(200):

@@ -10,8 +10,12 @@ from prehoc_ray.types import StopKind
 
 def _kind_of(why: str) -> str:
     """The StopKind the engine gives with each of these texts (fixtures are written as text)."""
-    for prefix, kind in (("probe budget", StopKind.BUDGET), ("probe failed", StopKind.PROBE_FAILED),
-                         ("Noise-Dominant", StopKind.NOISE_DOMINANT), ("reached the probe cap", StopKind.PROBE_CAP)):
+    for prefix, kind in (
+        ("probe budget", StopKind.BUDGET),
+        ("probe failed", StopKind.PROBE_FAILED),
+        ("Noise-Dominant", StopKind.NOISE_DOMINANT),
+        ("reached the probe cap", StopKind.PROBE_CAP),
+    ):
         if why.startswith(prefix):
             return kind.value
     return StopKind.OPTIMAL_DEPTH.value
@@ -143,7 +147,11 @@ def test_alternate_takes_over_when_first_choice_does_not_fit():
 
 
 def test_tasks_without_baseline_funded_after_those_with_one():
-    rows = [row("a:x", "a", 0.9, 0.01, cost=500), row("n:y", "n", 0.5, 0.01, cost=400), row("m:z", "m", 0.5, 0.01, cost=100)]
+    rows = [
+        row("a:x", "a", 0.9, 0.01, cost=500),
+        row("n:y", "n", 0.5, 0.01, cost=400),
+        row("m:z", "m", 0.5, 0.01, cost=100),
+    ]
     plan = make_plan(rows, PlanSettings(baselines={"a": 0.7}, full_budget_s=650))
     assert plan.runs == {"a": "a:x", "m": "m:z"}
 
@@ -159,17 +167,39 @@ def test_probe_more_rules():
     rows = [
         row("t:undecided", "t", 0.71, 0.03, **common),
         row("t:hopeless", "t", 0.50, 0.03, **common),
-        row("t:noise", "t", 0.71, 0.05, regime="Noise-Dominant", L_int=0.0016,
+        row(
+            "t:noise",
+            "t",
+            0.71,
+            0.05,
+            regime="Noise-Dominant",
+            L_int=0.0016,
             stop_reason="Noise-Dominant: intrinsic floor sqrt(L_int)=0.04 exceeds tolerance 0.02: no probe removes it",
-            value_per_cost=1e-3, gamma=1e-5),
+            value_per_cost=1e-3,
+            gamma=1e-5,
+        ),
         row("t:noise-provisional", "t", 0.71, 0.05, regime="Noise-Dominant", L_int=0.0016, **common),
         row("t:cheap-enough", "t", 0.71, 0.03, stop_reason="probe budget spent", value_per_cost=1e-6, gamma=1e-5),
-        row("t:never", "t", float("nan"), float("nan"), stop_reason="probe budget spent before the initial probe",
-            value_per_cost=float("nan")),
+        row(
+            "t:never",
+            "t",
+            float("nan"),
+            float("nan"),
+            stop_reason="probe budget spent before the initial probe",
+            value_per_cost=float("nan"),
+        ),
         row("t:failed", "t", float("nan"), float("nan"), stop_reason="probe failed: OOM", value_per_cost=float("nan")),
         # The engine could not decide yet (no learning seen, fit not identified): value/cost +inf.
-        row("t:undecidable", "t", 0.69, 0.03, regime="Undetermined", stop_reason="probe budget spent",
-            value_per_cost=float("inf"), gamma=1e-5),
+        row(
+            "t:undecidable",
+            "t",
+            0.69,
+            0.03,
+            regime="Undetermined",
+            stop_reason="probe budget spent",
+            value_per_cost=float("inf"),
+            gamma=1e-5,
+        ),
     ]
     plan = make_plan(rows, PlanSettings(baselines={"t": 0.70}, confidence=0.8))
     d = by_cand(plan)
@@ -185,8 +215,17 @@ def test_probe_more_rules():
 
 def test_every_candidate_gets_a_one_line_reason_and_totals_add_up():
     rng = np.random.default_rng(0)
-    rows = [row(f"t{k % 3}:m{k}", f"t{k % 3}", float(rng.uniform(0.5, 0.9)), float(rng.uniform(0.005, 0.08)),
-                cost=float(rng.uniform(50, 500)), probe_cost_s=float(rng.uniform(1, 10))) for k in range(12)]
+    rows = [
+        row(
+            f"t{k % 3}:m{k}",
+            f"t{k % 3}",
+            float(rng.uniform(0.5, 0.9)),
+            float(rng.uniform(0.005, 0.08)),
+            cost=float(rng.uniform(50, 500)),
+            probe_cost_s=float(rng.uniform(1, 10)),
+        )
+        for k in range(12)
+    ]
     rows[3]["predicted_final"] = float("nan")
     plan = make_plan(rows, PlanSettings(baselines={"t0": 0.6, "t1": 0.7}, full_budget_s=600))
     assert len(plan.decisions) == len(rows)
@@ -201,7 +240,9 @@ def test_every_candidate_gets_a_one_line_reason_and_totals_add_up():
     assert plan.probe_spend_s == pytest.approx(sum(r["probe_cost_s"] for r in rows))
     undecided = sum(d.full_cost_s for d in plan.decisions if d.decision == PROBE_MORE)
     assert plan.undecided_s == pytest.approx(undecided)
-    assert plan.saving_s == pytest.approx(max(0.0, plan.all_cost_s - plan.recommended_cost_s - undecided - plan.probe_spend_s))
+    assert plan.saving_s == pytest.approx(
+        max(0.0, plan.all_cost_s - plan.recommended_cost_s - undecided - plan.probe_spend_s)
+    )
     t = plan.totals()
     assert t["undecided_full_cost_s"] == plan.undecided_s
     assert t["n_run"] + t["n_skip"] + t["n_probe_more"] == 12
@@ -209,20 +250,24 @@ def test_every_candidate_gets_a_one_line_reason_and_totals_add_up():
 
 
 def test_savings_count_only_decisions_made():
-    """"probe more" candidates may still have to run: their full cost is undecided, not saved;
+    """ "probe more" candidates may still have to run: their full cost is undecided, not saved;
     a plan that decides nothing saves nothing (its probes were spent all the same)."""
     undecided = dict(stop_reason="probe budget spent", value_per_cost=float("inf"), gamma=1e-5)
-    nothing = [row(f"t{k}:m", f"t{k}", float("nan"), float("nan"), cost=1000.0, probe_cost_s=40.0, **undecided)
-               for k in range(6)]
+    nothing = [
+        row(f"t{k}:m", f"t{k}", float("nan"), float("nan"), cost=1000.0, probe_cost_s=40.0, **undecided)
+        for k in range(6)
+    ]
     plan = make_plan(nothing, PlanSettings())
     assert {d.decision for d in plan.decisions} == {PROBE_MORE}
     assert plan.recommended_cost_s == 0 and plan.undecided_s == pytest.approx(6000.0)
     assert plan.saving_s == 0 and plan.saving_fraction == 0
     assert plan.totals()["saving_s"] == 0 and plan.totals()["undecided_full_cost_s"] == pytest.approx(6000.0)
     # one task decided (run a, skip b), one undecided: only the skipped run is saved
-    rows = [row("a:x", "a", 0.9, 0.01, cost=1000.0, probe_cost_s=10.0),
-            row("a:y", "a", 0.6, 0.01, cost=1000.0, probe_cost_s=10.0),
-            row("b:x", "b", float("nan"), float("nan"), cost=1000.0, probe_cost_s=10.0, **undecided)]
+    rows = [
+        row("a:x", "a", 0.9, 0.01, cost=1000.0, probe_cost_s=10.0),
+        row("a:y", "a", 0.6, 0.01, cost=1000.0, probe_cost_s=10.0),
+        row("b:x", "b", float("nan"), float("nan"), cost=1000.0, probe_cost_s=10.0, **undecided),
+    ]
     plan = make_plan(rows, PlanSettings())
     assert [d.decision for d in plan.decisions] == [RUN, SKIP, PROBE_MORE]
     assert plan.undecided_s == pytest.approx(1000.0)
@@ -275,8 +320,12 @@ def test_knapsack_is_exact_where_greedy_is_not_and_at_scale():
 
 @pytest.mark.parametrize(
     "kwargs,field",
-    [({"mode": "best"}, "mode"), ({"confidence": 1.0}, "confidence"), ({"full_budget_s": 0}, "full_budget_s"),
-     ({"baselines": {"t": float("nan")}}, "baselines")],
+    [
+        ({"mode": "best"}, "mode"),
+        ({"confidence": 1.0}, "confidence"),
+        ({"full_budget_s": 0}, "full_budget_s"),
+        ({"baselines": {"t": float("nan")}}, "baselines"),
+    ],
 )
 def test_settings_errors_name_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
@@ -287,11 +336,25 @@ def test_no_interval_stays_no_interval():
     # The engine gives no std for a candidate it cannot predict yet (no learning seen); the
     # plan's sqrt(L_int) floor widens intervals, it must not invent one.
     rows = [
-        row("t:stuck", "t", 0.45, float("nan"), L_int=0.002, regime="Undetermined",
+        row(
+            "t:stuck",
+            "t",
+            0.45,
+            float("nan"),
+            L_int=0.002,
+            regime="Undetermined",
             stop_reason="probe budget spent with no learning seen yet: the metric is still within noise of its no-skill level 0.4",
-            value_per_cost=float("inf")),
-        row("t:other", "t", 0.30, float("nan"), L_int=0.002, regime="Undetermined",
-            stop_reason="reached the probe cap with no learning seen: the metric is still within noise of its no-skill level 0.3"),
+            value_per_cost=float("inf"),
+        ),
+        row(
+            "t:other",
+            "t",
+            0.30,
+            float("nan"),
+            L_int=0.002,
+            regime="Undetermined",
+            stop_reason="reached the probe cap with no learning seen: the metric is still within noise of its no-skill level 0.3",
+        ),
     ]
     d = by_cand(make_plan(rows, PlanSettings(confidence=0.8)))
     assert d["t:stuck"].decision == PROBE_MORE and "no learning seen" in d["t:stuck"].reason
@@ -302,11 +365,22 @@ def test_no_interval_stays_no_interval():
 def test_the_rules_branch_on_the_stop_kind_not_on_its_words():
     # The same facts in other words (or another language) make the same plan.
     common = dict(value_per_cost=1e-3, gamma=1e-5)
-    worded = [row("t:a", "t", 0.71, 0.03, stop_reason="probe budget spent", **common),
-              row("t:f", "t", float("nan"), float("nan"), stop_reason="probe failed: OOM", value_per_cost=float("nan"))]
-    reworded = [row("t:a", "t", 0.71, 0.03, stop_reason="le budget est epuise", stop_kind=StopKind.BUDGET.value, **common),
-                row("t:f", "t", float("nan"), float("nan"), stop_reason="OOM", stop_kind=StopKind.PROBE_FAILED.value,
-                    value_per_cost=float("nan"))]
+    worded = [
+        row("t:a", "t", 0.71, 0.03, stop_reason="probe budget spent", **common),
+        row("t:f", "t", float("nan"), float("nan"), stop_reason="probe failed: OOM", value_per_cost=float("nan")),
+    ]
+    reworded = [
+        row("t:a", "t", 0.71, 0.03, stop_reason="le budget est epuise", stop_kind=StopKind.BUDGET.value, **common),
+        row(
+            "t:f",
+            "t",
+            float("nan"),
+            float("nan"),
+            stop_reason="OOM",
+            stop_kind=StopKind.PROBE_FAILED.value,
+            value_per_cost=float("nan"),
+        ),
+    ]
     settings = PlanSettings(baselines={"t": 0.70}, confidence=0.8)
     a = [d.decision for d in make_plan(worded, settings).decisions]
     b = [d.decision for d in make_plan(reworded, settings).decisions]
@@ -318,10 +392,20 @@ def test_the_rules_branch_on_the_stop_kind_not_on_its_words():
 
 def test_undecided_candidates_say_what_a_larger_budget_would_settle():
     common = dict(stop_reason="probe budget spent", value_per_cost=1e-3, gamma=1e-5)
-    rows = [row("t:undecided", "t", 0.71, 0.03, wanted_cost_s=12.5, wanted_depth=160, **common),
-            row("t:never", "t", float("nan"), float("nan"), stop_reason="probe budget spent before the initial probe",
-                value_per_cost=float("nan"), wanted_cost_s=3.0, wanted_depth=40),
-            row("t:hopeless", "t", 0.50, 0.03, wanted_cost_s=99.0, wanted_depth=80, **common)]
+    rows = [
+        row("t:undecided", "t", 0.71, 0.03, wanted_cost_s=12.5, wanted_depth=160, **common),
+        row(
+            "t:never",
+            "t",
+            float("nan"),
+            float("nan"),
+            stop_reason="probe budget spent before the initial probe",
+            value_per_cost=float("nan"),
+            wanted_cost_s=3.0,
+            wanted_depth=40,
+        ),
+        row("t:hopeless", "t", 0.50, 0.03, wanted_cost_s=99.0, wanted_depth=80, **common),
+    ]
     plan = make_plan(rows, PlanSettings(baselines={"t": 0.70}, confidence=0.8))
     d = by_cand(plan)
     assert d["t:undecided"].decision == PROBE_MORE

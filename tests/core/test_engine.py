@@ -16,7 +16,9 @@ def portfolio():
 
 
 def settings(p, budget=150.0, **kw):
-    return EngineSettings(budget=budget, seeds=4, eval_every=10, initial_depth=30, tolerance=p.tolerance, n_boot=30, **kw)
+    return EngineSettings(
+        budget=budget, seeds=4, eval_every=10, initial_depth=30, tolerance=p.tolerance, n_boot=30, **kw
+    )
 
 
 def test_budget_is_respected_and_every_candidate_gets_a_reason(portfolio):
@@ -94,7 +96,7 @@ def test_failures_stop_the_candidate_with_a_reason(portfolio):
             eng.tell_failure(o, "NaN loss")
         else:
             tell(eng, o, backend.run(o))
-    while (orders := eng.next_round()):
+    while orders := eng.next_round():
         assert bad not in {o.candidate for o in orders}
         for o in orders:
             tell(eng, o, backend.run(o))
@@ -121,7 +123,10 @@ def test_guessed_costs_do_not_overspend_the_first_round(portfolio):
     # the measured/guessed ratio, and stays within the budget.
     backend = SimulatedBackend(portfolio)
     true = {c.id: c.prior_cost_per_step for c in backend.candidates()}
-    infos = [CandidateInfo(c.id, c.group, c.horizon, prior_cost_per_step=c.prior_cost_per_step / 2.5) for c in backend.candidates()]
+    infos = [
+        CandidateInfo(c.id, c.group, c.horizon, prior_cost_per_step=c.prior_cost_per_step / 2.5)
+        for c in backend.candidates()
+    ]
     budget = 15.0
 
     def run(margin: float) -> Engine:
@@ -264,11 +269,17 @@ def _eval_noise_run(eval_examples: float | None) -> dict[str, dict]:
     offsets = [-0.05, -0.02, 0.02, 0.05]
     steps = np.arange(10, 401, 10, dtype=float)
     static = {} if eval_examples is None else {"static_eval_examples": eval_examples}
-    infos = [CandidateInfo(c, "t", 400.0, prior_cost_per_step=0.01, static=dict(static), prior_cost_exact=True)
-             for c in ("a", "b")]
+    infos = [
+        CandidateInfo(c, "t", 400.0, prior_cost_per_step=0.01, static=dict(static), prior_cost_exact=True)
+        for c in ("a", "b")
+    ]
     # deep enough (a quarter of the horizon, 10 evaluations) that it is not too early to tell
-    eng = Engine(infos, EngineSettings(budget=400.0, seeds=4, eval_every=10, initial_depth=100, tolerance=0.02,
-                                       n_boot=50, objective="prediction"))
+    eng = Engine(
+        infos,
+        EngineSettings(
+            budget=400.0, seeds=4, eval_every=10, initial_depth=100, tolerance=0.02, n_boot=50, objective="prediction"
+        ),
+    )
     for _ in range(100):
         orders = eng.next_round()
         if not orders:
@@ -276,7 +287,9 @@ def _eval_noise_run(eval_examples: float | None) -> dict[str, dict]:
         for o in orders:
             y = 0.5 + (0.01 if o.candidate == "b" else 0.0) - 0.3 / np.sqrt(steps) + offsets[o.seed]
             m = (steps > o.start_step) & (steps <= o.target_step)
-            eng.tell(o, [{"step": s, "value": v} for s, v in zip(steps[m], y[m])], 0.01 * (o.target_step - o.start_step))
+            eng.tell(
+                o, [{"step": s, "value": v} for s, v in zip(steps[m], y[m])], 0.01 * (o.target_step - o.start_step)
+            )
     return {r["candidate"]: r for r in eng.summary()}
 
 
@@ -299,8 +312,12 @@ def test_a_shallow_steep_prefix_is_too_early_to_tell_not_a_point_prediction():
     # extrapolation error spans more than the curves have moved, so the regime stays open.
     steps = np.arange(10, 2001, 10, dtype=float)
     infos = [CandidateInfo(c, "t", 2000.0, prior_cost_per_step=0.01, prior_cost_exact=True) for c in ("a", "b", "c")]
-    eng = Engine(infos, EngineSettings(budget=2.5, seeds=2, eval_every=10, initial_depth=40, tolerance=0.02,
-                                       n_boot=20, objective="prediction"))
+    eng = Engine(
+        infos,
+        EngineSettings(
+            budget=2.5, seeds=2, eval_every=10, initial_depth=40, tolerance=0.02, n_boot=20, objective="prediction"
+        ),
+    )
     rise = {"a": 0.3, "b": 0.5, "c": 0.8}
     for _ in range(10):
         orders = eng.next_round()
@@ -309,7 +326,9 @@ def test_a_shallow_steep_prefix_is_too_early_to_tell_not_a_point_prediction():
         for o in orders:
             y = 0.8 - rise[o.candidate] / np.sqrt(steps) + 0.002 * o.seed
             m = (steps > o.start_step) & (steps <= o.target_step)
-            eng.tell(o, [{"step": s, "value": v} for s, v in zip(steps[m], y[m])], 0.01 * (o.target_step - o.start_step))
+            eng.tell(
+                o, [{"step": s, "value": v} for s, v in zip(steps[m], y[m])], 0.01 * (o.target_step - o.start_step)
+            )
     rows = eng.summary()
     assert max(r["probe_steps"] for r in rows) <= 60
     for r in rows:
@@ -335,8 +354,16 @@ def test_skipping_unchanged_tasks_decides_exactly_what_refitting_everything_deci
     from prehoc_ray.sim.synthetic import generate_portfolio
 
     p = generate_portfolio(n_groups=6, candidates_per_group=4, n_seeds=3, horizon=1000, eval_every=10, seed=11)
-    s = EngineSettings(budget=150.0, seeds=3, eval_every=10, initial_depth=30, tolerance=p.tolerance, n_boot=20,
-                       slots=3, objective=objective)
+    s = EngineSettings(
+        budget=150.0,
+        seeds=3,
+        eval_every=10,
+        initial_depth=30,
+        tolerance=p.tolerance,
+        n_boot=20,
+        slots=3,
+        objective=objective,
+    )
     fitted: list[str] = []
     real_fit_task = Engine._fit_task
 
@@ -350,8 +377,13 @@ def test_skipping_unchanged_tasks_decides_exactly_what_refitting_everything_deci
         fitted.clear()
         eng = cls(SimulatedBackend(p).candidates(), s)
         drive(eng, SimulatedBackend(p))
-        runs.append((json.dumps([eng.summary(), eng.history, eng.round, eng.spent], sort_keys=True, default=str),
-                     len(fitted), eng.round))
+        runs.append(
+            (
+                json.dumps([eng.summary(), eng.history, eng.round, eng.spent], sort_keys=True, default=str),
+                len(fitted),
+                eng.round,
+            )
+        )
     (cached, n_cached, rounds), (everything, n_everything, _) = runs
     assert rounds >= 4  # extension rounds, where most tasks got nothing new
     assert n_cached < n_everything  # the cache did skip tasks ...

@@ -23,9 +23,11 @@ def _data(n=80, d=3, seed=0):
 def _sklearn_twin(gp: GaussianProcess, d: int):
     th = gp.theta_
     ls, sf2, sl2, sn2 = np.exp(th[:d]), np.exp(2 * th[d]), np.exp(2 * th[d + 1]), np.exp(2 * th[d + 2])
-    kernel = (sk_k.ConstantKernel(sf2, "fixed") * sk_k.RBF(ls, "fixed")
-              + sk_k.ConstantKernel(sl2, "fixed") * sk_k.DotProduct(sigma_0=0.0, sigma_0_bounds="fixed")
-              + sk_k.WhiteKernel(sn2, "fixed"))
+    kernel = (
+        sk_k.ConstantKernel(sf2, "fixed") * sk_k.RBF(ls, "fixed")
+        + sk_k.ConstantKernel(sl2, "fixed") * sk_k.DotProduct(sigma_0=0.0, sigma_0_bounds="fixed")
+        + sk_k.WhiteKernel(sn2, "fixed")
+    )
     return sk_gp.GaussianProcessRegressor(kernel, alpha=_JITTER, optimizer=None, normalize_y=False)
 
 
@@ -63,7 +65,7 @@ def test_leave_one_out_equals_refitting_without_the_point():
     for i in (0, 7, 23):
         keep = np.arange(len(y)) != i
         twin = _sklearn_twin(gp, X.shape[1]).fit(Xs[keep], ys[keep])
-        m, s = twin.predict(Xs[i:i + 1], return_std=True)
+        m, s = twin.predict(Xs[i : i + 1], return_std=True)
         assert mu[i] == pytest.approx(gp.y_mean_ + gp.y_std_ * m[0], rel=1e-6, abs=1e-8)
         assert sd[i] == pytest.approx(gp.y_std_ * s[0], rel=1e-5)
 

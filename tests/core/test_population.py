@@ -57,7 +57,6 @@ def test_intervals_cover_near_nominal(seed: int) -> None:
     assert 0.84 <= cover <= 0.97
 
 
-
 @pytest.mark.slow
 def test_beats_last_value_on_real_deberta_runs_at_half_depth() -> None:
     # Real curves where a few runs collapse to chance level after the prefix (or recover from

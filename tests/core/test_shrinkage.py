@@ -10,7 +10,9 @@ from prehoc_ray.core.shrinkage import shrink_floors
 
 
 def _fits(floors: np.ndarray) -> list[DecayFit]:
-    return [DecayFit(float(L), 1e-3, 0.6, 0.5 * float(L), 2.0 * float(L), n_points=8, c_min=10, c_max=1000) for L in floors]
+    return [
+        DecayFit(float(L), 1e-3, 0.6, 0.5 * float(L), 2.0 * float(L), n_points=8, c_min=10, c_max=1000) for L in floors
+    ]
 
 
 @pytest.mark.parametrize("seeds", [2, 3, 4])

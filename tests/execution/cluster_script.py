@@ -55,8 +55,12 @@ def make_cluster():
     return cluster, singles, double
 
 
-SMALL = {"tasks": [{"name": "copy", "builtin": "synthetic_copy"},
-                   {"name": "noisy", "builtin": "tweet_sentiment", "label_noise": 0.6}]}
+SMALL = {
+    "tasks": [
+        {"name": "copy", "builtin": "synthetic_copy"},
+        {"name": "noisy", "builtin": "tweet_sentiment", "label_noise": 0.6},
+    ]
+}
 
 
 def fractional(cluster, singles, double, out: Path) -> dict:
@@ -73,8 +77,13 @@ def fractional(cluster, singles, double, out: Path) -> dict:
             finished_at_removal.update(ResultStore(out / "frac").finished_probe_ids())
             cluster.remove_node(victim, allow_graceful=False)
 
-    s = spec(name="frac", **SMALL, probe={"num_gpus": 0.5, "num_cpus": 1}, budget={"probe_seconds": 12.0},
-             allocation={"max_concurrent_probes": 8})
+    s = spec(
+        name="frac",
+        **SMALL,
+        probe={"num_gpus": 0.5, "num_cpus": 1},
+        budget={"probe_seconds": 12.0},
+        allocation={"max_concurrent_probes": 8},
+    )
     t0 = time.time()
     res = Driver(s, out / "frac", sim={"sleep_s": 0.3}, on_probe_end=on_end).run()
     runs = read_runs(out / "frac")
@@ -96,10 +105,14 @@ def fractional(cluster, singles, double, out: Path) -> dict:
 
 
 def gang(double, out: Path) -> dict:
-    s = spec(name="gang", tasks=[{"name": "copy", "builtin": "synthetic_copy"}],
-             models=[{"name": "tiny-a", "tiny": {"arch": "llama"}}],
-             probe={"num_gpus": 2, "num_cpus": 1}, budget={"probe_seconds": 0.7},
-             allocation={"max_concurrent_probes": 2, "seeds": 2, "initial_steps": 30})
+    s = spec(
+        name="gang",
+        tasks=[{"name": "copy", "builtin": "synthetic_copy"}],
+        models=[{"name": "tiny-a", "tiny": {"arch": "llama"}}],
+        probe={"num_gpus": 2, "num_cpus": 1},
+        budget={"probe_seconds": 0.7},
+        allocation={"max_concurrent_probes": 2, "seeds": 2, "initial_steps": 30},
+    )
     t0 = time.time()
     res = Driver(s, out / "gang", sim={"sleep_s": 0.1}).run()
     runs = read_runs(out / "gang")

@@ -73,8 +73,10 @@ def reference_engine(spec):
 
     backend = SpecBackend(spec)
     statics = backend.sim.statics
-    infos = [CandidateInfo(c.id, c.task.name, float(c.config.full_steps), SIM_COST_PER_STEP, dict(statics[c.id]))
-             for c in spec.candidate_specs()]
+    infos = [
+        CandidateInfo(c.id, c.task.name, float(c.config.full_steps), SIM_COST_PER_STEP, dict(statics[c.id]))
+        for c in spec.candidate_specs()
+    ]
     eng = Engine(infos, engine_settings(spec))
     drive(eng, backend)
     return eng

@@ -119,8 +119,9 @@ def test_a_restarted_slot_reloads_the_candidate_of_its_assignment_file(sim_run, 
 # ----- a run ---------------------------------------------------------------------------------------
 
 
-def test_a_run_keeps_slots_for_live_candidates_only_and_they_mirror_the_store(ray_session, sim_spec, reference,
-                                                                              tmp_path):
+def test_a_run_keeps_slots_for_live_candidates_only_and_they_mirror_the_store(
+    ray_session, sim_spec, reference, tmp_path
+):
     """jobs/simulated.yaml: 6 candidates, 4 probes at a time -> 4 slots. While it runs every
     probe's candidate holds a slot, no other actor of the run exists, and each slot's
     candidate has exactly the store's points; at the end every candidate settled and no slot
@@ -160,7 +161,9 @@ def test_a_run_keeps_slots_for_live_candidates_only_and_they_mirror_the_store(ra
         pts = ResultStore(run.run_dir).read_points(finished_only=True).to_pylist()
         for s in states:
             if s["candidate"]:
-                want = {(p["seed"], p["step"]) for p in pts if p["candidate"] == s["candidate"] and p["probe_id"] in told}
+                want = {
+                    (p["seed"], p["step"]) for p in pts if p["candidate"] == s["candidate"] and p["probe_id"] in told
+                }
                 assert s["points"] == len(want), (s, len(want))
         checks.append({s["slot"]: s["points"] for s in states if s["candidate"]})
 

@@ -122,21 +122,39 @@ class Head:
         self.address = f"127.0.0.1:{gcs}"
         self.env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
         self.env.pop("RAY_ADDRESS", None)
-        cmd = [str(VENV_BIN / "ray"), "start", "--head", f"--port={gcs}", f"--num-cpus={num_cpus}",
-               "--include-dashboard=false", f"--dashboard-port={dash}", "--node-ip-address=127.0.0.1",
-               f"--dashboard-agent-listen-port={agent_http}", f"--dashboard-agent-grpc-port={agent_grpc}",
-               f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={rt_env}", f"--ray-client-server-port={client}",
-               f"--node-manager-port={nm}", f"--object-manager-port={om}", f"--temp-dir={self.temp}",
-               "--disable-usage-stats", "--block"]
+        cmd = [
+            str(VENV_BIN / "ray"),
+            "start",
+            "--head",
+            f"--port={gcs}",
+            f"--num-cpus={num_cpus}",
+            "--include-dashboard=false",
+            f"--dashboard-port={dash}",
+            "--node-ip-address=127.0.0.1",
+            f"--dashboard-agent-listen-port={agent_http}",
+            f"--dashboard-agent-grpc-port={agent_grpc}",
+            f"--metrics-export-port={metrics}",
+            f"--runtime-env-agent-port={rt_env}",
+            f"--ray-client-server-port={client}",
+            f"--node-manager-port={nm}",
+            f"--object-manager-port={om}",
+            f"--temp-dir={self.temp}",
+            "--disable-usage-stats",
+            "--block",
+        ]
         self.log = open(Path(self.temp) / "ray-start.log", "w")
-        self.proc = subprocess.Popen(cmd, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.raylet: psutil.Process | None = None
         self.seen: set[psutil.Process] = set()  # every process of this session ever seen, for the clean-up
 
     def wait_raylet(self, timeout_s: float = 120.0) -> psutil.Process:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            assert self.proc.poll() is None, "ray start exited:\n" + (Path(self.temp) / "ray-start.log").read_text()[-3000:]
+            assert self.proc.poll() is None, (
+                "ray start exited:\n" + (Path(self.temp) / "ray-start.log").read_text()[-3000:]
+            )
             for p in _under(self.temp):
                 try:
                     cmd = p.cmdline()
@@ -206,8 +224,9 @@ class Drivers:
         self.state = state
         self.procs: list[subprocess.Popen] = []
 
-    def start(self, out: Path, log: Path, *extra: str, sim: dict | None = None, embedded_in: str | None = None
-              ) -> subprocess.Popen:
+    def start(
+        self, out: Path, log: Path, *extra: str, sim: dict | None = None, embedded_in: str | None = None
+    ) -> subprocess.Popen:
         """A driver on the head, or (embedded_in: a temp dir) on an embedded Ray of its own there."""
         env = child_env()
         env["PREHOC_RAY_STATE_DIR"] = str(self.state)  # nothing of another run's state is touched
@@ -325,8 +344,10 @@ def test_random_sigkills_of_workers_actors_and_driver_lose_nothing_and_change_no
 
         def alive() -> None:
             assert time.monotonic() < deadline, f"the chaos run is not done after {RUN_TIMEOUT_S:.0f}s: {journal}"
-            assert p.poll() is None, (f"the driver ended (rc {p.returncode}) before kill {len(journal) + 1} of "
-                                      f"{kills}; kills so far: {_brief(journal)}\n{_tail(log)}")
+            assert p.poll() is None, (
+                f"the driver ended (rc {p.returncode}) before kill {len(journal) + 1} of "
+                f"{kills}; kills so far: {_brief(journal)}\n{_tail(log)}"
+            )
 
         for kind, threshold in zip(kills, after):
             while len(watch.finished_probe_ids()) < threshold:
@@ -354,8 +375,13 @@ def test_random_sigkills_of_workers_actors_and_driver_lose_nothing_and_change_no
                     break
                 except psutil.NoSuchProcess:
                     continue  # it ended a moment ago: the next
-            entry = {"kind": kind, "title": title, "pid": victim.pid, "t": round(time.monotonic() - t0, 1),
-                     "finished_before": before}
+            entry = {
+                "kind": kind,
+                "title": title,
+                "pid": victim.pid,
+                "t": round(time.monotonic() - t0, 1),
+                "finished_before": before,
+            }
             time.sleep(1.0)  # what the victim was writing lands, or never will
             if kind == "actor":  # Ray restarts it (max_restarts), while the driver runs on
                 back = time.monotonic() + 10
@@ -381,8 +407,10 @@ def test_random_sigkills_of_workers_actors_and_driver_lose_nothing_and_change_no
         drivers.close()
         kill_session(ref_tmp)  # nothing, when its driver ended: it stops the Ray it started
         shutil.rmtree(ref_tmp, ignore_errors=True)
-        print(f"seed {SEED}: reference run {t_ref:.0f}s, chaos run {t_chaos:.0f}s, kill after {after} finished probes: "
-              f"{_brief(journal)}")
+        print(
+            f"seed {SEED}: reference run {t_ref:.0f}s, chaos run {t_chaos:.0f}s, kill after {after} finished probes: "
+            f"{_brief(journal)}"
+        )
 
     # the kills: at least five, each kind at least once
     assert len(journal) >= 5 and Counter(j["kind"] for j in journal) == Counter(KILLS)
@@ -409,13 +437,17 @@ def test_random_sigkills_of_workers_actors_and_driver_lose_nothing_and_change_no
 
     # 0 twice: one 'finished' event per probe; nothing started again once finished; within the
     # finished attempt each step written once (an exact copy from a compaction is one write)
-    assert [pid for pid, n in Counter(e["probe_id"] for e in events if e["status"] == "finished").items() if n > 1] == []
+    assert [
+        pid for pid, n in Counter(e["probe_id"] for e in events if e["status"] == "finished").items() if n > 1
+    ] == []
     for pid, (attempt, _) in final.items():
         started = [e["attempt"] for e in events if e["probe_id"] == pid and e["status"] == "started"]
         assert started.count(attempt) == 1 and max(started) == attempt, (pid, started, attempt)
     raw = store._points.read().to_pylist()
-    writes = Counter((r["probe_id"], r["step"], r["attempt"]) for r in {(r["probe_id"], r["step"], r["attempt"],
-                                                                         r["_written_ns"]): r for r in raw}.values())
+    writes = Counter(
+        (r["probe_id"], r["step"], r["attempt"])
+        for r in {(r["probe_id"], r["step"], r["attempt"], r["_written_ns"]): r for r in raw}.values()
+    )
     twice = [k for k, n in writes.items() if n > 1 and k[0] in final and k[2] == final[k[0]][0]]
     assert twice == []
     # the engine was told each probe once (spend.parquet: one row per probe it was told of)

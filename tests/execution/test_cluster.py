@@ -18,8 +18,14 @@ from tests.execution.conftest import REPO, child_env
 @pytest.fixture(scope="module")
 def cluster_result(tmp_path_factory):
     out = tmp_path_factory.mktemp("cluster")
-    done = subprocess.run([sys.executable, str(REPO / "tests" / "execution" / "cluster_script.py"), str(out)],
-                          env=child_env(), cwd=REPO, capture_output=True, text=True, timeout=480)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "execution" / "cluster_script.py"), str(out)],
+        env=child_env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=480,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return json.loads((out / "result.json").read_text())
 

@@ -24,7 +24,18 @@ def _driver(address: str, out, *extra, sim: dict | None = None, **kw):
     env = child_env()
     if sim:
         env["PREHOC_SIM_OPTIONS"] = json.dumps(sim)
-    cmd = [sys.executable, "-m", "prehoc_ray", "run", str(JOBS / "simulated.yaml"), "--out", str(out), "--address", address, *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "prehoc_ray",
+        "run",
+        str(JOBS / "simulated.yaml"),
+        "--out",
+        str(out),
+        "--address",
+        address,
+        *extra,
+    ]
     return cmd, env
 
 
@@ -34,7 +45,9 @@ def test_sigkill_then_resume_reaches_the_uninterrupted_decisions(ray_session, si
 
     out = tmp_path / "run"
     cmd, env = _driver(ray_session, out, sim={"sleep_s": 0.3})
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
     store = ResultStore(out)
     deadline = time.monotonic() + 180
     try:
@@ -42,7 +55,9 @@ def test_sigkill_then_resume_reaches_the_uninterrupted_decisions(ray_session, si
             if (out / "probes").is_dir() and len(store.finished_probe_ids()) >= KILL_AFTER:
                 break
             time.sleep(0.2)
-        assert proc.poll() is None, "the driver ended before it could be killed:\n" + proc.stdout.read().decode()[-3000:]
+        assert proc.poll() is None, (
+            "the driver ended before it could be killed:\n" + proc.stdout.read().decode()[-3000:]
+        )
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         if proc.poll() is None:

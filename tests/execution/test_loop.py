@@ -38,8 +38,24 @@ def test_outputs_in_the_run_directory(sim_run, sim_spec):
     cand = pq.read_table(d / "candidates.parquet").to_pylist()
     assert len(cand) == len(sim_spec.candidate_specs())
     for r in cand:
-        for k in ("task", "model", "config", "full_steps", "full_cost_s", "gamma", "metric", "regime", "predicted_final",
-                  "L_int", "K", "alpha", "c_star", "stop_reason", "probe_cost_s", "cost_per_step_s"):
+        for k in (
+            "task",
+            "model",
+            "config",
+            "full_steps",
+            "full_cost_s",
+            "gamma",
+            "metric",
+            "regime",
+            "predicted_final",
+            "L_int",
+            "K",
+            "alpha",
+            "c_star",
+            "stop_reason",
+            "probe_cost_s",
+            "cost_per_step_s",
+        ):
             assert k in r
         assert r["full_cost_s"] == pytest.approx(r["train_cost_per_step_s"] * r["full_steps"])
         assert r["full_steps"] == 1000
@@ -100,12 +116,14 @@ def test_failed_probes_are_recorded_retried_and_never_stop_the_run(ray_session, 
     from prehoc_ray.execution.ledger import read_runs
     from prehoc_ray.io.store import ResultStore
 
-    sim = {"failures": [
-        {"match": "r0000|copy:tiny-a|s0", "kind": "exception", "attempts": 1},
-        {"match": "r0000|sentiment:tiny-a|s1", "kind": "nan", "attempts": 2},
-        {"match": "r0000|copy:tiny-b|s2", "kind": "crash", "attempts": 1},
-        {"match": "r0000|noisy:tiny-b|s0", "kind": "oom", "attempts": 99},
-    ]}
+    sim = {
+        "failures": [
+            {"match": "r0000|copy:tiny-a|s0", "kind": "exception", "attempts": 1},
+            {"match": "r0000|sentiment:tiny-a|s1", "kind": "nan", "attempts": 2},
+            {"match": "r0000|copy:tiny-b|s2", "kind": "crash", "attempts": 1},
+            {"match": "r0000|noisy:tiny-b|s0", "kind": "oom", "attempts": 99},
+        ]
+    }
     seen = []
     res = Driver(sim_spec, tmp_path / "run", sim=sim, on_probe_end=seen.append).run()
     assert res.engine.finished

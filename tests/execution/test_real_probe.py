@@ -20,16 +20,38 @@ SPEC = {
     "name": "real-e2e",
     "tasks": [{"name": "weather", "path": "weather.jsonl", "eval_examples": 32}],
     "models": [
-        {"name": "tiny-a", "tiny": {"arch": "llama", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-                                    "vocab_size": 384}},
-        {"name": "tiny-b", "tiny": {"arch": "llama", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                                    "vocab_size": 384}},
+        {
+            "name": "tiny-a",
+            "tiny": {
+                "arch": "llama",
+                "hidden_size": 64,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "vocab_size": 384,
+            },
+        },
+        {
+            "name": "tiny-b",
+            "tiny": {
+                "arch": "llama",
+                "hidden_size": 32,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "vocab_size": 384,
+            },
+        },
     ],
     "configs": [{"name": "default", "learning_rate": 0.01, "batch_size": 8, "max_seq_len": 32, "full_steps": 60}],
     "probe": {"backend": "torch", "eval_every": 5, "num_cpus": 1},
     "budget": {"probe_seconds": 60},
-    "allocation": {"seeds": 2, "initial_steps": 15, "max_depth_fraction": 0.5, "max_concurrent_probes": 2,
-                   "tolerance": 0.001, "probe_timeout_s": 300},
+    "allocation": {
+        "seeds": 2,
+        "initial_steps": 15,
+        "max_depth_fraction": 0.5,
+        "max_concurrent_probes": 2,
+        "tolerance": 0.001,
+        "probe_timeout_s": 300,
+    },
 }
 
 

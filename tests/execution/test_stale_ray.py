@@ -28,8 +28,14 @@ SECRET = "s3cret-value-that-must-not-land-on-disk"
 def _env(state: Path, ray_tmp: str, sim: dict | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "PREHOC_SIM_OPTIONS")}
     # the embedded Rays' sessions under a temp root of this test's own (short: socket path limits)
-    env.update({"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "PREHOC_RAY_STATE_DIR": str(state),
-                "RAY_TMPDIR": ray_tmp})
+    env.update(
+        {
+            "RAY_AUTH_MODE": "disabled",
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "PREHOC_RAY_STATE_DIR": str(state),
+            "RAY_TMPDIR": ray_tmp,
+        }
+    )
     if sim:
         env["PREHOC_SIM_OPTIONS"] = json.dumps(sim)
     return env
@@ -44,7 +50,9 @@ def session_procs(session_dir: str) -> list[psutil.Process]:
             if p.info["pid"] == os.getpid() or p.info["uids"].real != os.getuid():
                 continue
             cmd = p.info["cmdline"] or []
-            if any(root in c or c.endswith(session_dir) for c in cmd) or any(f.path.startswith(root) for f in p.open_files()):
+            if any(root in c or c.endswith(session_dir) for c in cmd) or any(
+                f.path.startswith(root) for f in p.open_files()
+            ):
                 out.append(p)
         except psutil.Error:
             continue
@@ -79,8 +87,14 @@ def test_next_run_stops_the_ray_a_killed_embedded_driver_left(tmp_path):
     cmd = [sys.executable, "-m", "prehoc_ray", "run", str(spec_path), "--out", str(out)]  # no --address: embedded
     ray_tmp = tempfile.mkdtemp(prefix="prs-", dir="/tmp")
     sessions: list[str] = [ray_tmp]
-    proc = subprocess.Popen(cmd, env=_env(state, ray_tmp, {"sleep_s": 0.3}), cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        env=_env(state, ray_tmp, {"sleep_s": 0.3}),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 240
         records: list[Path] = []
@@ -90,7 +104,8 @@ def test_next_run_stops_the_ray_a_killed_embedded_driver_left(tmp_path):
                 break
             time.sleep(0.3)
         assert proc.poll() is None and records, "the driver ended or never recorded its Ray:\n" + (
-            proc.stdout.read().decode()[-3000:] if proc.poll() is not None else "")
+            proc.stdout.read().decode()[-3000:] if proc.poll() is not None else ""
+        )
         rec = json.loads(records[0].read_text())
         assert rec["driver_pid"] == proc.pid
         session = rec["session_dir"]
@@ -108,7 +123,9 @@ def test_next_run_stops_the_ray_a_killed_embedded_driver_left(tmp_path):
         assert sum(p.memory_info().rss for p in left if p.is_running()) > 50e6
 
         # the next run (--resume) stops them, and says so
-        done = subprocess.run(cmd + ["--resume"], env=_env(state, ray_tmp), cwd=REPO, capture_output=True, text=True, timeout=420)
+        done = subprocess.run(
+            cmd + ["--resume"], env=_env(state, ray_tmp), cwd=REPO, capture_output=True, text=True, timeout=420
+        )
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
         assert "stopped the embedded Ray a killed prehoc-ray run left behind" in done.stderr, done.stderr[-3000:]
         assert f"driver pid {proc.pid}" in done.stderr
@@ -151,11 +168,17 @@ def test_only_dead_drivers_rays_and_only_ray_processes_are_stopped(tmp_path, mon
     try:
         me = psutil.Process()
         alive_rec = state / "alive.json"
-        alive_rec.write_text(json.dumps({"driver_pid": me.pid, "driver_started": me.create_time(),
-                                         "session_dir": str(session), "pids": []}))
+        alive_rec.write_text(
+            json.dumps(
+                {"driver_pid": me.pid, "driver_started": me.create_time(), "session_dir": str(session), "pids": []}
+            )
+        )
         stale_rec = state / "stale.json"
-        stale_rec.write_text(json.dumps({"driver_pid": dead.pid, "driver_started": 1.0, "session_dir": str(session),
-                                         "pids": [[tail.pid, 2.0]]}))  # a recorded pid, but not the same process
+        stale_rec.write_text(
+            json.dumps(
+                {"driver_pid": dead.pid, "driver_started": 1.0, "session_dir": str(session), "pids": [[tail.pid, 2.0]]}
+            )
+        )  # a recorded pid, but not the same process
         time.sleep(0.5)
         assert cluster.stop_stale_embedded(log=lambda m: None) == []
         assert tail.poll() is None  # not Ray's: still running

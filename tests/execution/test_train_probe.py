@@ -20,8 +20,18 @@ TWO_CPU_WORKERS = ProbeResources(num_cpus=1.0, num_gpus=0.0, ranks=2)
 REAL = {
     "name": "train-probe",
     "tasks": [{"name": "copy", "builtin": "synthetic_copy", "max_train_examples": 256, "eval_examples": 16}],
-    "models": [{"name": "tiny", "tiny": {"arch": "llama", "hidden_size": 64, "num_hidden_layers": 2,
-                                         "num_attention_heads": 4, "vocab_size": 384}}],
+    "models": [
+        {
+            "name": "tiny",
+            "tiny": {
+                "arch": "llama",
+                "hidden_size": 64,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "vocab_size": 384,
+            },
+        }
+    ],
     "configs": [{"name": "default", "learning_rate": 0.01, "batch_size": 4, "max_seq_len": 32, "full_steps": 200}],
     "probe": {"backend": "deepspeed", "precision": "fp32", "eval_every": 5, "num_cpus": 1},
     "budget": {"probe_seconds": 60},
@@ -29,8 +39,14 @@ REAL = {
 
 
 def _order(cid: str, start: int, target: int, seed: int = 0) -> dict:
-    return {"probe_id": f"r0000|{cid}|s{seed}|{start}-{target}", "round": 0, "candidate": cid, "seed": seed,
-            "start_step": start, "target_step": target}
+    return {
+        "probe_id": f"r0000|{cid}|s{seed}|{start}-{target}",
+        "round": 0,
+        "candidate": cid,
+        "seed": seed,
+        "start_step": start,
+        "target_step": target,
+    }
 
 
 def _load(tmp_path, raw: dict):
@@ -45,8 +61,10 @@ def _probe(spec, run_dir, order, attempt=1, sim=None, timeout_s=300.0) -> dict:
     from prehoc_ray.execution.probes import spec_payload
     from prehoc_ray.execution.train_probe import train_probe_task
 
-    return ray.get(train_probe_task.remote(spec_payload(spec), str(run_dir), order, attempt, TWO_CPU_WORKERS, sim,
-                                          timeout_s), timeout=600)
+    return ray.get(
+        train_probe_task.remote(spec_payload(spec), str(run_dir), order, attempt, TWO_CPU_WORKERS, sim, timeout_s),
+        timeout=600,
+    )
 
 
 @pytest.mark.slow
@@ -101,7 +119,9 @@ def test_failed_train_runs_are_failed_probes_and_lose_nothing(ray_session, tmp_p
     # both workers die (os._exit): Ray Train sees the worker group fail, the probe fails, retryable
     crash = _probe(spec, run, _order(cids[1], 0, 50), sim=sim)
     assert crash["status"] == "failed" and crash["retryable"] and crash["reason"].startswith("worker died (rank 0")
-    assert "\n" not in crash["reason"] and crash["cost_s"] > 0 and crash["probe_id"] == _order(cids[1], 0, 50)["probe_id"]
+    assert (
+        "\n" not in crash["reason"] and crash["cost_s"] > 0 and crash["probe_id"] == _order(cids[1], 0, 50)["probe_id"]
+    )
     # a probe's own failure raised on the workers comes back as rank 0's result: not retried
     bad = _probe(spec, run, _order(cids[2], 0, 50), sim=sim)
     assert bad["status"] == "failed" and not bad["retryable"] and bad["reason"].startswith(FINAL_PREFIX)

@@ -32,8 +32,11 @@ def test_probe_resource_shapes():
 def test_infeasible_requests_are_named_not_waited_for():
     from prehoc_ray.execution.resources import ProbeResources, infeasible_reason
 
-    nodes = [{"Alive": True, "Resources": {"CPU": 8.0, "GPU": 1.0}}, {"Alive": True, "Resources": {"CPU": 8.0, "GPU": 1.0}},
-             {"Alive": False, "Resources": {"CPU": 8.0, "GPU": 8.0}}]
+    nodes = [
+        {"Alive": True, "Resources": {"CPU": 8.0, "GPU": 1.0}},
+        {"Alive": True, "Resources": {"CPU": 8.0, "GPU": 1.0}},
+        {"Alive": False, "Resources": {"CPU": 8.0, "GPU": 8.0}},
+    ]
     assert infeasible_reason(ProbeResources(1.0, 0.5), nodes) is None
     assert infeasible_reason(ProbeResources(1.0, 1.0), nodes) is None
     # a 2-GPU gang is STRICT_PACK: two 1-GPU nodes do not make it feasible, a dead 8-GPU node neither
@@ -76,7 +79,9 @@ def prometheus_target_labels() -> set[str]:
     import yaml
 
     cfg = yaml.safe_load((REPO / "cluster" / "prometheus.yml").read_text())
-    added = {r["target_label"] for j in cfg["scrape_configs"] for r in j.get("relabel_configs", []) if "target_label" in r}
+    added = {
+        r["target_label"] for j in cfg["scrape_configs"] for r in j.get("relabel_configs", []) if "target_label" in r
+    }
     return PROMETHEUS_TARGET_LABELS | added
 
 
@@ -140,8 +145,13 @@ def test_metrics_reach_rays_prometheus_endpoint(ray_session, sim_spec, tmp_path)
     Driver(sim_spec, tmp_path / "run", spec_path=JOBS / "simulated.yaml").run()
 
     port = ray._private.worker.global_worker.node.metrics_export_port
-    want = {"ray_prehoc_probes_finished_total", "ray_prehoc_budget_spent_seconds", "ray_prehoc_candidates",
-            "ray_prehoc_candidate_risk_intrinsic", "ray_prehoc_candidate_risk_optimization"}
+    want = {
+        "ray_prehoc_probes_finished_total",
+        "ray_prehoc_budget_spent_seconds",
+        "ray_prehoc_candidates",
+        "ray_prehoc_candidate_risk_intrinsic",
+        "ray_prehoc_candidate_risk_optimization",
+    }
     seen: set[str] = set()
     # Ray's metrics agent exports every few seconds; on a loaded 2-core machine it lags: a wait, not a target.
     deadline = time.monotonic() + 120
@@ -169,6 +179,8 @@ def test_metrics_reach_rays_prometheus_endpoint(ray_session, sim_spec, tmp_path)
         for metric in metrics & set(series):
             for s in series[metric]:
                 missing = labels - set(s)
-                assert not missing, f"{query!r}: {metric} as scraped has no label {sorted(missing)} (it has {sorted(s)})"
+                assert not missing, (
+                    f"{query!r}: {metric} as scraped has no label {sorted(missing)} (it has {sorted(s)})"
+                )
             checked.add(metric)
     assert want <= checked, want - checked

@@ -74,8 +74,13 @@ def tune_experiment(factory: pytest.TempPathFactory) -> Path:
         storage = factory.mktemp("tune")
         tuner = tune.Tuner(
             trainable,
-            param_space={"run": tune.grid_search([{"lr": lr, "seed": seed} for lr, seed in TUNE_RUNS]), "task": "sst2",
-                         "steps": TUNE_STEPS, "diverges": DIVERGES, "stops_early": STOPS_EARLY},
+            param_space={
+                "run": tune.grid_search([{"lr": lr, "seed": seed} for lr, seed in TUNE_RUNS]),
+                "task": "sst2",
+                "steps": TUNE_STEPS,
+                "diverges": DIVERGES,
+                "stops_early": STOPS_EARLY,
+            },
             tune_config=tune.TuneConfig(reuse_actors=True),
             run_config=tune.RunConfig(name="exp", storage_path=str(storage), verbose=0),
         )
@@ -115,8 +120,13 @@ def hf_runs(factory: pytest.TempPathFactory) -> Path:
         rows = []
         for _ in range(n):
             ids = rng.integers(5, 50, size=8)
-            rows.append({"input_ids": torch.tensor(ids), "attention_mask": torch.ones(8, dtype=torch.long),
-                         "labels": torch.tensor(int(ids[0] > 27))})
+            rows.append(
+                {
+                    "input_ids": torch.tensor(ids),
+                    "attention_mask": torch.ones(8, dtype=torch.long),
+                    "labels": torch.tensor(int(ids[0] > 27)),
+                }
+            )
         return rows
 
     def accuracy(pred) -> dict:
@@ -126,19 +136,46 @@ def hf_runs(factory: pytest.TempPathFactory) -> Path:
     train, evals = data(48), data(32)
     for name, callbacks in (("full", []), ("stopped", [StopAt()])):
         torch.manual_seed(0)
-        cfg = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                         max_position_embeddings=16, num_labels=2)
-        args = TrainingArguments(output_dir=str(root / name), max_steps=HF_MAX_STEPS, per_device_train_batch_size=8,
-                                 eval_strategy="steps", eval_steps=HF_EVAL_EVERY, save_strategy="steps", save_steps=HF_EVAL_EVERY,
-                                 logging_steps=HF_EVAL_EVERY, report_to=[], use_cpu=True, learning_rate=1e-2, seed=0,
-                                 disable_tqdm=True, dataloader_num_workers=0)
-        trainer = Trainer(model=BertForSequenceClassification(cfg), args=args, train_dataset=train, eval_dataset=evals,
-                          compute_metrics=accuracy, callbacks=callbacks)
+        cfg = BertConfig(
+            vocab_size=50,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=16,
+            num_labels=2,
+        )
+        args = TrainingArguments(
+            output_dir=str(root / name),
+            max_steps=HF_MAX_STEPS,
+            per_device_train_batch_size=8,
+            eval_strategy="steps",
+            eval_steps=HF_EVAL_EVERY,
+            save_strategy="steps",
+            save_steps=HF_EVAL_EVERY,
+            logging_steps=HF_EVAL_EVERY,
+            report_to=[],
+            use_cpu=True,
+            learning_rate=1e-2,
+            seed=0,
+            disable_tqdm=True,
+            dataloader_num_workers=0,
+        )
+        trainer = Trainer(
+            model=BertForSequenceClassification(cfg),
+            args=args,
+            train_dataset=train,
+            eval_dataset=evals,
+            compute_metrics=accuracy,
+            callbacks=callbacks,
+        )
         trainer.train()
         if name == "full":
             trainer.save_state()
         logged = [[e["step"], e["eval_accuracy"]] for e in trainer.state.log_history if "eval_accuracy" in e]
-        (root / name / "expected.json").write_text(json.dumps({"points": logged, "global_step": trainer.state.global_step}))
+        (root / name / "expected.json").write_text(
+            json.dumps({"points": logged, "global_step": trainer.state.global_step})
+        )
     _BUILT["hf"] = root
     return root
 
@@ -189,7 +226,9 @@ def test_tune_experiment_imports_seeds_finals_and_static_config(tune_dir: Path, 
     runs = _per_run(table)
     assert sorted(s for _, s in runs) == sorted(s for lr, s in TUNE_RUNS if lr != DIVERGES)
     name = "diverges={d!r},run/lr={lr!r},steps={n},stops_early={e!r},task=sst2"
-    assert {c for c, _ in runs} == {name.format(d=DIVERGES, lr=lr, n=TUNE_STEPS, e=STOPS_EARLY) for lr in TUNE_LRS if lr != DIVERGES}
+    assert {c for c, _ in runs} == {
+        name.format(d=DIVERGES, lr=lr, n=TUNE_STEPS, e=STOPS_EARLY) for lr in TUNE_LRS if lr != DIVERGES
+    }
     assert set(table.column_names) >= {"static_run/lr", "static_steps"} and "static_run/seed" not in table.column_names
     for (cand, seed), rows in runs.items():
         lr = rows[0]["static_run/lr"]
@@ -201,7 +240,9 @@ def test_tune_experiment_imports_seeds_finals_and_static_config(tune_dir: Path, 
         if lr == STOPS_EARLY:  # trained 5 of the group's 12 iterations: a curve, no final
             assert steps[-1] == 5 and all(r["final"] is None for r in rows)
         else:
-            assert steps[-1] == TUNE_STEPS and all(r["final"] == pytest.approx(tune_acc(lr, seed, TUNE_STEPS)) for r in rows)
+            assert steps[-1] == TUNE_STEPS and all(
+                r["final"] == pytest.approx(tune_acc(lr, seed, TUNE_STEPS)) for r in rows
+            )
 
     hist = _roundtrip(table, tmp_path / "tune.parquet")
     assert len(hist.per_candidate()) == len(TUNE_LRS) - 1
@@ -211,11 +252,16 @@ def test_tune_experiment_imports_seeds_finals_and_static_config(tune_dir: Path, 
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_tune_trial_ids_name_candidates_without_a_seed_key_and_progress_csv_is_a_fallback(tune_dir: Path, tmp_path: Path) -> None:
+def test_tune_trial_ids_name_candidates_without_a_seed_key_and_progress_csv_is_a_fallback(
+    tune_dir: Path, tmp_path: Path
+) -> None:
     table, _ = import_history([str(tune_dir)], ImportOptions(metric="acc", group="sst2"))
     runs = _per_run(table)
-    trial_ids = {json.loads(p.read_text().splitlines()[0])["trial_id"] for p in tune_dir.glob("*/result.json")
-                 if "acc" in p.read_text()}
+    trial_ids = {
+        json.loads(p.read_text().splitlines()[0])["trial_id"]
+        for p in tune_dir.glob("*/result.json")
+        if "acc" in p.read_text()
+    }
     assert {c for c, _ in runs} == trial_ids and {s for _, s in runs} == {0}
 
     # A trial whose result.json was lost still has progress.csv; one with neither is skipped.
@@ -234,11 +280,15 @@ def test_tune_trial_ids_name_candidates_without_a_seed_key_and_progress_csv_is_a
         f.write('{"acc": 0.9, "training_iter')  # a trial killed while writing its last line
     again, reports = import_history([str(copy)], ImportOptions(metric="acc", group="sst2"))
     line = reports[0].line()
-    assert "no result.json or progress.csv" in line and "1 result.json line(s) that are not JSON objects ignored" in line
+    assert (
+        "no result.json or progress.csv" in line and "1 result.json line(s) that are not JSON objects ignored" in line
+    )
     again_runs = _per_run(again)
     assert len(again_runs) == len(runs) - 1
     for key, rows in again_runs.items():
-        np.testing.assert_allclose([(r["step"], r["value"]) for r in rows], [(r["step"], r["value"]) for r in runs[key]])
+        np.testing.assert_allclose(
+            [(r["step"], r["value"]) for r in rows], [(r["step"], r["value"]) for r in runs[key]]
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -247,7 +297,9 @@ def test_tune_trial_ids_name_candidates_without_a_seed_key_and_progress_csv_is_a
 
 @pytest.mark.slow
 def test_trainer_output_dirs_import_eval_metric_with_max_steps_as_horizon(hf_dir: Path, tmp_path: Path) -> None:
-    assert (hf_dir / "full" / "trainer_state.json").is_file() and not (hf_dir / "stopped" / "trainer_state.json").exists()
+    assert (hf_dir / "full" / "trainer_state.json").is_file() and not (
+        hf_dir / "stopped" / "trainer_state.json"
+    ).exists()
     table, reports = import_history([str(hf_dir)], ImportOptions(metric="eval_accuracy", group="sst2"))
     assert reports[0].line() == f"hf:{hf_dir}: 2 runs read (6 points, 1 with a final), 0 skipped"
     runs = _per_run(table)
@@ -271,7 +323,10 @@ def test_trainer_output_dirs_import_eval_metric_with_max_steps_as_horizon(hf_dir
     # a metric the Trainer did not log is a skip naming what it did log
     _, reports = read_sources([f"hf:{hf_dir / 'stopped'}"], ImportOptions(metric="f1"))
     assert reports[0].read == 0
-    assert "no 'f1' at a 'step' > 0 in trainer_state.json log_history (eval keys there: eval_accuracy, eval_loss)" in reports[0].line()
+    assert (
+        "no 'f1' at a 'step' > 0 in trainer_state.json log_history (eval keys there: eval_accuracy, eval_loss)"
+        in reports[0].line()
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -284,10 +339,27 @@ def _wandb_like(path: Path) -> list[dict]:
     rows = []
     for run, lr, last in [("a1", 1e-4, 30), ("a2", 3e-4, 30), ("b3", 1e-3, 20)]:
         for step in range(0, last + 1, 5):
-            rows.append({"run_id": run, "_step": step, "train/loss": 1.0 / (step + 1), "eval/acc": None, "task": "rte", "lr": lr})
+            rows.append(
+                {
+                    "run_id": run,
+                    "_step": step,
+                    "train/loss": 1.0 / (step + 1),
+                    "eval/acc": None,
+                    "task": "rte",
+                    "lr": lr,
+                }
+            )
             if step % 10 == 0 and step > 0:
-                rows.append({"run_id": run, "_step": step, "train/loss": None, "eval/acc": 0.5 + lr * 100 * step / 30,
-                             "task": "rte", "lr": lr})
+                rows.append(
+                    {
+                        "run_id": run,
+                        "_step": step,
+                        "train/loss": None,
+                        "eval/acc": 0.5 + lr * 100 * step / 30,
+                        "task": "rte",
+                        "lr": lr,
+                    }
+                )
     table = pa.Table.from_pylist(rows)
     if path.suffix == ".csv":
         pa_csv.write_csv(table, path)
@@ -306,7 +378,9 @@ def test_tracker_export_with_a_column_map(tmp_path: Path, suffix: str) -> None:
     assert line.startswith(f"tracker:{export}: 3 runs read (8 points, 2 with a final), 0 skipped")
     assert "rows without a finite value ignored" in line
     runs = _per_run(table)
-    np.testing.assert_allclose([(r["step"], r["value"]) for r in runs[("a2", 0)]], [(s, 0.5 + 3e-2 * s / 30) for s in (10, 20, 30)])
+    np.testing.assert_allclose(
+        [(r["step"], r["value"]) for r in runs[("a2", 0)]], [(s, 0.5 + 3e-2 * s / 30) for s in (10, 20, 30)]
+    )
     assert runs[("a2", 0)][0]["final"] == pytest.approx(0.5 + 3e-2)
     assert runs[("b3", 0)][0]["final"] is None and runs[("b3", 0)][0]["horizon"] == 30  # the longest run of 'rte'
     assert {r["static_lr"] for r in runs[("a1", 0)]} == {1e-4}
@@ -333,20 +407,43 @@ def test_runs_that_collide_on_candidate_and_seed_are_an_error_naming_both(tmp_pa
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
     for p in (a, b):
         pa_csv.write_csv(pa.table({"candidate": ["x", "x"], "step": [1, 2], "value": [0.1, 0.2]}), p)
-    with pytest.raises(HistoryImportError, match=r"a\.csv \(run 'x' seed 0\) and .*b\.csv \(run 'x' seed 0\): both are candidate 'x' seed 0"):
+    with pytest.raises(
+        HistoryImportError,
+        match=r"a\.csv \(run 'x' seed 0\) and .*b\.csv \(run 'x' seed 0\): both are candidate 'x' seed 0",
+    ):
         import_history([str(a), str(b)], ImportOptions())
 
 
 @pytest.mark.parametrize(
     ("make", "options", "message"),
     [
-        (lambda d: d / "missing", ImportOptions(metric="acc"), r"missing: not found; expected a Ray Tune experiment directory"),
+        (
+            lambda d: d / "missing",
+            ImportOptions(metric="acc"),
+            r"missing: not found; expected a Ray Tune experiment directory",
+        ),
         (lambda d: d, ImportOptions(metric="acc"), r": a directory with no Ray Tune trial"),
-        (lambda d: _csv(d), ImportOptions(column_map={"candidate": "run_id"}), r"t\.csv: no column 'run_id' \(for candidate\); columns in the file: candidate, step, acc"),
-        (lambda d: _csv(d), ImportOptions(), r"t\.csv: no column for 'value'; expected --map value=COLUMN or --metric COLUMN"),
+        (
+            lambda d: _csv(d),
+            ImportOptions(column_map={"candidate": "run_id"}),
+            r"t\.csv: no column 'run_id' \(for candidate\); columns in the file: candidate, step, acc",
+        ),
+        (
+            lambda d: _csv(d),
+            ImportOptions(),
+            r"t\.csv: no column for 'value'; expected --map value=COLUMN or --metric COLUMN",
+        ),
         (lambda d: _tune_dir(d), ImportOptions(), r"tune:.*: no --metric; expected the name of the reported metric"),
-        (lambda d: _csv(d), ImportOptions(metric="acc", group="a", group_by="b"), r"--group and --group-by: expected one of them"),
-        (lambda d: _tune_dir(d), ImportOptions(metric="acc", column_map={"value": "acc"}), r"--map: applies to tracker exports only"),
+        (
+            lambda d: _csv(d),
+            ImportOptions(metric="acc", group="a", group_by="b"),
+            r"--group and --group-by: expected one of them",
+        ),
+        (
+            lambda d: _tune_dir(d),
+            ImportOptions(metric="acc", column_map={"value": "acc"}),
+            r"--map: applies to tracker exports only",
+        ),
         (lambda d: Path(f"hf:{_csv(d)}"), ImportOptions(metric="acc"), r"hf:.*t\.csv: is a file; expected a directory"),
     ],
 )
@@ -369,7 +466,9 @@ def _tune_dir(d: Path) -> Path:
 
 
 def test_column_map_syntax_errors() -> None:
-    with pytest.raises(HistoryImportError, match=r"--map 'cand=run': expected TARGET=COLUMN with TARGET one of candidate"):
+    with pytest.raises(
+        HistoryImportError, match=r"--map 'cand=run': expected TARGET=COLUMN with TARGET one of candidate"
+    ):
         parse_column_map(["cand=run"])
     with pytest.raises(HistoryImportError, match=r"--map: value given twice"):
         parse_column_map(["value=a", "value=b"])

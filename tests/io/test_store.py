@@ -37,9 +37,7 @@ def store(tmp_path: Path) -> ResultStore:
 def test_empty_store_reads_empty(store: ResultStore) -> None:
     points = store.read_points()
     assert points.num_rows == 0
-    assert {"probe_id", "candidate", "seed", "step", "value", "eval_loss"} <= set(
-        points.column_names
-    )
+    assert {"probe_id", "candidate", "seed", "step", "value", "eval_loss"} <= set(points.column_names)
     assert store.read_probes().num_rows == 0
     assert store.finished_probe_ids() == set()
     assert store.failed_attempts("p") == 0
@@ -101,13 +99,12 @@ def test_lifecycle_and_finished_filter(store: ResultStore) -> None:
     assert store.read_points().num_rows == 3  # the unfinished probe's point is kept
     assert store.read_points(finished_only=True).column("probe_id").to_pylist() == ["p1", "p1"]
     states = store.probe_states()
-    assert dict(
-        zip(states.column("probe_id").to_pylist(), states.column("status").to_pylist())
-    ) == {"p1": "finished", "p2": "started"}
+    assert dict(zip(states.column("probe_id").to_pylist(), states.column("status").to_pylist())) == {
+        "p1": "finished",
+        "p2": "started",
+    }
     done = store.completed_probes()
-    assert done.column("probe_id").to_pylist() == ["p1"] and done.column("cost_s").to_pylist() == [
-        12.5
-    ]
+    assert done.column("probe_id").to_pylist() == ["p1"] and done.column("cost_s").to_pylist() == [12.5]
     events = store.read_probes()
     assert events.column("status").to_pylist() == ["started", "finished", "started"]
 
@@ -115,9 +112,7 @@ def test_lifecycle_and_finished_filter(store: ResultStore) -> None:
 def test_failed_attempts(store: ResultStore) -> None:
     store.record_probe("p1", "c1", 0, 0, 50, "started", attempt=1)
     store.record_probe("p1", "c1", 0, 0, 50, "failed", reason="OOM", attempt=1)
-    store.record_probe(
-        "p1", "c1", 0, 0, 50, "failed", reason="OOM again", attempt=1
-    )  # duplicate report
+    store.record_probe("p1", "c1", 0, 0, 50, "failed", reason="OOM again", attempt=1)  # duplicate report
     store.record_probe("p1", "c1", 0, 0, 50, "failed", reason="node lost", attempt=2)
     store.record_probe("p2", "c1", 0, 0, 50, "failed", attempt=1)
     assert store.failed_attempts("p1") == 2
@@ -144,9 +139,7 @@ def test_leftover_tmp_files_are_ignored(store: ResultStore) -> None:
     store.append([point("p1", 10)])
     store.record_probe("p1", "c1", 0, 0, 10, "finished")
     # a crash mid-write leaves a hidden, half-written temporary next to complete fragments
-    (store.root / "points" / ".00000000000000000001-abc.parquet.deadbeef.tmp").write_bytes(
-        b"PAR1\x00half"
-    )
+    (store.root / "points" / ".00000000000000000001-abc.parquet.deadbeef.tmp").write_bytes(b"PAR1\x00half")
     (store.root / "points" / "00000000000000000002-abc.parquet.tmp").write_bytes(b"PAR1")
     (store.root / "probes" / ".x.parquet.1.tmp").write_bytes(b"")
     (store.root / "points" / "notes.txt").write_text("not a fragment")
@@ -155,9 +148,7 @@ def test_leftover_tmp_files_are_ignored(store: ResultStore) -> None:
     assert store.fragment_count() == (1, 1)
 
 
-def test_failed_write_leaves_no_fragment(
-    store: ResultStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_failed_write_leaves_no_fragment(store: ResultStore, monkeypatch: pytest.MonkeyPatch) -> None:
     store.append([point("p1", 10)])
 
     def crash(*args: object, **kwargs: object) -> None:

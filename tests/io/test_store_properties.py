@@ -43,10 +43,7 @@ def _expected(rows: list[dict]) -> list[tuple]:
     for i, row in enumerate(rows):
         latest[(row["probe_id"], row["step"])] = i
     keep = sorted(latest.values())
-    return [
-        (rows[i]["probe_id"], rows[i]["step"], rows[i]["value"], rows[i].get("eval_loss"))
-        for i in keep
-    ]
+    return [(rows[i]["probe_id"], rows[i]["step"], rows[i]["value"], rows[i].get("eval_loss")) for i in keep]
 
 
 def _actual(table: pa.Table) -> list[tuple]:

@@ -202,17 +202,13 @@ def test_jsonl_bool_in_numeric_column(tmp_path: Path) -> None:
 
 def test_parquet_string_in_numeric_column(tmp_path: Path) -> None:
     path = tmp_path / "t.parquet"
-    pq.write_table(
-        pa.table({"candidate": ["a", "a"], "step": ["1", "two"], "value": [0.1, 0.2]}), path
-    )
+    pq.write_table(pa.table({"candidate": ["a", "a"], "step": ["1", "two"], "value": [0.1, 0.2]}), path)
     assert "column 'step' row 2: expected a number > 0, got 'two'" in _error(path)
 
 
 def test_parquet_seed_float_nonint(tmp_path: Path) -> None:
     path = tmp_path / "t.pq"
-    pq.write_table(
-        pa.table({"candidate": ["a"], "step": [1.0], "value": [0.1], "seed": [0.5]}), path
-    )
+    pq.write_table(pa.table({"candidate": ["a"], "step": [1.0], "value": [0.1], "seed": [0.5]}), path)
     assert "column 'seed' row 1: expected an integer seed, got 0.5" in _error(path)
 
 
@@ -261,7 +257,9 @@ def test_a_row_with_extra_cells_names_the_line_not_its_text(tmp_path: Path) -> N
 
 
 def test_a_foreign_header_is_listed_short(tmp_path: Path) -> None:
-    path = _csv(tmp_path, f"root:$6$salt${'h' * 40}{SECRET}:19000:0:99999:7:::\n" + "".join(f"u{i}:x\n" for i in range(5)))
+    path = _csv(
+        tmp_path, f"root:$6$salt${'h' * 40}{SECRET}:19000:0:99999:7:::\n" + "".join(f"u{i}:x\n" for i in range(5))
+    )
     message = _quiet_error(path)
     assert "missing required column 'candidate'" in message and "found root:$6$salt$hhh" in message
 
@@ -275,17 +273,30 @@ def test_a_long_cell_is_cut_short(tmp_path: Path) -> None:
 
 def test_text_that_is_not_utf8_names_column_and_row(tmp_path: Path) -> None:
     path = tmp_path / "t.jsonl"
-    path.write_bytes(b'{"candidate": "a", "step": 1, "value": 0.1}\n{"candidate": "\xff' + SECRET.encode()
-                     + b'", "step": 2, "value": 0.2}\n')
+    path.write_bytes(
+        b'{"candidate": "a", "step": 1, "value": 0.1}\n{"candidate": "\xff'
+        + SECRET.encode()
+        + b'", "step": 2, "value": 0.2}\n'
+    )
     message = _quiet_error(path)
     assert "column 'candidate' row 2: expected UTF-8 text" in message or "not UTF-8 text" in message
 
 
-@pytest.mark.parametrize("name,text,line", [
-    ("t.json", "[" * 1000 + "]" * 1000, 1),
-    ("t.jsonl", '{"candidate": "a", "step": 1, "value": 0.1}\n{"candidate": "a", "step": 2, "value": '
-     + '{"x": ' * 1000 + "1" + "}" * 1000 + "}\n", 2),
-])
+@pytest.mark.parametrize(
+    "name,text,line",
+    [
+        ("t.json", "[" * 1000 + "]" * 1000, 1),
+        (
+            "t.jsonl",
+            '{"candidate": "a", "step": 1, "value": 0.1}\n{"candidate": "a", "step": 2, "value": '
+            + '{"x": ' * 1000
+            + "1"
+            + "}" * 1000
+            + "}\n",
+            2,
+        ),
+    ],
+)
 def test_deep_json_is_refused_before_a_parser_recurses(tmp_path: Path, name: str, text: str, line: int) -> None:
     # (the corpus in tests/malformed runs the 100,000-deep one that crashes pyarrow, in a subprocess)
     path = tmp_path / name
@@ -297,8 +308,10 @@ def test_brackets_in_strings_and_escaped_quotes_do_not_count(tmp_path: Path, mon
     import prehoc_ray.io.formats as formats
 
     ids = ["[" * 100, 'q\\"' + "{" * 100, "\\\\" + "]" * 3, 'e\\\\\\"[[']
-    body = "".join(f'{{"candidate": "{c}", "step": {k + 1}, "value": 0.5, "extra": [[1], {{"a": [2]}}]}}\n'
-                   for k, c in enumerate(ids))
+    body = "".join(
+        f'{{"candidate": "{c}", "step": {k + 1}, "value": 0.5, "extra": [[1], {{"a": [2]}}]}}\n'
+        for k, c in enumerate(ids)
+    )
     path = tmp_path / "t.jsonl"
     path.write_text(body)
     for chunk in (1, 2, 3, 7, 1 << 20):  # state (depth, string, backslashes) carried across chunks

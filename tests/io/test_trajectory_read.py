@@ -120,15 +120,9 @@ def test_numbers_in_text_columns_are_accepted(tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
     path = tmp_path / "t.parquet"
-    pq.write_table(
-        pa.table({"candidate": ["a"], "step": ["10"], "value": ["0.5"], "seed": ["2"]}), path
-    )
+    pq.write_table(pa.table({"candidate": ["a"], "step": ["10"], "value": ["0.5"], "seed": ["2"]}), path)
     table = read_trajectories(path)
-    assert (
-        table.step.tolist() == [10.0]
-        and table.value.tolist() == [0.5]
-        and table.seed.tolist() == [2]
-    )
+    assert table.step.tolist() == [10.0] and table.value.tolist() == [0.5] and table.seed.tolist() == [2]
 
 
 def test_from_arrays_validates() -> None:
@@ -141,9 +135,7 @@ def test_from_arrays_validates() -> None:
         static={"static_x": [1.0, 1.0]},
     )
     assert table.final.tolist() == [0.5, 0.5] and table.source is None
-    with pytest.raises(
-        ValueError, match=r"<arrays>: column 'step' row 2: expected a number > 0, got -2"
-    ):
+    with pytest.raises(ValueError, match=r"<arrays>: column 'step' row 2: expected a number > 0, got -2"):
         TrajectoryTable.from_arrays(["a", "a"], [1, -2], [0.1, 0.2])
     with pytest.raises(ValueError, match="must start with 'static_'"):
         TrajectoryTable.from_arrays(["a"], [1], [0.1], static={"x": [1.0]})
@@ -170,6 +162,4 @@ def _assert_same(a: TrajectoryTable, b: TrajectoryTable) -> None:
         np.testing.assert_array_equal(a.static[name], b.static[name], err_msg=name)
     assert list(a.extra) == list(b.extra)
     for name in a.extra:
-        np.testing.assert_array_equal(
-            np.asarray(a.extra[name], float), np.asarray(b.extra[name], float), err_msg=name
-        )
+        np.testing.assert_array_equal(np.asarray(a.extra[name], float), np.asarray(b.extra[name], float), err_msg=name)

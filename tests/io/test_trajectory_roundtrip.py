@@ -39,9 +39,7 @@ def tables(draw: st.DrawFn) -> TrajectoryTable:
             draw(maybe),
             draw(st.one_of(st.just(float("nan")), positive)),
         )
-        for seed in draw(
-            st.lists(st.integers(-(2**40), 2**40), min_size=1, max_size=3, unique=True)
-        ):
+        for seed in draw(st.lists(st.integers(-(2**40), 2**40), min_size=1, max_size=3, unique=True)):
             final = draw(maybe)
             for step in draw(st.lists(positive, min_size=1, max_size=4, unique=True)):
                 cols["candidate"].append(cid)

@@ -103,7 +103,9 @@ def c_billion_laughs_in_runtime_env(tmp):
 
 @case("spec")
 def c_alias_to_itself(tmp):
-    return validate(spec(tmp, BASE + f"cluster:\n  runtime_env: &r {{a: [*r], b: {SECRET}}}\n"), "refers to the collection")
+    return validate(
+        spec(tmp, BASE + f"cluster:\n  runtime_env: &r {{a: [*r], b: {SECRET}}}\n"), "refers to the collection"
+    )
 
 
 @case("spec")
@@ -122,7 +124,9 @@ def c_duplicate_top_level_key(tmp):
 
 @case("spec")
 def c_duplicate_nested_key(tmp):
-    text = BASE.replace("  probe_seconds: 60\n", f"  probe_seconds: 60\n  full_finetune_seconds: 1\n  probe_seconds: 61 # {SECRET}\n")
+    text = BASE.replace(
+        "  probe_seconds: 60\n", f"  probe_seconds: 60\n  full_finetune_seconds: 1\n  probe_seconds: 61 # {SECRET}\n"
+    )
     return validate(spec(tmp, text), ":12:", "duplicate key 'probe_seconds'")
 
 
@@ -140,48 +144,78 @@ def c_control_character(tmp):
 
 @case("spec")
 def c_20000_nested_brackets(tmp):
-    return validate(spec(tmp, BASE + "cluster: {runtime_env: {x: " + "[" * 20000 + SECRET + "]" * 20000 + "}}\n"), ":11:", "levels deep")
+    return validate(
+        spec(tmp, BASE + "cluster: {runtime_env: {x: " + "[" * 20000 + SECRET + "]" * 20000 + "}}\n"),
+        ":11:",
+        "levels deep",
+    )
 
 
 @case("spec")
 def c_20000_nested_mappings(tmp):
-    return validate(spec(tmp, BASE + "description: " + "{a: " * 20000 + SECRET + "}" * 20000 + "\n"), ":11:", "levels deep")
+    return validate(
+        spec(tmp, BASE + "description: " + "{a: " * 20000 + SECRET + "}" * 20000 + "\n"), ":11:", "levels deep"
+    )
 
 
 @case("spec")
 def c_infinite_budget(tmp):
-    return validate(spec(tmp, BASE.replace("probe_seconds: 60", "probe_seconds: .inf") + f"description: {SECRET}\n"),
-                    ":10:", "budget.probe_seconds", "finite")
+    return validate(
+        spec(tmp, BASE.replace("probe_seconds: 60", "probe_seconds: .inf") + f"description: {SECRET}\n"),
+        ":10:",
+        "budget.probe_seconds",
+        "finite",
+    )
 
 
 @case("spec")
 def c_infinite_learning_rate(tmp):
-    return validate(spec(tmp, BASE + f"configs:\n  - name: c # {SECRET}\n    learning_rate: .inf\n"),
-                    ":13:", "configs.0.learning_rate", "finite")
+    return validate(
+        spec(tmp, BASE + f"configs:\n  - name: c # {SECRET}\n    learning_rate: .inf\n"),
+        ":13:",
+        "configs.0.learning_rate",
+        "finite",
+    )
 
 
 @case("spec")
 def c_nan_tolerance(tmp):
-    return validate(spec(tmp, BASE + f"description: {SECRET}\nallocation:\n  tolerance: .nan\n"),
-                    ":13:", "allocation.tolerance", "finite")
+    return validate(
+        spec(tmp, BASE + f"description: {SECRET}\nallocation:\n  tolerance: .nan\n"),
+        ":13:",
+        "allocation.tolerance",
+        "finite",
+    )
 
 
 @case("spec")
 def c_nan_baseline(tmp):
-    return validate(spec(tmp, BASE + f"description: {SECRET}\nplan:\n  baselines:\n    copy: .nan\n"),
-                    ":14:", "plan.baselines.copy", "finite")
+    return validate(
+        spec(tmp, BASE + f"description: {SECRET}\nplan:\n  baselines:\n    copy: .nan\n"),
+        ":14:",
+        "plan.baselines.copy",
+        "finite",
+    )
 
 
 @case("spec")
 def c_absurd_full_steps(tmp):
-    return validate(spec(tmp, BASE + f"configs:\n  - name: c # {SECRET}\n    full_steps: 1.0e+30\n"),
-                    ":13:", "configs.0.full_steps", "less than or equal to 100000000")
+    return validate(
+        spec(tmp, BASE + f"configs:\n  - name: c # {SECRET}\n    full_steps: 1.0e+30\n"),
+        ":13:",
+        "configs.0.full_steps",
+        "less than or equal to 100000000",
+    )
 
 
 @case("spec")
 def c_absurd_seeds(tmp):
-    return validate(spec(tmp, BASE + f"description: {SECRET}\nallocation:\n  seeds: 1e11\n"),
-                    ":13:", "allocation.seeds", "less than or equal to 1000")
+    return validate(
+        spec(tmp, BASE + f"description: {SECRET}\nallocation:\n  seeds: 1e11\n"),
+        ":13:",
+        "allocation.seeds",
+        "less than or equal to 1000",
+    )
 
 
 @case("spec")
@@ -232,12 +266,16 @@ def c_unknown_candidate_name_is_truncated(tmp):
 
 @case("spec")
 def c_integer_of_5000_digits(tmp):
-    return validate(spec(tmp, BASE + f"description: {SECRET}\nallocation:\n  seed: {'9' * 5000}\n"), ":13:", "cannot read")
+    return validate(
+        spec(tmp, BASE + f"description: {SECRET}\nallocation:\n  seed: {'9' * 5000}\n"), ":13:", "cannot read"
+    )
 
 
 @case("spec")
 def c_impossible_date(tmp):
-    return validate(spec(tmp, BASE + f"description: {SECRET}\nallocation:\n  seed: 2024-13-45\n"), ":13:", "cannot read")
+    return validate(
+        spec(tmp, BASE + f"description: {SECRET}\nallocation:\n  seed: 2024-13-45\n"), ":13:", "cannot read"
+    )
 
 
 @case("spec")
@@ -291,8 +329,10 @@ def c_history_without_finals(tmp):
 @case("history")
 def c_history_deeply_nested_jsonl(tmp):
     path, hist = with_history(tmp, "past.jsonl")
-    hist.write_text('{"candidate": "r0", "step": 10, "value": 0.5, "final": 0.7}\n'
-                    '{"candidate": "r0", "step": 20, "value": ' + '{"x": ' * 100_000 + f'"{SECRET}"' + "}" * 100_000 + "}\n")
+    hist.write_text(
+        '{"candidate": "r0", "step": 10, "value": 0.5, "final": 0.7}\n'
+        '{"candidate": "r0", "step": 20, "value": ' + '{"x": ' * 100_000 + f'"{SECRET}"' + "}" * 100_000 + "}\n"
+    )
     return ["validate", str(path)], [str(hist), "line 2", "levels deep"]
 
 
@@ -341,8 +381,11 @@ def analyze(tmp: Path, path: Path, *expect: str, extra: tuple[str, ...] = ()) ->
 
 def curve_rows(step_last: str = "40", horizon: str | None = None) -> str:
     h = f",{horizon}" if horizon is not None else ""
-    return "".join(f"c{i},{s},{0.5 + 0.01 * k},{SECRET if k == 0 else 'ok'}{h}\n"
-                   for i in range(3) for k, s in enumerate(["10", "20", "30", step_last]))
+    return "".join(
+        f"c{i},{s},{0.5 + 0.01 * k},{SECRET if k == 0 else 'ok'}{h}\n"
+        for i in range(3)
+        for k, s in enumerate(["10", "20", "30", step_last])
+    )
 
 
 @case("trajectory")
@@ -377,8 +420,13 @@ def c_deeply_nested_json_array(tmp):
 def c_deeply_nested_jsonl_object(tmp):
     # pyarrow's JSON reader dies of SIGSEGV on this one: it must never see it
     path = tmp / "t.jsonl"
-    path.write_text('{"candidate": "a", "step": 1, "value": 0.1}\n{"candidate": "a", "step": 2, "value": '
-                    + '{"x": ' * 100_000 + f'"{SECRET}"' + "}" * 100_000 + "}\n")
+    path.write_text(
+        '{"candidate": "a", "step": 1, "value": 0.1}\n{"candidate": "a", "step": 2, "value": '
+        + '{"x": ' * 100_000
+        + f'"{SECRET}"'
+        + "}" * 100_000
+        + "}\n"
+    )
     return analyze(tmp, path, "line 2", "levels deep")
 
 
@@ -399,7 +447,11 @@ def c_credentials_file_as_table(tmp):
 @case("trajectory")
 def c_not_utf8_jsonl(tmp):
     path = tmp / "t.jsonl"
-    path.write_bytes(b'{"candidate": "a", "step": 1, "value": 0.1}\n{"candidate": "\xff\xfe' + SECRET.encode() + b'", "step": 2, "value": 0.2}\n')
+    path.write_bytes(
+        b'{"candidate": "a", "step": 1, "value": 0.1}\n{"candidate": "\xff\xfe'
+        + SECRET.encode()
+        + b'", "step": 2, "value": 0.2}\n'
+    )
     return analyze(tmp, path, "column 'candidate' row 2", "UTF-8")
 
 
@@ -413,8 +465,10 @@ def c_long_text_value_is_truncated(tmp):
 @case("trajectory")
 def c_corrupt_parquet(tmp):
     path = tmp / "t.parquet"
-    pq.write_table(pa.table({"candidate": ["a"] * 3, "step": [1.0, 2.0, 3.0], "value": [0.1, 0.2, 0.3],
-                             "note": [SECRET] * 3}), path)
+    pq.write_table(
+        pa.table({"candidate": ["a"] * 3, "step": [1.0, 2.0, 3.0], "value": [0.1, 0.2, 0.3], "note": [SECRET] * 3}),
+        path,
+    )
     path.write_bytes(path.read_bytes()[:-30])
     return analyze(tmp, path, "cannot read as parquet")
 
@@ -429,7 +483,9 @@ def c_json_array_of_numbers(tmp):
 @case("trajectory")
 def c_invalid_jsonl_line(tmp):
     path = tmp / "t.jsonl"
-    path.write_text(f'{{"candidate": "a", "step": 1, "value": 0.1}}\n{{"candidate": "a", "step": 2, "value": {SECRET}}}\n')
+    path.write_text(
+        f'{{"candidate": "a", "step": 1, "value": 0.1}}\n{{"candidate": "a", "step": 2, "value": {SECRET}}}\n'
+    )
     return analyze(tmp, path, "line 2", "invalid JSON")
 
 
@@ -542,7 +598,9 @@ def c_report_corrupt_candidates(tmp):
 @case("rundir")
 def c_report_truncated_spend(tmp):
     out = report_dir(tmp)
-    pq.write_table(pa.table({"round": [1, 2], "candidate": [SECRET, SECRET], "cost_s": [1.0, 2.0]}), out / "spend.parquet")
+    pq.write_table(
+        pa.table({"round": [1, 2], "candidate": [SECRET, SECRET], "cost_s": [1.0, 2.0]}), out / "spend.parquet"
+    )
     (out / "spend.parquet").write_bytes((out / "spend.parquet").read_bytes()[:-40])
     return ["report", str(out)], [str(out / "spend.parquet"), "not a readable Parquet table"]
 
@@ -631,13 +689,31 @@ print(json.dumps({"code": os.waitstatus_to_exitcode(status), "wall": time.monoto
 def run_cli(argv: list[str], cwd: Path) -> tuple[int, str, str, float, float, int]:
     """(exit code, stdout, stderr, wall s, cpu s, peak RSS bytes) of `python -m prehoc_ray ARGV`."""
     out_path, err_path = cwd / ".stdout", cwd / ".stderr"
-    spec = {"argv": [sys.executable, "-m", "prehoc_ray", *argv], "cwd": str(cwd), "env": _env(),
-            "out": str(out_path), "err": str(err_path), "hang_s": int(HANG_S)}
-    done = subprocess.run([sys.executable, "-S", "-c", LAUNCHER], input=json.dumps(spec), capture_output=True,
-                          text=True, timeout=HANG_S + 30, check=True)
+    spec = {
+        "argv": [sys.executable, "-m", "prehoc_ray", *argv],
+        "cwd": str(cwd),
+        "env": _env(),
+        "out": str(out_path),
+        "err": str(err_path),
+        "hang_s": int(HANG_S),
+    }
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", LAUNCHER],
+        input=json.dumps(spec),
+        capture_output=True,
+        text=True,
+        timeout=HANG_S + 30,
+        check=True,
+    )
     r = json.loads(done.stdout)
-    return (r["code"], out_path.read_text(errors="replace"), err_path.read_text(errors="replace"), r["wall"],
-            r["cpu"], r["maxrss"])
+    return (
+        r["code"],
+        out_path.read_text(errors="replace"),
+        err_path.read_text(errors="replace"),
+        r["wall"],
+        r["cpu"],
+        r["maxrss"],
+    )
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,25 @@ from prehoc_ray.plan.simrun import simulated_spec_dict, write_simulated_run
 from prehoc_ray.report.finish import write_outputs
 from prehoc_ray.spec.job import JobSpec
 
-ISSUE_COLUMNS = ["candidate", "task", "model", "regime", "predicted_final", "predicted_std", "lower", "upper",
-                 "probe_steps", "probe_cost_s", "full_cost_s", "L_int", "K", "alpha", "c_star", "decision", "reason"]
+ISSUE_COLUMNS = [
+    "candidate",
+    "task",
+    "model",
+    "regime",
+    "predicted_final",
+    "predicted_std",
+    "lower",
+    "upper",
+    "probe_steps",
+    "probe_cost_s",
+    "full_cost_s",
+    "L_int",
+    "K",
+    "alpha",
+    "c_star",
+    "decision",
+    "reason",
+]
 BASELINES = {"glue-like": 0.62, "gsm8k-like": 0.6}
 
 
@@ -56,7 +73,9 @@ def test_plan_json_totals(run_dir, outputs):
     assert t["probe_spend_s"] == pytest.approx(sum(r["probe_cost_s"] for r in rows))
     undecided = sum(r["full_cost_s"] for r in rows if r["decision"] == "probe more")
     assert t["undecided_full_cost_s"] == pytest.approx(undecided)
-    assert t["saving_s"] == pytest.approx(t["all_full_cost_s"] - t["recommended_full_cost_s"] - undecided - t["probe_spend_s"])
+    assert t["saving_s"] == pytest.approx(
+        t["all_full_cost_s"] - t["recommended_full_cost_s"] - undecided - t["probe_spend_s"]
+    )
     assert t["saving_s"] > 0
     assert t["n_run"] == len(t["runs"]) and t["n_run"] >= 1
     assert t["baselines"] == BASELINES and t["metric"] == "accuracy"

@@ -15,7 +15,9 @@ from prehoc_ray.types import Regime
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def _unit(name: str, kind: str, L_int: float, K: float, alpha: float, regime: Regime, L0: float = 0.01, seed: int = 0) -> Unit:
+def _unit(
+    name: str, kind: str, L_int: float, K: float, alpha: float, regime: Regime, L0: float = 0.01, seed: int = 0
+) -> Unit:
     rng = np.random.default_rng(seed)
     c = np.geomspace(10, 1000, 7)
     U = (L_int + K * c ** (-alpha)) * np.exp(0.1 * rng.standard_normal(c.size))
@@ -32,9 +34,28 @@ def units() -> list[Unit]:
     ]
     regimes = [Regime.STATIC_SUFFICIENT, Regime.DYNAMIC_CRITICAL, Regime.NOISE_DOMINANT]
     for i in range(20):
-        out.append(_unit(f"candidate:c{i:02d}", "seeds", 10 ** (-6 + i / 5), 0.02, 0.4 + i / 30, regimes[i % 3], L0=1e-4 * (i + 1), seed=i + 1))
+        out.append(
+            _unit(
+                f"candidate:c{i:02d}",
+                "seeds",
+                10 ** (-6 + i / 5),
+                0.02,
+                0.4 + i / 30,
+                regimes[i % 3],
+                L0=1e-4 * (i + 1),
+                seed=i + 1,
+            )
+        )
     # a unit without a fit (too few depths) must be tolerated everywhere
-    out.append(Unit("candidate:short", "seeds", np.array([10.0, 20.0]), np.array([0.01, 0.005]), DecayFit.empty(2, ("too_few_points",))))
+    out.append(
+        Unit(
+            "candidate:short",
+            "seeds",
+            np.array([10.0, 20.0]),
+            np.array([0.01, 0.005]),
+            DecayFit.empty(2, ("too_few_points",)),
+        )
+    )
     return out
 
 
@@ -99,9 +120,19 @@ def test_report_md_has_the_sections_and_explains_diagnostics(tmp_path, units):
     written = write_report(result, tmp_path, summary)
     assert [p.name for p in written] == ["phase_diagram.png", "decay.png", "report.md"]
     text = (tmp_path / "report.md").read_text()
-    for needle in ("# prehoc-ray analysis", "## Settings", "## Regimes", "## Prediction quality", "## Units",
-                   "![phase diagram](phase_diagram.png)", "![decay fits](decay.png)", "How to read it", "## Diagnostics",
-                   "traj.csv", "steps <= 100"):
+    for needle in (
+        "# prehoc-ray analysis",
+        "## Settings",
+        "## Regimes",
+        "## Prediction quality",
+        "## Units",
+        "![phase diagram](phase_diagram.png)",
+        "![decay fits](decay.png)",
+        "How to read it",
+        "## Diagnostics",
+        "traj.csv",
+        "steps <= 100",
+    ):
         assert needle in text, needle
     for code, help_ in DIAGNOSTIC_HELP.items():
         assert code in text and help_ in text

@@ -136,9 +136,21 @@ def _render(html_path: Path, tmp_path: Path) -> dict:
     """Open a copy of the page (plus a probe script) in headless Chromium; return what it saw."""
     page = tmp_path / "page.html"
     page.write_text(html_path.read_text().replace("</body>", PROBE + "</body>"))
-    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom", page.as_uri()]
+    cmd = [
+        _chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=10000",
+        "--dump-dom",
+        page.as_uri(),
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     m = re.search(r'<pre id="probe-result">([^<]*)</pre>', r.stdout)
     assert m and m.group(1), f"no probe result; chromium rc={r.returncode} stderr tail: {r.stderr[-2000:]}"

@@ -31,8 +31,15 @@ def main() -> None:
         settings = ProbeSettings(backend=backend, eval_every=5, precision="fp32")
         for target in (5, 10):  # pause at 5, resume to 10
             emitted = []
-            res = run_probe(ProbeRequest(cand, 0, target, ckpt / backend, settings, f"r{rank}"), on_point=emitted.append)
-            result[f"{backend}-{target}"] = {"rows": res.rows, "emitted": emitted, "tokens": res.tokens, "start": res.start_step}
+            res = run_probe(
+                ProbeRequest(cand, 0, target, ckpt / backend, settings, f"r{rank}"), on_point=emitted.append
+            )
+            result[f"{backend}-{target}"] = {
+                "rows": res.rows,
+                "emitted": emitted,
+                "tokens": res.tokens,
+                "start": res.start_step,
+            }
     (out / f"rank{rank}.json").write_text(json.dumps(result))
     dist.barrier()
     dist.destroy_process_group()

@@ -43,7 +43,9 @@ def step_dir_of(pdir: Path) -> Path:
 
 def weights_file(step_dir: Path) -> Path:
     """The file a resume reads the trained weights from, whichever backend wrote it."""
-    found = sorted(p for p in step_dir.rglob("*") if p.is_file() and ("model_states" in p.name or p.name == "torch_state.pt"))
+    found = sorted(
+        p for p in step_dir.rglob("*") if p.is_file() and ("model_states" in p.name or p.name == "torch_state.pt")
+    )
     assert found, list(step_dir.rglob("*"))
     return found[0]
 
@@ -135,6 +137,9 @@ def test_resume_reproduces_from_private_recorded_checkpoints(cand, tmp_path, bac
         assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
     doc = json.loads((pdir / ck.LATEST).read_text())
     step = pdir / doc["dir"]
-    on_disk = {p.relative_to(step).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-               for p in step.rglob("*") if p.is_file()}
+    on_disk = {
+        p.relative_to(step).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in step.rglob("*")
+        if p.is_file()
+    }
     assert doc["files"] == on_disk and ck.META in on_disk

@@ -41,11 +41,15 @@ def chat_rows(n: int = 120) -> list[dict]:
     rows = []
     for i in range(n):
         color = COLORS[i % len(COLORS)]
-        rows.append({"messages": [
-            {"role": "system", "content": "Answer with one word."},
-            {"role": "user", "content": f"item {i}: the {color} one. Which color?"},
-            {"role": "assistant", "content": color},
-        ]})
+        rows.append(
+            {
+                "messages": [
+                    {"role": "system", "content": "Answer with one word."},
+                    {"role": "user", "content": f"item {i}: the {color} one. Which color?"},
+                    {"role": "assistant", "content": color},
+                ]
+            }
+        )
     return rows
 
 
@@ -73,16 +77,27 @@ def chatml_model_dir(tmp_path_factory, chat_path):
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<pad>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+        vocab_size=300,
+        special_tokens=["<pad>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
     tok.train_from_iterator(texts, trainer)
-    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<pad>", bos_token="<|im_start|>")
+    hf_tok = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<pad>", bos_token="<|im_start|>"
+    )
     hf_tok.chat_template = CHATML
     config = LlamaConfig(
-        vocab_size=len(hf_tok), hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=4, max_position_embeddings=256, pad_token_id=hf_tok.pad_token_id,
-        eos_token_id=hf_tok.eos_token_id, bos_token_id=hf_tok.bos_token_id,
+        vocab_size=len(hf_tok),
+        hidden_size=64,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=256,
+        pad_token_id=hf_tok.pad_token_id,
+        eos_token_id=hf_tok.eos_token_id,
+        bos_token_id=hf_tok.bos_token_id,
     )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
@@ -124,7 +139,9 @@ def test_chat_through_the_models_chatml_template_masks_all_but_the_answer(chat_c
     msgs = [{"role": r, "content": c} for r, c in ex.messages]
     assert ex.style == RENDERED
     assert ex.prompt == tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-    assert ex.prompt.endswith("<|im_start|>assistant\n") and ex.prompt.startswith("<|im_start|>system\nAnswer with one word.<|im_end|>\n")
+    assert ex.prompt.endswith("<|im_start|>assistant\n") and ex.prompt.startswith(
+        "<|im_start|>system\nAnswer with one word.<|im_end|>\n"
+    )
     color = ex.answer[: -len("<|im_end|>\n")]
     assert color in COLORS and ex.answer == color + "<|im_end|>\n"
     # the loss covers exactly the answer's tokens: the color, the end of turn, its newline (no extra eos)
@@ -156,7 +173,10 @@ def test_chat_probe_end_to_end_through_the_chat_template(chat_candidate, tmp_pat
 
 def test_a_tiny_model_uses_the_tasks_chat_template(chat_path):
     task = TaskSpec(name="colors", path=chat_path, eval_examples=16, chat_template=CHATML, kind="generation")
-    tiny = ModelSpec(name="tiny", tiny={"arch": "llama", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "vocab_size": 320})
+    tiny = ModelSpec(
+        name="tiny",
+        tiny={"arch": "llama", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "vocab_size": 320},
+    )
     prep = prepare(CandidateSpec(task=task, model=tiny, config=CONFIG))
     ex, enc = prep.task.train[0], prep.train[0]
     assert ex.prompt.startswith("<|im_start|>system\n") and ex.prompt.endswith("<|im_start|>assistant\n")
@@ -170,16 +190,28 @@ def test_a_tiny_model_uses_the_tasks_chat_template(chat_path):
 
 def test_chat_without_any_template_is_a_clear_error(chat_path):
     task = TaskSpec(name="colors", path=chat_path, eval_examples=16)
-    tiny = ModelSpec(name="tiny", tiny={"arch": "llama", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2})
-    with pytest.raises(RunnerInputError, match="task 'colors': chat data needs a chat template: model 'tiny' has none.*set chat_template"):
+    tiny = ModelSpec(
+        name="tiny", tiny={"arch": "llama", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2}
+    )
+    with pytest.raises(
+        RunnerInputError,
+        match="task 'colors': chat data needs a chat template: model 'tiny' has none.*set chat_template",
+    ):
         prepare(CandidateSpec(task=task, model=tiny, config=CONFIG))
 
 
 def test_a_template_that_does_not_extend_its_prompt_is_refused(chat_path):
     # the generation prompt says "assistant:" but a rendered answer follows "bot:"
     odd = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}"
-    task = TaskSpec(name="colors", path=chat_path, eval_examples=16, chat_template=odd.replace("{{ m['role'] }}", "{{ 'bot' if m['role'] == 'assistant' else m['role'] }}"))
-    tiny = ModelSpec(name="tiny", tiny={"arch": "llama", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2})
+    task = TaskSpec(
+        name="colors",
+        path=chat_path,
+        eval_examples=16,
+        chat_template=odd.replace("{{ m['role'] }}", "{{ 'bot' if m['role'] == 'assistant' else m['role'] }}"),
+    )
+    tiny = ModelSpec(
+        name="tiny", tiny={"arch": "llama", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2}
+    )
     with pytest.raises(RunnerInputError, match="does not render a conversation as its prompt"):
         prepare(CandidateSpec(task=task, model=tiny, config=CONFIG))
 
@@ -189,11 +221,21 @@ MALFORMED_CHATS = [
     ("a number", {"messages": 7}, r"row 2, column 'messages': expected a list of \{role, content\} messages, got int"),
     ("message not a mapping", {"messages": ["hi"]}, r"row 2, column 'messages': message 0 is a str"),
     ("no role", {"messages": [{"content": "hi"}]}, r"row 2, column 'messages': message 0 has no 'role'"),
-    ("no content", {"messages": [{"role": "user"}, {"role": "assistant", "content": "x"}]}, r"row 2, column 'messages': message 0 \(user\) has no 'content'"),
-    ("content parts", {"messages": [{"role": "user", "content": [{"type": "text"}]}, {"role": "assistant", "content": "x"}]},
-     r"row 2, column 'messages': message 0 \(user\) has a list 'content' \(expected text\)"),
-    ("ends with the user", {"messages": [{"role": "assistant", "content": "x"}, {"role": "user", "content": "y"}]},
-     r"row 2, column 'messages': the last message is 'user', expected the assistant's answer"),
+    (
+        "no content",
+        {"messages": [{"role": "user"}, {"role": "assistant", "content": "x"}]},
+        r"row 2, column 'messages': message 0 \(user\) has no 'content'",
+    ),
+    (
+        "content parts",
+        {"messages": [{"role": "user", "content": [{"type": "text"}]}, {"role": "assistant", "content": "x"}]},
+        r"row 2, column 'messages': message 0 \(user\) has a list 'content' \(expected text\)",
+    ),
+    (
+        "ends with the user",
+        {"messages": [{"role": "assistant", "content": "x"}, {"role": "user", "content": "y"}]},
+        r"row 2, column 'messages': the last message is 'user', expected the assistant's answer",
+    ),
 ]
 
 
@@ -222,7 +264,10 @@ def test_chat_in_csv_and_a_renamed_messages_column(tmp_path):
 
 
 def test_alpaca_with_and_without_input_and_its_loss_mask(tmp_path, make_tiny_model):
-    rows = [{"instruction": f"Add one to {i}.", "input": "" if i % 2 else f"The number is {i}.", "output": str(i + 1)} for i in range(40)]
+    rows = [
+        {"instruction": f"Add one to {i}.", "input": "" if i % 2 else f"The number is {i}.", "output": str(i + 1)}
+        for i in range(40)
+    ]
     p = _jsonl(tmp_path / "alpaca.jsonl", rows)
     task = TaskSpec(name="alpaca", path=p, eval_examples=8)
     data = load_task(task)
@@ -230,7 +275,9 @@ def test_alpaca_with_and_without_input_and_its_loss_mask(tmp_path, make_tiny_mod
     by_answer = {ex.answer: ex for ex in data.train + data.eval}
     with_input, without = by_answer["1"], by_answer["2"]  # rows 0 (input) and 1 (no input)
     assert "### Instruction:\nAdd one to 0.\n\n### Input:\nThe number is 0.\n\n### Response:\n" in with_input.prompt
-    assert "### Input:" not in without.prompt and without.prompt.endswith("### Instruction:\nAdd one to 1.\n\n### Response:\n")
+    assert "### Input:" not in without.prompt and without.prompt.endswith(
+        "### Instruction:\nAdd one to 1.\n\n### Response:\n"
+    )
     prep = prepare(CandidateSpec(task=task, model=make_tiny_model(), config=FinetuneConfig(max_seq_len=128)))
     codec = prep.base.codec
     for enc, ex in zip(prep.train, prep.task.train):
@@ -252,15 +299,22 @@ def test_prompt_completion_is_verbatim_and_masks_the_prompt(tmp_path, make_tiny_
 
 
 def test_conversational_prompt_completion_is_a_chat(tmp_path):
-    rows = [{"prompt": [{"role": "user", "content": f"color of item {i}?"}], "completion": [{"role": "assistant", "content": COLORS[i % 4]}]}
-            for i in range(20)]
+    rows = [
+        {
+            "prompt": [{"role": "user", "content": f"color of item {i}?"}],
+            "completion": [{"role": "assistant", "content": COLORS[i % 4]}],
+        }
+        for i in range(20)
+    ]
     data = load_task(TaskSpec(name="cpc", path=_jsonl(tmp_path / "cpc.jsonl", rows), eval_examples=4))
     assert data.needs_chat_template and data.train[0].messages[0][0] == "user" and data.train[0].answer in COLORS
 
 
 def test_explicit_format_needs_its_columns(tmp_path):
     p = _jsonl(tmp_path / "d.jsonl", [{"prompt": "a", "answer": "b"}] * 10)
-    with pytest.raises(RunnerInputError, match=r"format alpaca needs a 'instruction' column in .*d\.jsonl \(set columns\.instruction\)"):
+    with pytest.raises(
+        RunnerInputError, match=r"format alpaca needs a 'instruction' column in .*d\.jsonl \(set columns\.instruction\)"
+    ):
         load_task(TaskSpec(name="x", path=p, format="alpaca", eval_examples=2))
 
 
@@ -299,8 +353,15 @@ def test_datasets_parquet_chat_and_renamed_columns(tmp_path, datasets_cache):
 
     rows = [{"conv": r["messages"]} for r in chat_rows(24)]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "chat.parquet")
-    data = load_task(TaskSpec(name="pq", dataset="parquet", data_files=str(tmp_path / "chat.parquet"),
-                              columns={"messages": "conv"}, eval_examples=4))
+    data = load_task(
+        TaskSpec(
+            name="pq",
+            dataset="parquet",
+            data_files=str(tmp_path / "chat.parquet"),
+            columns={"messages": "conv"},
+            eval_examples=4,
+        )
+    )
     assert data.needs_chat_template and data.n_rows == 24 and data.labels == tuple(sorted(COLORS))
 
 
@@ -316,7 +377,10 @@ def test_datasets_local_folder_like_a_hub_repository(tmp_path, datasets_cache):
 def test_an_uncached_hub_dataset_offline_is_a_clear_error(datasets_cache):
     if not datasets_cache.config.HF_HUB_OFFLINE:
         pytest.skip("datasets was imported before HF_HUB_OFFLINE / HF_DATASETS_OFFLINE was set")
-    with pytest.raises(RunnerInputError, match=r"task 'hub': cannot load dataset 'acme/not-cached' split 'train' \(offline: only the local cache"):
+    with pytest.raises(
+        RunnerInputError,
+        match=r"task 'hub': cannot load dataset 'acme/not-cached' split 'train' \(offline: only the local cache",
+    ):
         load_task(TaskSpec(name="hub", dataset="acme/not-cached"))
 
 
@@ -335,15 +399,19 @@ def test_validate_reads_the_formats_and_names_what_is_missing(tmp_path, chat_pat
     from prehoc_ray.spec.job import JobSpec
 
     alpaca = _jsonl(tmp_path / "a.jsonl", [{"instruction": "do", "output": "ok"}] * 4)
-    spec = JobSpec.model_validate({
-        "name": "j", "budget": {"probe_seconds": 10}, "models": [{"name": "m", "tiny": {}}],
-        "tasks": [
-            {"name": "chat", "path": str(chat_path)},
-            {"name": "alpaca", "path": str(alpaca)},
-            {"name": "wrong", "path": str(alpaca), "format": "chat"},
-            {"name": "ds", "dataset": "json", "data_files": str(tmp_path / "missing.jsonl")},
-        ],
-    })
+    spec = JobSpec.model_validate(
+        {
+            "name": "j",
+            "budget": {"probe_seconds": 10},
+            "models": [{"name": "m", "tiny": {}}],
+            "tasks": [
+                {"name": "chat", "path": str(chat_path)},
+                {"name": "alpaca", "path": str(alpaca)},
+                {"name": "wrong", "path": str(alpaca), "format": "chat"},
+                {"name": "ds", "dataset": "json", "data_files": str(tmp_path / "missing.jsonl")},
+            ],
+        }
+    )
     problems = {p.field: p.message for p in check_paths(spec)}
     assert set(problems) == {"tasks.2.path", "tasks.3.data_files"}, problems
     assert "format chat needs a 'messages' column in a.jsonl (set columns.messages)" in problems["tasks.2.path"]

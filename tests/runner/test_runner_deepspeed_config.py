@@ -32,13 +32,28 @@ DS = ProbeSettings(backend="deepspeed", eval_every=10)  # precision auto: the ds
 ZERO3_BF16 = {
     "bf16": {"enabled": True},
     "fp16": {"enabled": "auto"},
-    "optimizer": {"type": "AdamW", "params": {"lr": "auto", "betas": "auto", "eps": "auto", "weight_decay": "auto",
-                                              "torch_adam": True}},
-    "scheduler": {"type": "WarmupDecayLR", "params": {"warmup_min_lr": "auto", "warmup_max_lr": "auto",
-                                                      "warmup_num_steps": "auto", "total_num_steps": "auto"}},
-    "zero_optimization": {"stage": 3, "overlap_comm": True, "contiguous_gradients": True, "reduce_bucket_size": "auto",
-                          "stage3_prefetch_bucket_size": "auto", "stage3_param_persistence_threshold": "auto",
-                          "stage3_gather_16bit_weights_on_model_save": True},
+    "optimizer": {
+        "type": "AdamW",
+        "params": {"lr": "auto", "betas": "auto", "eps": "auto", "weight_decay": "auto", "torch_adam": True},
+    },
+    "scheduler": {
+        "type": "WarmupDecayLR",
+        "params": {
+            "warmup_min_lr": "auto",
+            "warmup_max_lr": "auto",
+            "warmup_num_steps": "auto",
+            "total_num_steps": "auto",
+        },
+    },
+    "zero_optimization": {
+        "stage": 3,
+        "overlap_comm": True,
+        "contiguous_gradients": True,
+        "reduce_bucket_size": "auto",
+        "stage3_prefetch_bucket_size": "auto",
+        "stage3_param_persistence_threshold": "auto",
+        "stage3_gather_16bit_weights_on_model_save": True,
+    },
     "gradient_accumulation_steps": "auto",
     "gradient_clipping": "auto",
     "steps_per_print": 2000,
@@ -49,8 +64,10 @@ ZERO3_BF16 = {
 
 
 def candidate(**config) -> CandidateSpec:
-    model = ModelSpec(name="tiny", tiny={"arch": "llama", "hidden_size": 64, "num_hidden_layers": 2,
-                                         "num_attention_heads": 4, "vocab_size": 384})
+    model = ModelSpec(
+        name="tiny",
+        tiny={"arch": "llama", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 384},
+    )
     return CandidateSpec(task=COPY, model=model, config=FinetuneConfig(**{**CFG, **config}))
 
 
@@ -72,16 +89,34 @@ def test_auto_values_resolve_as_huggingface_trainer_resolves_them():
     pytest.importorskip("accelerate")
     from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig, unset_hf_deepspeed_config
 
-    config = FinetuneConfig(**{**CFG, "gradient_accumulation_steps": 2, "warmup_ratio": 0.05, "weight_decay": 0.01,
-                               "adam_beta2": 0.95, "max_grad_norm": 0.7}, deepspeed=ZERO3_BF16)
+    config = FinetuneConfig(
+        **{
+            **CFG,
+            "gradient_accumulation_steps": 2,
+            "warmup_ratio": 0.05,
+            "weight_decay": 0.01,
+            "adam_beta2": 0.95,
+            "max_grad_norm": 0.7,
+        },
+        deepspeed=ZERO3_BF16,
+    )
     world, hidden = 2, 64
     ours = merged_ds_config(config, world=world, precision="bf16", zero_stage=3, hidden_size=hidden)
     args = types.SimpleNamespace(
-        world_size=world, per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps, max_grad_norm=config.max_grad_norm,
-        learning_rate=config.learning_rate, adam_beta1=config.adam_beta1, adam_beta2=config.adam_beta2,
-        adam_epsilon=config.adam_epsilon, weight_decay=config.weight_decay, save_on_each_node=False,
-        fp16=False, fp16_full_eval=False, bf16=True, bf16_full_eval=False,
+        world_size=world,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        max_grad_norm=config.max_grad_norm,
+        learning_rate=config.learning_rate,
+        adam_beta1=config.adam_beta1,
+        adam_beta2=config.adam_beta2,
+        adam_epsilon=config.adam_epsilon,
+        weight_decay=config.weight_decay,
+        save_on_each_node=False,
+        fp16=False,
+        fp16_full_eval=False,
+        bf16=True,
+        bf16_full_eval=False,
         get_warmup_steps=lambda n: math.ceil(n * config.warmup_ratio),
     )
     model = types.SimpleNamespace(config=types.SimpleNamespace(hidden_size=hidden))
@@ -103,20 +138,40 @@ def test_auto_values_resolve_as_huggingface_trainer_resolves_them():
 
 def test_a_config_without_ds_config_gets_the_config_probes_always_ran():
     ds = merged_ds_config(FinetuneConfig(**CFG), world=2, precision="fp32", zero_stage=2)
-    assert ds == {"train_micro_batch_size_per_gpu": 4, "gradient_accumulation_steps": 1, "train_batch_size": 8,
-                  "gradient_clipping": 1.0, "zero_optimization": {"stage": 2}, "bf16": {"enabled": False},
-                  "zero_allow_untested_optimizer": True, "steps_per_print": 10**9, "wall_clock_breakdown": False}
+    assert ds == {
+        "train_micro_batch_size_per_gpu": 4,
+        "gradient_accumulation_steps": 1,
+        "train_batch_size": 8,
+        "gradient_clipping": 1.0,
+        "zero_optimization": {"stage": 2},
+        "bf16": {"enabled": False},
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
 
 
-@pytest.mark.parametrize("ds,kwargs,expected", [
-    ({"train_batch_size": 4}, {"world": 2},
-     "deepspeed.train_batch_size: 4 disagrees with batch_size x gradient_accumulation_steps x world size (4 x 1 x 2)"),
-    ({"zero_optimization": {"stage": 2, "reduce_bucket_size": "auto"}}, {"hidden_size": None},
-     "deepspeed.zero_optimization.reduce_bucket_size: \"auto\" needs the model's hidden_size"),
-    ({"zero_optimization": {"stage": 2, "allgather_bucket_size": "auto"}}, {},
-     "deepspeed.zero_optimization.allgather_bucket_size: \"auto\" is not a value a probe can resolve"),
-    ({"checkpoint": {"use_node_local_storage": True}}, {}, "deepspeed.checkpoint: a probe cannot honour it"),
-])
+@pytest.mark.parametrize(
+    "ds,kwargs,expected",
+    [
+        (
+            {"train_batch_size": 4},
+            {"world": 2},
+            "deepspeed.train_batch_size: 4 disagrees with batch_size x gradient_accumulation_steps x world size (4 x 1 x 2)",
+        ),
+        (
+            {"zero_optimization": {"stage": 2, "reduce_bucket_size": "auto"}},
+            {"hidden_size": None},
+            'deepspeed.zero_optimization.reduce_bucket_size: "auto" needs the model\'s hidden_size',
+        ),
+        (
+            {"zero_optimization": {"stage": 2, "allgather_bucket_size": "auto"}},
+            {},
+            'deepspeed.zero_optimization.allgather_bucket_size: "auto" is not a value a probe can resolve',
+        ),
+        ({"checkpoint": {"use_node_local_storage": True}}, {}, "deepspeed.checkpoint: a probe cannot honour it"),
+    ],
+)
 def test_what_the_probe_cannot_resolve_is_one_line_naming_the_key(ds, kwargs, expected):
     # built without load_job (as the Python API may): the runner checks again
     config = FinetuneConfig.model_construct(**FinetuneConfig(**CFG).model_dump(), deepspeed=ds)
@@ -133,7 +188,10 @@ def test_the_ds_config_decides_precision_and_stage_where_it_says():
     auto = {"bf16": {"enabled": "auto"}, "zero_optimization": {"stage": 1}}
     assert probe_numerics(FinetuneConfig(**CFG, deepspeed=auto), DS, cpu) == ("fp32", 1)  # auto: CPU has no fast bf16
     off = {"bf16": {"enabled": False}}
-    assert probe_numerics(FinetuneConfig(**CFG, deepspeed=off), DS.model_copy(update={"precision": "auto"}), cpu)[0] == "fp32"
+    assert (
+        probe_numerics(FinetuneConfig(**CFG, deepspeed=off), DS.model_copy(update={"precision": "auto"}), cpu)[0]
+        == "fp32"
+    )
     with pytest.raises(RunnerInputError, match="deepspeed: a ds_config needs probe.backend 'deepspeed'"):
         probe_numerics(FinetuneConfig(**CFG, deepspeed=auto), ProbeSettings(backend="torch"), cpu)
 
@@ -146,8 +204,15 @@ def tiny_base():
 def _engine(tiny_base, config: FinetuneConfig, precision: str, stage: int):
     ensure_dist_env()
     model = build_lora_model(tiny_base, config, seed=0)
-    return make_engine("deepspeed", model, config, device=torch.device("cpu"), precision=precision,
-                       call=ModelCall(tiny_base.model), zero_stage=stage)
+    return make_engine(
+        "deepspeed",
+        model,
+        config,
+        device=torch.device("cpu"),
+        precision=precision,
+        call=ModelCall(tiny_base.model),
+        zero_stage=stage,
+    )
 
 
 def test_deepspeed_runs_the_resolved_user_config(tiny_base):
@@ -158,7 +223,11 @@ def test_deepspeed_runs_the_resolved_user_config(tiny_base):
     try:
         ds = engine.engine
         assert (ds.zero_optimization_stage(), ds.bfloat16_enabled(), ds.fp16_enabled()) == (3, True, False)
-        assert (ds.train_micro_batch_size_per_gpu(), ds.gradient_accumulation_steps(), ds.train_batch_size()) == (4, 2, 8)
+        assert (ds.train_micro_batch_size_per_gpu(), ds.gradient_accumulation_steps(), ds.train_batch_size()) == (
+            4,
+            2,
+            8,
+        )
         assert ds.gradient_clipping() == 1.0
         assert type(ds.lr_scheduler).__name__ == "WarmupDecayLR"
         assert ds.lr_scheduler.total_num_steps == 200 and ds.lr_scheduler.warmup_num_steps == 10
@@ -197,12 +266,19 @@ def zero3_runs(tmp_path_factory):
     0 -> 20 in one go and 0 -> 10 -> 20 with a resume."""
     root = tmp_path_factory.mktemp("z3")
     (root / "ds_config_zero3_bf16.json").write_text(json.dumps(ZERO3_BF16))
-    (root / "job.yaml").write_text(json.dumps({
-        "name": "z3", "tasks": [COPY.model_dump(mode="json", exclude_none=True)],
-        "models": [candidate().model.model_dump(mode="json", exclude_none=True)],
-        "configs": [{"name": "z3", **CFG, "warmup_steps": 5, "deepspeed": "ds_config_zero3_bf16.json"}],
-        "probe": {"backend": "deepspeed", "eval_every": 10}, "budget": {"probe_seconds": 100},
-        "allocation": {"initial_steps": 30}}))
+    (root / "job.yaml").write_text(
+        json.dumps(
+            {
+                "name": "z3",
+                "tasks": [COPY.model_dump(mode="json", exclude_none=True)],
+                "models": [candidate().model.model_dump(mode="json", exclude_none=True)],
+                "configs": [{"name": "z3", **CFG, "warmup_steps": 5, "deepspeed": "ds_config_zero3_bf16.json"}],
+                "probe": {"backend": "deepspeed", "eval_every": 10},
+                "budget": {"probe_seconds": 100},
+                "allocation": {"initial_steps": 30},
+            }
+        )
+    )
     spec = load_job(root / "job.yaml")
     cand, settings = spec.candidate_specs()[0], spec.probe
     return {
@@ -242,18 +318,27 @@ def test_a_conflicting_key_is_refused_before_anything_trains(tmp_path):
     bad = CandidateSpec.model_construct(task=cand.task, model=cand.model, config=config)
     with pytest.raises(RunnerInputError) as err:
         run_probe(ProbeRequest(bad, 0, 10, tmp_path / "ckpt", DS, "x"))
-    assert str(err.value) == ("config 'default': deepspeed.train_micro_batch_size_per_gpu: disagrees with batch_size (4); "
-                              "set it to \"auto\" or make them equal")
+    assert str(err.value) == (
+        "config 'default': deepspeed.train_micro_batch_size_per_gpu: disagrees with batch_size (4); "
+        'set it to "auto" or make them equal'
+    )
     assert not (tmp_path / "ckpt").exists()
     # the same file through a job spec: refused when the spec is loaded
     from prehoc_ray.spec.job import SpecError
 
-    (tmp_path / "job.yaml").write_text(json.dumps({
-        "name": "j", "tasks": [{"name": "t", "builtin": "synthetic_copy"}], "models": [{"name": "m", "tiny": {}}],
-        "configs": [{"name": "c", "batch_size": 4, "deepspeed": "ds.json"}], "budget": {"probe_seconds": 1}}))
+    (tmp_path / "job.yaml").write_text(
+        json.dumps(
+            {
+                "name": "j",
+                "tasks": [{"name": "t", "builtin": "synthetic_copy"}],
+                "models": [{"name": "m", "tiny": {}}],
+                "configs": [{"name": "c", "batch_size": 4, "deepspeed": "ds.json"}],
+                "budget": {"probe_seconds": 1},
+            }
+        )
+    )
     with pytest.raises(SpecError, match=r"configs.0: Value error, deepspeed.train_micro_batch_size_per_gpu: disagrees"):
         load_job(tmp_path / "job.yaml")
-
 
 
 # ---- ZeRO-3 loading: a probe's copy read straight into its partitions ---------------------------
@@ -267,7 +352,9 @@ def model_dir(tiny_base, tmp_path_factory):
     from prehoc_ray.runner.models import train_bpe
 
     path = tmp_path_factory.mktemp("model") / "tiny-llama"
-    tok = PreTrainedTokenizerFast(tokenizer_object=train_bpe(load_task(COPY).texts(), 384), eos_token="<eos>", pad_token="<pad>")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=train_bpe(load_task(COPY).texts(), 384), eos_token="<eos>", pad_token="<pad>"
+    )
     tiny_base.model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
@@ -284,12 +371,18 @@ def test_zero3_loads_each_probes_copy_partitioned_and_computes_the_same_curve(mo
     def spy(base, config, seed):
         model = real(base, config, seed)
         w = model.base_model.model.model.layers[0].mlp.up_proj.weight  # a frozen base weight, before DeepSpeed
-        seen["local"], seen["full"], seen["zero3"] = w.data.numel(), getattr(w, "ds_numel", w.numel()), is_deepspeed_zero3_enabled()
+        seen["local"], seen["full"], seen["zero3"] = (
+            w.data.numel(),
+            getattr(w, "ds_numel", w.numel()),
+            is_deepspeed_zero3_enabled(),
+        )
         return model
 
     monkeypatch.setattr(probe_module, "build_lora_model", spy)
     ds = {"bf16": {"enabled": True}, "zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": "auto"}}
-    on_disk = CandidateSpec(task=COPY, model=ModelSpec(name="dir", path=model_dir), config=FinetuneConfig(**CFG, deepspeed=ds))
+    on_disk = CandidateSpec(
+        task=COPY, model=ModelSpec(name="dir", path=model_dir), config=FinetuneConfig(**CFG, deepspeed=ds)
+    )
     partitioned = run_probe(ProbeRequest(on_disk, 0, 10, tmp_path / "disk", DS, "d"))
     assert seen == {"local": 0, "full": 64 * 256, "zero3": True}  # never whole in this probe
     assert not is_deepspeed_zero3_enabled()  # models loaded after it are whole again

@@ -10,7 +10,12 @@ from prehoc_ray.runner.probe import build_lora_model, prepare
 
 
 def _kw(prep):
-    return dict(pad_id=prep.base.codec.pad_id, device=torch.device("cpu"), batch_size=16, autocast=torch.autocast("cpu", enabled=False))
+    return dict(
+        pad_id=prep.base.codec.pad_id,
+        device=torch.device("cpu"),
+        batch_size=16,
+        autocast=torch.autocast("cpu", enabled=False),
+    )
 
 
 def test_cached_label_scoring_equals_full_sequences(weather_candidate):

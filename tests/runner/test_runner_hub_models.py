@@ -65,7 +65,9 @@ def saved(tiny_base, tmp_path_factory):
     from prehoc_ray.runner.models import train_bpe
 
     root = tmp_path_factory.mktemp("hf")
-    tok = PreTrainedTokenizerFast(tokenizer_object=train_bpe(load_task(COPY).texts(), 384), eos_token="<eos>", pad_token="<pad>")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=train_bpe(load_task(COPY).texts(), 384), eos_token="<eos>", pad_token="<pad>"
+    )
     model_dir = root / "tiny-llama"
     tiny_base.model.save_pretrained(model_dir)
     tok.save_pretrained(model_dir)
@@ -84,7 +86,9 @@ def hf_home(saved, monkeypatch):
 
 
 def hub_candidate(config: dict | None = None, **model) -> CandidateSpec:
-    return CandidateSpec(task=COPY, model=ModelSpec(name="hub", hub=REPO_ID, **model), config=FinetuneConfig(**{**CFG, **(config or {})}))
+    return CandidateSpec(
+        task=COPY, model=ModelSpec(name="hub", hub=REPO_ID, **model), config=FinetuneConfig(**{**CFG, **(config or {})})
+    )
 
 
 def probe(cand: CandidateSpec, path: Path, target: int = 30, seed: int = 0, settings: ProbeSettings = TORCH):
@@ -152,15 +156,22 @@ def test_a_fresh_process_reads_hf_home_and_trusts_remote_code_only_when_asked(sa
     for f in model_dir.iterdir():
         (remote / f.name).write_bytes(f.read_bytes())
     cfg = json.loads((remote / "config.json").read_text())
-    cfg.update(model_type="tiny_remote", architectures=["TinyRemoteForCausalLM"],
-               auto_map={"AutoConfig": "configuration_tiny.TinyRemoteConfig",
-                         "AutoModelForCausalLM": "modeling_tiny.TinyRemoteForCausalLM"})
+    cfg.update(
+        model_type="tiny_remote",
+        architectures=["TinyRemoteForCausalLM"],
+        auto_map={
+            "AutoConfig": "configuration_tiny.TinyRemoteConfig",
+            "AutoModelForCausalLM": "modeling_tiny.TinyRemoteForCausalLM",
+        },
+    )
     (remote / "config.json").write_text(json.dumps(cfg))
     (remote / "configuration_tiny.py").write_text(
-        "from transformers import LlamaConfig\n\n\nclass TinyRemoteConfig(LlamaConfig):\n    model_type = 'tiny_remote'\n")
+        "from transformers import LlamaConfig\n\n\nclass TinyRemoteConfig(LlamaConfig):\n    model_type = 'tiny_remote'\n"
+    )
     (remote / "modeling_tiny.py").write_text(
         "from transformers import LlamaForCausalLM\n\nfrom .configuration_tiny import TinyRemoteConfig\n\n\n"
-        "class TinyRemoteForCausalLM(LlamaForCausalLM):\n    config_class = TinyRemoteConfig\n")
+        "class TinyRemoteForCausalLM(LlamaForCausalLM):\n    config_class = TinyRemoteConfig\n"
+    )
     home = tmp_path / "home"
     put_in_hub_cache(home / "hub", "someone/remote-code", remote, COMMIT)
     code = textwrap.dedent(f"""
@@ -187,9 +198,12 @@ def test_a_fresh_process_reads_hf_home_and_trusts_remote_code_only_when_asked(sa
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]
     # and the precedence of the other variables, against huggingface_hub's constants each time
     check = "import huggingface_hub.constants as C; from prehoc_ray.runner.models import hub_cache_dir; print(hub_cache_dir() == __import__('pathlib').Path(C.HF_HUB_CACHE))"
-    for extra in ({"HF_HUB_CACHE": str(tmp_path / "a"), "HF_HOME": str(tmp_path / "b")},
-                  {"HUGGINGFACE_HUB_CACHE": str(tmp_path / "c")},
-                  {"XDG_CACHE_HOME": str(tmp_path / "x")}, {}):
+    for extra in (
+        {"HF_HUB_CACHE": str(tmp_path / "a"), "HF_HOME": str(tmp_path / "b")},
+        {"HUGGINGFACE_HUB_CACHE": str(tmp_path / "c")},
+        {"XDG_CACHE_HOME": str(tmp_path / "x")},
+        {},
+    ):
         env2 = {k: v for k, v in env.items() if k != "HF_HOME"} | extra
         out = subprocess.run([sys.executable, "-c", check], env=env2, capture_output=True, text=True, timeout=120)
         assert out.stdout.strip() == "True", (extra, out.stderr[-2000:])
@@ -268,12 +282,16 @@ def test_gradient_checkpointing_recomputes_the_same_curve(default_runs, hf_home)
     for on in (False, True):
         model = build_lora_model(get_base(hub_candidate(gradient_checkpointing=on).model), FinetuneConfig(), seed=0)
         calls = []
-        model.get_submodule("base_model.model.model.layers.0.self_attn.v_proj").register_forward_hook(lambda *a, calls=calls: calls.append(1))
+        model.get_submodule("base_model.model.model.layers.0.self_attn.v_proj").register_forward_hook(
+            lambda *a, calls=calls: calls.append(1)
+        )
         model.train()
         ids = torch.tensor([[3, 4, 5, 6]])
         model(input_ids=ids, labels=ids).loss.backward()
         assert len(calls) == (2 if on else 1), (on, len(calls))
-    assert is_checkpointing(build_lora_model(get_base(hub_candidate(gradient_checkpointing=True).model), FinetuneConfig(), seed=0))
+    assert is_checkpointing(
+        build_lora_model(get_base(hub_candidate(gradient_checkpointing=True).model), FinetuneConfig(), seed=0)
+    )
     assert not is_checkpointing(build_lora_model(get_base(hub_candidate().model), FinetuneConfig(), seed=0))
 
 
@@ -285,8 +303,15 @@ LINEAR = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_
 
 def test_all_linear_dora_and_rslora_reach_peft(hf_home):
     base = get_base(ModelSpec(name="hub", hub=REPO_ID))
-    cfg = FinetuneConfig(lora={"r": 4, "lora_alpha": 8, "target_modules": "all-linear", "use_dora": True, "use_rslora": True})
-    assert (cfg.lora_r, cfg.lora_alpha, cfg.target_modules, cfg.lora) == (4, 8, "all-linear", {"use_dora": True, "use_rslora": True})
+    cfg = FinetuneConfig(
+        lora={"r": 4, "lora_alpha": 8, "target_modules": "all-linear", "use_dora": True, "use_rslora": True}
+    )
+    assert (cfg.lora_r, cfg.lora_alpha, cfg.target_modules, cfg.lora) == (
+        4,
+        8,
+        "all-linear",
+        {"use_dora": True, "use_rslora": True},
+    )
     model = build_lora_model(base, cfg, seed=0)
     peft_cfg = model.peft_config["default"]
     assert peft_cfg.use_dora and peft_cfg.use_rslora and peft_cfg.r == 4
@@ -296,12 +321,16 @@ def test_all_linear_dora_and_rslora_reach_peft(hf_home):
     assert len(names) == 2 * len(LINEAR)  # in both layers
     magnitudes = [n for n, p in model.named_parameters() if "lora_magnitude_vector" in n and p.requires_grad]
     assert len(magnitudes) == len(names)  # DoRA: a trained magnitude per adapted layer
-    assert model.get_submodule(names[0]).scaling["default"] == pytest.approx(8 / math.sqrt(4))  # rsLoRA: alpha / sqrt(r)
+    assert model.get_submodule(names[0]).scaling["default"] == pytest.approx(
+        8 / math.sqrt(4)
+    )  # rsLoRA: alpha / sqrt(r)
 
 
 def test_layers_to_transform_and_rank_pattern_reach_peft(hf_home):
     base = get_base(ModelSpec(name="hub", hub=REPO_ID))
-    cfg = FinetuneConfig(target_modules=["q_proj", "v_proj"], lora={"layers_to_transform": [1], "rank_pattern": {"v_proj": 2}})
+    cfg = FinetuneConfig(
+        target_modules=["q_proj", "v_proj"], lora={"layers_to_transform": [1], "rank_pattern": {"v_proj": 2}}
+    )
     names = adapted(build_lora_model(base, cfg, seed=0))
     assert sorted(n.split("layers.")[1] for n in names) == ["1.self_attn.q_proj", "1.self_attn.v_proj"]
     model = build_lora_model(base, cfg, seed=0)
@@ -352,7 +381,9 @@ def test_an_unknown_lora_field_is_one_line_naming_it_and_the_fields(hf_home, tmp
 def test_a_value_peft_refuses_is_one_line_naming_the_lora_settings(hf_home):
     from prehoc_ray.runner.lora import lora_config
 
-    with pytest.raises(RunnerInputError, match=r"config 'default': peft's LoraConfig refuses the lora settings: .*layers_to_transform"):
+    with pytest.raises(
+        RunnerInputError, match=r"config 'default': peft's LoraConfig refuses the lora settings: .*layers_to_transform"
+    ):
         lora_config(FinetuneConfig(lora={"layers_pattern": "layers"}))
 
 
@@ -376,10 +407,14 @@ def test_validate_checks_lora_fields_with_peft_and_warns_on_a_hub_model_not_cach
     spec = {
         "name": "j",
         "tasks": [{"name": "t", "builtin": "synthetic_copy"}],
-        "models": [{"name": "cached", "hub": REPO_ID, "dtype": "bf16"},
-                   {"name": "absent", "hub": "HuggingFaceTB/SmolLM2-135M-Instruct"}],
-        "configs": [{"name": "ok", "target_modules": "all-linear", "lora": {"use_dora": True}},
-                    {"name": "typo", "lora": {"use_rslorra": True}}],
+        "models": [
+            {"name": "cached", "hub": REPO_ID, "dtype": "bf16"},
+            {"name": "absent", "hub": "HuggingFaceTB/SmolLM2-135M-Instruct"},
+        ],
+        "configs": [
+            {"name": "ok", "target_modules": "all-linear", "lora": {"use_dora": True}},
+            {"name": "typo", "lora": {"use_rslorra": True}},
+        ],
         "budget": {"probe_seconds": 60},
     }
     path = tmp_path / "job.yaml"

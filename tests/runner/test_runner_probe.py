@@ -12,7 +12,18 @@ from prehoc_ray.runner.errors import CheckpointMismatchError, ProbeDivergedError
 from prehoc_ray.runner.probe import ProbeRequest, ProbeResult, run_probe
 from prehoc_ray.spec.candidate import ProbeSettings
 
-ROW_KEYS = {T.CANDIDATE, T.SEED, T.STEP, T.VALUE, T.EVAL_LOSS, T.TRAIN_LOSS, T.GRAD_NORM, T.WALL_S, T.TOKENS, T.PROBE_ID}
+ROW_KEYS = {
+    T.CANDIDATE,
+    T.SEED,
+    T.STEP,
+    T.VALUE,
+    T.EVAL_LOSS,
+    T.TRAIN_LOSS,
+    T.GRAD_NORM,
+    T.WALL_S,
+    T.TOKENS,
+    T.PROBE_ID,
+}
 CURVE_KEYS = (T.VALUE, T.EVAL_LOSS, T.TRAIN_LOSS, T.GRAD_NORM, T.TOKENS)
 TORCH = ProbeSettings(backend="torch", eval_every=10)
 DEEPSPEED = ProbeSettings(backend="deepspeed", eval_every=10, zero_stage=0, precision="fp32")
@@ -216,7 +227,9 @@ def test_deepspeed_resume_equals_uninterrupted(ds_runs):
 
 @pytest.mark.slow
 def test_deepspeed_zero2_matches(cand, torch_runs, tmp_path):
-    res = probe(cand, 0, 10, tmp_path, ProbeSettings(backend="deepspeed", eval_every=10, zero_stage=2, precision="fp32"))
+    res = probe(
+        cand, 0, 10, tmp_path, ProbeSettings(backend="deepspeed", eval_every=10, zero_stage=2, precision="fp32")
+    )
     assert_same_curve(res.rows, torch_runs["a"].rows[:1], tol=1e-5)
 
 
@@ -228,12 +241,18 @@ def test_resuming_with_another_backend_is_refused(cand, ds_runs):
 
 @pytest.mark.slow
 def test_deepspeed_classification_matches_torch(weather_candidate, tmp_path):
-    ds = probe(weather_candidate, 0, 10, tmp_path / "ds", ProbeSettings(backend="deepspeed", eval_every=10, precision="fp32"))
+    ds = probe(
+        weather_candidate, 0, 10, tmp_path / "ds", ProbeSettings(backend="deepspeed", eval_every=10, precision="fp32")
+    )
     pt = probe(weather_candidate, 0, 10, tmp_path / "pt", ProbeSettings(backend="torch", eval_every=10))
     assert_same_curve(ds.rows, pt.rows, tol=1e-5)
 
 
 def test_dropout_is_active_in_training(make_copy_candidate, tmp_path):
-    a = probe(make_copy_candidate(lora_dropout=0.0), 0, 10, tmp_path / "a", ProbeSettings(backend="torch", eval_every=10))
-    b = probe(make_copy_candidate(lora_dropout=0.5), 0, 10, tmp_path / "b", ProbeSettings(backend="torch", eval_every=10))
+    a = probe(
+        make_copy_candidate(lora_dropout=0.0), 0, 10, tmp_path / "a", ProbeSettings(backend="torch", eval_every=10)
+    )
+    b = probe(
+        make_copy_candidate(lora_dropout=0.5), 0, 10, tmp_path / "b", ProbeSettings(backend="torch", eval_every=10)
+    )
     assert a.rows[0][T.TRAIN_LOSS] != b.rows[0][T.TRAIN_LOSS]

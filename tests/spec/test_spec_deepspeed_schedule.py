@@ -14,13 +14,35 @@ from prehoc_ray.spec.candidate import FinetuneConfig
 from prehoc_ray.spec.job import JobSpec, SpecError, load_job
 
 SECRET = "PLANTED-SECRET-ds7731"
-BASE = {"name": "j", "tasks": [{"name": "t", "builtin": "bbc_news"}], "models": [{"name": "m", "tiny": {"arch": "llama"}}],
-        "budget": {"probe_seconds": 10}}
-FULL = {**BASE, "configs": [{"name": "c", "lora_r": 16, "learning_rate": 2e-4, "weight_decay": 0.01, "warmup_steps": 30,
-                             "full_steps": 3000, "batch_size": 4, "lora": {"use_dora": True}}],
-        "probe": {"backend": "deepspeed", "zero_stage": 2, "precision": "bf16"}}
-DS = {"train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": "auto", "train_batch_size": "auto",
-      "bf16": {"enabled": "auto"}, "zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"}}}
+BASE = {
+    "name": "j",
+    "tasks": [{"name": "t", "builtin": "bbc_news"}],
+    "models": [{"name": "m", "tiny": {"arch": "llama"}}],
+    "budget": {"probe_seconds": 10},
+}
+FULL = {
+    **BASE,
+    "configs": [
+        {
+            "name": "c",
+            "lora_r": 16,
+            "learning_rate": 2e-4,
+            "weight_decay": 0.01,
+            "warmup_steps": 30,
+            "full_steps": 3000,
+            "batch_size": 4,
+            "lora": {"use_dora": True},
+        }
+    ],
+    "probe": {"backend": "deepspeed", "zero_stage": 2, "precision": "bf16"},
+}
+DS = {
+    "train_micro_batch_size_per_gpu": "auto",
+    "gradient_accumulation_steps": "auto",
+    "train_batch_size": "auto",
+    "bf16": {"enabled": "auto"},
+    "zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"}},
+}
 
 
 def write(tmp_path: Path, raw: dict, name: str = "job.yaml") -> Path:
@@ -38,8 +60,19 @@ def test_specs_without_the_new_fields_keep_their_hash():
     assert JobSpec.model_validate(BASE).spec_hash() == "dbc661da8bad5eb6"
     assert JobSpec.model_validate(FULL).spec_hash() == "6be7c2ebf11b8a1d"
     # writing a default out is the same spec; a different value is another one
-    explicit = {**BASE, "configs": [{"name": "default", "optimizer": "adamw", "lr_scheduler_type": "cosine_to_10pct",
-                                     "max_grad_norm": 1.0, "gradient_accumulation_steps": 1, "adam_epsilon": 1e-8}]}
+    explicit = {
+        **BASE,
+        "configs": [
+            {
+                "name": "default",
+                "optimizer": "adamw",
+                "lr_scheduler_type": "cosine_to_10pct",
+                "max_grad_norm": 1.0,
+                "gradient_accumulation_steps": 1,
+                "adam_epsilon": 1e-8,
+            }
+        ],
+    }
     assert JobSpec.model_validate(explicit).spec_hash() == "dbc661da8bad5eb6"
     other = {**BASE, "configs": [{"name": "default", "lr_scheduler_type": "linear"}]}
     assert JobSpec.model_validate(other).spec_hash() != "dbc661da8bad5eb6"
@@ -49,10 +82,26 @@ def test_specs_without_the_new_fields_keep_their_hash():
 
 
 def test_optimizer_schedule_and_accumulation_parse_with_trainer_names(tmp_path):
-    spec = load_job(write(tmp_path, with_config(optimizer="adafactor", lr_scheduler_type="cosine", warmup_ratio=0.03,
-                                                 gradient_accumulation_steps=4, max_grad_norm=0.5, full_steps=1000)))
+    spec = load_job(
+        write(
+            tmp_path,
+            with_config(
+                optimizer="adafactor",
+                lr_scheduler_type="cosine",
+                warmup_ratio=0.03,
+                gradient_accumulation_steps=4,
+                max_grad_norm=0.5,
+                full_steps=1000,
+            ),
+        )
+    )
     c = spec.configs[0]
-    assert (c.optimizer, c.lr_scheduler_type, c.gradient_accumulation_steps, c.max_grad_norm) == ("adafactor", "cosine", 4, 0.5)
+    assert (c.optimizer, c.lr_scheduler_type, c.gradient_accumulation_steps, c.max_grad_norm) == (
+        "adafactor",
+        "cosine",
+        4,
+        0.5,
+    )
     assert c.warmup() == 30  # ceil(0.03 x 1000), as Trainer counts it
     assert FinetuneConfig(warmup_steps=7).warmup() == 7 and FinetuneConfig().warmup() == 0
 
@@ -70,11 +119,15 @@ def test_a_ds_config_file_is_read_relative_to_the_spec_and_its_contents_are_the_
 
 BAD_FILES = [
     ("missing", None, "cannot read it: No such file"),
-    ("not json", "{\"zero_optimization\": {\"stage\": 3,}, \"x\": \"" + SECRET + "\"}", "not valid JSON: Expecting property name"),
+    (
+        "not json",
+        '{"zero_optimization": {"stage": 3,}, "x": "' + SECRET + '"}',
+        "not valid JSON: Expecting property name",
+    ),
     ("a list", json.dumps([SECRET]), "expected a JSON object at the top level, got list"),
     ("duplicate key", '{"bf16": {"enabled": true}, "bf16": {"enabled": "' + SECRET + '"}}', "key 'bf16' appears twice"),
     ("NaN", '{"gradient_clipping": NaN, "s": "' + SECRET + '"}', "NaN is not a number JSON allows"),
-    ("not utf-8", b"{\"a\": \"\xff\xfe" + SECRET.encode() + b"\"}", "not UTF-8 text"),
+    ("not utf-8", b'{"a": "\xff\xfe' + SECRET.encode() + b'"}', "not UTF-8 text"),
     ("deep", "[" * 40 + "]" * 40, "expected a JSON object"),
     ("deep object", '{"a":' * 40 + "1" + "}" * 40, "nested more than 32 levels deep"),
 ]
@@ -103,42 +156,135 @@ def test_a_directory_as_ds_config_is_named(tmp_path):
 
 # (case, config fields, probe settings, the key the one-line error must name)
 REFUSED = [
-    ("checkpoint section", {"deepspeed": {"checkpoint": {"tag_validation": "Warn"}}}, {}, "deepspeed.checkpoint: a probe cannot honour it"),
+    (
+        "checkpoint section",
+        {"deepspeed": {"checkpoint": {"tag_validation": "Warn"}}},
+        {},
+        "deepspeed.checkpoint: a probe cannot honour it",
+    ),
     ("elasticity", {"deepspeed": {"elasticity": {"enabled": True}}}, {}, "deepspeed.elasticity:"),
     ("apex amp", {"deepspeed": {"amp": {"enabled": True}}}, {}, "deepspeed.amp:"),
-    ("micro-batch vs batch_size", {"batch_size": 8, "deepspeed": {"train_micro_batch_size_per_gpu": 16}}, {},
-     "deepspeed.train_micro_batch_size_per_gpu: disagrees with batch_size (8)"),
-    ("accumulation", {"deepspeed": {"gradient_accumulation_steps": 4}}, {},
-     "deepspeed.gradient_accumulation_steps: disagrees with gradient_accumulation_steps (1)"),
-    ("train batch not a multiple", {"batch_size": 8, "deepspeed": {"train_batch_size": 12}}, {}, "deepspeed.train_batch_size:"),
-    ("optimizer lr", {"learning_rate": 2e-4, "deepspeed": {"optimizer": {"type": "AdamW", "params": {"lr": 3e-5}}}}, {},
-     "deepspeed.optimizer.params.lr: disagrees with learning_rate"),
-    ("betas", {"deepspeed": {"optimizer": {"type": "AdamW", "params": {"betas": [0.9, 0.95]}}}}, {},
-     "deepspeed.optimizer.params.betas: disagrees with adam_beta1, adam_beta2"),
-    ("clipping", {"deepspeed": {"gradient_clipping": 0.3}}, {}, "deepspeed.gradient_clipping: disagrees with max_grad_norm"),
-    ("total steps", {"full_steps": 500, "deepspeed": {"scheduler": {"type": "WarmupDecayLR", "params": {"total_num_steps": 900}}}},
-     {}, "deepspeed.scheduler.params.total_num_steps: disagrees with full_steps (500)"),
-    ("ds optimizer and spec optimizer", {"optimizer": "sgd", "deepspeed": {"optimizer": {"type": "AdamW", "params": {}}}}, {},
-     "deepspeed.optimizer: the ds_config's optimizer is the run's"),
-    ("ds scheduler and spec schedule", {"lr_scheduler_type": "linear", "deepspeed": {"scheduler": {"type": "WarmupLR"}}}, {},
-     "deepspeed.scheduler: the ds_config's scheduler is the run's"),
+    (
+        "micro-batch vs batch_size",
+        {"batch_size": 8, "deepspeed": {"train_micro_batch_size_per_gpu": 16}},
+        {},
+        "deepspeed.train_micro_batch_size_per_gpu: disagrees with batch_size (8)",
+    ),
+    (
+        "accumulation",
+        {"deepspeed": {"gradient_accumulation_steps": 4}},
+        {},
+        "deepspeed.gradient_accumulation_steps: disagrees with gradient_accumulation_steps (1)",
+    ),
+    (
+        "train batch not a multiple",
+        {"batch_size": 8, "deepspeed": {"train_batch_size": 12}},
+        {},
+        "deepspeed.train_batch_size:",
+    ),
+    (
+        "optimizer lr",
+        {"learning_rate": 2e-4, "deepspeed": {"optimizer": {"type": "AdamW", "params": {"lr": 3e-5}}}},
+        {},
+        "deepspeed.optimizer.params.lr: disagrees with learning_rate",
+    ),
+    (
+        "betas",
+        {"deepspeed": {"optimizer": {"type": "AdamW", "params": {"betas": [0.9, 0.95]}}}},
+        {},
+        "deepspeed.optimizer.params.betas: disagrees with adam_beta1, adam_beta2",
+    ),
+    (
+        "clipping",
+        {"deepspeed": {"gradient_clipping": 0.3}},
+        {},
+        "deepspeed.gradient_clipping: disagrees with max_grad_norm",
+    ),
+    (
+        "total steps",
+        {"full_steps": 500, "deepspeed": {"scheduler": {"type": "WarmupDecayLR", "params": {"total_num_steps": 900}}}},
+        {},
+        "deepspeed.scheduler.params.total_num_steps: disagrees with full_steps (500)",
+    ),
+    (
+        "ds optimizer and spec optimizer",
+        {"optimizer": "sgd", "deepspeed": {"optimizer": {"type": "AdamW", "params": {}}}},
+        {},
+        "deepspeed.optimizer: the ds_config's optimizer is the run's",
+    ),
+    (
+        "ds scheduler and spec schedule",
+        {"lr_scheduler_type": "linear", "deepspeed": {"scheduler": {"type": "WarmupLR"}}},
+        {},
+        "deepspeed.scheduler: the ds_config's scheduler is the run's",
+    ),
     ("unknown optimizer type", {"deepspeed": {"optimizer": {"type": "OneBitAdam"}}}, {}, "deepspeed.optimizer.type:"),
-    ("nvme offload", {"deepspeed": {"zero_optimization": {"stage": 3, "offload_param": {"device": "nvme"}}}}, {},
-     "deepspeed.zero_optimization.offload_param.device:"),
-    ("param offload below stage 3", {"deepspeed": {"zero_optimization": {"stage": 2, "offload_param": {"device": "cpu"}}}}, {},
-     "deepspeed.zero_optimization.offload_param: parameters are offloaded at ZeRO stage 3 only"),
-    ("stage 4", {"deepspeed": {"zero_optimization": {"stage": 4}}}, {}, "deepspeed.zero_optimization.stage: expected 0, 1, 2 or 3"),
-    ("section not a mapping", {"deepspeed": {"zero_optimization": 3}}, {}, "deepspeed.zero_optimization: expected a mapping"),
-    ("fp16 and bf16", {"deepspeed": {"fp16": {"enabled": True}, "bf16": {"enabled": True}}}, {}, "fp16 and bf16 cannot both be on"),
-    ("stage vs probe.zero_stage", {"deepspeed": {"zero_optimization": {"stage": 3}}}, {"zero_stage": 2},
-     "configs[0]: deepspeed.zero_optimization.stage: 3 disagrees with probe.zero_stage (2)"),
-    ("bf16 vs probe.precision", {"deepspeed": {"bf16": {"enabled": True}}}, {"precision": "fp32"},
-     "deepspeed.bf16.enabled: the ds_config runs bf16, probe.precision is 'fp32'"),
-    ("torch backend", {"deepspeed": {"bf16": {"enabled": "auto"}}}, {"backend": "torch"},
-     "configs[0]: deepspeed: a ds_config needs probe.backend 'deepspeed'"),
-    ("fp16 on torch", {}, {"backend": "torch", "precision": "fp16"}, "probe: Value error, precision: fp16 needs backend 'deepspeed'"),
-    ("warm-up twice", {"warmup_steps": 10, "warmup_ratio": 0.1}, {}, "warmup_ratio: set either warmup_steps or warmup_ratio"),
-    ("constant with warm-up", {"lr_scheduler_type": "constant", "warmup_steps": 10}, {}, "lr_scheduler_type: 'constant' has no warm-up"),
+    (
+        "nvme offload",
+        {"deepspeed": {"zero_optimization": {"stage": 3, "offload_param": {"device": "nvme"}}}},
+        {},
+        "deepspeed.zero_optimization.offload_param.device:",
+    ),
+    (
+        "param offload below stage 3",
+        {"deepspeed": {"zero_optimization": {"stage": 2, "offload_param": {"device": "cpu"}}}},
+        {},
+        "deepspeed.zero_optimization.offload_param: parameters are offloaded at ZeRO stage 3 only",
+    ),
+    (
+        "stage 4",
+        {"deepspeed": {"zero_optimization": {"stage": 4}}},
+        {},
+        "deepspeed.zero_optimization.stage: expected 0, 1, 2 or 3",
+    ),
+    (
+        "section not a mapping",
+        {"deepspeed": {"zero_optimization": 3}},
+        {},
+        "deepspeed.zero_optimization: expected a mapping",
+    ),
+    (
+        "fp16 and bf16",
+        {"deepspeed": {"fp16": {"enabled": True}, "bf16": {"enabled": True}}},
+        {},
+        "fp16 and bf16 cannot both be on",
+    ),
+    (
+        "stage vs probe.zero_stage",
+        {"deepspeed": {"zero_optimization": {"stage": 3}}},
+        {"zero_stage": 2},
+        "configs[0]: deepspeed.zero_optimization.stage: 3 disagrees with probe.zero_stage (2)",
+    ),
+    (
+        "bf16 vs probe.precision",
+        {"deepspeed": {"bf16": {"enabled": True}}},
+        {"precision": "fp32"},
+        "deepspeed.bf16.enabled: the ds_config runs bf16, probe.precision is 'fp32'",
+    ),
+    (
+        "torch backend",
+        {"deepspeed": {"bf16": {"enabled": "auto"}}},
+        {"backend": "torch"},
+        "configs[0]: deepspeed: a ds_config needs probe.backend 'deepspeed'",
+    ),
+    (
+        "fp16 on torch",
+        {},
+        {"backend": "torch", "precision": "fp16"},
+        "probe: Value error, precision: fp16 needs backend 'deepspeed'",
+    ),
+    (
+        "warm-up twice",
+        {"warmup_steps": 10, "warmup_ratio": 0.1},
+        {},
+        "warmup_ratio: set either warmup_steps or warmup_ratio",
+    ),
+    (
+        "constant with warm-up",
+        {"lr_scheduler_type": "constant", "warmup_steps": 10},
+        {},
+        "lr_scheduler_type: 'constant' has no warm-up",
+    ),
     ("unknown schedule", {"lr_scheduler_type": "cosine_annealing"}, {}, "configs.0.lr_scheduler_type: Input should be"),
     ("unknown optimizer", {"optimizer": "lion8bit"}, {}, "configs.0.optimizer: Input should be"),
     ("accumulation 0", {"gradient_accumulation_steps": 0}, {}, "configs.0.gradient_accumulation_steps:"),
@@ -156,13 +302,33 @@ def test_what_a_probe_cannot_honour_is_one_line_naming_the_key(tmp_path, case, c
 
 
 def test_a_ds_config_that_agrees_with_the_spec_loads(tmp_path):
-    ds = {"train_micro_batch_size_per_gpu": 4, "gradient_accumulation_steps": 2, "train_batch_size": 32,
-          "gradient_clipping": 1.0, "bf16": {"enabled": True},
-          "optimizer": {"type": "AdamW", "params": {"lr": 0.0002, "betas": [0.9, 0.999], "eps": "auto", "weight_decay": 0.0}},
-          "scheduler": {"type": "WarmupCosineLR", "params": {"total_num_steps": "auto", "warmup_num_steps": 30}},
-          "zero_optimization": {"stage": 3, "offload_param": {"device": "cpu"}, "reduce_bucket_size": "auto"},
-          "steps_per_print": 2000, "wall_clock_breakdown": False}
-    raw = {**BASE, "configs": [{"name": "c", "batch_size": 4, "gradient_accumulation_steps": 2, "learning_rate": 2e-4,
-                                "warmup_steps": 30, "deepspeed": ds}],
-           "probe": {"backend": "deepspeed", "zero_stage": 3, "precision": "bf16"}}
+    ds = {
+        "train_micro_batch_size_per_gpu": 4,
+        "gradient_accumulation_steps": 2,
+        "train_batch_size": 32,
+        "gradient_clipping": 1.0,
+        "bf16": {"enabled": True},
+        "optimizer": {
+            "type": "AdamW",
+            "params": {"lr": 0.0002, "betas": [0.9, 0.999], "eps": "auto", "weight_decay": 0.0},
+        },
+        "scheduler": {"type": "WarmupCosineLR", "params": {"total_num_steps": "auto", "warmup_num_steps": 30}},
+        "zero_optimization": {"stage": 3, "offload_param": {"device": "cpu"}, "reduce_bucket_size": "auto"},
+        "steps_per_print": 2000,
+        "wall_clock_breakdown": False,
+    }
+    raw = {
+        **BASE,
+        "configs": [
+            {
+                "name": "c",
+                "batch_size": 4,
+                "gradient_accumulation_steps": 2,
+                "learning_rate": 2e-4,
+                "warmup_steps": 30,
+                "deepspeed": ds,
+            }
+        ],
+        "probe": {"backend": "deepspeed", "zero_stage": 3, "precision": "bf16"},
+    }
     assert load_job(write(tmp_path, raw)).configs[0].deepspeed == ds

@@ -32,12 +32,17 @@ def _full_ledger(curves: dict[str, list[float]], path=None) -> Ledger:
 
 def _direct(curves: dict[str, list[float]]) -> Engine:
     """The engine driven by hand, every order answered from the curves (api.py's loop)."""
-    eng = Engine([CandidateInfo(n, n.split("-")[0], MAX_T, prior_cost_per_step=1.0, prior_cost_exact=True)
-                  for n in curves], SETTINGS)
+    eng = Engine(
+        [CandidateInfo(n, n.split("-")[0], MAX_T, prior_cost_per_step=1.0, prior_cost_exact=True) for n in curves],
+        SETTINGS,
+    )
     while orders := eng.next_round():
         for o in orders:
-            rows = [{"step": float(k), "value": v} for k, v in enumerate(curves[o.candidate], 1)
-                    if o.start_step < k <= o.target_step]
+            rows = [
+                {"step": float(k), "value": v}
+                for k, v in enumerate(curves[o.candidate], 1)
+                if o.start_step < k <= o.target_step
+            ]
             eng.tell(o, rows, float(o.target_step - o.start_step))
     return eng
 
@@ -120,8 +125,11 @@ def test_a_trial_that_ends_short_of_its_target_stops_its_candidate_only():
 def test_mode_min_picks_the_lowest_prediction():
     from prehoc_ray.tune.scheduler import _picks
 
-    rows = [{"candidate": "a", "group": "g", "predicted_final": 0.3}, {"candidate": "b", "group": "g", "predicted_final": 0.1},
-            {"candidate": "c", "group": "h", "predicted_final": float("nan")}]
+    rows = [
+        {"candidate": "a", "group": "g", "predicted_final": 0.3},
+        {"candidate": "b", "group": "g", "predicted_final": 0.1},
+        {"candidate": "c", "group": "h", "predicted_final": float("nan")},
+    ]
     assert _picks(rows, "min") == {"g": "b"}
     assert _picks(rows, "max") == {"g": "a"}
 

@@ -42,8 +42,10 @@ class ResultLog:
             def on_trial_result(self, iteration, trials, trial, result, **info):
                 phase = 2 if os.path.exists(self.marker) else 1
                 with open(self.log, "a") as fh:
-                    fh.write(json.dumps({"phase": phase, "trial": trial.trial_id,
-                                         "it": int(result["training_iteration"])}) + "\n")
+                    fh.write(
+                        json.dumps({"phase": phase, "trial": trial.trial_id, "it": int(result["training_iteration"])})
+                        + "\n"
+                    )
                 self.n += 1
                 if phase == 1 and self.after is not None and self.n == self.after:
                     Path(self.marker).touch()
@@ -61,12 +63,17 @@ def _trainable():
 def _tuner(storage: Path, name: str, callbacks: list):
     from ray import tune
 
-    sched = PrehocScheduler(metric="value", mode="max", budget=BUDGET, max_t=MAX_T,
-                            group_by=lambda config: config["curve"].split("-")[0])
-    tuner = tune.Tuner(_trainable(), param_space={"curve": tune.grid_search(sorted(CURVES))},
-                       tune_config=tune.TuneConfig(scheduler=sched, reuse_actors=True),
-                       run_config=tune.RunConfig(storage_path=str(storage), name=name, verbose=0, log_to_file=False,
-                                                 callbacks=callbacks))
+    sched = PrehocScheduler(
+        metric="value", mode="max", budget=BUDGET, max_t=MAX_T, group_by=lambda config: config["curve"].split("-")[0]
+    )
+    tuner = tune.Tuner(
+        _trainable(),
+        param_space={"curve": tune.grid_search(sorted(CURVES))},
+        tune_config=tune.TuneConfig(scheduler=sched, reuse_actors=True),
+        run_config=tune.RunConfig(
+            storage_path=str(storage), name=name, verbose=0, log_to_file=False, callbacks=callbacks
+        ),
+    )
     return sched, tuner
 
 

@@ -133,8 +133,10 @@ def size_asha(market: Market, budget: float | None = None, eta: float = REDUCTIO
     prof = {g: _cost_to(market, m, longest[g]) for g, m in tasks.items()}
 
     def cost(grace: int, cap: int) -> float:
-        return sum(bracket_cost(prof[g], len(m), min(grace, min(cap, longest[g])), min(cap, longest[g]), eta)
-                   for g, m in tasks.items())
+        return sum(
+            bracket_cost(prof[g], len(m), min(grace, min(cap, longest[g])), min(cap, longest[g]), eta)
+            for g, m in tasks.items()
+        )
 
     tol = budget * (1 + 1e-12) + 1e-12
     fits = [g for g in range(1, full + 1) if cost(g, full) <= tol]
@@ -162,8 +164,14 @@ class _Trial:
 def _make_scheduler(grace: int, max_t: int, eta: float):
     from ray.tune.schedulers import AsyncHyperBandScheduler
 
-    return AsyncHyperBandScheduler(time_attr=TIME_ATTR, metric=METRIC, mode="max", max_t=max_t,
-                                   grace_period=min(grace, max_t), reduction_factor=eta)
+    return AsyncHyperBandScheduler(
+        time_attr=TIME_ATTR,
+        metric=METRIC,
+        mode="max",
+        max_t=max_t,
+        grace_period=min(grace, max_t),
+        reduction_factor=eta,
+    )
 
 
 class AshaEmulator:
@@ -175,14 +183,17 @@ class AshaEmulator:
     free up (Tune's max_concurrent_trials); None launches every trial of a task at once.
     """
 
-    def __init__(self, market: Market, grace: int, max_t: int, eta: float = REDUCTION_FACTOR,
-                 max_concurrent: int | None = None) -> None:
+    def __init__(
+        self, market: Market, grace: int, max_t: int, eta: float = REDUCTION_FACTOR, max_concurrent: int | None = None
+    ) -> None:
         from ray.tune.schedulers import TrialScheduler
 
         self._STOP = TrialScheduler.STOP
         self.market, self.e, self.eta = market, market.eval_every, eta
         self.tasks = _task_members(market)
-        self.max_t = {g: min(max_t, max(_iters(market.candidates[i], self.e) for i in m)) for g, m in self.tasks.items()}
+        self.max_t = {
+            g: min(max_t, max(_iters(market.candidates[i], self.e) for i in m)) for g, m in self.tasks.items()
+        }
         self.grace = {g: min(grace, t) for g, t in self.max_t.items()}
         self.schedulers = {g: _make_scheduler(self.grace[g], self.max_t[g], eta) for g in self.tasks}
         self.trials = [_Trial(i, o.group) for i, o in enumerate(market.candidates)]
@@ -256,8 +267,14 @@ class AshaEmulator:
         return native_picks(self.tasks, self.iters(), self.last(), self.grace, self.max_t, self.eta)
 
 
-def native_picks(tasks: dict[str, list[int]], iters: np.ndarray, last: np.ndarray, grace: dict[str, int],
-                 max_t: dict[str, int], eta: float = REDUCTION_FACTOR) -> dict[str, int]:
+def native_picks(
+    tasks: dict[str, list[int]],
+    iters: np.ndarray,
+    last: np.ndarray,
+    grace: dict[str, int],
+    max_t: dict[str, int],
+    eta: float = REDUCTION_FACTOR,
+) -> dict[str, int]:
     """ASHA's own pick per task: the best last reported value among the trials at the deepest level.
 
     Levels are the rung milestones and max_t: a trial's level is the deepest one its iteration
@@ -285,8 +302,15 @@ def _predictions(market: Market) -> tuple[np.ndarray, np.ndarray]:
     return pred, np.array([market.depth(i) for i in range(n)], float)
 
 
-def run(market: Market, *, seed: int = 0, grace_period: int | None = None, max_t: int | None = None,
-        max_concurrent: int | None = None, reduction_factor: float = REDUCTION_FACTOR) -> PolicyResult:
+def run(
+    market: Market,
+    *,
+    seed: int = 0,
+    grace_period: int | None = None,
+    max_t: int | None = None,
+    max_concurrent: int | None = None,
+    reduction_factor: float = REDUCTION_FACTOR,
+) -> PolicyResult:
     """ASHA over every trial of each task at once (see the module docstring).
 
     grace_period / max_t (evaluations) override the sizing rule (max_t alone: the largest
@@ -304,12 +328,29 @@ def run(market: Market, *, seed: int = 0, grace_period: int | None = None, max_t
     for _i, k, _, d in emu.events:
         if d == "STOP":
             stopped_at[k] = stopped_at.get(k, 0) + 1
-    info = {"grace_period": g, "max_t": T, "max_t_by_task": dict(emu.max_t), "rounds": emu.rounds,
-            "reduction_factor": reduction_factor, "expected_cost": expected, "ended_by_budget": emu.ended_by_budget,
-            "max_concurrent": max_concurrent, "iters": emu.iters(), "stopped_at": dict(sorted(stopped_at.items())),
-            "seconds": time.perf_counter() - t0}
-    return PolicyResult("asha", pred, np.full(len(pred), np.nan), float(market.spent), steps,
-                        native_pick=native, picks=dict(native), info=info)
+    info = {
+        "grace_period": g,
+        "max_t": T,
+        "max_t_by_task": dict(emu.max_t),
+        "rounds": emu.rounds,
+        "reduction_factor": reduction_factor,
+        "expected_cost": expected,
+        "ended_by_budget": emu.ended_by_budget,
+        "max_concurrent": max_concurrent,
+        "iters": emu.iters(),
+        "stopped_at": dict(sorted(stopped_at.items())),
+        "seconds": time.perf_counter() - t0,
+    }
+    return PolicyResult(
+        "asha",
+        pred,
+        np.full(len(pred), np.nan),
+        float(market.spent),
+        steps,
+        native_pick=native,
+        picks=dict(native),
+        info=info,
+    )
 
 
 def _settings(market: Market, grace_period: int | None, max_t: int | None, eta: float) -> tuple[int, int]:
@@ -443,9 +484,16 @@ def _per_group_scheduler(make):
     return PerGroupScheduler()
 
 
-def run_tuner(market: Market, *, seed: int = 0, grace_period: int | None = None, max_t: int | None = None,
-              max_concurrent: int | None = None, reduction_factor: float = REDUCTION_FACTOR,
-              pace_s: float = 0.0) -> PolicyResult:
+def run_tuner(
+    market: Market,
+    *,
+    seed: int = 0,
+    grace_period: int | None = None,
+    max_t: int | None = None,
+    max_concurrent: int | None = None,
+    reduction_factor: float = REDUCTION_FACTOR,
+    pace_s: float = 0.0,
+) -> PolicyResult:
     """The same ASHA through a real `tune.Tuner` (one actor per running trial).
 
     max_concurrent=None: one Tuner, every trial of every task launched at once (each trial asks
@@ -475,13 +523,16 @@ def run_tuner(market: Market, *, seed: int = 0, grace_period: int | None = None,
         for members in batches:
             conc = len(members) if max_concurrent is None else max_concurrent
             sched = _per_group_scheduler(lambda g: _make_scheduler(grace_by[g], max_t_by[g], reduction_factor))
-            trainable = tune.with_resources(tune.with_parameters(replay_trainable, bank=bank, plan=plan),
-                                            {"cpu": 1.0 / conc})
+            trainable = tune.with_resources(
+                tune.with_parameters(replay_trainable, bank=bank, plan=plan), {"cpu": 1.0 / conc}
+            )
             storage = tempfile.mkdtemp(prefix="prehoc-asha-")
             try:
                 tuner = tune.Tuner(
                     trainable,
-                    param_space={"trial": tune.grid_search([{"index": i, "group": market.candidates[i].group} for i in members])},
+                    param_space={
+                        "trial": tune.grid_search([{"index": i, "group": market.candidates[i].group} for i in members])
+                    },
                     tune_config=tune.TuneConfig(scheduler=sched, max_concurrent_trials=conc, reuse_actors=True),
                     run_config=tune.RunConfig(storage_path=storage, name="asha", verbose=0, log_to_file=False),
                 )
@@ -502,8 +553,24 @@ def run_tuner(market: Market, *, seed: int = 0, grace_period: int | None = None,
         market.probe(i, 0, start, target)
     pred, steps = _predictions(market)
     native = native_picks(tasks, iters, last, grace_by, max_t_by, reduction_factor)
-    info = {"grace_period": g0, "max_t": T, "max_t_by_task": max_t_by, "reduction_factor": reduction_factor,
-            "max_concurrent": max_concurrent, "iters": iters, "events": events, "purchases": log,
-            "seconds": time.perf_counter() - t0}
-    return PolicyResult("asha", pred, np.full(len(pred), np.nan), float(market.spent), steps,
-                        native_pick=native, picks=dict(native), info=info)
+    info = {
+        "grace_period": g0,
+        "max_t": T,
+        "max_t_by_task": max_t_by,
+        "reduction_factor": reduction_factor,
+        "max_concurrent": max_concurrent,
+        "iters": iters,
+        "events": events,
+        "purchases": log,
+        "seconds": time.perf_counter() - t0,
+    }
+    return PolicyResult(
+        "asha",
+        pred,
+        np.full(len(pred), np.nan),
+        float(market.spent),
+        steps,
+        native_pick=native,
+        picks=dict(native),
+        info=info,
+    )

@@ -19,7 +19,9 @@ from prehoc_ray.core.curves import _EXPONENTS, extrapolate
 from prehoc_ray.core.powerlaw import profile_fit
 
 
-def bootstrap_std(steps: np.ndarray, values: np.ndarray, horizon: float, n_boot: int, rng: np.random.Generator) -> float:
+def bootstrap_std(
+    steps: np.ndarray, values: np.ndarray, horizon: float, n_boot: int, rng: np.random.Generator
+) -> float:
     if steps.size < 4:
         return float("nan")
     w = steps / steps[-1]

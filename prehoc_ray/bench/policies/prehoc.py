@@ -19,8 +19,14 @@ from prehoc_ray.core.observations import Observations
 
 
 def settings_for(market: Market, seed: int = 0, **overrides) -> EngineSettings:
-    kw = dict(budget=market.budget, seeds=market.probe_seeds, eval_every=market.eval_every,
-              initial_depth=3 * market.eval_every, tolerance=market.tolerance, seed=seed)
+    kw = dict(
+        budget=market.budget,
+        seeds=market.probe_seeds,
+        eval_every=market.eval_every,
+        initial_depth=3 * market.eval_every,
+        tolerance=market.tolerance,
+        seed=seed,
+    )
     caps = [o.probe_cap / o.horizon for o in market.candidates]
     if caps and max(caps) < 1:
         # Recorded probes stop short of the horizon: the engine's probe cap must too.
@@ -46,10 +52,15 @@ def history_observations(market: Market) -> Observations | None:
         cols["horizon"] += [float(h.horizon)] * n
         for k, key in zip(names, static):
             static[key] += [float(h.static[k])] * n
-    return Observations(candidate=np.array(cols["candidate"], dtype=object), step=np.array(cols["step"], float),
-                        value=np.array(cols["value"], float), group=np.array(cols["group"], dtype=object),
-                        final=np.array(cols["final"], float), horizon=np.array(cols["horizon"], float),
-                        static={k: np.array(v, float) for k, v in static.items()})
+    return Observations(
+        candidate=np.array(cols["candidate"], dtype=object),
+        step=np.array(cols["step"], float),
+        value=np.array(cols["value"], float),
+        group=np.array(cols["group"], dtype=object),
+        final=np.array(cols["final"], float),
+        horizon=np.array(cols["horizon"], float),
+        static={k: np.array(v, float) for k, v in static.items()},
+    )
 
 
 def _static_for_engine(static: dict[str, float]) -> dict[str, float]:
@@ -57,13 +68,22 @@ def _static_for_engine(static: dict[str, float]) -> dict[str, float]:
     return {k if k.startswith("static_") else f"static_{k}": float(v) for k, v in static.items()}
 
 
-def run_engine(market: Market, settings: EngineSettings, max_rounds: int = 1000,
-               history: Observations | None = None) -> tuple[Engine, int]:
+def run_engine(
+    market: Market, settings: EngineSettings, max_rounds: int = 1000, history: Observations | None = None
+) -> tuple[Engine, int]:
     """Drive the engine to its end; returns it and the number of orders the market refused."""
     idx = market.index()
-    infos = [CandidateInfo(o.id, o.group, float(o.horizon), prior_cost_per_step=o.cost_per_step,
-                           static=_static_for_engine(o.static), prior_cost_exact=True)
-             for o in market.candidates]
+    infos = [
+        CandidateInfo(
+            o.id,
+            o.group,
+            float(o.horizon),
+            prior_cost_per_step=o.cost_per_step,
+            static=_static_for_engine(o.static),
+            prior_cost_exact=True,
+        )
+        for o in market.candidates
+    ]
     from prehoc_ray.core.ask_tell import FunctionBackend, ProbeOutcome, drive
     from prehoc_ray.core.engine import ProbeOrder
 
@@ -96,8 +116,15 @@ def _run(market: Market, seed: int, history: Observations | None, name: str, **o
     std = np.array([rows[i]["predicted_std"] for i in ids], float)
     steps = np.array([rows[i]["probe_steps"] for i in ids], float)
     regime = np.array([rows[i]["regime"] for i in ids], dtype=object)
-    return PolicyResult(name, pred, std, market.spent, steps, regime=regime,
-                        info={"rounds": engine.round, "refused": refused, "rows": [rows[i] for i in ids]})
+    return PolicyResult(
+        name,
+        pred,
+        std,
+        market.spent,
+        steps,
+        regime=regime,
+        info={"rounds": engine.round, "refused": refused, "rows": [rows[i] for i in ids]},
+    )
 
 
 def run_prediction_objective(market: Market, *, seed: int = 0, **overrides) -> PolicyResult:

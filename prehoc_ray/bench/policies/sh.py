@@ -151,7 +151,7 @@ def run(market: Market, *, seed: int = 0, eta: int = ETA, seeds: int | None = No
                 continue
             if k > 0:  # keep the best counts[k] by the predictor
                 ranked = sorted(alive[g], key=lambda i: (-_score(pred[i]), i))
-                alive[g] = sorted(ranked[:counts[k]])
+                alive[g] = sorted(ranked[: counts[k]])
             d = depths[k]
             want = [(i, min(d * e, market.candidates[i].probe_cap)) for i in alive[g]]
             need = sum(market.cost(i, market.depth(i), t) * S for i, t in want)
@@ -172,9 +172,23 @@ def run(market: Market, *, seed: int = 0, eta: int = ETA, seeds: int | None = No
         if last:
             picks[g] = max(last, key=lambda i: (pred[i], -i))
     steps = np.array([market.depth(i) for i in range(n)], float)
-    return PolicyResult("sh", pred, np.full(n, np.nan), float(market.spent), steps, picks=picks,
-                        info={"eta": eta, "r0": r0, "cap": cap, "seeds": S, "rungs": info_rungs,
-                              "finalists": {g: list(alive[g]) for g, _, _, _ in plan}, "bracket_spent": bracket_spent})
+    return PolicyResult(
+        "sh",
+        pred,
+        np.full(n, np.nan),
+        float(market.spent),
+        steps,
+        picks=picks,
+        info={
+            "eta": eta,
+            "r0": r0,
+            "cap": cap,
+            "seeds": S,
+            "rungs": info_rungs,
+            "finalists": {g: list(alive[g]) for g, _, _, _ in plan},
+            "bracket_spent": bracket_spent,
+        },
+    )
 
 
 def _deepen_finalists(market: Market, finalists: list[list[int]], seeds: int) -> set[int]:
