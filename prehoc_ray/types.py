@@ -32,7 +32,7 @@ PROBE_ID = "probe_id"
 
 
 class Regime(str, Enum):
-    """Where a candidate sits on the (L_int, alpha) phase diagram (DESIGN.md section 2)."""
+    """Where a candidate sits on the (L_int, alpha) phase diagram (docs/design.md, Regimes)."""
 
     STATIC_SUFFICIENT = "Static-Sufficient"
     DYNAMIC_CRITICAL = "Dynamic-Critical"

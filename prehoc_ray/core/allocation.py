@@ -1,5 +1,5 @@
-"""Spending a probe budget across a portfolio, one round at a time (DESIGN.md section 2,
-"Portfolio allocation").
+"""Spending a probe budget across a portfolio, one round at a time (docs/design.md,
+Portfolio allocation).
 
 `marginal_reduction` is the risk w (K c^-alpha - K (c+d)^-alpha) that probing d more steps
 removes from a candidate at depth c; `greedy_pick` gives the round's increments to the

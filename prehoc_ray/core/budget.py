@@ -1,4 +1,4 @@
-"""Budget-optimal probe depth (DESIGN.md section 2).
+"""Budget-optimal probe depth (docs/design.md, Budget-optimal probing).
 
 J(c) = L_int + K c^-alpha + gamma (C_s + lambda c) is convex for c > 0; its minimiser is
 c* = (alpha K / (gamma lambda))^(1/(alpha+1)). The power law is an envelope valid for c > 0

@@ -1,4 +1,4 @@
-"""Joint fit of the uncertainty decay U(c) = L_int + K c^-alpha (DESIGN.md section 2, Algorithm 1).
+"""Joint fit of the uncertainty decay U(c) = L_int + K c^-alpha (docs/design.md, The decay law).
 
 All three parameters are fitted at once, in log parameters with bounds, on log residuals (U
 spans orders of magnitude and its sampling error is multiplicative) with a robust soft-L1
@@ -241,7 +241,7 @@ def fit_decay_shared_alpha(
 ) -> DecayFit:
     """Fit L_int and K of one member of a family whose alpha was fitted on the pooled family.
 
-    DESIGN.md: candidates of one task family share alpha, and from a few noisy points a
+    docs/design.md, Sharing strength: candidates of one task family share alpha, and from a few noisy points a
     shrinkage fit beats separate three-parameter fits. With alpha fixed the model is linear
     in (L_int, K) >= 0: a closed-form non-negative least squares on relative errors, iterated
     twice so the weights follow the fitted curve rather than the noisy observations.

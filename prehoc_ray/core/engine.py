@@ -243,8 +243,8 @@ class Engine:
     ) -> None:
         """history: completed runs of the candidates' families (group = family, with `final`),
         as `prehoc-ray analyze` reads them. Families with at least MIN_POPULATION finals get
-        their predictions and intervals from a population model trained on them (DESIGN.md:
-        population risk) instead of from the probes' own decomposition, and their static-only
+        their predictions and intervals from a population model trained on them (docs/design.md,
+        Measuring U(c)) instead of from the probes' own decomposition, and their static-only
         risk L(0) (which decides Static-Sufficient and the cost of not probing, J(0)) from its
         cross-validated error. U(c) is still measured by seed dispersion."""
         ids = [c.id for c in candidates]

@@ -1,7 +1,7 @@
 """Fitting a task family's members together: shared alpha, member floors shrunk to the family.
 
 Used by the offline analysis and by the allocation engine, so both decompose risk the same
-way (DESIGN.md "Sharing strength").
+way (docs/design.md, Sharing strength).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Has a candidate started to learn? Its metric against the no-skill level of its task.
 
-The risk decomposition describes a run in its locally regular phase (DESIGN.md). A randomly
+The risk decomposition describes a run in its locally regular phase (docs/design.md). A randomly
 initialised model evaluated before it learns anything sits at chance, and its seeds' spread
 there is evaluation noise: flat, so the decay fit would read it as a high floor. The engine
 uses this check to keep probing such candidates instead of writing them off.
@@ -36,8 +36,8 @@ def learning_not_seen(seed_last: list[float], baseline: float, tolerance: float)
     randomly initialised model evaluated before it learns anything gives a flat dispersion
     (evaluation noise) that the decay fit reads as a high floor, so the candidate would be
     written off as Noise-Dominant, or stopped at c*, with a prediction near chance. Such a
-    candidate is outside the model the decomposition rests on (DESIGN.md: locally regular
-    phase); the engine keeps probing it, as it does an unidentified fit.
+    candidate is outside the model the decomposition rests on (docs/design.md, The decay law:
+    locally regular phase); the engine keeps probing it, as it does an unidentified fit.
     """
     if not math.isfinite(baseline) or len(seed_last) < 2:
         return False

@@ -1,4 +1,4 @@
-"""Regime classification on the (L_int, alpha) phase diagram (DESIGN.md section 2).
+"""Regime classification on the (L_int, alpha) phase diagram (docs/design.md, Regimes).
 
 The paper names three regimes but gives no numeric boundaries. We classify by what a user can
 live with: a tolerance tau on the prediction error (std of the predicted score, metric units).

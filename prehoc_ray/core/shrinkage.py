@@ -1,4 +1,4 @@
-"""Empirical-Bayes shrinkage of members' floors toward their family (DESIGN.md "Sharing strength").
+"""Empirical-Bayes shrinkage of members' floors toward their family (docs/design.md, Sharing strength).
 
 A floor fitted from a handful of seeds is a sample variance with few degrees of freedom: with
 4 seeds its relative error is about 80%, enough to call a Dynamic-Critical candidate

@@ -1,6 +1,6 @@
 """What one probe asks the cluster for, and whether any node can ever give it.
 
-Three shapes (DESIGN.md section 5):
+Three shapes (docs/design.md, Ray conventions):
 - CPU only, or one GPU or a fraction of one: a single Ray task with num_cpus / num_gpus.
   Fractions let small LoRA probes share a GPU (Ray does not isolate their memory).
 - num_gpus > 1 (an integer): one Ray Train run of that many workers, one GPU each, which Ray

@@ -1,7 +1,7 @@
 """`backend: simulated`: the job spec's candidates replayed from synthetic curves.
 
 The spec's tasks become the generator's groups (a task family shares alpha, as in
-DESIGN.md section 2) and the spec's (model, config) pairs of a task become its members, so the
+docs/design.md, Sharing strength) and the spec's (model, config) pairs of a task become its members, so the
 whole Ray loop - actors, probes, store, resume - runs in seconds without a model.
 
 Which regime a task's family is drawn from (the spec says nothing about it; our rule):

@@ -2,7 +2,7 @@
 
 Issue 4, "Nothing lost": every evaluation point a probe reports is durable once `append`
 returns, whatever happens to the process, the actor or the node afterwards. A restarted
-driver or actor rebuilds its state by reading the store back (DESIGN.md section 5), so
+driver or actor rebuilds its state by reading the store back (docs/design.md, Ray conventions), so
 reads deduplicate what retries wrote twice.
 
 Layout under the run directory:

@@ -1,6 +1,6 @@
 """Synthetic portfolios with known ground truth (L_int, K, alpha, true finals, regimes).
 
-The generative story follows DESIGN.md section 2. Candidate i has an expected final m_i that
+The generative story follows docs/design.md, sections 1-2. Candidate i has an expected final m_i that
 static features x_i explain up to a residual of variance sigma_s^2. Every run (a probe seed or
 the full fine-tune) realises R = m_i + delta, delta ~ N(0, L_int): the intrinsic floor that no
 probe of *another* run can remove. A probe seed j observes, at each evaluation step s,
