@@ -271,7 +271,7 @@ class Engine:
         self.round = 0
         self._open: dict[str, ProbeOrder] = {}
         self.spent = 0.0
-        self.history: list[dict] = []  # per finished probe: round, candidate, cost, cumulative spend
+        self.spend_log: list[dict] = []  # per finished probe: round, candidate, cost, cumulative spend
         self.gamma = self.gamma_decision = float("nan")
         self._task_fits: dict[str, _TaskFit] = {}
         self.tasks_refit = 0  # tasks whose decay fits the last refit computed again (the others had no new data)
@@ -291,7 +291,7 @@ class Engine:
         st.steps_run += order.target_step - order.start_step
         self.spent += float(cost_s)
         self._open.pop(order.probe_id, None)
-        self.history.append(
+        self.spend_log.append(
             {
                 "round": order.round,
                 "candidate": order.candidate,

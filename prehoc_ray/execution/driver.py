@@ -630,7 +630,7 @@ class Driver:
         t = time.perf_counter()
         rows = outputs.candidate_rows(self.spec, engine.summary(), gamma, runs, metric)
         outputs.write_candidates(self.run_dir, rows)
-        outputs.write_spend(self.run_dir, outputs.spend_rows(engine.history, runs))
+        outputs.write_spend(self.run_dir, outputs.spend_rows(engine.spend_log, runs))
         self.stats.candidates = rows
         self._time("outputs", t)
         t = time.perf_counter()

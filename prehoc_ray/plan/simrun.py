@@ -166,7 +166,7 @@ def write_simulated_run(
     def log_spend(order: ProbeOrder, outcome: ProbeOutcome) -> None:
         nonlocal wall
         wall += outcome.cost_s / max(1, a.max_concurrent_probes)
-        spend.append({**engine.history[-1], "wall_s": outcome.cost_s, "ended_at": T0 + wall})
+        spend.append({**engine.spend_log[-1], "wall_s": outcome.cost_s, "ended_at": T0 + wall})
 
     done = drive(engine, _StoredBackend(backend, store), max_rounds=interrupt_after_rounds, on_result=log_spend)
     rounds = done.rounds

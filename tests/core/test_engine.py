@@ -379,7 +379,7 @@ def test_skipping_unchanged_tasks_decides_exactly_what_refitting_everything_deci
         drive(eng, SimulatedBackend(p))
         runs.append(
             (
-                json.dumps([eng.summary(), eng.history, eng.round, eng.spent], sort_keys=True, default=str),
+                json.dumps([eng.summary(), eng.spend_log, eng.round, eng.spent], sort_keys=True, default=str),
                 len(fitted),
                 eng.round,
             )

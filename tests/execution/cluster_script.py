@@ -97,7 +97,7 @@ def fractional(cluster, singles, double, out: Path) -> dict:
         "finished_at_end": sorted(store.finished_probe_ids()),
         "node_of_finished": {r["probe_id"]: r["node_id"] for r in runs if r["status"] == "finished"},
         "failed_reasons": [r["reason"] for r in runs if r["status"] == "failed"],
-        "history": [h["probe_id"] for h in res.engine.history],
+        "history": [h["probe_id"] for h in res.engine.spend_log],
         "settled": res.engine.finished,
         "plan": (out / "frac" / "plan.json").is_file(),
         "candidates": (out / "frac" / "candidates.parquet").is_file(),

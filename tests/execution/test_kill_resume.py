@@ -80,7 +80,7 @@ def test_sigkill_then_resume_reaches_the_uninterrupted_decisions(ray_session, si
     resumed = pq.read_table(out / "candidates.parquet").to_pylist()
     assert decisions(resumed) == decisions(sim_run.candidates)
     spend = pq.read_table(out / "spend.parquet").to_pylist()
-    assert [s["probe_id"] for s in spend] == [h["probe_id"] for h in sim_run.engine.history]
+    assert [s["probe_id"] for s in spend] == [h["probe_id"] for h in sim_run.engine.spend_log]
     assert spend[-1]["spent_s"] == pytest.approx(sim_run.engine.spent, abs=1e-9)
     # no probe that had finished was started again
     events = store.read_probes().to_pylist()

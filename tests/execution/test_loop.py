@@ -25,7 +25,7 @@ def test_ray_run_reaches_the_reference_decisions(sim_run, reference):
     assert decisions(sim_run.candidates) == decisions(reference.summary())
     assert sim_run.engine.spent == pytest.approx(reference.spent, rel=0, abs=1e-9)
     assert sim_run.engine.spent <= sim_run.engine.settings.budget
-    assert [h["probe_id"] for h in sim_run.engine.history] == [h["probe_id"] for h in reference.history]
+    assert [h["probe_id"] for h in sim_run.engine.spend_log] == [h["probe_id"] for h in reference.spend_log]
     # every candidate says why it stopped, Static-Sufficient and Noise-Dominant among them
     reasons = {r["candidate"]: r["stop_reason"] for r in sim_run.candidates}
     assert all(reasons.values())
@@ -60,7 +60,7 @@ def test_outputs_in_the_run_directory(sim_run, sim_spec):
         assert r["full_cost_s"] == pytest.approx(r["train_cost_per_step_s"] * r["full_steps"])
         assert r["full_steps"] == 1000
     spend = pq.read_table(d / "spend.parquet").to_pylist()
-    assert len(spend) == len(sim_run.engine.history)
+    assert len(spend) == len(sim_run.engine.spend_log)
     assert spend[-1]["spent_s"] == pytest.approx(sim_run.engine.spent)
     assert all(s["node_id"] and s["wall_s"] is not None for s in spend)
     static = pq.read_table(d / "static.parquet")
@@ -78,7 +78,7 @@ def test_every_point_is_in_the_store_with_its_probe_id(sim_run):
     pts = store.read_points(finished_only=True)
     finished = store.finished_probe_ids()
     assert set(pts.column("probe_id").to_pylist()) == finished
-    assert len(finished) == len(sim_run.engine.history)
+    assert len(finished) == len(sim_run.engine.spend_log)
     # one started and one finished event per probe, attempt 1, nothing retried
     events = store.read_probes().to_pylist()
     assert {e["attempt"] for e in events} == {1}
@@ -91,7 +91,7 @@ def test_resume_of_a_finished_run_runs_nothing(sim_run, sim_spec, tmp_path):
     d = shutil.copytree(sim_run.run_dir, tmp_path / "copy")
     again = Driver(sim_spec, d, resume=True).run()
     assert again.submitted == 0
-    assert again.reused == len(sim_run.engine.history)
+    assert again.reused == len(sim_run.engine.spend_log)
     assert decisions(again.candidates) == decisions(sim_run.candidates)
     assert again.engine.spent == sim_run.engine.spent
 

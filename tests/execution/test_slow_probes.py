@@ -29,7 +29,7 @@ class Recording(Progress):
 def _largest_increment(engine) -> float:
     """The dearest increment the run paid: all seeds of one candidate in one round."""
     per = Counter()
-    for h in engine.history:
+    for h in engine.spend_log:
         per[(h["round"], h["candidate"])] += h["cost_s"]
     return max(per.values())
 

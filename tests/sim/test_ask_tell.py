@@ -52,7 +52,7 @@ def by_hand(p: SyntheticPortfolio, s: EngineSettings, max_rounds: int = 1000, fa
 
 def decisions(eng: Engine) -> str:
     # json keeps NaN and the exact float repr: equal strings mean bit-identical decisions
-    return json.dumps([eng.summary(), eng.history, eng.round, eng.spent], sort_keys=True, default=str)
+    return json.dumps([eng.summary(), eng.spend_log, eng.round, eng.spent], sort_keys=True, default=str)
 
 
 @pytest.mark.parametrize("objective", ["decision", "prediction"])
@@ -73,7 +73,7 @@ def test_max_rounds_stops_between_rounds_with_nothing_open(portfolio):
     full = Engine(SimulatedBackend(portfolio).candidates(), s)
     result = drive(full, SimulatedBackend(portfolio))
     assert result.finished and result.rounds == full.round
-    assert result.probes == len(full.history)
+    assert result.probes == len(full.spend_log)
 
 
 def test_a_failed_outcome_stops_its_candidate_as_tell_failure_does(portfolio):
