@@ -1,7 +1,7 @@
-"""Behaviour pinned for refactors: the engine's decisions (both objectives, a whole simulated
-run through `drive`) and analyze()'s outputs on fixed synthetic portfolios, against a stored
-snapshot (tests/data/golden.json). A refactor must leave them unchanged; a change that is meant
-to move them regenerates the snapshot on purpose:
+"""Behaviour pinned for refactors: the engine's decisions (whole runs on a recorded DeBERTa world
+with both objectives and on a heterogeneous synthetic world) and analyze()'s outputs on a fixed
+synthetic portfolio, against a stored snapshot (tests/data/golden.json). A refactor must leave
+them unchanged; a change that is meant to move them regenerates the snapshot on purpose:
 
     PREHOC_UPDATE_GOLDEN=1 .venv/bin/python -m pytest -q tests/test_golden.py
 
@@ -18,29 +18,21 @@ from pathlib import Path
 
 import pytest
 
+from prehoc_ray.bench.market import Market
+from prehoc_ray.bench.policies.prehoc import run_engine, settings_for
+from prehoc_ray.bench.suite import make_world
 from prehoc_ray.core.analysis import AnalysisSettings, analyze
-from prehoc_ray.core.ask_tell import drive
-from prehoc_ray.core.engine import Engine, EngineSettings
-from prehoc_ray.sim.backend import SimulatedBackend
 from prehoc_ray.sim.synthetic import generate_portfolio
 
 GOLDEN = Path(__file__).parent / "data" / "golden.json"
 
 
-def _engine_run(objective: str) -> dict:
-    p = generate_portfolio(n_groups=4, candidates_per_group=5, n_seeds=3, horizon=1000, eval_every=10, seed=21)
-    s = EngineSettings(
-        budget=200.0,
-        seeds=3,
-        eval_every=10,
-        initial_depth=30,
-        tolerance=p.tolerance,
-        n_boot=20,
-        slots=4,
-        objective=objective,
-    )
-    eng = Engine(SimulatedBackend(p).candidates(), s)
-    drive(eng, SimulatedBackend(p))
+def _engine_run(dataset: str, seed: int, objective: str) -> dict:
+    """A whole run of the engine on a benchmark world at 10% budget: recorded DeBERTa curves and
+    a heterogeneous synthetic world, where every allocation setting changes what it does."""
+    world = make_world(dataset, seed)
+    market = Market(world, 0.1 * Market(world, 0.0).full_cost)
+    eng, _ = run_engine(market, settings_for(market, 0, objective=objective))
     return {"summary": eng.summary(), "spend_log": eng.spend_log, "rounds": eng.round, "spent": eng.spent}
 
 
@@ -56,8 +48,9 @@ def _analysis() -> dict:
 
 def _current() -> dict:
     return {
-        "engine_decision": _engine_run("decision"),
-        "engine_prediction": _engine_run("prediction"),
+        "engine_deberta_decision": _engine_run("deberta", 3, "decision"),
+        "engine_deberta_prediction": _engine_run("deberta", 3, "prediction"),
+        "engine_hetero_decision": _engine_run("hetero", 5, "decision"),
         "analysis": _analysis(),
     }
 
