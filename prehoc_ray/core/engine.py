@@ -47,6 +47,7 @@ from prehoc_ray.core.learning import learning_not_seen, no_skill_level
 from prehoc_ray.core.observations import CandidateCurves, Observations
 from prehoc_ray.core.population import HistoryPredictor, population_risk
 from prehoc_ray.core.regimes import RegimeThresholds, classify, explain
+from prehoc_ray.core.summary import CandidateSummary
 from prehoc_ray.types import Regime, StopKind
 
 # z of the 90% interval: "too early to tell" compares a 90% interval's width with the task's range.
@@ -1227,7 +1228,11 @@ class Engine:
         return st.failed is None and (st.stop_reason is None or st.soft_stop)
 
     def summary(self) -> list[dict]:
-        """One row per candidate: prediction, interval, decomposition, cost and why it stopped."""
+        """One flat row per candidate (CandidateSummary.as_row): what the plan and tables store."""
+        return [c.as_row() for c in self.summaries()]
+
+    def summaries(self) -> list[CandidateSummary]:
+        """Per candidate: prediction, interval, decomposition, cost and why it stopped."""
         from scipy.stats import norm
 
         z = float(norm.ppf(0.5 + self.settings.level / 2))
@@ -1239,46 +1244,45 @@ class Engine:
             decision = {st.info.id: (float(v["p_best"][i]), float(v["ratio"][i])) for i, st in enumerate(states)}
         else:
             decision = {st.info.id: (st.p_best, st.probe_value) for st in states}
-        rows = []
+        out = []
+        nan = float("nan")
         for st in states:
             mean, sd = self._predict(st)
             predictor = "probes"
             if st.info.id in pop and all(math.isfinite(v) for v in pop[st.info.id]):
                 (mean, sd), predictor = pop[st.info.id], "history"
             f = st.fit
-            rows.append(
-                {
-                    "candidate": st.info.id,
-                    "group": st.info.group,
-                    "regime": st.regime.value,
-                    "predicted_final": mean,
-                    "predicted_std": sd,
-                    "predictor": predictor,
-                    "lower": mean - z * sd,
-                    "upper": mean + z * sd,
-                    "probe_steps": int(st.depth),
-                    "probe_cost_s": st.cost_s,
-                    "cost_per_step_s": st.cost_per_step,
-                    "L_int": f.L_int if f else float("nan"),
-                    "too_early": st.too_early,
-                    "L_eval": st.L_eval,  # sampling variance of the metric on the evaluation set (part of L_int)
-                    "K": f.K if f else float("nan"),
-                    "alpha": f.alpha if f else float("nan"),
-                    "L0": st.L0,
-                    "c_star": st.c_star,
-                    "J0": st.J0,
-                    "J_star": st.J_star,
-                    "value_per_cost": st.value_per_cost,
-                    "p_best": decision[st.info.id][0],  # P(its expected final is its task's best)
-                    "probe_value": decision[st.info.id][
-                        1
-                    ],  # expected regret reduction per device-second, next extension
-                    "wanted_cost_s": st.wanted_cost_s,  # device-seconds of the probing it would take next (NaN: none)
-                    "wanted_depth": st.wanted_depth,
-                    "diagnostics": ";".join((f.diagnostics if f else ()) + ((TOO_EARLY,) if st.too_early else ())),
-                    "stop_reason": st.stop_reason or "",
-                    "stop_kind": st.stop_kind.value if st.stop_kind is not None else "",
-                    "no_learning": bool(st.no_learning),
-                }
+            out.append(
+                CandidateSummary(
+                    candidate=st.info.id,
+                    group=st.info.group,
+                    regime=st.regime,
+                    predicted_final=mean,
+                    predicted_std=sd,
+                    predictor=predictor,
+                    lower=mean - z * sd,
+                    upper=mean + z * sd,
+                    probe_steps=int(st.depth),
+                    probe_cost_s=st.cost_s,
+                    cost_per_step_s=st.cost_per_step,
+                    L_int=f.L_int if f else nan,
+                    too_early=st.too_early,
+                    L_eval=st.L_eval,
+                    K=f.K if f else nan,
+                    alpha=f.alpha if f else nan,
+                    L0=st.L0,
+                    c_star=st.c_star,
+                    J0=st.J0,
+                    J_star=st.J_star,
+                    value_per_cost=st.value_per_cost,
+                    p_best=decision[st.info.id][0],
+                    probe_value=decision[st.info.id][1],
+                    wanted_cost_s=st.wanted_cost_s,
+                    wanted_depth=st.wanted_depth,
+                    diagnostics=(tuple(f.diagnostics) if f else ()) + ((TOO_EARLY,) if st.too_early else ()),
+                    stop_reason=st.stop_reason or "",
+                    stop_kind=st.stop_kind,
+                    no_learning=bool(st.no_learning),
+                )
             )
-        return rows
+        return out

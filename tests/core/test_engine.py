@@ -410,3 +410,21 @@ def test_read_only_views_do_not_expose_the_engine_state():
     if cid != failed:
         assert eng.may_order_again(cid) == (st.stop_reason is None or st.soft_stop)
         assert (cid in eng.settled()) == (st.stop_reason is not None)
+
+
+def test_summaries_are_typed_and_their_rows_are_the_flat_summary():
+    from prehoc_ray.core.summary import CandidateSummary
+    from prehoc_ray.types import StopKind
+
+    p = generate_portfolio(n_groups=2, candidates_per_group=3, n_seeds=3, horizon=1000, eval_every=10, seed=5)
+    s = EngineSettings(budget=40.0, seeds=3, eval_every=10, initial_depth=30, tolerance=p.tolerance, n_boot=20)
+    eng = run_simulated(p, s)
+    typed = eng.summaries()
+    assert all(isinstance(c, CandidateSummary) and isinstance(c.regime, Regime) for c in typed)
+    assert all(c.stop_kind is None or isinstance(c.stop_kind, StopKind) for c in typed)
+    assert any(c.stop_kind is not None for c in typed)  # a finished run: stops, with their kinds
+    rows = eng.summary()
+    assert [c.as_row() for c in typed] == rows or all(  # NaN != NaN: compare field by field
+        str(a) == str(b) for c, r in zip(typed, rows) for a, b in zip(c.as_row().values(), r.values())
+    )
+    assert rows[0]["regime"] == typed[0].regime.value and isinstance(rows[0]["diagnostics"], str)
