@@ -16,7 +16,7 @@ from scipy.stats import norm
 from prehoc_ray.core.budget import choose_depth, default_gamma
 from prehoc_ray.core.decay import DIAGNOSTIC_HELP, DecayFit, fit_decay, predictive_variance
 from prehoc_ray.core.family import fit_family
-from prehoc_ray.core.observations import Observations
+from prehoc_ray.core.observations import CandidateCurves, Observations
 from prehoc_ray.core.population import MIN_POPULATION, out_of_fold, population_risk, seed_predictions
 from prehoc_ray.core.regimes import RegimeThresholds, classify, explain
 from prehoc_ray.types import Regime
@@ -148,7 +148,40 @@ def analyze(
     cands_full = obs.per_candidate(settings.horizon)
     if not cands_full:
         raise ValueError("no observations to analyze")
-    depths = np.array(
+    depths = _analysis_depths(cands_full, depth)
+    cands = [c.truncated(d) for c, d in zip(cands_full, depths)]
+    thresholds = RegimeThresholds(settings.tolerance)
+    horizon_ref = float(np.median([c.horizon for c in cands]))
+    gamma = settings.gamma or default_gamma(settings.tolerance, settings.cost_per_step, horizon_ref)
+    # One seed sequence for every fit, spawned in a fixed order: population units, then families.
+    rng_seq = np.random.SeedSequence(settings.seed)
+
+    acc = _Accumulated(np.full(len(cands), np.nan), np.full(len(cands), np.nan), [], {})
+    groups = sorted({c.group for c in cands})
+    group_L0 = {g: _predict_group(g, cands_full, cands, depths, settings, rng_seq, acc) for g in groups}
+    for g in groups:
+        _add_seed_units(g, cands, depths, settings, rng_seq, group_L0[g], acc)
+
+    _decide(acc.units, gamma, settings, thresholds, {c.candidate: c.horizon for c in cands})
+    preds = _prediction_table(cands, depths, acc, settings.level)
+    return AnalysisResult(preds, acc.units, gamma, settings, acc.candidate_unit)
+
+
+@dataclass
+class _Accumulated:
+    """What the per-group passes fill in: predictions (in candidate order), the units, and which
+    unit speaks for each candidate."""
+
+    pred: np.ndarray
+    std: np.ndarray
+    units: list[Unit]
+    candidate_unit: dict[str, str]
+
+
+def _analysis_depths(cands: list[CandidateCurves], depth: float | dict[str, float] | None) -> np.ndarray:
+    """Each candidate's analysis depth: everything observed (None), one depth, or per candidate
+    (a candidate missing from the mapping keeps everything observed)."""
+    return np.array(
         [
             (
                 c.max_step
@@ -157,100 +190,131 @@ def analyze(
                 if isinstance(depth, dict)
                 else float(depth)
             )
-            for c in cands_full
+            for c in cands
         ]
     )
-    cands = [c.truncated(d) for c, d in zip(cands_full, depths)]
-    thresholds = RegimeThresholds(settings.tolerance)
-    horizon_ref = float(np.median([c.horizon for c in cands]))
-    gamma = settings.gamma or default_gamma(settings.tolerance, settings.cost_per_step, horizon_ref)
-    rng_seq = np.random.SeedSequence(settings.seed)
-    z = norm.ppf(0.5 + settings.level / 2)
 
-    pred = np.full(len(cands), np.nan)
-    std = np.full(len(cands), np.nan)
-    units: list[Unit] = []
-    candidate_unit: dict[str, str] = {}
-    groups = sorted({c.group for c in cands})
-    group_L0: dict[str, float] = {}
 
-    for g in groups:
-        idx = [i for i, c in enumerate(cands) if c.group == g]
-        gc = [cands[i] for i in idx]
-        n_final = sum(np.isfinite(c.final) for c in gc)
-        if n_final >= MIN_POPULATION:
-            m, s = out_of_fold(gc, depths[idx], level=settings.level, n_folds=settings.n_folds, seed=settings.seed)
-            pred[idx], std[idx] = m, s
-            # Population unit: U(c) on a depth grid up to the analysis depth; depth 0 is L(0).
-            all_steps = np.concatenate([st for c in gc for st, _ in c.seeds.values()])
-            grid = _depth_grid(
-                all_steps.min() if all_steps.size else 1.0, float(np.quantile(depths[idx], 0.9)), all_steps
+def _predict_group(
+    g: str,
+    cands_full: list[CandidateCurves],
+    cands: list[CandidateCurves],
+    depths: np.ndarray,
+    settings: AnalysisSettings,
+    rng_seq: np.random.SeedSequence,
+    acc: _Accumulated,
+) -> float:
+    """Predict group g's candidates: out-of-fold from the group's completed runs when there are
+    enough of them (and add the population unit), else each from its own seeds. Returns the
+    group's L(0) (the spread of finals before any probe), NaN where unknown."""
+    idx = [i for i, c in enumerate(cands) if c.group == g]
+    gc = [cands[i] for i in idx]
+    n_final = sum(np.isfinite(c.final) for c in gc)
+    if n_final >= MIN_POPULATION:
+        return _population_unit(g, idx, gc, cands_full, depths, settings, rng_seq, acc)
+    # No population to learn from: each candidate's seeds predict its final.
+    pred = acc.pred
+    for i, c in zip(idx, gc):
+        p = seed_predictions(c, depths[i])
+        p = p[np.isfinite(p)]
+        pred[i] = float(p.mean()) if p.size else np.nan
+    if len(gc) >= 3:
+        spread = pred[idx][np.isfinite(pred[idx])]
+        return float(np.var(spread, ddof=1)) if spread.size >= 3 else np.nan
+    return np.nan
+
+
+def _population_unit(
+    g: str,
+    idx: list[int],
+    gc: list[CandidateCurves],
+    cands_full: list[CandidateCurves],
+    depths: np.ndarray,
+    settings: AnalysisSettings,
+    rng_seq: np.random.SeedSequence,
+    acc: _Accumulated,
+) -> float:
+    """A group with a population of completed runs: out-of-fold predictions for its candidates,
+    and its population unit, U(c) on a depth grid up to the analysis depth with L(0) at depth 0.
+    Returns L(0)."""
+    m, s = out_of_fold(gc, depths[idx], level=settings.level, n_folds=settings.n_folds, seed=settings.seed)
+    acc.pred[idx], acc.std[idx] = m, s
+    all_steps = np.concatenate([st for c in gc for st, _ in c.seeds.values()])
+    grid = _depth_grid(all_steps.min() if all_steps.size else 1.0, float(np.quantile(depths[idx], 0.9)), all_steps)
+    known = [cands_full[i] for i in idx if np.isfinite(cands_full[i].final)]
+    U = population_risk(known, grid, seed=settings.seed) if grid.size else np.empty(0)
+    L0 = float(population_risk(known, np.array([0.0]), seed=settings.seed)[0])
+    fit = fit_decay(
+        grid, U, level=settings.level, n_boot=settings.n_boot, rng=np.random.default_rng(rng_seq.spawn(1)[0])
+    )
+    acc.units.append(Unit(f"group:{g}", "population", grid, U, fit, L0=L0))
+    for c in gc:
+        acc.candidate_unit[c.candidate] = f"group:{g}"
+    return L0
+
+
+def _add_seed_units(
+    g: str,
+    cands: list[CandidateCurves],
+    depths: np.ndarray,
+    settings: AnalysisSettings,
+    rng_seq: np.random.SeedSequence,
+    group_L0: float,
+    acc: _Accumulated,
+) -> None:
+    """Seed units of group g: every candidate with at least two seeds gets its own decomposition.
+    Members share alpha, fitted once on the group's pooled dispersion curve (the family unit). A
+    candidate without a prediction interval yet gets one from its fitted risk."""
+    members = [i for i, c in enumerate(cands) if c.group == g and len(c.seeds) >= 2]
+    if not members:
+        return
+    all_steps = np.concatenate([st for i in members for st, _ in cands[i].seeds.values()])
+    if all_steps.size == 0:
+        return
+    grid = _depth_grid(all_steps.min(), float(np.max(depths[members])), all_steps)
+    fam = fit_family(
+        [cands[i] for i in members],
+        depths[members],
+        grid,
+        level=settings.level,
+        n_boot=settings.n_boot,
+        tolerance=settings.tolerance,
+        rng_seq=rng_seq,
+    )
+    Us, shared, fits = fam.U, fam.shared, fam.fits
+    if shared is not None:
+        with np.errstate(all="ignore"):
+            pooled = np.nanmean(Us, axis=0)
+        acc.units.append(Unit(f"family:{g}", "seeds-pooled", grid, pooled, shared, L0=group_L0))
+    std = acc.std
+    for row, (i, fit) in enumerate(zip(members, fits)):
+        c = cands[i]
+        U = Us[row]
+        L0 = group_L0
+        if not np.isfinite(L0) and np.isfinite(U).any():
+            L0 = float(np.nanmax(U))  # conservative: at least the risk of the shallowest probe
+        fam_lo = shared.L_int_lo if shared is not None and shared.ok else np.nan
+        acc.units.append(Unit(f"candidate:{c.candidate}", "seeds", grid, U, fit, L0=L0, family_L_int_lo=fam_lo))
+        acc.candidate_unit[c.candidate] = f"candidate:{c.candidate}"
+        if not np.isfinite(std[i]):
+            # Variance of a new run's final given this candidate's probes: the fitted risk at
+            # the depth reached (floor + what the seeds have not yet resolved).
+            r = (
+                predictive_variance(fit, max(depths[i], 1.0), len(c.seeds))
+                if fit.ok
+                else (float(U[np.isfinite(U)][-1]) if np.isfinite(U).any() else np.nan)
             )
-            known = [cands_full[i] for i in idx if np.isfinite(cands_full[i].final)]
-            U = population_risk(known, grid, seed=settings.seed) if grid.size else np.empty(0)
-            L0 = float(population_risk(known, np.array([0.0]), seed=settings.seed)[0])
-            group_L0[g] = L0
-            fit = fit_decay(
-                grid, U, level=settings.level, n_boot=settings.n_boot, rng=np.random.default_rng(rng_seq.spawn(1)[0])
-            )
-            units.append(Unit(f"group:{g}", "population", grid, U, fit, L0=L0))
-            for c in gc:
-                candidate_unit[c.candidate] = f"group:{g}"
-        else:
-            # No population to learn from: each candidate's seeds predict its final.
-            for i, c in zip(idx, gc):
-                p = seed_predictions(c, depths[i])
-                p = p[np.isfinite(p)]
-                pred[i] = float(p.mean()) if p.size else np.nan
-            if len(gc) >= 3:
-                spread = pred[idx][np.isfinite(pred[idx])]
-                group_L0[g] = float(np.var(spread, ddof=1)) if spread.size >= 3 else np.nan
+            std[i] = float(np.sqrt(r)) if np.isfinite(r) else np.nan
 
-    # Seed units: every candidate with at least two seeds gets its own decomposition. Members
-    # of a group share alpha, fitted once on the group's pooled dispersion curve.
-    for g in groups:
-        members = [i for i, c in enumerate(cands) if c.group == g and len(c.seeds) >= 2]
-        if not members:
-            continue
-        all_steps = np.concatenate([st for i in members for st, _ in cands[i].seeds.values()])
-        if all_steps.size == 0:
-            continue
-        grid = _depth_grid(all_steps.min(), float(np.max(depths[members])), all_steps)
-        fam = fit_family(
-            [cands[i] for i in members],
-            depths[members],
-            grid,
-            level=settings.level,
-            n_boot=settings.n_boot,
-            tolerance=settings.tolerance,
-            rng_seq=rng_seq,
-        )
-        Us, shared, fits = fam.U, fam.shared, fam.fits
-        if shared is not None:
-            with np.errstate(all="ignore"):
-                pooled = np.nanmean(Us, axis=0)
-            units.append(Unit(f"family:{g}", "seeds-pooled", grid, pooled, shared, L0=group_L0.get(g, np.nan)))
-        for row, (i, fit) in enumerate(zip(members, fits)):
-            c = cands[i]
-            U = Us[row]
-            L0 = group_L0.get(g, np.nan)
-            if not np.isfinite(L0) and np.isfinite(U).any():
-                L0 = float(np.nanmax(U))  # conservative: at least the risk of the shallowest probe
-            fam_lo = shared.L_int_lo if shared is not None and shared.ok else np.nan
-            units.append(Unit(f"candidate:{c.candidate}", "seeds", grid, U, fit, L0=L0, family_L_int_lo=fam_lo))
-            candidate_unit[c.candidate] = f"candidate:{c.candidate}"
-            if not np.isfinite(std[i]):
-                # Variance of a new run's final given this candidate's probes: the fitted risk at
-                # the depth reached (floor + what the seeds have not yet resolved).
-                r = (
-                    predictive_variance(fit, max(depths[i], 1.0), len(c.seeds))
-                    if fit.ok
-                    else (float(U[np.isfinite(U)][-1]) if np.isfinite(U).any() else np.nan)
-                )
-                std[i] = float(np.sqrt(r)) if np.isfinite(r) else np.nan
 
-    _decide(units, gamma, settings, thresholds, {c.candidate: c.horizon for c in cands})
-    by_name = {u.name: u for u in units}
+def _prediction_table(
+    cands: list[CandidateCurves], depths: np.ndarray, acc: _Accumulated, level: float
+) -> dict[str, np.ndarray]:
+    """The per-candidate predictions table: prediction, interval at `level`, and the regime of
+    the unit that speaks for the candidate."""
+    z = norm.ppf(0.5 + level / 2)
+    pred, std, candidate_unit = acc.pred, acc.std, acc.candidate_unit
+    by_name = {u.name: u for u in acc.units}
     regimes = np.array(
         [
             by_name[candidate_unit[c.candidate]].regime.value
@@ -260,7 +324,7 @@ def analyze(
         ],
         dtype=object,
     )
-    preds = {
+    return {
         "candidate": np.array([c.candidate for c in cands], dtype=object),
         "group": np.array([c.group for c in cands], dtype=object),
         "depth": depths,
@@ -273,7 +337,6 @@ def analyze(
         "final": np.array([c.final for c in cands]),
         "last_observed": np.array([c.mean_curve()[1][-1] if c.mean_curve()[1].size else np.nan for c in cands]),
     }
-    return AnalysisResult(preds, units, gamma, settings, candidate_unit)
 
 
 def _decide(
