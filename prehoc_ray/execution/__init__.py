@@ -14,6 +14,7 @@ cluster, nothing lost. The only package that imports Ray.
     progress.py   rich progress bar on a terminal, log lines elsewhere
     outputs.py    static/candidates/spend tables of the run directory
     simulated.py  backend: simulated, the spec's candidates on synthetic curves
+    jobs_client.py the Ray Jobs API for `prehoc-ray submit` (request, token transport, status, logs)
 
 Kept import-light on purpose: Ray workers import the submodules they need, not this package's
 whole surface. Entry point: `prehoc_ray.execution.driver.Driver(spec, run_dir).run()`.

@@ -26,12 +26,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prehoc_ray import types as T
 from prehoc_ray.runner import checkpoint as ck
 from prehoc_ray.runner.cost import CostMeter, projected_full_cost_s
 from prehoc_ray.runner.errors import ProbeDivergedError, RunnerInputError
 from prehoc_ray.spec.candidate import CandidateSpec, ProbeSettings
+
+if TYPE_CHECKING:
+    import torch
+
+    from prehoc_ray.runner.trainer import DeepSpeedEngine, TorchEngine
+
+    Engine = TorchEngine | DeepSpeedEngine
 
 # How often (in steps) the loss is pulled from the device and checked for NaN/inf when the
 # evaluation interval is longer; in between, steps run without a host sync.
@@ -177,29 +185,67 @@ def build_lora_model(base, config, seed: int):
 
 
 def run_probe(request: ProbeRequest, on_point: Callable[[dict], None] | None = None) -> ProbeResult:
+    """Train the request's probe to its target step, resuming from its checkpoint (module docstring)."""
     import torch
 
-    from prehoc_ray.runner.batches import batch_indices, collate
-    from prehoc_ray.runner.ds_config import (
-        hidden_size_of,
-        loads_partitioned,
-        merged_ds_config,
-        probe_numerics,
-        zero3_loading,
-    )
-    from prehoc_ray.runner.evaluation import eval_batch_size, evaluate
-    from prehoc_ray.runner.trainer import (
-        dist_info,
-        ensure_dist_env,
-        init_distributed,
-        make_engine,
-        pick_device,
-        to_device,
-    )
+    from prehoc_ray.runner.trainer import dist_info
 
     t_call = time.perf_counter()
-    cand, settings, seed, target = request.candidate, request.settings, request.seed, request.target_step
-    cfg = cand.config
+    setup = _set_up(request)
+    if setup.start >= request.target_step:  # nothing to train: the checkpoint is already there (or past it)
+        return _result_without_training(request, setup, t_call)
+    engine, model, engine_setup_s = _build_engine(request, setup)
+    setup.setup_s += engine_setup_s
+    rank, world = dist_info()  # the group exists now (DeepSpeed creates it with its engine)
+    try:
+        if setup.found is not None:
+            engine.load(setup.found[0])
+        state = _TrainState.resumed(setup.meta)
+        meter = CostMeter()
+        _train(request, setup, engine, state, meter, rank, world, t_call, on_point)
+        _save(
+            engine, setup.pdir, request.target_step, rank, world, _checkpoint_meta(request, setup, state, meter, t_call)
+        )
+    finally:
+        engine.close()
+        del engine, model
+        gc.collect()
+        if setup.device.type == "cuda":
+            torch.cuda.empty_cache()
+    return _result(request, setup, state, meter, t_call)
+
+
+@dataclass
+class _Setup:
+    """What a call works with before it trains: the prepared data, the numerics, and the
+    checkpoint it resumes from (checked against the fingerprint those make)."""
+
+    prep: Prepared
+    device: torch.device
+    precision: str
+    zero_stage: int
+    world: int  # the data-parallel world the fingerprint names (the one DeepSpeed will create, if none yet)
+    pdir: Path
+    fingerprint: dict
+    found: tuple[Path, dict] | None  # (step directory, meta) of the latest checkpoint
+    meta: dict  # that checkpoint's meta, {} when starting from scratch
+    setup_s: float  # one-time set-up so far (see ProbeResult.setup_seconds)
+
+    @property
+    def start(self) -> int:
+        return int(self.meta.get("step", 0))
+
+    @property
+    def prior_wall(self) -> float:
+        """Wall seconds of the earlier calls that brought the probe to `start`."""
+        return float(self.meta.get("wall_s", 0.0))
+
+
+def _set_up(request: ProbeRequest) -> _Setup:
+    from prehoc_ray.runner.ds_config import probe_numerics
+    from prehoc_ray.runner.trainer import dist_info, ensure_dist_env, pick_device
+
+    cand, settings, seed = request.candidate, request.settings, request.seed
     t_prep = time.perf_counter()
     prep = prepare(cand)  # ~0 s on a cache hit
     setup_s = time.perf_counter() - t_prep
@@ -207,8 +253,8 @@ def run_probe(request: ProbeRequest, on_point: Callable[[dict], None] | None = N
         ensure_dist_env()
     device = pick_device()
     # the ds_config's precision and ZeRO stage where it has them, else the probe settings'
-    precision, zero_stage = probe_numerics(cfg, settings, device)
-    rank, world = dist_info()
+    precision, zero_stage = probe_numerics(cand.config, settings, device)
+    _, world = dist_info()
     if settings.backend == "deepspeed" and world == 1:
         # DeepSpeed creates the (single-process) group itself; read the world it will have.
         import os
@@ -216,205 +262,266 @@ def run_probe(request: ProbeRequest, on_point: Callable[[dict], None] | None = N
         world = int(os.environ.get("WORLD_SIZE", "1"))
     pdir = ck.probe_dir(request.checkpoint_dir, cand.id, seed)
     expected = ck.fingerprint(cand, seed, settings.backend, zero_stage, precision, world)
-
     found = ck.latest(pdir)
     meta: dict = {}
     if found is not None:
         ck.check_fingerprint(found[1], expected, found[0])
         meta = found[1]
-    start = int(meta.get("step", 0))
-    rows: list[dict] = list(meta.get("rows", []))
-    prior_wall = float(meta.get("wall_s", 0.0))
-    cum_tokens = int(meta.get("tokens", 0))
+    return _Setup(prep, device, precision, zero_stage, world, pdir, expected, found, meta, setup_s)
 
-    if start >= target:  # nothing to train: the checkpoint is already there (or past it)
-        sps, tps = float(meta.get("seconds_per_step", math.nan)), float(meta.get("tokens_per_step", math.nan))
-        return ProbeResult(
-            rows=[r for r in rows if r[T.STEP] <= target],
-            seconds=time.perf_counter() - t_call,
-            steps_run=0,
-            tokens=0,
-            seconds_per_step=sps,
-            tokens_per_step=tps,
-            projected_full_cost_s=projected_full_cost_s(sps, cfg.full_steps),
-            start_step=start,
-            end_step=start,
-            metric=prep.eval_set.metric,
-            backend=settings.backend,
-            precision=precision,
-            setup_seconds=setup_s,
-        )
 
+def _result_without_training(request: ProbeRequest, setup: _Setup, t_call: float) -> ProbeResult:
+    """The result of a call whose target the checkpoint already reached: its rows and its cost."""
+    meta, target = setup.meta, request.target_step
+    sps, tps = float(meta.get("seconds_per_step", math.nan)), float(meta.get("tokens_per_step", math.nan))
+    return ProbeResult(
+        rows=[r for r in meta.get("rows", []) if r[T.STEP] <= target],
+        seconds=time.perf_counter() - t_call,
+        steps_run=0,
+        tokens=0,
+        seconds_per_step=sps,
+        tokens_per_step=tps,
+        projected_full_cost_s=projected_full_cost_s(sps, request.candidate.config.full_steps),
+        start_step=setup.start,
+        end_step=setup.start,
+        metric=setup.prep.eval_set.metric,
+        backend=request.settings.backend,
+        precision=setup.precision,
+        setup_seconds=setup.setup_s,
+    )
+
+
+def _build_engine(request: ProbeRequest, setup: _Setup) -> tuple[Engine, object, float]:
+    """(engine, LoRA model, set-up seconds): a backend's first engine in this process is set-up."""
+    from prehoc_ray.runner.ds_config import hidden_size_of, loads_partitioned, merged_ds_config, zero3_loading
+    from prehoc_ray.runner.trainer import init_distributed, make_engine
+
+    cand, settings, cfg, prep = request.candidate, request.settings, request.candidate.config, setup.prep
+    precision, zero_stage = setup.precision, setup.zero_stage
     if settings.backend == "deepspeed" and loads_partitioned(
         zero_stage, precision, cand.model.dtype, prep.base.reload is not None
     ):
         # ZeRO-3: this probe's copy is read from disk straight into its partitions, never whole
-        init_distributed(device)
+        init_distributed(setup.device)
         ds = merged_ds_config(
-            cfg, world=world, precision=precision, zero_stage=zero_stage, hidden_size=hidden_size_of(prep.base.model)
+            cfg,
+            world=setup.world,
+            precision=precision,
+            zero_stage=zero_stage,
+            hidden_size=hidden_size_of(prep.base.model),
         )
         with zero3_loading(ds):
-            model = build_lora_model(prep.base, cfg, seed)
+            model = build_lora_model(prep.base, cfg, request.seed)
     else:
-        model = build_lora_model(prep.base, cfg, seed)
+        model = build_lora_model(prep.base, cfg, request.seed)
     t_engine = time.perf_counter()
     engine = make_engine(
-        settings.backend, model, cfg, device=device, precision=precision, call=prep.call, zero_stage=zero_stage
+        settings.backend, model, cfg, device=setup.device, precision=precision, call=prep.call, zero_stage=zero_stage
     )
     engine_key = (settings.backend, precision, zero_stage)
+    setup_s = 0.0
     if engine_key not in _ENGINES_BUILT:  # later builds (about 10 ms) are the probe's own cost
         _ENGINES_BUILT.add(engine_key)
-        setup_s += time.perf_counter() - t_engine
-    rank, world = dist_info()
-    try:
-        if found is not None:
-            engine.load(found[0])
-        order_seed = derive_seed(seed, "order")
-        pad_id = prep.base.codec.pad_id
-        eval_bs = eval_batch_size(cfg.batch_size)
-        accum = cfg.gradient_accumulation_steps
-        # running sums over the current evaluation window (since the last multiple of eval_every)
-        win = dict(meta.get("window", {"loss": 0.0, "grad_norm": 0.0, "n": 0}))
-        pending_loss, pending_norm, pending_steps = [], [], []
-        pending_tokens = 0
-        meter = CostMeter()
-        tokens_at_start = cum_tokens
-        new_rows: list[dict] = []
+        setup_s = time.perf_counter() - t_engine
+    return engine, model, setup_s
 
-        def sync() -> None:
-            """Pull the pending losses/norms to the host, check them, add them to the window."""
-            nonlocal pending_tokens, cum_tokens
-            if not pending_loss:
-                return
-            losses = torch.stack(pending_loss).float()
-            norms = torch.stack([n.float().reshape(()) for n in pending_norm]).to(losses.device)
-            tokens = torch.tensor([float(pending_tokens)], device=losses.device)
-            if world > 1:
-                torch.distributed.all_reduce(losses)
-                losses /= world
-                torch.distributed.all_reduce(tokens)
-            losses_l, norms_l = losses.cpu().tolist(), norms.cpu().tolist()
-            for s, l_, g in zip(pending_steps, losses_l, norms_l):
-                if not math.isfinite(l_):
-                    raise ProbeDivergedError(
-                        f"probe {request.probe_id or cand.id} (seed {seed}) diverged: training loss {l_} at step {s}",
-                        step=s,
-                        rows=rows,
-                    )
-                win["loss"] += l_
-                win["grad_norm"] += g
-                win["n"] += 1
-            cum_tokens += int(tokens.item())
-            pending_loss.clear(), pending_norm.clear(), pending_steps.clear()
-            pending_tokens = 0
 
-        t_window = time.perf_counter()
-        for step in range(start, target):
-            s = step + 1
-            seed_step(derive_seed(seed, "dropout", step, rank), device)
-            # the step's micro-batches are consecutive windows of the data stream (one window,
-            # position `step`, without gradient accumulation: the same batches as always)
-            micro = []
-            for k in range(accum):
-                idx = batch_indices(len(prep.train), cfg.batch_size, order_seed, step * accum + k, rank, world)
-                batch = collate([prep.train[i] for i in idx], pad_id)
-                pending_tokens += batch["tokens"]
-                micro.append(to_device(batch, device))
-            loss, norm = engine.train_step(micro)
-            pending_loss.append(loss)
-            pending_norm.append(norm)
-            pending_steps.append(s)
-            if step == start:  # time the first step on its own: it carries the warm-up
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                meter.first_step_seconds = time.perf_counter() - t_window
-            is_eval = s % settings.eval_every == 0 or s == target
-            if is_eval or len(pending_loss) >= SYNC_EVERY:
-                sync()
-            if not is_eval:
-                continue
-            meter.train_seconds += time.perf_counter() - t_window
-            t_eval = time.perf_counter()
-            eval_loss, value = evaluate(
-                prep.call,
-                engine.eval_module(),
-                prep.eval_set,
-                pad_id=pad_id,
-                device=device,
-                batch_size=eval_bs,
-                autocast=engine.eval_autocast(),
+@dataclass
+class _TrainState:
+    """The training loop's running state: the rows, the token count, the sums over the current
+    evaluation window (since the last multiple of eval_every) and the step results still on the
+    device (pulled to the host every SYNC_EVERY steps and at each evaluation)."""
+
+    rows: list[dict]  # every row of the probe, earlier calls' included
+    tokens: int  # training tokens of the probe so far, all ranks
+    window: dict  # {"loss", "grad_norm", "n"}
+    tokens_at_start: int
+    new_rows: list[dict] = field(default_factory=list)
+    pending_loss: list = field(default_factory=list)  # device tensors
+    pending_norm: list = field(default_factory=list)
+    pending_steps: list[int] = field(default_factory=list)
+    pending_tokens: int = 0
+
+    @classmethod
+    def resumed(cls, meta: dict) -> _TrainState:
+        tokens = int(meta.get("tokens", 0))
+        window = dict(meta.get("window", {"loss": 0.0, "grad_norm": 0.0, "n": 0}))
+        return cls(rows=list(meta.get("rows", [])), tokens=tokens, window=window, tokens_at_start=tokens)
+
+
+def _sync(state: _TrainState, request: ProbeRequest, world: int) -> None:
+    """Pull the pending losses/norms to the host, check them, add them to the window."""
+    import torch
+
+    if not state.pending_loss:
+        return
+    losses = torch.stack(state.pending_loss).float()
+    norms = torch.stack([n.float().reshape(()) for n in state.pending_norm]).to(losses.device)
+    tokens = torch.tensor([float(state.pending_tokens)], device=losses.device)
+    if world > 1:
+        torch.distributed.all_reduce(losses)
+        losses /= world
+        torch.distributed.all_reduce(tokens)
+    losses_l, norms_l = losses.cpu().tolist(), norms.cpu().tolist()
+    win = state.window
+    for s, l_, g in zip(state.pending_steps, losses_l, norms_l):
+        if not math.isfinite(l_):
+            raise ProbeDivergedError(
+                f"probe {request.probe_id or request.candidate.id} (seed {request.seed}) diverged: "
+                f"training loss {l_} at step {s}",
+                step=s,
+                rows=state.rows,
             )
-            meter.eval_seconds += time.perf_counter() - t_eval
-            row = {
-                T.CANDIDATE: cand.id,
-                T.SEED: seed,
-                T.STEP: s,
-                T.VALUE: value,
-                T.EVAL_LOSS: eval_loss,
-                T.TRAIN_LOSS: win["loss"] / max(1, win["n"]),
-                T.GRAD_NORM: win["grad_norm"] / max(1, win["n"]),
-                T.WALL_S: prior_wall + (time.perf_counter() - t_call),
-                T.TOKENS: cum_tokens,
-                T.PROBE_ID: request.probe_id,
-            }
-            if not math.isfinite(eval_loss):
-                raise ProbeDivergedError(
-                    f"probe {request.probe_id or cand.id} (seed {seed}) diverged: eval loss {eval_loss} at step {s}",
-                    step=s,
-                    rows=rows,
-                )
-            rows.append(row)
-            new_rows.append(row)
-            if rank == 0 and on_point is not None:
-                on_point(dict(row))
-            if s % settings.eval_every == 0:
-                win = {"loss": 0.0, "grad_norm": 0.0, "n": 0}
-            t_window = time.perf_counter()
-        meter.steps = target - start
-        meter.tokens = cum_tokens - tokens_at_start
+        win["loss"] += l_
+        win["grad_norm"] += g
+        win["n"] += 1
+    state.tokens += int(tokens.item())
+    state.pending_loss.clear(), state.pending_norm.clear(), state.pending_steps.clear()
+    state.pending_tokens = 0
 
-        _save(
-            engine,
-            pdir,
-            target,
-            rank,
-            world,
-            {
-                "fingerprint": expected,
-                "step": target,
-                "rows": rows,
-                "window": win,
-                "wall_s": prior_wall + (time.perf_counter() - t_call),
-                "tokens": cum_tokens,
-                "seconds_per_step": meter.seconds_per_step,
-                "tokens_per_step": meter.tokens_per_step,
-                "probe_id": request.probe_id,
-            },
+
+def _train(
+    request: ProbeRequest,
+    setup: _Setup,
+    engine: Engine,
+    state: _TrainState,
+    meter: CostMeter,
+    rank: int,
+    world: int,
+    t_call: float,
+    on_point: Callable[[dict], None] | None,
+) -> None:
+    """Steps from the checkpoint's step to the target, evaluating every eval_every steps and at
+    the target; the meter gets the training and evaluation time, the steps and the tokens."""
+    import torch
+
+    from prehoc_ray.runner.batches import batch_indices, collate
+    from prehoc_ray.runner.evaluation import eval_batch_size
+    from prehoc_ray.runner.trainer import to_device
+
+    cfg, settings, prep, device = request.candidate.config, request.settings, setup.prep, setup.device
+    start, target = setup.start, request.target_step
+    order_seed = derive_seed(request.seed, "order")
+    pad_id = prep.base.codec.pad_id
+    eval_bs = eval_batch_size(cfg.batch_size)
+    accum = cfg.gradient_accumulation_steps
+    t_window = time.perf_counter()
+    for step in range(start, target):
+        s = step + 1
+        seed_step(derive_seed(request.seed, "dropout", step, rank), device)
+        # the step's micro-batches are consecutive windows of the data stream (one window,
+        # position `step`, without gradient accumulation: the same batches as always)
+        micro = []
+        for k in range(accum):
+            idx = batch_indices(len(prep.train), cfg.batch_size, order_seed, step * accum + k, rank, world)
+            batch = collate([prep.train[i] for i in idx], pad_id)
+            state.pending_tokens += batch["tokens"]
+            micro.append(to_device(batch, device))
+        loss, norm = engine.train_step(micro)
+        state.pending_loss.append(loss)
+        state.pending_norm.append(norm)
+        state.pending_steps.append(s)
+        if step == start:  # time the first step on its own: it carries the warm-up
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            meter.first_step_seconds = time.perf_counter() - t_window
+        is_eval = s % settings.eval_every == 0 or s == target
+        if is_eval or len(state.pending_loss) >= SYNC_EVERY:
+            _sync(state, request, world)
+        if not is_eval:
+            continue
+        meter.train_seconds += time.perf_counter() - t_window
+        row = _evaluate_row(request, setup, engine, state, meter, s, eval_bs, t_call)
+        state.rows.append(row)
+        state.new_rows.append(row)
+        if rank == 0 and on_point is not None:
+            on_point(dict(row))
+        if s % settings.eval_every == 0:
+            state.window = {"loss": 0.0, "grad_norm": 0.0, "n": 0}
+        t_window = time.perf_counter()
+    meter.steps = target - start
+    meter.tokens = state.tokens - state.tokens_at_start
+
+
+def _evaluate_row(
+    request: ProbeRequest,
+    setup: _Setup,
+    engine: Engine,
+    state: _TrainState,
+    meter: CostMeter,
+    step: int,
+    eval_bs: int,
+    t_call: float,
+) -> dict:
+    """The evaluation row at `step` (ProbeDivergedError on a non-finite eval loss)."""
+    from prehoc_ray.runner.evaluation import evaluate
+
+    cand, seed, prep, win = request.candidate, request.seed, setup.prep, state.window
+    t_eval = time.perf_counter()
+    eval_loss, value = evaluate(
+        prep.call,
+        engine.eval_module(),
+        prep.eval_set,
+        pad_id=prep.base.codec.pad_id,
+        device=setup.device,
+        batch_size=eval_bs,
+        autocast=engine.eval_autocast(),
+    )
+    meter.eval_seconds += time.perf_counter() - t_eval
+    row = {
+        T.CANDIDATE: cand.id,
+        T.SEED: seed,
+        T.STEP: step,
+        T.VALUE: value,
+        T.EVAL_LOSS: eval_loss,
+        T.TRAIN_LOSS: win["loss"] / max(1, win["n"]),
+        T.GRAD_NORM: win["grad_norm"] / max(1, win["n"]),
+        T.WALL_S: setup.prior_wall + (time.perf_counter() - t_call),
+        T.TOKENS: state.tokens,
+        T.PROBE_ID: request.probe_id,
+    }
+    if not math.isfinite(eval_loss):
+        raise ProbeDivergedError(
+            f"probe {request.probe_id or cand.id} (seed {seed}) diverged: eval loss {eval_loss} at step {step}",
+            step=step,
+            rows=state.rows,
         )
-    finally:
-        engine.close()
-        del engine, model
-        gc.collect()
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+    return row
 
+
+def _checkpoint_meta(request: ProbeRequest, setup: _Setup, state: _TrainState, meter: CostMeter, t_call: float) -> dict:
+    """The meta committed with the checkpoint: what a later call resumes from."""
+    return {
+        "fingerprint": setup.fingerprint,
+        "step": request.target_step,
+        "rows": state.rows,
+        "window": state.window,
+        "wall_s": setup.prior_wall + (time.perf_counter() - t_call),
+        "tokens": state.tokens,
+        "seconds_per_step": meter.seconds_per_step,
+        "tokens_per_step": meter.tokens_per_step,
+        "probe_id": request.probe_id,
+    }
+
+
+def _result(request: ProbeRequest, setup: _Setup, state: _TrainState, meter: CostMeter, t_call: float) -> ProbeResult:
     return ProbeResult(
-        rows=rows,
+        rows=state.rows,
         seconds=time.perf_counter() - t_call,
         steps_run=meter.steps,
         tokens=meter.tokens,
         seconds_per_step=meter.seconds_per_step,
         tokens_per_step=meter.tokens_per_step,
-        projected_full_cost_s=projected_full_cost_s(meter.seconds_per_step, cfg.full_steps),
-        start_step=start,
-        end_step=target,
-        metric=prep.eval_set.metric,
-        backend=settings.backend,
-        precision=precision,
-        new_rows=new_rows,
+        projected_full_cost_s=projected_full_cost_s(meter.seconds_per_step, request.candidate.config.full_steps),
+        start_step=setup.start,
+        end_step=request.target_step,
+        metric=setup.prep.eval_set.metric,
+        backend=request.settings.backend,
+        precision=setup.precision,
+        new_rows=state.new_rows,
         train_seconds=meter.train_seconds,
         eval_seconds=meter.eval_seconds,
-        setup_seconds=setup_s,
+        setup_seconds=setup.setup_s,
     )
 
 

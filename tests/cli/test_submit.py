@@ -16,8 +16,9 @@ from typer.testing import CliRunner
 
 from prehoc_ray.cli import app
 from prehoc_ray.cli import report as _report  # noqa: F401  (registers commands)
-from prehoc_ray.cli import submit as submit_mod
+from prehoc_ray.cli import submit as _submit  # noqa: F401  (registers commands)
 from prehoc_ray.cli import validate as _validate  # noqa: F401
+from prehoc_ray.execution import jobs_client
 from prehoc_ray.plan.simrun import simulated_spec_dict
 from prehoc_ray.spec.job import load_job
 
@@ -60,13 +61,13 @@ def invoke(*args: str):
 def test_token_transport_rules(address, mode, allowed):
     env = {"RAY_AUTH_MODE": mode} if mode else {}
     if allowed:
-        submit_mod.check_token_transport(address, env=env)
+        jobs_client.check_token_transport(address, env=env)
     else:
-        with pytest.raises(submit_mod.CliError) as err:
-            submit_mod.check_token_transport(address, env=env)
+        with pytest.raises(jobs_client.JobsClientError) as err:
+            jobs_client.check_token_transport(address, env=env)
         assert err.value.code == 2 and "--allow-insecure-token" in str(err.value)
         assert "\n" not in str(err.value)
-        submit_mod.check_token_transport(address, allow_insecure=True, env=env)
+        jobs_client.check_token_transport(address, allow_insecure=True, env=env)
 
 
 class _Recorder:
@@ -255,9 +256,9 @@ def test_submission_id_follows_the_spec_not_its_formatting(tmp_path):
     a = write_spec(tmp_path / "a", d)
     b = tmp_path / "b.yaml"
     b.write_text(json.dumps(dict(reversed(list(d.items())))))  # other key order, JSON flavour of YAML
-    assert submit_mod.submission_id_for(load_job(a)) == submit_mod.submission_id_for(load_job(b))
+    assert jobs_client.submission_id_for(load_job(a)) == jobs_client.submission_id_for(load_job(b))
     d2 = simulated_spec_dict(name="same", probe_seconds=61)
-    assert submit_mod.submission_id_for(load_job(write_spec(tmp_path / "c", d2))) != submit_mod.submission_id_for(
+    assert jobs_client.submission_id_for(load_job(write_spec(tmp_path / "c", d2))) != jobs_client.submission_id_for(
         load_job(a)
     )
 
@@ -312,7 +313,7 @@ def test_out_and_runtime_env_options(tmp_path):
     assert req["submission_id"] == "again-1" and req["entrypoint_num_cpus"] == 1
     env = req["runtime_env"]
     assert env["pip"] == ["x==1"] and env["env_vars"] == {"B": "<redacted>", "PYTHONUNBUFFERED": "<redacted>"}
-    real = submit_mod.build_request(
+    real = jobs_client.build_request(
         spec_path, load_job(spec_path), working_dir=str(tmp_path), out=None, runtime_env_file=tmp_path / "rt.yaml"
     )
     assert real["runtime_env"]["env_vars"] == {"B": "2", "PYTHONUNBUFFERED": "1"}
@@ -322,7 +323,7 @@ def test_out_and_runtime_env_options(tmp_path):
     )
     req = json.loads(out[out.index("{") :])
     assert req["entrypoint"].endswith("--out /mnt/r --resume")
-    assert req["submission_id"].startswith(submit_mod.submission_id_for(load_job(spec_path)) + "-resume-")
+    assert req["submission_id"].startswith(jobs_client.submission_id_for(load_job(spec_path)) + "-resume-")
 
 
 def test_dry_run_redacts_env_var_values_and_the_request_keeps_them(tmp_path):
@@ -350,11 +351,11 @@ def test_dry_run_redacts_env_var_values_and_the_request_keeps_them(tmp_path):
         and json.loads(out[out.index("{") :])["runtime_env"]["env_vars"]["HF_TOKEN"] == "<redacted>"
     )
     # what goes to Ray has the real values
-    req = submit_mod.build_request(
+    req = jobs_client.build_request(
         spec_path, load_job(spec_path), working_dir=str(tmp_path), out=None, runtime_env_file=tmp_path / "rt.yaml"
     )
     assert req["runtime_env"]["env_vars"]["WANDB_API_KEY"] == "wandb-FILE-s3cret"
-    req = submit_mod.build_request(spec_path, load_job(spec_path), working_dir=str(tmp_path), out=None)
+    req = jobs_client.build_request(spec_path, load_job(spec_path), working_dir=str(tmp_path), out=None)
     assert req["runtime_env"]["env_vars"]["HF_TOKEN"] == "hf_SPEC_s3cret"
 
 
@@ -543,7 +544,7 @@ def test_submit_wait_on_a_real_head(tmp_path, monkeypatch):
         assert code == 0, out
         assert "SUCCEEDED" in out
         spec = load_job(ok_spec)
-        sid = submit_mod.submission_id_for(spec)
+        sid = jobs_client.submission_id_for(spec)
 
         plan = json.loads((out_dir / "plan.json").read_text())
         assert plan["spec_hash"] == spec.spec_hash()
