@@ -392,22 +392,6 @@ def fit_decay_shared_alpha_many(
     return out  # type: ignore[return-value]
 
 
-def fit_decay_many(
-    problems: list[tuple[np.ndarray, np.ndarray]],
-    *,
-    level: float = 0.9,
-    n_boot: int = 200,
-    seed: int = 0,
-    alpha_max: float = ALPHA_MAX_THEORY,
-) -> list[DecayFit]:
-    """Fit many units; each unit gets its own child generator so results do not depend on order."""
-    seeds = np.random.SeedSequence(seed).spawn(len(problems))
-    return [
-        fit_decay(c, U, level=level, n_boot=n_boot, rng=np.random.default_rng(s), alpha_max=alpha_max)
-        for (c, U), s in zip(problems, seeds)
-    ]
-
-
 def predictive_variance(fit: DecayFit, depth: float, n_seeds: int) -> float:
     """Variance of a new full run's final around the mean of n_seeds probes at `depth`.
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from prehoc_ray.core.analysis import AnalysisResult
+from prehoc_ray.core.analysis import AnalysisResult, Unit
 from prehoc_ray.core.decay import DIAGNOSTIC_HELP
 from prehoc_ray.report.analysis_plots import decay_plot, phase_diagram
 from prehoc_ray.report.analysis_scoring import score_predictions
@@ -92,19 +92,22 @@ def _unit_order(result: AnalysisResult) -> list[int]:
     )
 
 
-def write_report(result: AnalysisResult, out_dir: Path, summary: InputSummary) -> list[Path]:
-    """Draw the figures and write report.md into `out_dir`; returns the paths written."""
-    out_dir = Path(out_dir)
-    s = result.settings
+def _draw_figures(result: AnalysisResult, out_dir: Path) -> tuple[float, list[Unit]]:
+    """Write both PNGs; returns the reference horizon (also shown in Settings) and the units drawn in decay.png."""
     horizons = result.predictions["horizon"]
     horizon_ref = float(np.nanmedian(horizons)) if np.isfinite(horizons).any() else 1.0
-    phase_diagram(result.units, result.gamma, s, horizon_ref, out_dir / PHASE_FILE)
+    phase_diagram(result.units, result.gamma, result.settings, horizon_ref, out_dir / PHASE_FILE)
     shown = decay_plot(result.units, out_dir / DECAY_FILE)
+    return horizon_ref, shown
 
-    p = result.predictions
-    lines: list[str] = ["# prehoc-ray analysis", ""]
+
+def _header_section(result: AnalysisResult, summary: InputSummary, horizon_ref: float) -> list[str]:
+    """Title, what was read, and the Settings table."""
+    s = result.settings
     depth_txt = "everything observed" if summary.depth is None else f"steps <= {summary.depth:g}"
-    lines += [
+    lines = [
+        "# prehoc-ray analysis",
+        "",
         f"Input {_md_text(summary.source)}: {summary.rows} rows ({summary.rows_used} at the analysed depth), "
         f"{summary.candidates} candidates in {summary.groups} group(s), up to {summary.seeds_max} seed(s) per candidate, "
         f"{summary.finals_known} candidates with a known final, static features: "
@@ -143,38 +146,36 @@ def write_report(result: AnalysisResult, out_dir: Path, summary: InputSummary) -
             ],
         ],
     )
+    return lines + [""]
 
-    # Regimes ---------------------------------------------------------------------------
-    cand_counts = Counter(str(r) for r in p["regime"])
+
+_REGIME_ADVICE: tuple[tuple[Regime, str], ...] = (
+    (
+        Regime.STATIC_SUFFICIENT,
+        "static signals (or a very short probe) already predict within tolerance: do not buy probes",
+    ),
+    (Regime.DYNAMIC_CRITICAL, "probing to c* pays for itself: probe, then decide"),
+    (
+        Regime.NOISE_DOMINANT,
+        "the intrinsic floor exceeds tau^2: no probe makes the prediction precise; expect wide intervals",
+    ),
+    (
+        Regime.UNDETERMINED,
+        "too little data for a decay fit (one seed and no group of completed runs, or < 3 depths)",
+    ),
+)
+
+
+def _regimes_section(result: AnalysisResult) -> list[str]:
+    """How many candidates and units fell in each regime, and what to do about each."""
+    cand_counts = Counter(str(r) for r in result.predictions["regime"])
     unit_counts = Counter(u.regime.value for u in result.units)
-    lines += ["", "## Regimes", ""]
+    lines = ["## Regimes", ""]
     lines += _md_table(
         ["regime", "candidates", "units", "what to do"],
         [
-            [
-                Regime.STATIC_SUFFICIENT.value,
-                str(cand_counts.get(Regime.STATIC_SUFFICIENT.value, 0)),
-                str(unit_counts.get(Regime.STATIC_SUFFICIENT.value, 0)),
-                "static signals (or a very short probe) already predict within tolerance: do not buy probes",
-            ],
-            [
-                Regime.DYNAMIC_CRITICAL.value,
-                str(cand_counts.get(Regime.DYNAMIC_CRITICAL.value, 0)),
-                str(unit_counts.get(Regime.DYNAMIC_CRITICAL.value, 0)),
-                "probing to c* pays for itself: probe, then decide",
-            ],
-            [
-                Regime.NOISE_DOMINANT.value,
-                str(cand_counts.get(Regime.NOISE_DOMINANT.value, 0)),
-                str(unit_counts.get(Regime.NOISE_DOMINANT.value, 0)),
-                "the intrinsic floor exceeds tau^2: no probe makes the prediction precise; expect wide intervals",
-            ],
-            [
-                Regime.UNDETERMINED.value,
-                str(cand_counts.get(Regime.UNDETERMINED.value, 0)),
-                str(unit_counts.get(Regime.UNDETERMINED.value, 0)),
-                "too little data for a decay fit (one seed and no group of completed runs, or < 3 depths)",
-            ],
+            [regime.value, str(cand_counts.get(regime.value, 0)), str(unit_counts.get(regime.value, 0)), advice]
+            for regime, advice in _REGIME_ADVICE
         ],
     )
     lines += [
@@ -182,10 +183,14 @@ def write_report(result: AnalysisResult, out_dir: Path, summary: InputSummary) -
         "A candidate's regime is that of the unit it belongs to (its own seeds if it has two or more, else its group).",
         "",
     ]
+    return lines
 
-    # Prediction quality ---------------------------------------------------------------
-    model, naive = score_predictions(p)
-    lines += ["## Prediction quality (out-of-fold)", ""]
+
+def _prediction_quality_section(result: AnalysisResult) -> list[str]:
+    """Out-of-fold scores of the predictions against the naive last-observed baseline."""
+    level = result.settings.level
+    model, naive = score_predictions(result.predictions)
+    lines = ["## Prediction quality (out-of-fold)", ""]
     if model.n > 0:
         lines += [
             f"Scored on the {model.n} candidates with a known final. No candidate's own final was used for its "
@@ -194,7 +199,7 @@ def write_report(result: AnalysisResult, out_dir: Path, summary: InputSummary) -
             "",
         ]
         lines += _md_table(
-            ["predictor", "RMSE", "Spearman", f"coverage of {s.level:.0%} intervals", "mean interval width"],
+            ["predictor", "RMSE", "Spearman", f"coverage of {level:.0%} intervals", "mean interval width"],
             [
                 ["prehoc-ray", _g(model.rmse), _g(model.spearman), _g(model.coverage), _g(model.mean_width)],
                 ["naive (last observed)", _g(naive.rmse), _g(naive.spearman), "-", "-"],
@@ -202,38 +207,40 @@ def write_report(result: AnalysisResult, out_dir: Path, summary: InputSummary) -
         )
     else:
         lines += ["No candidate has a known final: nothing to score against (add a `final` column to score)."]
-    lines += [""]
+    return lines + [""]
 
-    # Units --------------------------------------------------------------------------------
-    lines += ["## Units", ""]
-    lines += [
+
+def _unit_row(u: Unit) -> list[str]:
+    f = u.fit
+    return [
+        _md_text(u.name),
+        u.kind,
+        _interval(f.L_int, f.L_int_lo, f.L_int_hi),
+        _interval(f.K, f.K_lo, f.K_hi),
+        _interval(f.alpha, f.alpha_lo, f.alpha_hi),
+        _g(u.L0),
+        _g(u.c_star),
+        u.regime.value,
+        str(f.n_points),
+        ", ".join(f.diagnostics) or "-",
+    ]
+
+
+def _units_section(result: AnalysisResult) -> list[str]:
+    """The fitted units, at most MAX_TABLE_ROWS of them (the rest are in decomposition.parquet)."""
+    lines = [
+        "## Units",
+        "",
         f"{len(result.units)} fitted units. `group:` units measure U(c) by population risk (cross-validated error of "
         "the predictor fed the first c steps, over the group's completed runs); `family:` units pool the seed "
         "dispersion of a group's candidates (their alpha is shared by the members); `candidate:` units use the "
         "dispersion across one candidate's seeds. Intervals in brackets are central "
-        f"{s.level:.0%} bootstrap intervals.",
+        f"{result.settings.level:.0%} bootstrap intervals.",
         "",
     ]
     if result.units:
         order = _unit_order(result)
-        rows = []
-        for i in order[:MAX_TABLE_ROWS]:
-            u = result.units[i]
-            f = u.fit
-            rows.append(
-                [
-                    _md_text(u.name),
-                    u.kind,
-                    _interval(f.L_int, f.L_int_lo, f.L_int_hi),
-                    _interval(f.K, f.K_lo, f.K_hi),
-                    _interval(f.alpha, f.alpha_lo, f.alpha_hi),
-                    _g(u.L0),
-                    _g(u.c_star),
-                    u.regime.value,
-                    str(f.n_points),
-                    ", ".join(f.diagnostics) or "-",
-                ]
-            )
+        rows = [_unit_row(result.units[i]) for i in order[:MAX_TABLE_ROWS]]
         lines += _md_table(["unit", "kind", "L_int", "K", "alpha", "L0", "c*", "regime", "n", "diagnostics"], rows)
         if len(order) > MAX_TABLE_ROWS:
             lines += ["", f"({len(order) - MAX_TABLE_ROWS} more units in decomposition.parquet.)"]
@@ -242,17 +249,20 @@ def write_report(result: AnalysisResult, out_dir: Path, summary: InputSummary) -
             "No unit could be fitted: U(c) needs two or more seeds per candidate, or a group with at least "
             "8 completed runs (a `final` column)."
         ]
-    lines += [""]
+    return lines + [""]
 
-    # Figures --------------------------------------------------------------------------
-    lines += [
+
+def _figures_section(result: AnalysisResult, n_shown: int) -> list[str]:
+    """Both figures, each with how to read it."""
+    tau = result.settings.tolerance
+    return [
         "## Phase diagram",
         "",
         f"![phase diagram]({PHASE_FILE})",
         "",
         "How to read it: each marker is a unit placed at its intrinsic floor L_int (x) and revelation rate alpha (y), "
         "both on log scales, with its bootstrap intervals as whiskers; its colour is the regime it was given. "
-        f"The solid red line is L_int = tau^2 = {_g(s.tolerance**2)}: to its right the floor alone exceeds the tolerance "
+        f"The solid red line is L_int = tau^2 = {_g(tau**2)}: to its right the floor alone exceeds the tolerance "
         "(Noise-Dominant; a unit is only called so when its whole interval lies right of the line, so a marker there "
         "may still be blue). Left of it, whether probing pays depends on a unit's own K and L(0) as well as on "
         "(L_int, alpha): the background shows, for each point of the plane, the share of this portfolio's units that "
@@ -265,7 +275,7 @@ def write_report(result: AnalysisResult, out_dir: Path, summary: InputSummary) -
         "",
         f"![decay fits]({DECAY_FILE})",
         "",
-        f"How to read it: one panel per unit ({len(shown)} shown, group-level units first, then candidates spread over the "
+        f"How to read it: one panel per unit ({n_shown} shown, group-level units first, then candidates spread over the "
         "regimes, those with the most depths first). Dots are the measured uncertainty proxy U(c) at probe depth c, "
         "the line the fitted envelope L_int + K c^-alpha, the dashed line the floor L_int, the dotted line the "
         "budget-optimal depth c*. A straight descending line means no floor within reach; a line that flattens early "
@@ -273,15 +283,21 @@ def write_report(result: AnalysisResult, out_dir: Path, summary: InputSummary) -
         "",
     ]
 
-    # Diagnostics ------------------------------------------------------------------------
+
+def _diagnostics_section(result: AnalysisResult) -> list[str]:
+    """Every diagnostic code spelled out, with how many units raised it (zero included)."""
     diag_counts = Counter(d for u in result.units for d in u.fit.diagnostics)
-    lines += ["## Diagnostics", ""]
+    lines = ["## Diagnostics", ""]
     lines += _md_table(
         ["diagnostic", "units", "meaning"],
         [[code, str(diag_counts.get(code, 0)), help_] for code, help_ in DIAGNOSTIC_HELP.items()],
     )
-    lines += [
-        "",
+    return lines + [""]
+
+
+def _files_section() -> list[str]:
+    """What the tables written next to report.md hold."""
+    return [
         "## Files",
         "",
         "- `predictions.parquet`: one row per candidate: candidate, group, depth, predicted_final, predicted_std, lower, "
@@ -290,6 +306,25 @@ def write_report(result: AnalysisResult, out_dir: Path, summary: InputSummary) -
         "reason, n_points, diagnostics, and the measured depths and U.",
         "",
     ]
+
+
+def _write_markdown(lines: list[str], out_dir: Path) -> Path:
     path = out_dir / REPORT_FILE
     path.write_text("\n".join(lines), encoding="utf-8")
-    return [out_dir / PHASE_FILE, out_dir / DECAY_FILE, path]
+    return path
+
+
+def write_report(result: AnalysisResult, out_dir: Path, summary: InputSummary) -> list[Path]:
+    """Draw the figures and write report.md into `out_dir`; returns the paths written."""
+    out_dir = Path(out_dir)
+    horizon_ref, shown = _draw_figures(result, out_dir)
+    lines = [
+        *_header_section(result, summary, horizon_ref),
+        *_regimes_section(result),
+        *_prediction_quality_section(result),
+        *_units_section(result),
+        *_figures_section(result, len(shown)),
+        *_diagnostics_section(result),
+        *_files_section(),
+    ]
+    return [out_dir / PHASE_FILE, out_dir / DECAY_FILE, _write_markdown(lines, out_dir)]
