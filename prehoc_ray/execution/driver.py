@@ -358,6 +358,7 @@ class Driver:
         settled = engine.settled()
         if self.pool is not None:
             self.pool.publish(summary, settled)
+            self.metrics.slots(len(self.pool.router.serving()), self.pool.stats.loads)
             self.metrics.candidate_risks(summary, self.pool.tags)
         self.metrics.candidates([r["regime"] for r in summary], len(settled))
         self.metrics.budget(engine.spent, engine.budget_left)

@@ -48,6 +48,8 @@ METRIC_NAMES = (
     "prehoc_candidates_settled",
     "prehoc_candidate_risk_intrinsic",
     "prehoc_candidate_risk_optimization",
+    "prehoc_slots_serving",
+    "prehoc_slot_loads",
 )
 
 
@@ -106,11 +108,20 @@ class RunMetrics:
             self.settled = Gauge(
                 "prehoc_candidates_settled", description="Candidates that stopped, with a reason.", tag_keys=(JOB_TAG,)
             )
+            self.slots_serving = Gauge(
+                "prehoc_slots_serving",
+                description="Slot actors holding a live candidate (at most the probe concurrency).",
+                tag_keys=(JOB_TAG,),
+            )
+            self.slot_loads = Counter(
+                "prehoc_slot_loads", description="Candidates loaded into a slot actor (switches).", tag_keys=(JOB_TAG,)
+            )
             self.intrinsic, self.optimization = candidate_gauges()
         except Exception:
             self.ok = False
         self._running: _Count = _Count()
         self._risk: dict[str, tuple[float, float]] = {}  # candidate -> (L_int, V_opt) last set
+        self._loads = 0  # slot loads already counted
 
     def _tags(self, task: str, model: str) -> dict[str, str]:
         return {JOB_TAG: self.job, "task": task, "model": model}
@@ -147,6 +158,13 @@ class RunMetrics:
         for r in Regime:
             self._safe(self.regimes.set, float(counts.get(r.value, 0)), tags={JOB_TAG: self.job, "regime": r.value})
         self._safe(self.settled.set, float(settled), tags={JOB_TAG: self.job})
+
+    def slots(self, serving: int, loads: int) -> None:
+        """The slot pool: how many slots hold a candidate now, and its loads so far (a running total)."""
+        self._safe(self.slots_serving.set, float(serving), tags={JOB_TAG: self.job})
+        if loads > self._loads:
+            self._safe(self.slot_loads.inc, float(loads - self._loads), tags={JOB_TAG: self.job})
+            self._loads = loads
 
     def candidate_risks(self, rows: list[dict], tags: dict[str, dict[str, str]]) -> None:
         """Each candidate's risk split after a refit (engine summary rows; `tags`: candidate ->

@@ -151,6 +151,8 @@ def test_metrics_reach_rays_prometheus_endpoint(ray_session, sim_spec, tmp_path)
         "ray_prehoc_candidates",
         "ray_prehoc_candidate_risk_intrinsic",
         "ray_prehoc_candidate_risk_optimization",
+        "ray_prehoc_slots_serving",
+        "ray_prehoc_slot_loads_total",
     }
     seen: set[str] = set()
     # Ray's metrics agent exports every few seconds; on a loaded 2-core machine it lags: a wait, not a target.
