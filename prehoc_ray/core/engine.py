@@ -199,7 +199,7 @@ class CandidateState:
         """The depth every seed has reached (a probe increment moves all seeds together)."""
         if not self.reached:
             return 0
-        return min(self.reached.get(s, 0) for s in self.reached)
+        return min(self.reached.values())
 
     @property
     def n_points(self) -> int:
@@ -1021,13 +1021,24 @@ class Engine:
             # a large gain over a long way to its horizon is wrong by about the share of such a
             # gain that the task's back-tests missed by. Its scale is at least that (per unit of
             # curve distance, so the error still shrinks as the probe deepens).
-            for st, rel in zip(states, err.gain_error.tolist()):
-                if not (math.isfinite(st.bt_scale) and math.isfinite(rel) and rel > 0):
-                    continue
-                gain = self._extrapolated_gain(st)
-                dist = float(curve_distance(max(st.depth, 1), max(st.info.horizon, 1), st.bt_exponent))
-                if math.isfinite(gain) and dist > 0:
-                    st.bt_scale = max(st.bt_scale, math.sqrt(rel) * st.gain_trust * abs(gain) / dist)
+            rel = err.gain_error
+            scale = np.array([st.bt_scale for st in states])
+            use = np.isfinite(scale) & np.isfinite(rel) & (rel > 0)
+            idx = np.flatnonzero(use)
+            if idx.size:
+                sub = [states[i] for i in idx.tolist()]
+                gain = np.array([self._extrapolated_gain(st) for st in sub])
+                dist = curve_distance(
+                    np.array([max(st.depth, 1) for st in sub], float),
+                    np.array([max(st.info.horizon, 1) for st in sub], float),
+                    np.array([st.bt_exponent for st in sub]),
+                )
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    floor = np.sqrt(rel[idx]) * np.array([st.gain_trust for st in sub]) * np.abs(gain) / dist
+                ok = np.isfinite(gain) & (dist > 0)
+                for st, f, good in zip(sub, floor.tolist(), ok.tolist()):
+                    if good:
+                        st.bt_scale = max(st.bt_scale, f)
 
     def _update_prices(self) -> None:
         """gamma (price of prediction risk) and gamma_decision (price of regret) per device-second,
@@ -1103,9 +1114,8 @@ class Engine:
         f = st.fit
         return cls._decides_regime(f) and f.c_max >= 4 * f.c_min
 
-    def _stop_if_settled(self, st: CandidateState) -> None:
-        if st.stop_reason is not None or st.failed is not None:
-            return
+    def _regime_words(self, st: CandidateState) -> str:
+        """Why `st` has its regime, in words (for the stop reasons that name the regime)."""
         why = (
             explain(st.regime, self._training_floor(st, st.fit.L_int), st.L0, st.J0, st.J_star, self.thresholds)
             if st.fit
@@ -1121,6 +1131,11 @@ class Engine:
         if st.regime is Regime.UNDETERMINED and st.fit is not None and st.fit.ok:
             unknown = [DIAGNOSTIC_HELP[d] for d in (DIAG_AT_BOUND, DIAG_FLOOR_UNIDENTIFIED) if d in st.fit.diagnostics]
             why = "; ".join(unknown) or why
+        return why
+
+    def _stop_if_settled(self, st: CandidateState) -> None:
+        if st.stop_reason is not None or st.failed is not None:
+            return
         static_settled = np.isfinite(st.L0) and st.L0 <= self.thresholds.risk_tolerance
         # A decay seen over less than a 4x range of depths, or one whose floor the data cannot
         # tell from a slow decay, cannot settle anything yet: keep probing if the budget allows.
@@ -1144,20 +1159,23 @@ class Engine:
                 self._stop(
                     st,
                     StopKind.STATIC_SUFFICIENT,
-                    f"Static-Sufficient: {why}; the task's candidates are all within tolerance of each other",
+                    f"Static-Sufficient: {self._regime_words(st)}; the task's candidates are all within tolerance of "
+                    "each other",
                     soft=True,
                 )
             return
         if not self._identified(st) and not static_settled:
             if st.depth >= self._cap(st):
-                self._stop(st, StopKind.PROBE_CAP, f"reached the probe cap; {st.regime.value}: {why}")
+                self._stop(
+                    st, StopKind.PROBE_CAP, f"reached the probe cap; {st.regime.value}: {self._regime_words(st)}"
+                )
             return
         if st.regime is Regime.NOISE_DOMINANT:
             # Writing a candidate off needs the floor's lower bound above tolerance: early on, a
             # slow decay and a floor look alike and the point estimate of L_int runs high.
-            self._stop(st, StopKind.NOISE_DOMINANT, f"Noise-Dominant: {why}")
+            self._stop(st, StopKind.NOISE_DOMINANT, f"Noise-Dominant: {self._regime_words(st)}")
         elif st.regime is Regime.STATIC_SUFFICIENT:
-            self._stop(st, StopKind.STATIC_SUFFICIENT, f"Static-Sufficient: {why}")
+            self._stop(st, StopKind.STATIC_SUFFICIENT, f"Static-Sufficient: {self._regime_words(st)}")
         elif st.depth >= self._cap(st):
             self._stop(st, StopKind.PROBE_CAP, "reached the probe cap (max_depth_fraction of the full run)")
         elif np.isfinite(st.c_star) and st.depth >= st.c_star:
