@@ -60,3 +60,8 @@ class StopKind(str, Enum):
     NOISE_DOMINANT = "noise_dominant"  # a training floor above tolerance: no probe removes it
     OUT_OF_CONTENTION = "out_of_contention"  # P(best in its task) under allocation.contention
     SETTLED = "settled"  # a contender whose next probe is not worth its price of regret
+
+
+# Process exit codes of the CLI, also raised by the layers below it (execution/jobs_client.py).
+EXIT_FAILURE = 1  # something went wrong while running
+EXIT_BAD_INPUT = 2  # a file, a field or an option the user can fix

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import typer
 
+from prehoc_ray.types import EXIT_BAD_INPUT, EXIT_FAILURE  # noqa: F401 (the commands import them from here)
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     help="Decide which fine-tunes are worth running, before paying for them.",
 )
-
-EXIT_BAD_INPUT = 2
-EXIT_FAILURE = 1
 
 
 def _register() -> None:

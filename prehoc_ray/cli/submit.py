@@ -74,7 +74,6 @@ from prehoc_ray.execution.jobs_client import (
 from prehoc_ray.spec.job import JobSpec, SpecError, load_job
 
 # One error for the commands and the client they call: its `code` is the exit status.
-CliError = JobsClientError
 
 
 def submission_problems(spec_path: Path, spec: JobSpec, working_dir: Path | None) -> list[Problem]:
@@ -162,7 +161,7 @@ def _finish(client, sid: str, status: str) -> None:
     typer.echo(describe(info), err=True)
     if status != "SUCCEEDED":
         last = last_log_line(client, sid)
-        raise CliError(
+        raise JobsClientError(
             f"job {sid} {status}: {short_message(info) or 'see its logs'}"
             + (f"; last log line: {last}" if last else "")
             + f" (all logs: `prehoc-ray logs {sid}`)"
@@ -172,7 +171,7 @@ def _finish(client, sid: str, status: str) -> None:
 def _run(fn, *args, **kwargs) -> None:
     try:
         fn(*args, **kwargs)
-    except CliError as exc:
+    except JobsClientError as exc:
         typer.echo(f"prehoc-ray: {exc}", err=True)
         raise typer.Exit(exc.code) from None
 
@@ -181,7 +180,7 @@ def _load(spec_path: Path) -> JobSpec:
     try:
         return load_job(spec_path)
     except SpecError as exc:
-        raise CliError(str(exc), EXIT_BAD_INPUT) from None
+        raise JobsClientError(str(exc), EXIT_BAD_INPUT) from None
 
 
 def _submit(
@@ -204,7 +203,7 @@ def _submit(
     for p in problems:
         typer.echo(p.line(spec_path), err=True)
     if any(p.error for p in problems):
-        raise CliError(f"{spec_path}: not submitted: fix the error(s) above", EXIT_BAD_INPUT)
+        raise JobsClientError(f"{spec_path}: not submitted: fix the error(s) above", EXIT_BAD_INPUT)
     req = build_request(
         spec_path,
         spec,
@@ -251,10 +250,10 @@ def _submit(
             _finish(client, sid, status)
         else:
             typer.echo(f"follow it: prehoc-ray logs {sid} --follow --address {resolve_address(address)}")
-    except CliError:
+    except JobsClientError:
         raise
     except Exception as exc:  # Ray's client raises bare RuntimeErrors
-        raise CliError(explain(exc, resolve_address(address))) from None
+        raise JobsClientError(explain(exc, resolve_address(address))) from None
 
 
 def _target_id(target: str) -> str:
@@ -270,9 +269,9 @@ def _status(target: str, address: str | None, allow_insecure_token: bool = False
     try:
         info = job_info(client, sid)
     except Exception as exc:
-        raise CliError(explain(exc, resolve_address(address))) from None
+        raise JobsClientError(explain(exc, resolve_address(address))) from None
     if info is None:
-        raise CliError(f"no job with submission id {sid} on {resolve_address(address)}")
+        raise JobsClientError(f"no job with submission id {sid} on {resolve_address(address)}")
     typer.echo(describe(info))
 
 
@@ -281,17 +280,17 @@ def _logs(target: str, address: str | None, follow: bool, allow_insecure_token: 
     client = make_client(address, allow_insecure_token)
     try:
         if job_info(client, sid) is None:
-            raise CliError(f"no job with submission id {sid} on {resolve_address(address)}")
+            raise JobsClientError(f"no job with submission id {sid} on {resolve_address(address)}")
         if follow:
             status = follow_logs(client, sid, on_note=_note)
             if status != "SUCCEEDED":
-                raise CliError(f"job {sid} {status}")
+                raise JobsClientError(f"job {sid} {status}")
         else:
             typer.echo(client.get_job_logs(sid), nl=False)
-    except CliError:
+    except JobsClientError:
         raise
     except Exception as exc:
-        raise CliError(explain(exc, resolve_address(address))) from None
+        raise JobsClientError(explain(exc, resolve_address(address))) from None
 
 
 ADDRESS_HELP = "Ray dashboard URL, e.g. http://HEAD:8265 (default: RAY_API_SERVER_ADDRESS / RAY_ADDRESS, else http://127.0.0.1:8265)."

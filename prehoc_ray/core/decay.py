@@ -230,73 +230,6 @@ def fit_decay(
     )
 
 
-def fit_decay_shared_alpha(
-    c: np.ndarray,
-    U: np.ndarray,
-    shared: DecayFit,
-    *,
-    level: float = 0.9,
-    n_boot: int = 200,
-    rng: np.random.Generator | None = None,
-) -> DecayFit:
-    """Fit L_int and K of one member of a family whose alpha was fitted on the pooled family.
-
-    docs/design.md, Sharing strength: candidates of one task family share alpha, and from a few noisy points a
-    shrinkage fit beats separate three-parameter fits. With alpha fixed the model is linear
-    in (L_int, K) >= 0: a closed-form non-negative least squares on relative errors, iterated
-    twice so the weights follow the fitted curve rather than the noisy observations.
-    """
-    rng = np.random.default_rng(0) if rng is None else rng
-    c, U = _prepare(c, U)
-    n = int(np.unique(c).size)
-    if not shared.ok or n < 2 or float(U.max()) <= 0:
-        return DecayFit.empty(n, (DIAG_TOO_FEW,) if n < 2 else shared.diagnostics)
-    alpha = shared.alpha
-    x = c ** (-alpha)
-
-    def solve(Ub: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        w = _relative_weights(Ub)
-        L, K = weighted_affine_fit(x, Ub, w, nonneg=True)
-        for _ in range(2):
-            fitted = np.maximum(L[..., None] + K[..., None] * x, 1e-300)
-            L, K = weighted_affine_fit(x, Ub, 1.0 / fitted**2, nonneg=True)
-        return L, K
-
-    L, K = (float(v) for v in solve(U))
-    lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
-    L_lo = L_hi = K_lo = K_hi = np.nan
-    if n_boot > 0 and n >= 3:
-        floor = 1e-9 * float(U.max())
-        fitted = np.log(np.maximum(L + K * x, floor))
-        resid = np.log(np.maximum(U, floor)) - fitted
-        resid = (resid - resid.mean()) * np.sqrt(min(n / max(n - 2, 1), 4.0))
-        Ub = np.exp(fitted[None, :] + resid[rng.integers(0, n, size=(n_boot, n))])
-        Lb, Kb = solve(Ub)
-        L_lo, L_hi = min(float(np.quantile(Lb, lo_q)), L), max(float(np.quantile(Lb, hi_q)), L)
-        K_lo, K_hi = min(float(np.quantile(Kb, lo_q)), K), max(float(np.quantile(Kb, hi_q)), K)
-    diags = [d for d in shared.diagnostics if d in (DIAG_EARLY_TRANSIENT,)]
-    Umin = float(U.min())
-    if K * c.min() ** (-alpha) < 0.05 * L:
-        diags.append(DIAG_NO_DECAY)
-    elif n_boot > 0 and np.isfinite(L_lo) and L_lo <= 0.05 * Umin and L_hi >= 0.5 * Umin:
-        diags.append(DIAG_FLOOR_UNIDENTIFIED)
-    return DecayFit(
-        L,
-        K,
-        alpha,
-        L_lo,
-        L_hi,
-        K_lo,
-        K_hi,
-        shared.alpha_lo,
-        shared.alpha_hi,
-        n,
-        float(c.min()),
-        float(c.max()),
-        tuple(diags),
-    )
-
-
 def fit_decay_shared_alpha_many(
     c: np.ndarray,
     U: np.ndarray,
@@ -306,11 +239,16 @@ def fit_decay_shared_alpha_many(
     n_boot: int = 200,
     rngs: list[np.random.Generator],
 ) -> list[DecayFit]:
-    """fit_decay_shared_alpha for the members of one family at once: rows of U on the depths c
-    (NaN where a member has no value), one generator per row. Each row gets what
-    fit_decay_shared_alpha(c, U[row], shared, rng=rngs[row]) gives (up to the summation order of
-    floating point): the same weights, iterations, residual bootstrap and draws, with the rows'
-    missing depths weighted zero instead of dropped, so one batched solve serves the family."""
+    """Fit L_int and K of each member of a family whose alpha was fitted on the pooled family.
+
+    docs/design.md, Sharing strength: candidates of one task family share alpha, and from a few
+    noisy points a shrinkage fit beats separate three-parameter fits. With alpha fixed the model
+    is linear in (L_int, K) >= 0: a closed-form non-negative least squares on relative errors,
+    iterated twice so the weights follow the fitted curve rather than the noisy observations;
+    intervals by a residual bootstrap in log space. Rows of U are the members on the depths c
+    (NaN where a member has no value), one generator per row; missing depths are weighted zero,
+    so one batched solve serves the family (tests/core/test_decay.py checks every row against a
+    fit of that member alone)."""
     c = np.asarray(c, float).ravel()
     U = np.atleast_2d(np.asarray(U, float))
     if U.shape[1] != c.size:

@@ -995,7 +995,7 @@ class Engine:
 
     @staticmethod
     def _training_floors(L_eval: np.ndarray, L_int: np.ndarray) -> np.ndarray:
-        """_training_floor over arrays."""
+        """L_int less the evaluation set's sampling variance where both are known (arrays)."""
         known = np.isfinite(L_eval) & np.isfinite(L_int)
         return np.where(known, np.maximum(L_int - np.where(known, L_eval, 0.0), 0.0), L_int)
 
@@ -1068,9 +1068,7 @@ class Engine:
     @staticmethod
     def _training_floor(st: CandidateState, L_int: float) -> float:
         """L_int less the evaluation set's sampling variance, where that is known."""
-        if not math.isfinite(st.L_eval) or not math.isfinite(L_int):
-            return L_int
-        return max(L_int - st.L_eval, 0.0)
+        return float(Engine._training_floors(np.float64(st.L_eval), np.float64(L_int)))
 
     @staticmethod
     def _seed_finals(st: CandidateState) -> list[float]:

@@ -16,8 +16,8 @@ mode the token never travels over plain http to a host that is not this machine 
 caller allows it explicitly.
 
 Errors are JobsClientError, whose `code` is the exit status a command ends with: 2 for bad
-input (paths, options), 1 for a failure the message explains (the values of prehoc_ray.cli's
-EXIT_BAD_INPUT and EXIT_FAILURE; this layer does not import the CLI).
+input (paths, options), 1 for a failure the message explains (prehoc_ray.types' EXIT_BAD_INPUT
+and EXIT_FAILURE, which the CLI uses too).
 """
 
 from __future__ import annotations
@@ -36,9 +36,7 @@ from urllib.parse import urlsplit
 
 from prehoc_ray.spec.job import JobSpec
 from prehoc_ray.spec.redact import REDACTED
-
-BAD_INPUT = 2
-FAILURE = 1
+from prehoc_ray.types import EXIT_BAD_INPUT, EXIT_FAILURE
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 STORAGE_ENV = "PREHOC_RAY_STORAGE"
@@ -52,7 +50,7 @@ TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 
 
 class JobsClientError(Exception):
-    def __init__(self, message: str, code: int = FAILURE) -> None:
+    def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
         super().__init__(message)
         self.code = code
 
@@ -112,7 +110,7 @@ def check_token_transport(addr: str, allow_insecure: bool = False, env: dict[str
         f"--address {addr}: refusing to send the Ray token (RAY_AUTH_MODE=token) over plain {parts.scheme}:// to "
         f"{host or addr}, where anyone on the path can read it: use an https:// address or a port-forward to "
         "http://127.0.0.1:8265, or pass --allow-insecure-token to send it anyway",
-        BAD_INPUT,
+        EXIT_BAD_INPUT,
     )
 
 
@@ -281,13 +279,13 @@ def _merged_runtime_env(spec: JobSpec, runtime_env_file: Path | None) -> dict[st
             extra, _ = load_yaml(runtime_env_file, what="--runtime-env file")
         except YAMLInputError as exc:
             where = f":{exc.line}" if exc.line else ""
-            raise JobsClientError(f"--runtime-env {runtime_env_file}{where}: {exc.problem}", BAD_INPUT) from None
+            raise JobsClientError(f"--runtime-env {runtime_env_file}{where}: {exc.problem}", EXIT_BAD_INPUT) from None
         except (OSError, ValueError) as exc:
             raise JobsClientError(
-                f"--runtime-env {runtime_env_file}: cannot read: {type(exc).__name__}", BAD_INPUT
+                f"--runtime-env {runtime_env_file}: cannot read: {type(exc).__name__}", EXIT_BAD_INPUT
             ) from None
         if not isinstance(extra, dict):
-            raise JobsClientError(f"--runtime-env {runtime_env_file}: expected a mapping", BAD_INPUT)
+            raise JobsClientError(f"--runtime-env {runtime_env_file}: expected a mapping", EXIT_BAD_INPUT)
         runtime_env.update(extra)
     return runtime_env
 
@@ -300,12 +298,12 @@ def _working_dir_and_spec(spec_path: Path, working_dir: str, runtime_env: dict[s
         return wd, spec_path.as_posix()  # a remote package: the caller gives the path inside it
     root = Path(wd).expanduser().resolve()
     if not root.is_dir():
-        raise JobsClientError(f"--working-dir {wd}: not a directory", BAD_INPUT)
+        raise JobsClientError(f"--working-dir {wd}: not a directory", EXIT_BAD_INPUT)
     if not inside(spec_path, root):
         raise JobsClientError(
             f"{spec_path}: the spec is outside the working directory {root}; run from a folder that "
             "contains it or pass --working-dir",
-            BAD_INPUT,
+            EXIT_BAD_INPUT,
         )
     return str(root), spec_path.resolve().relative_to(root).as_posix()
 
