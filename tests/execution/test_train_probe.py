@@ -116,9 +116,10 @@ def test_failed_train_runs_are_failed_probes_and_lose_nothing(ray_session, tmp_p
     sim = {"failures": [{"match": cids[1], "kind": "crash"}, {"match": cids[2], "kind": "input"}]}
     ok = _probe(spec, run, done, sim=sim)
     assert ok["status"] == "finished" and len(ok["rows"]) == 5
-    # both workers die (os._exit): Ray Train sees the worker group fail, the probe fails, retryable
+    # both workers die (os._exit): Ray Train sees the worker group fail, the probe fails, retryable;
+    # which rank's death Ray reports first is a race (rank 1's health check was seen to win)
     crash = _probe(spec, run, _order(cids[1], 0, 50), sim=sim)
-    assert crash["status"] == "failed" and crash["retryable"] and crash["reason"].startswith("worker died (rank 0")
+    assert crash["status"] == "failed" and crash["retryable"] and crash["reason"].startswith("worker died (rank ")
     assert (
         "\n" not in crash["reason"] and crash["cost_s"] > 0 and crash["probe_id"] == _order(cids[1], 0, 50)["probe_id"]
     )
