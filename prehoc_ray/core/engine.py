@@ -539,10 +539,7 @@ class Engine:
                 want = min(want, max(st.c_star, d + s.eval_every))
             targets[i] = min(self._cap(st), self._round_up(want))
             lam[i] = st.cost_per_step * s.seeds
-            # the same test as _identified(st)
-            unidentified[i] = st.no_learning or not (
-                ok and f.c_max >= 4 * f.c_min and "floor_unidentified" not in f.diagnostics
-            )
+            unidentified[i] = st.no_learning or not self._identified(st)
         inc = targets - depth
         cost = lam * inc
         gain = marginal_reduction(K, alpha, depth, inc)
@@ -1101,16 +1098,23 @@ class Engine:
         (alpha at its limit, K = 0 with a decay seen), which is the optimizer giving up."""
         return fit is not None and fit.ok and DIAG_AT_BOUND not in fit.diagnostics
 
-    @classmethod
-    def _decides_regime(cls, fit: DecayFit | None) -> bool:
-        """A usable fit whose floor the data can tell from a slow decay."""
-        return cls._usable(fit) and DIAG_FLOOR_UNIDENTIFIED not in fit.diagnostics
+    def _floor_settled(self, fit: DecayFit) -> bool:
+        """The floor is known well enough to decide a regime: the data tell it from a slow
+        decay, or its whole interval lies under the tolerance. A floor bounded below tau^2 is
+        not Noise-Dominant whatever its exact value, and c* does not depend on it (docs/design.md,
+        Budget-optimal probing), so not knowing it more precisely changes no decision."""
+        if DIAG_FLOOR_UNIDENTIFIED not in fit.diagnostics:
+            return True
+        return bool(np.isfinite(fit.L_int_hi) and fit.L_int_hi <= self.thresholds.risk_tolerance)
 
-    @classmethod
-    def _identified(cls, st: CandidateState) -> bool:
-        """A decay seen over at least a 4x range of depths, with a floor the data can tell apart."""
+    def _decides_regime(self, fit: DecayFit | None) -> bool:
+        """A usable fit whose floor is settled (_floor_settled)."""
+        return self._usable(fit) and self._floor_settled(fit)
+
+    def _identified(self, st: CandidateState) -> bool:
+        """A decay seen over at least a 4x range of depths, with a settled floor."""
         f = st.fit
-        return cls._decides_regime(f) and f.c_max >= 4 * f.c_min
+        return self._decides_regime(f) and f.c_max >= 4 * f.c_min
 
     def _regime_words(self, st: CandidateState) -> str:
         """Why `st` has its regime, in words (for the stop reasons that name the regime)."""
@@ -1127,7 +1131,9 @@ class Engine:
         if st.regime is Regime.NOISE_DOMINANT and math.isfinite(st.L_eval):
             why += f" (evaluation-set noise sqrt(L_eval)={math.sqrt(st.L_eval):.3g} already taken out)"
         if st.regime is Regime.UNDETERMINED and st.fit is not None and st.fit.ok:
-            unknown = [DIAGNOSTIC_HELP[d] for d in (DIAG_AT_BOUND, DIAG_FLOOR_UNIDENTIFIED) if d in st.fit.diagnostics]
+            unknown = [DIAGNOSTIC_HELP[DIAG_AT_BOUND]] if DIAG_AT_BOUND in st.fit.diagnostics else []
+            if not self._floor_settled(st.fit):
+                unknown.append(DIAGNOSTIC_HELP[DIAG_FLOOR_UNIDENTIFIED])
             why = "; ".join(unknown) or why
         return why
 
