@@ -47,7 +47,9 @@ from tests.execution.conftest import JOBS, REPO, child_env
 SEED = int(os.environ.get("PREHOC_CHAOS_SEED", "20261202"))  # another seed: other moments, same checks
 # Six kills: two of each kind, in a seeded order, at seeded-random moments (see the test).
 KILLS = ["worker", "worker", "actor", "actor", "driver", "driver"]
-MAX_THRESHOLD = 24  # finished probes before the last kill (of 30: the last rounds run 3 at a time)
+# Probes the uninterrupted run still has to finish after the last kill's moment: its last rounds
+# run 3 at a time, so 6 leaves two rounds in which a worker or an actor can still be killed.
+PROBES_AFTER_LAST_KILL = 6
 DELAY_S = (0.2, 1.0)
 SLEEP_S = 1.0  # wall seconds per simulated probe, points spread over it: kills land mid-probe
 RUN_TIMEOUT_S = 420.0  # each, the chaos run and the uninterrupted one beside it
@@ -313,16 +315,20 @@ def _brief(journal: list[dict]) -> str:
 # ----- the test --------------------------------------------------------------------------------------
 
 
-def test_random_sigkills_of_workers_actors_and_driver_lose_nothing_and_change_no_decision(head, tmp_path):
+def test_random_sigkills_of_workers_actors_and_driver_lose_nothing_and_change_no_decision(head, reference, tmp_path):
     from prehoc_ray.io.store import ResultStore
 
     rng = random.Random(SEED)
     kills = KILLS[:]
     rng.shuffle(kills)
-    # the moments: after a seeded-random number of probes has finished (spread over the run:
-    # the uninterrupted run finishes 30, 18 in its first round, then 3 per round), plus a
+    # the moments: after a seeded-random number of probes has finished, spread over the run (how
+    # many the uninterrupted run finishes is the in-process reference loop's count), plus a
     # seeded-random delay once a target of the kind exists
-    after = sorted(rng.sample(range(1, MAX_THRESHOLD + 1), len(kills)))
+    max_threshold = len(reference.spend_log) - PROBES_AFTER_LAST_KILL
+    assert max_threshold >= len(kills), (
+        f"jobs/simulated.yaml runs {len(reference.spend_log)} probes: too few to kill in"
+    )
+    after = sorted(rng.sample(range(1, max_threshold + 1), len(kills)))
     drivers = Drivers(head, tmp_path / "ray-state")
     journal: list[dict] = []  # what was killed, when, and what the store held just after
     ref, out = tmp_path / "reference", tmp_path / "chaos"
@@ -335,7 +341,7 @@ def test_random_sigkills_of_workers_actors_and_driver_lose_nothing_and_change_no
         # run's, and run after it, the test would take a minute longer).
         t0 = time.monotonic()
         deadline = t0 + RUN_TIMEOUT_S
-        reference = drivers.start(ref, tmp_path / "reference.log", embedded_in=ref_tmp)
+        uninterrupted = drivers.start(ref, tmp_path / "reference.log", embedded_in=ref_tmp)
 
         # the run under fire
         sim = {"sleep_s": SLEEP_S}
@@ -400,8 +406,8 @@ def test_random_sigkills_of_workers_actors_and_driver_lose_nothing_and_change_no
         p.wait(timeout=max(10.0, deadline - time.monotonic()))
         assert p.returncode == 0, _tail(log)
         t_chaos = time.monotonic() - t0
-        reference.wait(timeout=max(10.0, deadline - time.monotonic()))
-        assert reference.returncode == 0, _tail(tmp_path / "reference.log")
+        uninterrupted.wait(timeout=max(10.0, deadline - time.monotonic()))
+        assert uninterrupted.returncode == 0, _tail(tmp_path / "reference.log")
         t_ref = float(json.loads((ref / "manifest.json").read_text())["info"]["wall_s"])
     finally:
         drivers.close()
