@@ -1,7 +1,7 @@
 """Record the demo portfolio's real curves once: probe seeds and a full fine-tune per candidate.
 
     .venv/bin/python benchmarks/record_demo.py [--job jobs/demo.yaml] [--out data/demo-recorded]
-        [--probe-seeds 4] [--probe-depth 500] [--workers 2]
+        [--probe-seeds 4] [--probe-depth CAP] [--workers 2]
 
 For every candidate of the job (tasks x models x configs), this runs the real probe runner
 (LoRA on DeepSpeed, CPU) for
@@ -114,7 +114,9 @@ def main() -> None:
     ap.add_argument("--job", default=str(ROOT / "jobs" / "demo.yaml"))
     ap.add_argument("--out", default=str(ROOT / "data" / "demo-recorded"))
     ap.add_argument("--probe-seeds", type=int, default=4)
-    ap.add_argument("--probe-depth", type=int, default=500)
+    ap.add_argument(
+        "--probe-depth", type=int, default=None, help="default: the job's probe cap (max_depth_fraction x full_steps)"
+    )
     ap.add_argument("--full-eval-every", type=int, default=250)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--full-steps", type=int, default=None, help="override the config's full_steps (smoke runs only)")
@@ -133,6 +135,11 @@ def main() -> None:
         record_static(args.job, out)
     if args.static_only:
         return
+    if args.probe_depth is None:
+        args.probe_depth = max(
+            int(job.allocation.max_depth_fraction * (args.full_steps or c.config.full_steps))
+            for c in job.candidate_specs()
+        )
     todo = []
     for cand in job.candidate_specs():
         runs = [(s, args.probe_depth, job.probe.eval_every) for s in range(args.probe_seeds)]
@@ -160,10 +167,15 @@ def main() -> None:
         "full_steps": args.full_steps,
         "full_seed": FULL_SEED,
         "full_eval_every": args.full_eval_every,
+        "eval_every": job.probe.eval_every,
+        "tolerance": job.allocation.tolerance,
+        "horizon": args.full_steps or max(c.config.full_steps for c in job.candidate_specs()),
         "rows": table.num_rows,
         "recorded": time.strftime("%Y-%m-%d"),
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    # the spec itself, so the recording stays replayable after the job file changes
+    (out / "job.yaml").write_text(Path(args.job).read_text())
     print(f"wrote {out / 'curves.parquet'} ({table.num_rows} rows) in {time.perf_counter() - t0:.0f} s")
 
 

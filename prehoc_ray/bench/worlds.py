@@ -2,8 +2,10 @@
 
 - `synthetic_world`: the ground-truth generator (sim.synthetic), one family per regime.
 - `demo_world`: the demo portfolio (jobs/demo.yaml) as benchmarks/record_demo.py recorded it:
-  real LoRA probes of two tiny Llamas on three text tasks, probe seeds to 500 steps, and one
-  full 5,000-step fine-tune per candidate for the true final.
+  real LoRA probes of two tiny Llamas on three text tasks, probe seeds to the job's probe cap,
+  and one full fine-tune per candidate for the true final. `demo_world(data_dir=LATE_BLOOMERS_DIR)`
+  replays an earlier recording of the same kind (data/late-bloomers-recorded: head-only training,
+  curves still at chance for hundreds of steps before they rise).
 - `deberta_world`: real DeBERTa / DeBERTaV3 fine-tuning runs on MultiNLI (sim.recorded data):
   a family = one base model, a candidate = one hyper-parameter configuration, selection = the
   best configuration of the family. The recorded data have ONE run per configuration, so a
@@ -160,13 +162,15 @@ def synthetic_world(
 
 
 DEMO_DIR = DATA_DIR / "demo-recorded"
+LATE_BLOOMERS_DIR = DATA_DIR / "late-bloomers-recorded"
 
 
-def demo_world(seed: int = 0, probe_seeds: int = 2, tolerance: float = 0.02, data_dir: Path = DEMO_DIR) -> World:
-    """The recorded demo portfolio: family = task, candidate = task x model.
+def demo_world(seed: int = 0, probe_seeds: int = 2, tolerance: float | None = None, data_dir: Path = DEMO_DIR) -> World:
+    """A recorded real portfolio (benchmarks/record_demo.py): family = task, candidate = task x model.
 
-    Probes replay the recorded probe seeds (500 steps, an evaluation every 10); the true final is
-    the last evaluation of the candidate's independent full fine-tune. World `seed` picks which
+    Probes replay the recorded probe seeds (to the recording's probe depth, evaluated every
+    `eval_every` steps of its meta.json); the true final is the last evaluation of the
+    candidate's independent full fine-tune. `tolerance`: default, the recorded job's. World `seed` picks which
     `probe_seeds` of the recorded seeds play seeds 0, 1, ... (the seed-th combination), so the
     worlds differ in probe noise only: the candidates and their finals are the same. Cost per
     step = the median measured training CPU-seconds per step of the candidate's probe runs. Static
@@ -183,6 +187,9 @@ def demo_world(seed: int = 0, probe_seeds: int = 2, tolerance: float = 0.02, dat
         st_tab = pq.read_table(Path(data_dir) / "static.parquet").to_pydict()
         for k, cid in enumerate(st_tab["candidate"]):
             statics[cid] = {name: float(col[k]) for name, col in st_tab.items() if name != "candidate"}
+    rec = json.loads((Path(data_dir) / "meta.json").read_text()) if (Path(data_dir) / "meta.json").exists() else {}
+    if tolerance is None:
+        tolerance = float(rec.get("tolerance", 0.02))
     t = pq.read_table(path).to_pydict()
     runs: dict[tuple[str, int], list[tuple[float, float]]] = {}
     meta: dict[str, dict] = {}
@@ -223,7 +230,12 @@ def demo_world(seed: int = 0, probe_seeds: int = 2, tolerance: float = 0.02, dat
                 float(final),
             )
         )
-    return World(f"demo-s{seed}", cands, 10, tolerance, probe_seeds=probe_seeds, max_probe_depth=depth)
+    if "eval_every" in rec:
+        eval_every = int(rec["eval_every"])
+    else:  # the spacing of the probes' evaluations
+        eval_every = int(min(np.diff(c.curves[0][0]).min() for c in cands))
+    name = Path(data_dir).name.removesuffix("-recorded")
+    return World(f"{name}-s{seed}", cands, eval_every, tolerance, probe_seeds=probe_seeds, max_probe_depth=depth)
 
 
 def _load_deberta_runs(model: str) -> list[dict]:

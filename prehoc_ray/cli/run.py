@@ -125,6 +125,21 @@ def _check_out(run_dir: Path, spec, resume: bool) -> None:
         )
 
 
+def _truth_lines(run_dir: Path) -> list[str]:
+    """plan.json's comparison with the recorded truth (plan/truth.py), as the console shows it."""
+    import json
+
+    from prehoc_ray.io.run_dir import PLAN_JSON
+
+    try:
+        rec = json.loads((run_dir / PLAN_JSON).read_text()).get("recorded_truth") or {}
+    except (OSError, ValueError):
+        return []
+    if "error" in rec:
+        return [f"recorded truth not compared: {rec['error']}"]
+    return [f"against the recorded truth ({rec.get('source')}):", *(f"  {line}" for line in rec.get("lines", []))]
+
+
 def _summary(result, spec) -> None:
     rows = sorted(result.candidates, key=lambda r: r["candidate"])
     eng = result.engine
@@ -144,6 +159,7 @@ def _summary(result, spec) -> None:
             f"  {r['candidate']:<{width}}  {r['regime']:<17}  {p:<17}  probe {r['probe_steps']:>5} steps  "
             f"{r['probe_cost_s']:8.1f}s  {r['stop_reason']}"
         )
+    lines += _truth_lines(result.run_dir) if result.plan_written and spec.truth else []
     lines.append(f"outputs in {result.run_dir}" + ("" if result.plan_written else " (no plan written)"))
     typer.echo("\n".join(lines))
     sys.stdout.flush()

@@ -318,6 +318,24 @@ def check_paths(spec: JobSpec) -> list[Problem]:
             problems += [
                 Problem("history", line, error=False) for line in coverage_problems(hist, [t.name for t in spec.tasks])
             ]
+    if spec.truth is not None:
+        from prehoc_ray.io.truth import load_truth
+
+        try:
+            truth = load_truth(spec.truth)
+        except (OSError, ValueError) as exc:
+            problems.append(Problem("truth", str(exc)))
+        else:
+            absent = [c.id for c in spec.candidate_specs() if c.id not in truth]
+            if absent:
+                problems.append(
+                    Problem(
+                        "truth",
+                        f"{spec.truth}: no recorded result for {len(absent)} candidate(s) "
+                        f"({', '.join(absent[:3])}{', ...' if len(absent) > 3 else ''}): the plan compares the others",
+                        error=False,
+                    )
+                )
     return problems
 
 

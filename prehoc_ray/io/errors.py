@@ -33,3 +33,7 @@ class StoreError(RuntimeError):
 
 class ManifestError(ValueError):
     """A run directory that belongs to another job spec, or whose manifest is unreadable."""
+
+
+class TruthError(ValueError):
+    """A recorded-truth source (spec `truth:`) that cannot be read as full fine-tune results."""

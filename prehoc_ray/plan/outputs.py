@@ -178,5 +178,21 @@ def write_plan(
         "totals": totals,
         "candidates": rows,
     }
+    if spec.truth is not None:
+        doc["recorded_truth"] = recorded_truth(rows, spec, totals)
     write_json_atomic(run_dir / PLAN_JSON, doc)
     return PlanOutputs(plan, rows, totals, run_dir / PLAN_PARQUET, run_dir / PLAN_JSON)
+
+
+def recorded_truth(rows: Sequence[Mapping[str, Any]], spec: JobSpec, totals: Mapping[str, Any]) -> dict[str, Any]:
+    """plan.json's `recorded_truth`: the plan next to spec.truth (plan/truth.py), with its
+    sentences; a truth source that cannot be read is an `error` there, never a lost plan."""
+    from prehoc_ray.io.truth import load_truth
+    from prehoc_ray.plan.truth import compare_to_truth, truth_lines
+
+    try:
+        truth = load_truth(spec.truth)
+    except (OSError, ValueError) as exc:
+        return {"source": spec.truth, "error": str(exc)}
+    cmp = compare_to_truth(rows, truth, spec.plan.mode, source=str(spec.truth))
+    return cmp.to_json() | {"lines": truth_lines(cmp, _num(totals.get("saving_s")))}

@@ -42,6 +42,7 @@ class RunData:
     candidates: list[dict[str, Any]] | None = None  # candidates.parquet rows, None if absent
     plan_rows: list[dict[str, Any]] | None = None
     totals: dict[str, Any] | None = None
+    truth: dict[str, Any] | None = None  # plan.json's recorded_truth (plan/truth.py), when the spec names one
     spend: list[dict[str, Any]] = field(default_factory=list)  # round, candidate, cost_s, spent_s[, time_s]
     spend_source: str = ""
     curves: dict[str, CandidateCurves] = field(default_factory=dict)
@@ -135,6 +136,7 @@ def _load_plan(data: RunData) -> None:
                 for r in doc.get("candidates", [])
             ]
             data.totals = doc.get("totals")
+            data.truth = doc.get("recorded_truth")
             return
         except (OSError, json.JSONDecodeError) as exc:
             data.notes.append(f"plan.json unreadable ({exc}); recomputed from candidates.parquet")

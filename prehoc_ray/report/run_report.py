@@ -46,6 +46,15 @@ PLAN_TABLE_COLUMNS = (
     ("c_star", "c*"),
     ("reason", "reason"),
 )
+TRUTH_COLUMNS = (
+    ("candidate", "candidate"),
+    ("decision", "decision"),
+    ("predicted_final", "predicted"),
+    ("lower", "lower"),
+    ("upper", "upper"),
+    ("true_final", "recorded full fine-tune"),
+    ("inside", "inside [lower, upper]"),
+)
 PROVISIONAL_COLUMNS = (
     ("candidate", "candidate"),
     ("seeds", "seeds"),
@@ -231,6 +240,16 @@ def _incomplete_text(data: RunData) -> str:
     )
 
 
+def _truth_intro(data: RunData) -> str:
+    t = data.truth or {}
+    if "error" in t:
+        return f"The spec names recorded truth ({t.get('source')}), but it could not be read: {t['error']}"
+    return (
+        f"Recorded full fine-tunes of these candidates ({t.get('source')}), which the run never saw: "
+        "how the plan's picks and intervals fared against what the full runs reached."
+    )
+
+
 # ----- HTML -----------------------------------------------------------------------------------
 
 _CSS = """
@@ -292,6 +311,13 @@ def render_html(data: RunData, plots: dict[str, Path]) -> str:
             "but the probe budget ran out; skip: the reason says why. Rules: prehoc_ray/core/decisions.py.</p>"
         )
         parts.append(_html_table(data.plan_rows, PLAN_TABLE_COLUMNS, "plan-table", row_class="decision"))
+        if data.truth is not None:
+            parts.append('<h2 id="truth">Against the recorded truth</h2>')
+            parts.append(f'<p class="note">{html.escape(_truth_intro(data))}</p>')
+            lines = data.truth.get("lines", [])
+            parts.append('<ul id="truth-lines">' + "".join(f"<li>{html.escape(x)}</li>" for x in lines) + "</ul>")
+            if data.truth.get("candidates"):
+                parts.append(_html_table(data.truth["candidates"], TRUTH_COLUMNS, "truth-table", row_class="decision"))
     elif data.complete:
         parts.append(
             '<p class="banner">candidates.parquet is here but job.yaml is not readable: no plan could be computed.</p>'
@@ -355,6 +381,11 @@ def render_markdown(data: RunData, plots: dict[str, Path]) -> str:
         if "savings" in rel:
             out += [f"![savings]({rel['savings']})", ""]
         out += ["## The plan: one decision per candidate", "", _md_table(data.plan_rows, PLAN_TABLE_COLUMNS), ""]
+        if data.truth is not None:
+            out += ["## Against the recorded truth", "", _truth_intro(data), ""]
+            out += [*(f"- {x}" for x in data.truth.get("lines", [])), ""]
+            if data.truth.get("candidates"):
+                out += [_md_table(data.truth["candidates"], TRUTH_COLUMNS), ""]
     elif not data.complete:
         out += ["## What the store holds", "", _md_table(data.provisional, PROVISIONAL_COLUMNS), ""]
     out += [

@@ -95,6 +95,11 @@ class JobSpec(_Strict):
     # candidate, step, value, group = the task name, final, horizon, static_* columns). Tasks
     # with at least 8 finals there get predictions, intervals and L(0) from a population model.
     history: str | None = None
+    # Recorded full fine-tune results of these candidates (io/truth.py: a recording directory
+    # of benchmarks/record_demo.py, or a table with candidate, final). When set, the plan and
+    # the report show each candidate's true result next to its prediction and the regret of the
+    # plan's picks. It changes nothing the run does, so it is not part of the spec hash.
+    truth: str | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> JobSpec:
@@ -152,8 +157,12 @@ class JobSpec(_Strict):
         cluster.runtime_env.env_vars values (secrets) do not count: a redacted copy hashes the same."""
         from prehoc_ray.spec.redact import redact_env_vars
 
-        blob = json.dumps(redact_env_vars(self.model_dump(mode="json")), sort_keys=True)
+        blob = json.dumps(redact_env_vars(self.model_dump(mode="json", exclude=_NOT_HASHED)), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# Fields that change nothing a run does (what it probes, decides or writes into its plan).
+_NOT_HASHED = {"truth"}
 
 
 def _names(names: list[str], most: int = 10) -> str:
@@ -231,8 +240,9 @@ def load_job(path: str | Path) -> JobSpec:
             f"field (expected {', '.join(f for f, i in JobSpec.model_fields.items() if i.is_required())}, ...)"
         )
     base = path.resolve().parent
-    if isinstance(raw.get("history"), str) and not Path(raw["history"]).is_absolute():
-        raw["history"] = str(base / raw["history"])
+    for key in ("history", "truth"):
+        if isinstance(raw.get(key), str) and raw[key] and not Path(raw[key]).is_absolute():
+            raw[key] = str(base / raw[key])
     for section, key in (("tasks", "path"), ("models", "path"), ("configs", "deepspeed")):
         items = raw.get(section)
         for item in items if isinstance(items, list) else []:

@@ -58,30 +58,37 @@ def test_deberta_world_is_real_recorded_runs():
         assert 0.3 < c.true_final < 1.0
 
 
-def test_demo_world_replays_the_recorded_real_probes():
+@pytest.mark.parametrize("recording", ["demo-recorded", "late-bloomers-recorded"])
+def test_a_recorded_portfolio_replays_its_real_probes(recording):
+    import json
+
     import pyarrow.parquet as pq
 
-    from prehoc_ray.bench.worlds import DEMO_DIR
+    from prehoc_ray.bench.worlds import DATA_DIR
 
-    w0, w1 = demo_world(0), demo_world(1)
+    data_dir = DATA_DIR / recording
+    meta = json.loads((data_dir / "meta.json").read_text())
+    depth, horizon, every = meta["probe_depth"], meta["horizon"], meta["eval_every"]
+    w0, w1 = demo_world(0, data_dir=data_dir), demo_world(1, data_dir=data_dir)
     assert len(w0.candidates) == 6 and sorted(set(w0.groups)) == ["bbc_news", "tweets", "tweets_noisy"]
-    assert w0.max_probe_depth == 500 and not w0.history
-    t = pq.read_table(DEMO_DIR / "curves.parquet").to_pydict()
+    assert w0.max_probe_depth == depth and not w0.history
+    assert w0.eval_every == every and w0.tolerance == meta["tolerance"]
+    t = pq.read_table(data_dir / "curves.parquet").to_pydict()
     for c in w0.candidates:
-        assert c.horizon == 5000 and c.n_seeds == 2
+        assert c.horizon == horizon and c.n_seeds == 2
         full = sorted(
             (s, v)
             for cid, k, s, v in zip(t["candidate"], t["kind"], t["step"], t["value"])
             if cid == c.id and k == "full"
         )
-        assert full[-1][0] == 5000 and c.true_final == full[-1][1]  # the final of an independent full run
+        assert full[-1][0] == horizon and c.true_final == full[-1][1]  # the final of an independent full run
         st, v = c.curve(0)
-        assert st[0] == 10 and st[-1] == 500 and np.all((v >= 0) & (v <= 1))
+        assert st[0] == every and st[-1] == depth and np.all((v >= 0) & (v <= 1))
     # Other worlds replay other recorded seeds of the same candidates.
     assert [c.true_final for c in w0.candidates] == [c.true_final for c in w1.candidates]
     assert any(not np.array_equal(a.curve(1)[1], b.curve(1)[1]) for a, b in zip(w0.candidates, w1.candidates))
     # Probes cannot buy steps that were never recorded; uniform depth stops there too.
     r = Market(w0, budget=w0.full_cost)
-    with pytest.raises(ValueError, match="at most step 500"):
-        r.probe(0, 0, 0, 510)
-    assert uniform_depth(r, w0.full_cost, seeds=2) == 500
+    with pytest.raises(ValueError, match=f"at most step {depth}"):
+        r.probe(0, 0, 0, depth + every)
+    assert uniform_depth(r, w0.full_cost, seeds=2) == depth

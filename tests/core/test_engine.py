@@ -172,14 +172,14 @@ def test_no_skill_level_and_learning_check():
 
 
 def test_candidates_still_at_chance_are_probed_not_written_off():
-    # The recorded demo: tiny random-init Llamas whose accuracy sits at chance for the first
+    # The late-bloomer recording: tiny random-init Llamas whose accuracy sits at chance for the first
     # ~200 of 5,000 steps. Without the learning check, the flat seed dispersion there reads as
     # a floor and the engine stops after 2-3% of its budget with predictions near chance.
     import prehoc_ray.core.engine as engine_mod
     from prehoc_ray.bench.market import Market
     from prehoc_ray.bench.metrics import evaluate
     from prehoc_ray.bench.policies import prehoc
-    from prehoc_ray.bench.worlds import demo_world
+    from prehoc_ray.bench.worlds import LATE_BLOOMERS_DIR, demo_world
 
     def run(check: bool) -> tuple[float, float]:
         saved = engine_mod.learning_not_seen
@@ -188,7 +188,7 @@ def test_candidates_still_at_chance_are_probed_not_written_off():
         try:
             rmse, spent = [], []
             for s in range(6):  # the 6 pairs of recorded probe seeds
-                w = demo_world(s)
+                w = demo_world(s, data_dir=LATE_BLOOMERS_DIR)
                 # The write-off this guards against is the prediction objective's regime stop
                 # (Noise-Dominant); the decision objective has no such stop.
                 r = prehoc.run(Market(w, 0.1 * w.full_cost), seed=s, objective="prediction")
@@ -208,9 +208,9 @@ def test_candidates_still_at_chance_are_probed_not_written_off():
 def test_a_candidate_with_no_learning_seen_gets_no_interval():
     from prehoc_ray.bench.market import Market
     from prehoc_ray.bench.policies.prehoc import run_engine, settings_for
-    from prehoc_ray.bench.worlds import demo_world
+    from prehoc_ray.bench.worlds import LATE_BLOOMERS_DIR, demo_world
 
-    w = demo_world(0)
+    w = demo_world(0, data_dir=LATE_BLOOMERS_DIR)
     market = Market(w, 0.1 * w.full_cost)
     eng, _ = run_engine(market, settings_for(market))
     rows = {r["candidate"]: r for r in eng.summary()}
