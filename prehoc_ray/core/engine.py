@@ -1160,11 +1160,13 @@ class Engine:
                 # The task's predicted finals spread less than the tolerance (L(0) <= tau^2): any
                 # pick is within what the user said a wrong prediction may cost. Revisited every
                 # round, since L(0) moves with the predictions.
+                # The words are the task's, not the candidate's regime: its own decay may still
+                # be unidentified, which does not matter once any pick is within tolerance.
                 self._stop(
                     st,
                     StopKind.STATIC_SUFFICIENT,
-                    f"Static-Sufficient: {self._regime_words(st)}; the task's candidates are all within tolerance of "
-                    "each other",
+                    f"task within tolerance: static-only risk sqrt(L0)={math.sqrt(st.L0):.3g} is within tolerance "
+                    f"{self.settings.tolerance:g}: the task's predicted finals are all within tolerance of each other",
                     soft=True,
                 )
             return

@@ -65,12 +65,15 @@ def test_a_recorded_portfolio_replays_its_real_probes(recording):
     import pyarrow.parquet as pq
 
     from prehoc_ray.bench.worlds import DATA_DIR
+    from prehoc_ray.spec.job import load_job
 
     data_dir = DATA_DIR / recording
     meta = json.loads((data_dir / "meta.json").read_text())
     depth, horizon, every = meta["probe_depth"], meta["horizon"], meta["eval_every"]
     w0, w1 = demo_world(0, data_dir=data_dir), demo_world(1, data_dir=data_dir)
-    assert len(w0.candidates) == 6 and sorted(set(w0.groups)) == ["bbc_news", "tweets", "tweets_noisy"]
+    recorded_job = load_job(data_dir / "job.yaml")
+    assert sorted(c.id for c in w0.candidates) == sorted(c.id for c in recorded_job.candidate_specs())
+    assert sorted(set(w0.groups)) == ["bbc_news", "tweets", "tweets_noisy"]
     assert w0.max_probe_depth == depth and not w0.history
     assert w0.eval_every == every and w0.tolerance == meta["tolerance"]
     t = pq.read_table(data_dir / "curves.parquet").to_pydict()
