@@ -5,7 +5,7 @@
 
 `deberta`: recorded DeBERTa / DeBERTaV3 fine-tunes on MultiNLI (data/opda-deberta, CC BY-SA
 4.0), `--candidates` random configurations per base model (a task), one curve each.
-`demo`: the recorded demo portfolio (data/demo-recorded): 4 probe seeds to 500 steps per
+`demo`: the recorded demo portfolio (data/demo-recorded): 4 probe seeds to 300 steps per
 candidate, the final of its independent full fine-tune, the measured CPU-seconds per step.
 """
 

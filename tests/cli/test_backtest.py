@@ -27,7 +27,7 @@ def test_a_table_round_trips_into_the_same_world(tmp_path):
     write_table(world_table(w), path)
     back = table_world(read_trajectories(path))
     assert [c.id for c in back.candidates] == [c.id for c in w.candidates]
-    assert back.eval_every == 10 and back.max_probe_depth == 500
+    assert back.eval_every == w.eval_every and back.max_probe_depth == w.max_probe_depth
     for a, b in zip(w.candidates, back.candidates):
         assert (
             a.true_final == b.true_final
