@@ -29,7 +29,7 @@ REPORT_SEEDS: dict[str, tuple[int, ...]] = {
     "hetero_miss": tuple(range(100, 120)),
     "synthetic": tuple(range(100, 130)),
     "deberta": tuple(range(100, 110)),
-    # The demo has one set of 6 candidates; its worlds differ in which recorded probe seeds play.
+    # The demo has one set of 9 candidates; its worlds differ in which recorded probe seeds play.
     "demo": (3, 4, 5),
 }
 # Policies that learn from a task's past runs; a world without history (the demo) has none.

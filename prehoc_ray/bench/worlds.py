@@ -2,7 +2,7 @@
 
 - `synthetic_world`: the ground-truth generator (sim.synthetic), one family per regime.
 - `demo_world`: the demo portfolio (jobs/demo.yaml) as benchmarks/record_demo.py recorded it:
-  real LoRA probes of two tiny Llamas on three text tasks, probe seeds to the job's probe cap,
+  real LoRA probes of three tiny Llamas on three text tasks, probe seeds to the job's probe cap,
   and one full fine-tune per candidate for the true final. `demo_world(data_dir=LATE_BLOOMERS_DIR)`
   replays an earlier recording of the same kind (data/late-bloomers-recorded: head-only training,
   curves still at chance for hundreds of steps before they rise).

@@ -5,7 +5,7 @@ task when absent), horizon (the full run's steps; the last recorded step when ab
 (the outcome of that candidate's full run: required, it is what picks are scored against),
 optional cost_per_step (device-seconds per step per seed, default 1) and static_* features.
 Every (candidate, seed) curve is a probe seed a policy can replay; a candidate's `final` is the
-mean of its finite finals. Probes may go as deep as the shallowest recorded curve when some
+one finite value its rows carry (two different ones are an error). Probes may go as deep as the shallowest recorded curve when some
 curves stop short of their horizon (recorded probes, not full runs).
 """
 

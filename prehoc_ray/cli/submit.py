@@ -131,6 +131,17 @@ def submission_problems(spec_path: Path, spec: JobSpec, working_dir: Path | None
                     "it would not reach the cluster",
                 )
             )
+        truth = str(raw.get("truth") or "")
+        if truth and not Path(truth).is_absolute() and not inside(spec_path.resolve().parent / truth, working_dir):
+            # a warning: only the plan's comparison with it would be missing on the cluster
+            problems.append(
+                Problem(
+                    "truth",
+                    f"{truth!r} is outside the working directory {str(working_dir)!r}: the plan on the cluster "
+                    "will not compare against it",
+                    error=False,
+                )
+            )
     return problems
 
 

@@ -324,7 +324,8 @@ def check_paths(spec: JobSpec) -> list[Problem]:
         try:
             truth = load_truth(spec.truth)
         except (OSError, ValueError) as exc:
-            problems.append(Problem("truth", str(exc)))
+            # a warning: the truth is compared after the run, and the run does not need it
+            problems.append(Problem("truth", str(exc), error=False))
         else:
             absent = [c.id for c in spec.candidate_specs() if c.id not in truth]
             if absent:

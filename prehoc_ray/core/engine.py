@@ -1165,7 +1165,7 @@ class Engine:
                 self._stop(
                     st,
                     StopKind.STATIC_SUFFICIENT,
-                    f"task within tolerance: static-only risk sqrt(L0)={math.sqrt(st.L0):.3g} is within tolerance "
+                    f"task within tolerance: static-only risk sqrt(L0)={math.sqrt(max(st.L0, 0.0)):.3g} is within tolerance "
                     f"{self.settings.tolerance:g}: the task's predicted finals are all within tolerance of each other",
                     soft=True,
                 )

@@ -21,6 +21,10 @@ from prehoc_ray.io.errors import TruthError, show_text
 RECORDING_TABLE = "curves.parquet"
 
 
+def _finite(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def _read(path: Path) -> pa.Table:
     try:
         if path.suffix.lower() == ".csv":
@@ -55,7 +59,7 @@ def load_truth(path: str | Path) -> dict[str, float]:
         _need(table_path, t, ("candidate", "kind", "step", "value"))
         last: dict[str, tuple[float, float]] = {}
         for cid, kind, step, value in zip(*(t.column(c).to_pylist() for c in ("candidate", "kind", "step", "value"))):
-            if kind != "full" or step is None or value is None:
+            if kind != "full" or not _finite(step) or not _finite(value):
                 continue
             if cid not in last or step > last[cid][0]:
                 last[cid] = (float(step), float(value))
@@ -71,6 +75,10 @@ def load_truth(path: str | Path) -> dict[str, float]:
                 v = float(final)
             except (TypeError, ValueError):
                 v = float("nan")
+            if str(cid) in out:
+                raise TruthError(
+                    f"{path}: row {k + 1}: candidate {show_text(cid)} appears twice; expected one final each"
+                )
             if cid is None or not math.isfinite(v):
                 raise TruthError(
                     f"{path}: row {k + 1}: expected a candidate id and a finite final, "

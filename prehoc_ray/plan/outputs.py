@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -179,20 +180,42 @@ def write_plan(
         "candidates": rows,
     }
     if spec.truth is not None:
-        doc["recorded_truth"] = recorded_truth(rows, spec, totals)
+        doc["recorded_truth"] = recorded_truth(rows, spec, totals, previous=_previous_truth(run_dir / PLAN_JSON))
     write_json_atomic(run_dir / PLAN_JSON, doc)
     return PlanOutputs(plan, rows, totals, run_dir / PLAN_PARQUET, run_dir / PLAN_JSON)
 
 
-def recorded_truth(rows: Sequence[Mapping[str, Any]], spec: JobSpec, totals: Mapping[str, Any]) -> dict[str, Any]:
+def _previous_truth(path: Path) -> dict[str, float]:
+    """The recorded results an earlier plan of this run compared against (none: empty)."""
+    try:
+        rec = json.loads(path.read_text()).get("recorded_truth") or {}
+        return {str(c["candidate"]): float(c["true_final"]) for c in rec.get("candidates", [])}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return {}
+
+
+def recorded_truth(
+    rows: Sequence[Mapping[str, Any]],
+    spec: JobSpec,
+    totals: Mapping[str, Any],
+    previous: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
     """plan.json's `recorded_truth`: the plan next to spec.truth (plan/truth.py), with its
-    sentences; a truth source that cannot be read is an `error` there, never a lost plan."""
+    sentences. A source that cannot be read now (a relative `truth:` re-read from the run
+    directory's copy of the spec, a moved file) falls back to the results an earlier plan of
+    this run recorded; without those it is an `error` there. It never costs the plan."""
     from prehoc_ray.io.truth import load_truth
     from prehoc_ray.plan.truth import compare_to_truth, truth_lines
 
+    source = str(spec.truth)
     try:
         truth = load_truth(spec.truth)
     except (OSError, ValueError) as exc:
-        return {"source": spec.truth, "error": str(exc)}
-    cmp = compare_to_truth(rows, truth, spec.plan.mode, source=str(spec.truth))
-    return cmp.to_json() | {"lines": truth_lines(cmp, _num(totals.get("saving_s")))}
+        if not previous:
+            return {"source": source, "error": str(exc)}
+        truth, source = dict(previous), f"{source} (unreadable now: the results recorded by this run's earlier plan)"
+    try:
+        cmp = compare_to_truth(rows, truth, spec.plan.mode, source=source)
+        return cmp.to_json() | {"lines": truth_lines(cmp, _num(totals.get("saving_s")))}
+    except Exception as exc:  # a comparison is a courtesy: the plan is written whatever happens here
+        return {"source": source, "error": f"{type(exc).__name__}: {exc}"}

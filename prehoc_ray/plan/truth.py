@@ -37,6 +37,7 @@ class TaskTruth:
     picks: tuple[str, ...]  # the plan's "run" candidates with a recorded result
     pick_final: float  # the best of the picks' true results (NaN: no pick)
     regret: float  # best_final - pick_final in the direction of mode (NaN: no pick)
+    unrecorded_picks: tuple[str, ...] = ()  # the plan's "run" candidates of the task without a recorded result
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,9 @@ class TruthComparison:
         return {
             "source": self.source,
             "candidates": [asdict(c) for c in self.candidates],
-            "tasks": [asdict(t) | {"picks": list(t.picks)} for t in self.tasks],
+            "tasks": [
+                asdict(t) | {"picks": list(t.picks), "unrecorded_picks": list(t.unrecorded_picks)} for t in self.tasks
+            ],
             "missing": list(self.missing),
             "n_inside": self.n_inside,
             "n_with_interval": self.n_with_interval,
@@ -77,11 +80,15 @@ def compare_to_truth(
 ) -> TruthComparison:
     """The plan's rows (plan/outputs.py) against `truth` (candidate -> recorded final)."""
     sign = 1.0 if mode == "max" else -1.0
-    cands, missing = [], []
+    cands: list[CandidateTruth] = []
+    missing: list[str] = []
+    unrecorded: dict[str, list[str]] = {}
     for r in rows:
         cid = str(r["candidate"])
         if cid not in truth:
             missing.append(cid)
+            if str(r.get("decision") or "") == RUN:
+                unrecorded.setdefault(str(r["task"]), []).append(cid)
             continue
         lo, hi, y = _f(r.get("lower")), _f(r.get("upper")), float(truth[cid])
         inside = (lo <= y <= hi) if math.isfinite(lo) and math.isfinite(hi) else None
@@ -101,7 +108,15 @@ def compare_to_truth(
         else:
             pick_final = regret = float("nan")
         tasks.append(
-            TaskTruth(task, best.candidate, best.true_final, tuple(c.candidate for c in picks), pick_final, regret)
+            TaskTruth(
+                task,
+                best.candidate,
+                best.true_final,
+                tuple(c.candidate for c in picks),
+                pick_final,
+                regret,
+                tuple(unrecorded.get(task, ())),
+            )
         )
     return TruthComparison(source, tuple(cands), tuple(tasks), tuple(missing))
 
@@ -114,7 +129,9 @@ def truth_lines(cmp: TruthComparison, saving_s: float | None = None) -> list[str
             verdict = "the best" if t.regret <= 0 else f"regret {t.regret:.3g} (best: {t.best} at {t.best_final:.3g})"
             out.append(f"{t.task}: the plan runs {', '.join(t.picks)}, which reached {t.pick_final:.3g}: {verdict}")
         else:
-            out.append(f"{t.task}: the plan runs nothing; its best candidate {t.best} reached {t.best_final:.3g}")
+            runs = t.unrecorded_picks
+            did = f"the plan runs {', '.join(runs)} (no recorded result)" if runs else "the plan runs nothing"
+            out.append(f"{t.task}: {did}; its best recorded candidate {t.best} reached {t.best_final:.3g}")
     if cmp.n_with_interval:
         out.append(
             f"{cmp.n_inside} of {cmp.n_with_interval} recorded results lie inside the plan's interval [lower, upper]"

@@ -136,7 +136,8 @@ def _load_plan(data: RunData) -> None:
                 for r in doc.get("candidates", [])
             ]
             data.totals = doc.get("totals")
-            data.truth = doc.get("recorded_truth")
+            truth = doc.get("recorded_truth")
+            data.truth = truth if isinstance(truth, dict) else None
             return
         except (OSError, json.JSONDecodeError) as exc:
             data.notes.append(f"plan.json unreadable ({exc}); recomputed from candidates.parquet")

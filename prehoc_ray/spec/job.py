@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import re
 from collections import Counter
 from pathlib import Path
@@ -99,7 +100,7 @@ class JobSpec(_Strict):
     # of benchmarks/record_demo.py, or a table with candidate, final). When set, the plan and
     # the report show each candidate's true result next to its prediction and the regret of the
     # plan's picks. It changes nothing the run does, so it is not part of the spec hash.
-    truth: str | None = None
+    truth: str | None = Field(None, min_length=1)
 
     @model_validator(mode="after")
     def _consistent(self) -> JobSpec:
@@ -242,7 +243,8 @@ def load_job(path: str | Path) -> JobSpec:
     base = path.resolve().parent
     for key in ("history", "truth"):
         if isinstance(raw.get(key), str) and raw[key] and not Path(raw[key]).is_absolute():
-            raw[key] = str(base / raw[key])
+            # truth is not hashed, so it may be shown normalised; history keeps its hashed form
+            raw[key] = os.path.normpath(base / raw[key]) if key == "truth" else str(base / raw[key])
     for section, key in (("tasks", "path"), ("models", "path"), ("configs", "deepspeed")):
         items = raw.get(section)
         for item in items if isinstance(items, list) else []:

@@ -259,3 +259,19 @@ def test_history_problems_are_named(tmp_path):
     spec = write(tmp_path, {**GOOD, "history": "missing.parquet"})
     out = json.loads(runner.invoke(app, ["validate", str(spec), "--json"]).output)
     assert not out["ok"] and any("history" in e and "missing.parquet" in e for e in out["errors"])
+
+
+def test_truth_is_resolved_next_to_the_spec_and_only_warned_about(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "jobs").mkdir()
+    spec = write(tmp_path / "jobs", with_(truth="../truth.parquet"))
+    code, out = run(spec)
+    assert code == 0, out  # a missing truth never stops a run: it is compared after it
+    assert f"truth: {tmp_path / 'truth.parquet'}: not found" in out and "warning" in out
+    pq.write_table(pa.table({"candidate": ["other:tiny"], "final": [0.5]}), tmp_path / "truth.parquet")
+    code, out = run(spec)
+    assert code == 0 and "no recorded result for 1 candidate(s) (copy:tiny" in out
+    code, out = run(write(tmp_path, with_(truth="")))
+    assert code != 0 and "truth" in out

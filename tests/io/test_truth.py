@@ -25,6 +25,7 @@ def test_a_recording_gives_each_candidate_the_last_value_of_its_full_run(tmp_pat
             ("t:a", "full", 250.0, 0.60),
             ("t:b", "full", 250.0, 0.40),
             ("t:c", "probe", 500.0, 0.80),  # no full run: no truth
+            ("t:b", "full", 500.0, float("nan")),  # a non-finite evaluation is no result
         ],
     )
     assert load_truth(d) == {"t:a": 0.71, "t:b": 0.40}
@@ -65,6 +66,13 @@ def test_the_shipped_late_bloomer_recording_matches_its_replayed_world():
         ),
         (lambda p: (p / "x.parquet").write_text("not parquet") and p / "x.parquet", ["cannot read it as Parquet"]),
         (lambda p: _recording(p / "r", [("a", "probe", 1.0, 0.5)]), ["no rows of kind 'full'"]),
+        (
+            lambda p: (
+                pq.write_table(pa.table({"candidate": ["a", "a"], "final": [1.0, 0.5]}), p / "d.parquet")
+                or p / "d.parquet"
+            ),
+            ["row 2", "appears twice"],
+        ),
     ],
 )
 def test_bad_truth_sources_get_one_line_naming_the_file(tmp_path, make, words):

@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -58,6 +59,28 @@ def test_lower_is_better_turns_the_regret_around():
     (a,) = cmp.tasks
     assert a.best == "a:m1" and a.pick_final == 0.62 and a.regret == 0.0
     assert "the best" in truth_lines(cmp)[0]
+    # a loss (lower is better) where the plan runs only m3 (0.66) and m1 reached 0.62
+    rows = [dict(r, decision="skip" if r["candidate"] == "a:m1" else r["decision"]) for r in ROWS[:3]]
+    (a,) = compare_to_truth(rows, TRUTH, "min").tasks
+    assert a.picks == ("a:m3",) and a.regret == pytest.approx(0.04)
+
+
+def test_a_pick_without_a_recorded_result_is_named_not_hidden():
+    rows = [_row("a:m1", "skip", 0.7, 0.6, 0.8), _row("a:m2", "run", 0.8, 0.7, 0.9)]
+    cmp = compare_to_truth(rows, {"a:m1": 0.7}, "max")
+    (a,) = cmp.tasks
+    assert a.picks == () and a.unrecorded_picks == ("a:m2",) and cmp.missing == ("a:m2",)
+    assert truth_lines(cmp)[0].startswith("a: the plan runs a:m2 (no recorded result)")
+
+
+def test_the_demo_names_a_recording_of_every_one_of_its_candidates():
+    from prehoc_ray.io.truth import load_truth
+    from prehoc_ray.spec.job import load_job
+
+    spec = load_job(Path(__file__).resolve().parents[2] / "jobs" / "demo.yaml")
+    truth = load_truth(spec.truth)
+    assert {c.id for c in spec.candidate_specs()} <= set(truth)
+    assert all(0.0 <= v <= 1.0 for v in truth.values())
 
 
 def test_truth_does_not_change_the_spec_hash(tmp_path):
@@ -92,10 +115,22 @@ def test_the_plan_and_the_report_show_the_recorded_truth(truth_run):
         assert line in md
 
 
-def test_an_unreadable_truth_source_loses_no_plan(truth_run, tmp_path):
-    run, spec, _ = truth_run
-    bad = spec.model_copy(update={"truth": str(tmp_path / "nowhere.parquet")})
-    out = write_outputs(run, bad)
+def test_an_unreadable_truth_source_falls_back_to_the_earlier_plan_or_loses_no_plan(tmp_path):
+    truth_file = tmp_path / "truth.parquet"
+    spec = write_simulated_run(tmp_path / "run", simulated_spec_dict(models_per_task=2) | {"truth": str(truth_file)})
+    ids = [c.id for c in spec.candidate_specs()]
+    run = tmp_path / "run"
+    gone = spec.model_copy(update={"truth": str(tmp_path / "nowhere.parquet")})
+    # no earlier plan to fall back on: an error in plan.json, and the plan is whole
+    out = write_outputs(run, gone)
     doc = json.loads((run / "plan.json").read_text())
-    assert out.rows and doc["candidates"] and "not found" in doc["recorded_truth"]["error"]
+    assert len(out.rows) == len(doc["candidates"]) == len(ids) and "not found" in doc["recorded_truth"]["error"]
     assert "could not be read" in (run / "report.md").read_text()
+    # an earlier plan compared against it, then the source moved (a relative `truth:` re-read
+    # from the run directory's copy of the spec): the results that plan recorded are used
+    pq.write_table(pa.table({"candidate": ids, "final": [0.5] * len(ids)}), truth_file)
+    first = json.loads((write_outputs(run, spec).json).read_text())["recorded_truth"]
+    truth_file.unlink()
+    again = json.loads((write_outputs(run, spec).json).read_text())["recorded_truth"]
+    assert "error" not in again and "unreadable now" in again["source"]
+    assert again["candidates"] == first["candidates"] and again["tasks"] == first["tasks"]
