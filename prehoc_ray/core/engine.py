@@ -40,7 +40,14 @@ from prehoc_ray.core.backtests import CurveBacktest, candidate_backtest, extrapo
 from prehoc_ray.core.budget import choose_depth
 from prehoc_ray.core.curves import extrapolate
 from prehoc_ray.core.decay import DIAG_AT_BOUND, DIAG_FLOOR_UNIDENTIFIED, DIAGNOSTIC_HELP, DecayFit, predictive_variance
-from prehoc_ray.core.decision import best_other, curve_distance, extrapolation_variance, group_codes, kg_star, p_best
+from prehoc_ray.core.decision import (
+    best_other,
+    curve_distance,
+    extrapolation_variance,
+    group_codes,
+    kg_star,
+    p_best_by_task,
+)
 from prehoc_ray.core.evaluation_noise import EVAL_EXAMPLES_KEY, eval_sampling_variance
 from prehoc_ray.core.family import FamilyFit, fit_family
 from prehoc_ray.core.learning import learning_not_seen, no_skill_level
@@ -275,6 +282,9 @@ class Engine:
         self.spend_log: list[dict] = []  # per finished probe: round, candidate, cost, cumulative spend
         self.gamma = self.gamma_decision = float("nan")
         self._task_fits: dict[str, _TaskFit] = {}
+        self._p_best_cache: dict[
+            str, tuple[tuple, np.ndarray]
+        ] = {}  # task -> (its beliefs, P(best)) (core/decision.py)
         self.tasks_refit = 0  # tasks whose decay fits the last refit computed again (the others had no new data)
         self._update_prices()  # exist from construction; every refit updates them with measured costs
 
@@ -652,12 +662,19 @@ class Engine:
         n = len(states)
         codes = group_codes([st.info.group for st in states])
         var_now = self._belief_variance(a, a["depth"])
-        rng = np.random.default_rng(np.random.SeedSequence([s.seed, self.round, 0x6B67]))
         # enough draws for a stable 1% threshold; fewer per candidate for huge portfolios
         draws = int(np.clip(4_000_000 // max(n, 1), 128, 1024))
         # Candidates without a belief yet still need a place in the queue and a contention
-        # test: a provisional one (below), used for nothing else.
-        pb = p_best(a["mu"], np.sqrt(self._provisional_variance(a, var_now, codes)), codes, rng, draws=draws)
+        # test: a provisional one (below), used for nothing else. Each task's draws are seeded
+        # by the task, so a task whose beliefs did not move keeps its probabilities (cached).
+        pb = p_best_by_task(
+            a["mu"],
+            np.sqrt(self._provisional_variance(a, var_now, codes)),
+            [st.info.group for st in states],
+            s.seed,
+            draws,
+            self._p_best_cache,
+        )
         gap = a["mu"] - best_other(a["mu"], codes)
         # KG(*): increments of 1..m growth steps, on the evaluation grid, clipped to the cap
         e = s.eval_every

@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 
 from prehoc_ray.core.ask_tell import ProbeOutcome, tell
-from prehoc_ray.core.decision import best_other, f_kg, group_codes, kg_star, knowledge_gradient, p_best
+from prehoc_ray.core.decision import (
+    best_other,
+    f_kg,
+    group_codes,
+    kg_star,
+    knowledge_gradient,
+    p_best,
+    p_best_by_task,
+)
 from prehoc_ray.core.engine import CandidateInfo, Engine, EngineSettings, ProbeOrder
 from prehoc_ray.sim.backend import SimulatedBackend, run_simulated
 from prehoc_ray.sim.synthetic import generate_portfolio
@@ -51,6 +59,46 @@ def test_p_best_sums_to_one_per_task_and_matches_monte_carlo():
         idx = np.flatnonzero(codes == c)
         counts = np.bincount(np.argmax(X[:, idx], axis=1), minlength=idx.size) / X.shape[0]
         assert np.abs(counts - p[idx]).max() < 0.02
+
+
+def test_p_best_by_task_is_a_function_of_each_task_alone_and_its_cache_is_exact():
+    rng = np.random.default_rng(5)
+    n = 60
+    mu = rng.normal(0, 1, n)
+    sd = rng.uniform(0.1, 1.0, n)
+    sd[7] = np.nan  # no belief: no part in it
+    tasks = [f"t{i % 5}" for i in range(n)]
+    cache: dict = {}
+    p = p_best_by_task(mu, sd, tasks, 1, 4000, cache)
+    t = np.array(tasks)
+    assert np.isnan(p[7]) and set(cache) == {f"t{k}" for k in range(5)}
+    for name in cache:
+        assert p[t == name][np.isfinite(p[t == name])].sum() == pytest.approx(1.0, abs=1e-9)
+    # the same numbers whether computed alone, among other tasks, or read back from the cache
+    alone = p_best_by_task(mu[t == "t2"], sd[t == "t2"], ["t2"] * int((t == "t2").sum()), 1, 4000, {})
+    assert np.array_equal(alone, p[t == "t2"], equal_nan=True)
+    mu2 = mu.copy()
+    mu2[t == "t3"] += 0.5  # one task's beliefs move
+    before = {k: v[1] for k, v in cache.items()}
+    p2 = p_best_by_task(mu2, sd, tasks, 1, 4000, cache)
+    assert np.array_equal(p2[t != "t3"], p[t != "t3"], equal_nan=True)
+    assert not np.array_equal(p2[t == "t3"], p[t == "t3"])
+    assert all(cache[k][1] is before[k] for k in before if k != "t3")  # not recomputed
+    assert np.array_equal(p2, p_best_by_task(mu2, sd, tasks, 1, 4000, {}), equal_nan=True)
+
+
+def test_p_best_by_task_matches_the_exact_probability_for_pairs():
+    # Two independent normal beliefs: P(X1 > X2) = Phi((m1 - m2) / sqrt(s1^2 + s2^2)).
+    from scipy.stats import norm
+
+    m = np.array([0.3, 0.0, 1.0, 1.2, -0.5, -0.5])
+    s = np.array([0.5, 0.2, 0.1, 0.4, 1.0, 0.3])
+    tasks = ["a", "a", "b", "b", "c", "c"]
+    p = p_best_by_task(m, s, tasks, 0, 20_000, {})
+    for i in (0, 2, 4):
+        exact = norm.cdf((m[i] - m[i + 1]) / np.hypot(s[i], s[i + 1]))
+        assert p[i] == pytest.approx(exact, abs=0.01)
+        assert p[i] + p[i + 1] == pytest.approx(1.0, abs=1e-12)
 
 
 def test_a_clearly_beaten_candidate_has_no_value_and_no_chance():
