@@ -51,6 +51,9 @@ PLAN_SCHEMA = pa.schema(
     ]
 )
 PLAN_COLUMNS = tuple(PLAN_SCHEMA.names)
+# Metrics that are proportions (runner/evaluation.py): no final lies outside [0, 1], so an
+# interval reaching past that says nothing more than [0, 1] does and is shown clipped to it.
+METRIC_RANGE = {"accuracy": (0.0, 1.0), "exact_match": (0.0, 1.0)}
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,8 @@ def build_plan(
     """The plan, its rows (PLAN_COLUMNS) and its totals for a candidates table and a spec."""
     rows = _with_costs(candidates)
     plan = make_plan(rows, plan_settings(spec))
+    metric = next((str(r["metric"]) for r in rows if r.get("metric")), "metric")
+    lo_bound, hi_bound = METRIC_RANGE.get(metric, (-math.inf, math.inf))
     out = []
     for r, d in zip(rows, plan.decisions):
         out.append(
@@ -122,8 +127,8 @@ def build_plan(
                 "regime": str(r.get("regime") or ""),
                 "predicted_final": _num(r.get("predicted_final")),
                 "predicted_std": _num(r.get("predicted_std")),
-                "lower": _num(r.get("lower")),
-                "upper": _num(r.get("upper")),
+                "lower": max(_num(r.get("lower")), lo_bound),  # NaN stays NaN
+                "upper": min(_num(r.get("upper")), hi_bound),
                 "probe_steps": int(_num(r.get("probe_steps"))) if math.isfinite(_num(r.get("probe_steps"))) else 0,
                 "probe_cost_s": _num(r.get("probe_cost_s")),
                 "full_cost_s": _num(r.get("full_cost_s")),
@@ -144,7 +149,6 @@ def build_plan(
                 "wanted_cost_s": _num(r.get("wanted_cost_s")),
             }
         )
-    metric = next((str(r["metric"]) for r in rows if r.get("metric")), "metric")
     totals = {
         **plan.totals(),
         "probe_budget_s": spec.budget.probe_seconds,

@@ -171,3 +171,22 @@ def test_missing_numbers_are_null_in_plan_parquet(tmp_path):
     assert not any(isinstance(v, float) and math.isnan(v) for v in col.to_pylist())
     doc = json.loads((tmp_path / "plan.json").read_text())
     assert doc["candidates"][0]["predicted_final"] is None
+
+
+@pytest.mark.parametrize(("metric", "clipped"), [("accuracy", True), ("exact_match", True), ("neg_loss", False)])
+def test_intervals_of_a_proportion_are_shown_within_0_and_1(metric, clipped):
+    from prehoc_ray.plan.outputs import build_plan
+
+    spec = JobSpec.model_validate(simulated_spec_dict())
+    base = {"task": "t", "model": "m", "regime": "Undetermined", "full_cost_s": 10.0, "probe_cost_s": 1.0}
+    rows = [
+        base | {"candidate": "t:a", "predicted_final": 0.7, "predicted_std": 3.0, "lower": -4.2, "upper": 5.6},
+        base | {"candidate": "t:b", "predicted_final": 0.5, "predicted_std": 0.1, "lower": 0.35, "upper": 0.65},
+        base | {"candidate": "t:c", "predicted_final": 0.4, "predicted_std": float("nan"), "lower": float("nan")},
+    ]
+    _, out, totals = build_plan([r | {"metric": metric} for r in rows], spec)
+    a, b, c = out
+    assert totals["metric"] == metric
+    assert (a["lower"], a["upper"]) == ((0.0, 1.0) if clipped else (-4.2, 5.6))
+    assert (b["lower"], b["upper"]) == (0.35, 0.65) and a["predicted_std"] == 3.0
+    assert math.isnan(c["lower"]) and math.isnan(c["upper"])
