@@ -232,8 +232,10 @@ def demo_world(seed: int = 0, probe_seeds: int = 2, tolerance: float | None = No
         )
     if "eval_every" in rec:
         eval_every = int(rec["eval_every"])
-    else:  # the spacing of the probes' evaluations
-        eval_every = int(min(np.diff(c.curves[0][0]).min() for c in cands))
+    else:  # a recording from before meta.json said: the spacing of the probes' evaluations
+        from prehoc_ray.bench.worlds_table import infer_eval_every
+
+        eval_every = infer_eval_every([st for c in cands for st, _ in c.curves])
     name = Path(data_dir).name.removesuffix("-recorded")
     return World(f"{name}-s{seed}", cands, eval_every, tolerance, probe_seeds=probe_seeds, max_probe_depth=depth)
 

@@ -107,29 +107,6 @@ def best_other(mu: np.ndarray, codes: np.ndarray) -> np.ndarray:
     return out
 
 
-def p_best(mu: np.ndarray, sd: np.ndarray, codes: np.ndarray, rng: np.random.Generator, draws: int = 512) -> np.ndarray:
-    """P(candidate has its task's largest expected final) under independent normal beliefs.
-
-    Rao-Blackwellised Monte Carlo: draws of every candidate, then per candidate the exact
-    probability of beating the best of the others in that draw, averaged; normalised per task
-    so a task's probabilities sum to 1. NaN for candidates without a finite belief (they take
-    no part). A candidate alone in its task gets 1.
-    """
-    mu = np.asarray(mu, float)
-    sd = np.asarray(sd, float)
-    n = mu.size
-    out = np.full(n, np.nan)
-    ok = np.isfinite(mu) & np.isfinite(sd) & (sd >= 0)
-    idx = np.flatnonzero(ok)
-    if idx.size == 0:
-        return out
-    m, s, c = mu[idx], sd[idx], codes[idx]
-    order = np.lexsort((np.arange(idx.size), c))
-    m, s, c, idx = m[order], s[order], c[order], idx[order]
-    out[idx] = _p_best_sorted(m, s, c, rng.standard_normal((draws, m.size)))
-    return out
-
-
 def p_best_by_task(
     mu: np.ndarray,
     sd: np.ndarray,
@@ -138,10 +115,17 @@ def p_best_by_task(
     draws: int,
     cache: dict[str, tuple[tuple, np.ndarray]],
 ) -> np.ndarray:
-    """p_best with each task's draws seeded by (seed, the task's name): a task's probabilities
-    are a function of its own beliefs, so a task whose means and sds did not change gets exactly
-    what it got before. `cache` (task -> (its inputs, its probabilities)) keeps them between
-    calls; the tasks that changed are drawn and reduced together in one vectorised pass.
+    """P(candidate has its task's largest expected final) under independent normal beliefs.
+
+    Rao-Blackwellised Monte Carlo: `draws` draws of every candidate, then per candidate the
+    exact probability of beating the best of the others in that draw, averaged; normalised per
+    task so a task's probabilities sum to 1. NaN for candidates without a finite belief (they
+    take no part). A candidate alone in its task gets 1.
+
+    Each task's draws are seeded by (seed, the task's name), so a task's probabilities are a
+    function of its own beliefs: a task whose means and sds did not change gets exactly what it
+    got before. `cache` (task -> (its inputs, its probabilities)) keeps them between calls; the
+    tasks that changed are drawn and reduced together in one vectorised pass.
     """
     mu = np.asarray(mu, float)
     sd = np.asarray(sd, float)

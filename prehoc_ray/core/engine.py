@@ -282,9 +282,8 @@ class Engine:
         self.spend_log: list[dict] = []  # per finished probe: round, candidate, cost, cumulative spend
         self.gamma = self.gamma_decision = float("nan")
         self._task_fits: dict[str, _TaskFit] = {}
-        self._p_best_cache: dict[
-            str, tuple[tuple, np.ndarray]
-        ] = {}  # task -> (its beliefs, P(best)) (core/decision.py)
+        # task -> (its beliefs, P(best)): core/decision.py p_best_by_task
+        self._p_best_cache: dict[str, tuple[tuple, np.ndarray]] = {}
         self.tasks_refit = 0  # tasks whose decay fits the last refit computed again (the others had no new data)
         self._update_prices()  # exist from construction; every refit updates them with measured costs
 

@@ -10,7 +10,6 @@ from prehoc_ray.core.decision import (
     group_codes,
     kg_star,
     knowledge_gradient,
-    p_best,
     p_best_by_task,
 )
 from prehoc_ray.core.engine import CandidateInfo, Engine, EngineSettings, ProbeOrder
@@ -50,7 +49,7 @@ def test_p_best_sums_to_one_per_task_and_matches_monte_carlo():
     sd = rng.uniform(0.2, 1.5, n)
     groups = [f"t{i % 4}" for i in range(n)]
     codes = group_codes(groups)
-    p = p_best(mu, sd, codes, np.random.default_rng(3), draws=2000)
+    p = p_best_by_task(mu, sd, groups, 3, 2000, {})
     for c in np.unique(codes):
         assert p[codes == c].sum() == pytest.approx(1.0, abs=1e-9)
     # against counting argmaxes over many draws
@@ -112,7 +111,7 @@ def test_a_clearly_beaten_candidate_has_no_value_and_no_chance():
     ratio, kg, k = kg_star(gap, var_now, var_after, cost)
     assert ratio[2] < 1e-12 * ratio[:2].min()
     assert (k[:2] >= 0).all()
-    p = p_best(mu, np.sqrt(var_now), np.zeros(3, int), np.random.default_rng(0))
+    p = p_best_by_task(mu, np.sqrt(var_now), ["t"] * 3, 0, 512, {})
     assert p[2] < 1e-6 and p[:2].sum() == pytest.approx(1.0)
 
 
