@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -63,6 +64,16 @@ class CurveBacktest:
     errors: tuple[tuple[float, float, float], ...]  # per seed: (extrapolated - observed, origin, depth)
     exponent: float  # power-law exponent of the seed-mean curve; NaN with fewer than 3 evaluations
     gains: tuple[tuple[float, float], ...] = ()  # per seed: (extrapolated gain, observed gain) from origin to depth
+
+    @cached_property
+    def gain_sums(self) -> tuple[float, float, float]:
+        """Over its seeds: sum extrapolated x observed gain, sum extrapolated^2, sum observed^2."""
+        # a few numbers each: plain Python beats numpy's per-call overhead here
+        return (
+            math.fsum(p * a for p, a in self.gains),
+            math.fsum(p * p for p, _ in self.gains),
+            math.fsum(a * a for _, a in self.gains),
+        )
 
 
 def candidate_backtest(cc: CandidateCurves) -> CurveBacktest:
@@ -141,15 +152,7 @@ def extrapolation_error(
     grecs: dict[str, list[tuple[float, float, float, float]]] = {}  # (depth, pred x seen, pred^2, seen^2)
     for i, b in enumerate(backtests):
         if b is not None and b.gains:
-            # dot products of a few numbers: plain Python beats numpy's per-call overhead here
-            grecs.setdefault(groups[i], []).append(
-                (
-                    float(depths[i]),
-                    math.fsum(p * a for p, a in b.gains),
-                    math.fsum(p * p for p, _ in b.gains),
-                    math.fsum(a * a for _, a in b.gains),
-                )
-            )
+            grecs.setdefault(groups[i], []).append((float(depths[i]), *b.gain_sums))
     # Candidates of a task share one pool of records: each looks up its window in suffix sums
     # (a scan per candidate would be quadratic in an organisation-wide portfolio).
     everything = _Pool(sorted(x for v in recs.values() for x in v))

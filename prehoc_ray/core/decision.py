@@ -143,24 +143,36 @@ def p_best_by_task(
             out[idx] = hit[1]
         else:
             redo.append((name, idx, key))
-    if redo:
-        idx_all = np.concatenate([idx for _, idx, _ in redo])
-        c = np.repeat(np.arange(len(redo)), [idx.size for _, idx, _ in redo])
-        Z = np.hstack(
-            [
-                np.random.default_rng(
-                    np.random.SeedSequence([seed, zlib.crc32(name.encode()), 0x6B67])
-                ).standard_normal((draws, idx.size))
-                for name, idx, _ in redo
-            ]
-        )
-        p = _p_best_sorted(mu[idx_all], sd[idx_all], c, Z)
-        out[idx_all] = p
-        at = 0
-        for name, idx, key in redo:
-            cache[name] = (key, p[at : at + idx.size].copy())
-            at += idx.size
+    # Tasks are drawn and reduced a few at a time: each task's result depends on its own draws
+    # only, and arrays of a few MB stay in cache (one pass over 10,000 candidates' draws at once
+    # was three times slower).
+    chunk: list[tuple[str, np.ndarray, tuple]] = []
+    size = 0
+    for k, job in enumerate(redo):
+        chunk.append(job)
+        size += job[1].size * draws
+        if size >= _P_BEST_CHUNK or k == len(redo) - 1:
+            idx_all = np.concatenate([idx for _, idx, _ in chunk])
+            c = np.repeat(np.arange(len(chunk)), [idx.size for _, idx, _ in chunk])
+            Z = np.hstack(
+                [
+                    np.random.default_rng(
+                        np.random.SeedSequence([seed, zlib.crc32(name.encode()), 0x6B67])
+                    ).standard_normal((draws, idx.size))
+                    for name, idx, _ in chunk
+                ]
+            )
+            p = _p_best_sorted(mu[idx_all], sd[idx_all], c, Z)
+            out[idx_all] = p
+            at = 0
+            for name, idx, key in chunk:
+                cache[name] = (key, p[at : at + idx.size].copy())
+                at += idx.size
+            chunk, size = [], 0
     return out
+
+
+_P_BEST_CHUNK = 1 << 18  # draws x candidates reduced in one pass (2 MB of float64 per array)
 
 
 def _p_best_sorted(m: np.ndarray, s: np.ndarray, c: np.ndarray, Z: np.ndarray) -> np.ndarray:

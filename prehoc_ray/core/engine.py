@@ -190,10 +190,8 @@ class CandidateState:
     gain_trust: float = 1.0  # share of the extrapolated gain its task's back-tests bore out (core/backtests.py)
     bt_exponent: float = 0.0  # the exponent that error is carried to the horizon with (its task's curves)
     too_early: bool = False  # its interval is wider than all its task's curves have moved (see _decide_task)
-    finals_cache: tuple[int, list[tuple[float, float]]] = (
-        -1,
-        [],
-    )  # (points, each seed's (extrapolated final, last value))
+    # (points, each seed's (extrapolated final, last value), their mean extrapolated gain)
+    finals_cache: tuple[int, list[tuple[float, float]], float] = (-1, [], float("nan"))
     L_eval: float = float("nan")  # evaluation-set sampling variance of its final (NaN: set size unknown)
     seed_var_fallback: float = 0.0  # variance of one seed's extrapolated final, where no usable decay fit (refit)
     # Seeds this candidate is probed with: settings.seeds unless the budget could not pay every
@@ -201,17 +199,36 @@ class CandidateState:
     n_seeds: int = 0
     init_depth: int = 0  # its initial probe's depth; 0: settings.initial_depth
 
+    # Kept from points and reached by record / recount: a round reads them for every candidate
+    # several times, and at 10,000 candidates recounting each time is a tenth of the round.
+    _n_points: int = field(default=0, repr=False)
+    _depth: int = field(default=0, repr=False)
+    _curves: tuple[int, CandidateCurves | None] = field(default=(-1, None), repr=False)
+
     @property
     def depth(self) -> int:
         """The depth every seed has reached (a probe increment moves all seeds together)."""
-        if not self.reached:
-            return 0
-        return min(self.reached.values())
+        return self._depth
 
     @property
     def n_points(self) -> int:
         """Evaluations told so far, over all seeds (what the caches below are keyed on)."""
-        return sum(len(p) for p in self.points.values())
+        return self._n_points
+
+    def record(self, seed: int, rows: list[dict], start_step: int, target_step: int) -> None:
+        """A finished probe of one seed: its finite evaluations in (start_step, target_step]."""
+        pts = self.points.setdefault(seed, {})
+        for r in rows:
+            step = int(r["step"])
+            if start_step < step <= target_step and math.isfinite(float(r["value"])):
+                pts[step] = float(r["value"])
+        self.reached[seed] = max(self.reached.get(seed, 0), target_step)
+        self.recount()
+
+    def recount(self) -> None:
+        """Refresh what is kept from `points` and `reached` (after changing them directly)."""
+        self._n_points = sum(len(p) for p in self.points.values())
+        self._depth = min(self.reached.values()) if self.reached else 0
 
     @property
     def cost_per_step(self) -> float:
@@ -219,11 +236,15 @@ class CandidateState:
         return self.cost_s / self.steps_run if self.steps_run > 0 else self.info.prior_cost_per_step
 
     def curves(self) -> CandidateCurves:
-        seeds = {}
-        for s, pts in sorted(self.points.items()):
-            st = np.array(sorted(pts), float)
-            seeds[s] = (st, np.array([pts[int(k)] for k in st], float))
-        return CandidateCurves(self.info.id, self.info.group, self.info.horizon, float("nan"), np.zeros(0), seeds)
+        """Its evaluations as curves (built once per new point: read-only for the caller)."""
+        if self._curves[0] != self._n_points or self._curves[1] is None:
+            seeds = {}
+            for s, pts in sorted(self.points.items()):
+                st = np.array(sorted(pts), float)
+                seeds[s] = (st, np.array([pts[int(k)] for k in st], float))
+            cc = CandidateCurves(self.info.id, self.info.group, self.info.horizon, float("nan"), np.zeros(0), seeds)
+            self._curves = (self._n_points, cc)
+        return self._curves[1]
 
 
 def _nan_safe(x: float) -> float | None:
@@ -284,6 +305,7 @@ class Engine:
         self._task_fits: dict[str, _TaskFit] = {}
         # task -> (its beliefs, P(best)): core/decision.py p_best_by_task
         self._p_best_cache: dict[str, tuple[tuple, np.ndarray]] = {}
+        self._caps: dict[str, int] = {}  # candidate -> its probe depth cap (_cap)
         self.tasks_refit = 0  # tasks whose decay fits the last refit computed again (the others had no new data)
         self._update_prices()  # exist from construction; every refit updates them with measured costs
 
@@ -291,12 +313,7 @@ class Engine:
     def tell(self, order: ProbeOrder, rows: list[dict], cost_s: float) -> None:
         """A finished probe: its evaluation rows (step, value) and its measured device-seconds."""
         st = self.states[order.candidate]
-        pts = st.points.setdefault(order.seed, {})
-        for r in rows:
-            step = int(r["step"])
-            if order.start_step < step <= order.target_step and math.isfinite(float(r["value"])):
-                pts[step] = float(r["value"])
-        st.reached[order.seed] = max(st.reached.get(order.seed, 0), order.target_step)
+        st.record(order.seed, rows, order.start_step, order.target_step)
         st.cost_s += float(cost_s)
         st.steps_run += order.target_step - order.start_step
         self.spent += float(cost_s)
@@ -515,9 +532,13 @@ class Engine:
         return out
 
     def _cap(self, st: CandidateState) -> int:
-        s = self.settings
-        cap = int(st.info.horizon * s.max_depth_fraction)
-        return max(s.eval_every, cap - cap % s.eval_every)
+        """The deepest a probe of `st` may go: max_depth_fraction of its horizon, on the grid."""
+        cap = self._caps.get(st.info.id)
+        if cap is None:
+            s = self.settings
+            cap = int(st.info.horizon * s.max_depth_fraction)
+            cap = self._caps[st.info.id] = max(s.eval_every, cap - cap % s.eval_every)
+        return cap
 
     def _round_up(self, c: float) -> int:
         e = self.settings.eval_every
@@ -1089,14 +1110,13 @@ class Engine:
         refit and summary ask for every candidate's, and most did not move this round)."""
         npts = st.n_points
         if st.finals_cache[0] != npts:
-            st.finals_cache = (
-                npts,
-                [
-                    (extrapolate(stp, v, st.info.horizon), float(v[-1]))
-                    for stp, v in st.curves().seeds.values()
-                    if stp.size
-                ],
-            )
+            pairs = [
+                (extrapolate(stp, v, st.info.horizon), float(v[-1]))
+                for stp, v in st.curves().seeds.values()
+                if stp.size
+            ]
+            gains = [f - last for f, last in pairs if math.isfinite(f)]
+            st.finals_cache = (npts, pairs, math.fsum(gains) / len(gains) if gains else float("nan"))
         # The extrapolated gain over the last value, as far as the task's back-tests bore such
         # gains out: a curve model that overshoots would otherwise pick its worst overshooter.
         t = st.gain_trust
@@ -1105,8 +1125,7 @@ class Engine:
     def _extrapolated_gain(self, st: CandidateState) -> float:
         """Mean over seeds of the curve model's extrapolated final less the last value seen."""
         self._seed_finals(st)  # fills the cache
-        gains = [f - last for f, last in st.finals_cache[1] if math.isfinite(f)]
-        return math.fsum(gains) / len(gains) if gains else float("nan")
+        return st.finals_cache[2]
 
     @staticmethod
     def _usable(fit: DecayFit | None) -> bool:

@@ -12,7 +12,7 @@ import numpy as np
 
 from prehoc_ray.core.decay import DecayFit, fit_decay, fit_decay_shared_alpha_many, log_bias
 from prehoc_ray.core.observations import CandidateCurves
-from prehoc_ray.core.population import seed_dispersion
+from prehoc_ray.core.population import seed_dispersion_many
 from prehoc_ray.core.shrinkage import shrink_floors
 
 
@@ -39,7 +39,7 @@ def fit_family(
     Child generators are spawned from `rng_seq` in a fixed order (family first, then members),
     so results are deterministic given the sequence's state.
     """
-    Us = np.vstack([seed_dispersion(c, grid) for c in members])
+    Us = seed_dispersion_many(members, grid)
     # A member contributes only depths it has reached: beyond that its "dispersion" would be a
     # stale copy of its last value and would flatten the family's curve.
     Us[np.asarray(depths, float)[:, None] < grid[None, :]] = np.nan

@@ -321,6 +321,7 @@ def test_a_decision_round_over_10000_candidates_fills_its_slots():
 
     for st in eng.states.values():  # fitted state as after a few rounds, without running fits
         st.reached = {0: 60, 1: 60}
+        st.recount()
         st.mu = float(rng.normal(0.7, 0.05))
         st.fit = DecayFit(1e-4, 0.05, 0.6, n_points=6, c_min=10.0, c_max=60.0)
         st.bt_scale = 0.01

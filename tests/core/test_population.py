@@ -73,3 +73,26 @@ def test_beats_last_value_on_real_deberta_runs_at_half_depth() -> None:
     last = feature_matrix(trunc, depths)[:, 1]
     rmse, naive = np.sqrt(np.mean((mean - y) ** 2)), np.sqrt(np.mean((last - y) ** 2))
     assert rmse < 0.95 * naive
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_seed_dispersion_many_equals_each_member_alone(seed):
+    """Ragged members (0-4 seeds, seeds of 0-11 evaluations on different steps, depths before,
+    between and after them): every row is exactly seed_dispersion of that member."""
+    from prehoc_ray.core.observations import CandidateCurves
+    from prehoc_ray.core.population import seed_dispersion, seed_dispersion_many
+
+    rng = np.random.default_rng(seed)
+    members = []
+    for k in range(200):
+        seeds = {}
+        for j in range(int(rng.integers(0, 5))):
+            size = int(rng.integers(0, 12))
+            steps = np.sort(rng.choice(np.arange(10, 400, 10), size, replace=False)).astype(float)
+            seeds[j] = (steps, rng.normal(size=size))
+        members.append(CandidateCurves(f"c{k}", "g", 1000.0, float("nan"), np.zeros(0), seeds))
+    depths = np.array([5.0, 10, 20, 35, 60, 100, 200, 390, 500])
+    many = seed_dispersion_many(members, depths)
+    alone = np.vstack([seed_dispersion(c, depths) for c in members])
+    assert np.array_equal(many, alone, equal_nan=True)
+    assert np.isfinite(many).sum() > 300  # the comparison is not all NaN
