@@ -66,6 +66,11 @@ class CurveBacktest:
     gains: tuple[tuple[float, float], ...] = ()  # per seed: (extrapolated gain, observed gain) from origin to depth
 
     @cached_property
+    def error_table(self) -> np.ndarray:
+        """errors as an array: one row per seed, (error, origin, depth)."""
+        return np.array(self.errors, float).reshape(len(self.errors), 3)
+
+    @cached_property
     def gain_sums(self) -> tuple[float, float, float]:
         """Over its seeds: sum extrapolated x observed gain, sum extrapolated^2, sum observed^2."""
         # a few numbers each: plain Python beats numpy's per-call overhead here
@@ -126,49 +131,56 @@ def extrapolation_error(
     by_group: dict[str, list[int]] = {}
     for i, g in enumerate(groups):
         by_group.setdefault(g, []).append(i)
-    all_exp = [b.exponent for b in backtests if b is not None and math.isfinite(b.exponent)]
-    portfolio_exp = float(np.median(all_exp)) if all_exp else 0.0
+    code = np.empty(n, int)
+    for k, idx in enumerate(by_group.values()):
+        code[idx] = k
+    nan = float("nan")
+    exps = np.fromiter((b.exponent if b is not None else nan for b in backtests), float, n)
+    finite = np.isfinite(exps)
+    portfolio_exp = float(np.median(exps[finite])) if finite.any() else 0.0
     exponent = np.full(n, portfolio_exp)
     for idx in by_group.values():
-        es = [backtests[i].exponent for i in idx if backtests[i] is not None and math.isfinite(backtests[i].exponent)]
-        if es:
+        es = exps[idx][finite[idx]]
+        if es.size:
             exponent[idx] = float(np.median(es))
-    # (depth, squared error per unit distance) per candidate with back-tests, grouped by task;
-    # every back-test's distance in one vectorised call.
-    owner = [i for i, b in enumerate(backtests) if b is not None and b.errors for _ in b.errors]
-    recs: dict[str, list[tuple[float, float]]] = {}
-    if owner:
-        flat = [e for b in backtests if b is not None and b.errors for e in b.errors]
-        err, origin, depth = (np.array(col, float) for col in zip(*flat))
-        who = np.array(owner)
+    # Per candidate with back-tests, (depth, squared error per unit distance); every back-test's
+    # distance in one vectorised call. Arrays throughout: at 10,000 candidates a tuple per record
+    # was most of a round's back-test time.
+    with_err = [i for i, b in enumerate(backtests) if b is not None and b.errors]
+    rec_code, rec = np.zeros(0, int), np.zeros((0, 2))
+    if with_err:
+        table = np.concatenate([backtests[i].error_table for i in with_err])
+        err, origin, depth = table[:, 0], table[:, 1], table[:, 2]
+        who = np.repeat(with_err, [len(backtests[i].errors) for i in with_err])
         dist = curve_distance(origin, depth, exponent[who])
         first = np.flatnonzero(np.r_[True, who[1:] != who[:-1]])  # each candidate's first back-test
         count = np.diff(np.r_[first, who.size])
         mean_err = np.add.reduceat(err, first) / count
         mean_dist = np.add.reduceat(dist, first) / count
-        for i, e, d in zip(who[first].tolist(), mean_err.tolist(), mean_dist.tolist()):
-            if d > 0:
-                recs.setdefault(groups[i], []).append((float(depths[i]), (e / d) ** 2))
-    grecs: dict[str, list[tuple[float, float, float, float]]] = {}  # (depth, pred x seen, pred^2, seen^2)
-    for i, b in enumerate(backtests):
-        if b is not None and b.gains:
-            grecs.setdefault(groups[i], []).append((float(depths[i]), *b.gain_sums))
+        keep = mean_dist > 0
+        cand = who[first][keep]
+        rec_code = code[cand]
+        rec = np.column_stack([depths[cand], (mean_err[keep] / mean_dist[keep]) ** 2])
+    with_gain = [i for i, b in enumerate(backtests) if b is not None and b.gains]
+    grec_code, grec = np.zeros(0, int), np.zeros((0, 4))
+    if with_gain:
+        grec_code = code[with_gain]
+        grec = np.column_stack([depths[with_gain], np.array([backtests[i].gain_sums for i in with_gain])])
     # Candidates of a task share one pool of records: each looks up its window in suffix sums
     # (a scan per candidate would be quadratic in an organisation-wide portfolio).
-    everything = _Pool(sorted(x for v in recs.values() for x in v))
-    all_g = _Pool(sorted(x for v in grecs.values() for x in v))
-    pools = {g: _Pool(sorted(v)) for g, v in recs.items()}
-    gpools = {g: _Pool(sorted(v)) for g, v in grecs.items()}
+    everything, all_g = _Pool.of(rec), _Pool.of(grec)
+    pools = _Pool.by_code(rec, rec_code)
+    gpools = _Pool.by_code(grec, grec_code)
     scale = np.full(n, np.nan)
     trust = np.full(n, np.nan)
     gain_error = np.full(n, np.nan)
-    empty = _Pool([])
-    for g, idx in by_group.items():
+    empty = _Pool.of(np.zeros((0, 2)))
+    for k, idx in enumerate(by_group.values()):
         ix = np.asarray(idx)
         d = depths[ix]
-        sc = pools.get(g, empty).scale_at(d)
+        sc = pools.get(k, empty).scale_at(d)
         scale[ix] = np.where(np.isfinite(sc), sc, everything.scale_at(d))
-        pool = gpools.get(g, empty)
+        pool = gpools.get(k, empty)
         t = pool.trust_at(d)
         own = np.isfinite(t)
         trust[ix] = np.where(own, t, all_g.trust_at(d) if all_g.size else 1.0)
@@ -184,13 +196,28 @@ class _Pool:
     deepest; none with fewer than two: a shallower back-test overstates a deeper candidate's
     error."""
 
-    def __init__(self, recs: list[tuple]) -> None:
-        self.size = len(recs)
-        width = len(recs[0]) if recs else 3
-        a = np.array(recs, float).reshape(self.size, width)
-        self.depth = a[:, 0]
+    def __init__(self, rows: np.ndarray) -> None:
+        """rows: (depth, then the summed columns), sorted as tuples would sort (see `of`)."""
+        self.size, width = rows.shape
+        self.depth = rows[:, 0]
         # suffix[k] = sum of rows k.. (one extra zero row at the end)
-        self.suffix = np.vstack([np.cumsum(a[::-1, 1:], axis=0)[::-1], np.zeros((1, width - 1))])
+        self.suffix = np.vstack([np.cumsum(rows[::-1, 1:], axis=0)[::-1], np.zeros((1, width - 1))])
+
+    @classmethod
+    def of(cls, rows: np.ndarray) -> _Pool:
+        """A pool of the rows (depth first) in any order."""
+        return cls(rows[np.lexsort(rows.T[::-1])] if len(rows) else rows)
+
+    @classmethod
+    def by_code(cls, rows: np.ndarray, codes: np.ndarray) -> dict[int, _Pool]:
+        """One pool per code, of the rows with that code."""
+        if not len(rows):
+            return {}
+        order = np.argsort(codes, kind="stable")
+        cs = codes[order]
+        starts = np.flatnonzero(np.r_[True, cs[1:] != cs[:-1]])
+        ends = np.r_[starts[1:], cs.size]
+        return {int(cs[a]): cls.of(rows[order[a:b]]) for a, b in zip(starts.tolist(), ends.tolist())}
 
     def _start(self, depth: np.ndarray) -> np.ndarray:
         return np.minimum(np.searchsorted(self.depth, depth, side="left"), self.size - 2)

@@ -261,7 +261,9 @@ def fit_decay_shared_alpha_many(
     order = np.argsort(c, kind="stable")
     c, U = c[order], U[:, order]
     valid = np.isfinite(U) & np.isfinite(c)[None, :] & (c > 0)[None, :] & (U >= 0)
-    n = np.array([np.unique(c[v]).size for v in valid])
+    # distinct depths each member has: one per run of equal depths (c is sorted) with a valid entry
+    runs = np.flatnonzero(np.r_[True, c[1:] != c[:-1]]) if c.size else np.zeros(0, int)
+    n = np.logical_or.reduceat(valid, runs, axis=1).sum(1) if c.size else np.zeros(U.shape[0], int)
     Uz = np.where(valid, U, 0.0)
     umax = Uz.max(1)
     out: list[DecayFit | None] = [None] * U.shape[0]

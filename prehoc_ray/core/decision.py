@@ -185,30 +185,27 @@ def _p_best_sorted(m: np.ndarray, s: np.ndarray, c: np.ndarray, Z: np.ndarray) -
     X = m[None, :] + s[None, :] * Z
     M1 = np.maximum.reduceat(X, starts, axis=1)  # (draws, tasks)
     # second max per task: mask each task's argmax and reduce again
-    arg = _segment_argmax(X, starts, sizes)
-    X2 = X.copy()
+    arg = _segment_argmax(X, M1, starts, seg)
     rows = np.arange(draws)[:, None]
-    X2[rows, arg] = -np.inf
-    M2 = np.maximum.reduceat(X2, starts, axis=1)
-    own_is_max = np.zeros_like(X, dtype=bool)
-    own_is_max[rows, arg] = True
-    M_other = np.where(own_is_max, M2[:, seg], M1[:, seg])
+    X[rows, arg] = -np.inf  # X is not needed past this point
+    M2 = np.maximum.reduceat(X, starts, axis=1)
+    # the best of the others: the task's maximum, or the second one where it is this candidate
+    M_other = np.take(M1, seg, axis=1)  # C order (M1[:, seg] is F order: mean(axis=0) would round differently)
+    M_other[rows, arg] = M2
     with np.errstate(divide="ignore", invalid="ignore"):
         zz = (m[None, :] - M_other) / s[None, :]
-    # zero-variance beliefs: the step function itself
-    zz = np.where(
-        s[None, :] > 0, zz, np.where(m[None, :] > M_other, np.inf, np.where(m[None, :] < M_other, -np.inf, 0.0))
-    )
+    if (s <= 0).any():  # zero-variance beliefs: the step function itself
+        zz = np.where(
+            s[None, :] > 0, zz, np.where(m[None, :] > M_other, np.inf, np.where(m[None, :] < M_other, -np.inf, 0.0))
+        )
     p = ndtr(zz).mean(axis=0)
-    p = np.where(np.isneginf(M_other).all(axis=0), 1.0, p)  # alone in its task
+    p = np.where(sizes[seg] == 1, 1.0, p)  # alone in its task
     tot = np.bincount(seg, weights=p, minlength=starts.size)
     return p / np.where(tot[seg] > 0, tot[seg], 1.0)
 
 
-def _segment_argmax(X: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """Column index of each row's maximum within each segment: (draws, segments)."""
-    M = np.maximum.reduceat(X, starts, axis=1)
-    seg = np.repeat(np.arange(starts.size), sizes)
+def _segment_argmax(X: np.ndarray, M: np.ndarray, starts: np.ndarray, seg: np.ndarray) -> np.ndarray:
+    """Column index of each row's maximum M within each segment: (draws, segments)."""
     hit = X == M[:, seg]
     # first hit per segment: the smallest column index where hit, via a masked minimum
     cols = np.where(hit, np.arange(X.shape[1])[None, :], X.shape[1])

@@ -54,7 +54,7 @@ def fit_family(
         pooled_dof = np.where(np.isfinite(Us), dof[:, None], 0.0).sum(0)
         pooled = pooled * np.exp(-log_bias(np.where(pooled_dof > 0, pooled_dof, np.inf)))
         shared = fit_decay(grid, pooled, level=level, n_boot=n_boot, rng=np.random.default_rng(rng_seq.spawn(1)[0]))
-    rngs = [np.random.default_rng(rng_seq.spawn(1)[0]) for _ in members]
+    rngs = [np.random.default_rng(child) for child in rng_seq.spawn(len(members))]
     if shared is not None and shared.ok:
         # A linear-space fit of relative errors: unbiased for the variance as it is.
         fits = fit_decay_shared_alpha_many(grid, Us, shared, level=level, n_boot=n_boot, rngs=rngs)
