@@ -291,15 +291,16 @@ def fit_decay_shared_alpha_many(
         boot = (n[rows] >= 3) & (n_boot > 0)
         if boot.any():
             Ub = np.zeros((rows.size, n_boot, c.size))
-            for k in np.flatnonzero(boot):
-                i = rows[k]
-                pos = np.flatnonzero(valid[i])
-                floor = 1e-9 * float(umax[i])
-                fitted = np.log(np.maximum(L[k] + K[k] * x[pos], floor))
-                resid = np.log(np.maximum(U[i, pos], floor)) - fitted
-                m_ = pos.size
-                resid = (resid - resid.mean()) * np.sqrt(min(m_ / max(m_ - 2, 1), 4.0))
-                Ub[k][:, pos] = np.exp(fitted[None, :] + resid[rngs[i].integers(0, m_, size=(n_boot, m_))])
+            Ub[boot] = _log_residual_bootstrap(
+                x,
+                U[rows[boot]],
+                valid[rows[boot]],
+                L[boot],
+                K[boot],
+                umax[rows[boot]],
+                n_boot,
+                [rngs[i] for i in rows[boot].tolist()],
+            )
             Lb, Kb = solve(Ub, mask[:, None, :])
             qL = np.quantile(Lb, [lo_q, hi_q], axis=1)
             qK = np.quantile(Kb, [lo_q, hi_q], axis=1)
@@ -333,6 +334,43 @@ def fit_decay_shared_alpha_many(
                 tuple(diags),
             )
     return out  # type: ignore[return-value]
+
+
+def _log_residual_bootstrap(
+    x: np.ndarray,
+    U: np.ndarray,
+    valid: np.ndarray,
+    L: np.ndarray,
+    K: np.ndarray,
+    umax: np.ndarray,
+    n_boot: int,
+    rngs: list[np.random.Generator],
+) -> np.ndarray:
+    """Bootstrap replicates of each row of U around its fit L + K x, (rows, n_boot, depths).
+
+    Residuals in log space, centred and inflated for the two fitted parameters, resampled with
+    replacement among each row's valid depths (one generator per row, drawn in row order) and
+    put back on the fitted curve; zero where a row has no value. All rows at once: a loop over
+    a family's members was half of its fit."""
+    rows, width = U.shape
+    m = valid.sum(1)
+    floor = (1e-9 * umax)[:, None]
+    fitted = np.log(np.maximum(L[:, None] + K[:, None] * x[None, :], floor))
+    with np.errstate(invalid="ignore"):
+        resid = np.where(valid, np.log(np.maximum(np.where(valid, U, 1.0), floor)) - fitted, 0.0)
+    resid = (resid - (resid.sum(1) / m)[:, None]) * np.sqrt(np.minimum(m / np.maximum(m - 2, 1), 4.0))[:, None]
+    # Each row's valid depths first, in depth order: a draw t < m picks the t-th of them.
+    order = np.argsort(~valid, axis=1, kind="stable")
+    packed = np.take_along_axis(resid, order, 1)
+    picks = np.zeros((rows, n_boot, width), int)
+    for r, (rng, k) in enumerate(zip(rngs, m.tolist())):
+        picks[r, :, :k] = rng.integers(0, k, size=(n_boot, k))
+    drawn = np.take_along_axis(np.broadcast_to(packed[:, None, :], picks.shape), picks, 2)
+    out = np.exp(np.take_along_axis(fitted, order, 1)[:, None, :] + drawn)
+    out = np.where((np.arange(width)[None, :] < m[:, None])[:, None, :], out, 0.0)
+    result = np.zeros_like(out)
+    np.put_along_axis(result, np.broadcast_to(order[:, None, :], out.shape), out, axis=2)
+    return result
 
 
 def predictive_variance(fit: DecayFit, depth: float, n_seeds: int) -> float:

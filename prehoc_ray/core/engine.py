@@ -618,33 +618,40 @@ class Engine:
         s = self.settings
         sign = 1.0 if s.mode == "max" else -1.0
         n = len(states)
-        a = {
-            k: np.full(n, np.nan)
-            for k in ("mu", "L", "K", "alpha", "scale", "exponent", "depth", "horizon", "cap", "lam")
-        }
-        a["ok_fit"], a["identified"], a["no_learning"] = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool)
-        a["fallback"] = np.zeros(n, bool)
-        a["seeds"] = np.full(n, float(s.seeds))
-        for i, st in enumerate(states):
-            a["mu"][i] = sign * st.mu
-            f = st.fit
-            if self._usable(f):
-                a["L"][i], a["K"][i], a["alpha"][i] = f.L_int, f.K, f.alpha
-                a["ok_fit"][i] = True
-                a["identified"][i] = self._identified(st)
-            elif st.seed_var_fallback > 0:
-                # No usable decay law: the seeds' dispersion, which deeper probes of the same
-                # seeds are not assumed to shrink (K = 0).
-                a["L"][i], a["K"][i], a["alpha"][i] = st.seed_var_fallback, 0.0, 1.0
-                a["fallback"][i] = True
-            a["scale"][i] = st.bt_scale
-            a["exponent"][i] = st.bt_exponent
-            a["depth"][i] = st.depth
-            a["horizon"][i] = st.info.horizon
-            a["cap"][i] = self._cap(st)
-            a["lam"][i] = st.cost_per_step * self._seeds(st)
-            a["seeds"][i] = self._seeds(st)
-            a["no_learning"][i] = st.no_learning
+        nan = float("nan")
+        a: dict[str, np.ndarray] = {}
+        # one pass in Python over the states, then whole arrays (a loop writing 13 arrays
+        # element by element cost a tenth of a round at 10,000 candidates)
+        fits = [st.fit for st in states]
+        usable = [self._usable(f) for f in fits]
+        fallback = [not u and st.seed_var_fallback > 0 for st, u in zip(states, usable)]
+        a["mu"] = sign * np.fromiter((st.mu for st in states), float, n)
+        # No usable decay law: the seeds' dispersion, which deeper probes of the same seeds are
+        # not assumed to shrink (K = 0).
+        a["L"] = np.fromiter(
+            (
+                f.L_int if u else st.seed_var_fallback if fb else nan
+                for st, f, u, fb in zip(states, fits, usable, fallback)
+            ),
+            float,
+            n,
+        )
+        a["K"] = np.fromiter((f.K if u else 0.0 if fb else nan for f, u, fb in zip(fits, usable, fallback)), float, n)
+        a["alpha"] = np.fromiter(
+            (f.alpha if u else 1.0 if fb else nan for f, u, fb in zip(fits, usable, fallback)), float, n
+        )
+        a["ok_fit"] = np.array(usable, bool).reshape(n)
+        a["identified"] = np.array([u and self._identified(st) for st, u in zip(states, usable)], bool).reshape(n)
+        a["fallback"] = np.array(fallback, bool).reshape(n)
+        a["no_learning"] = np.array([st.no_learning for st in states], bool).reshape(n)
+        a["scale"] = np.fromiter((st.bt_scale for st in states), float, n)
+        a["exponent"] = np.fromiter((st.bt_exponent for st in states), float, n)
+        a["depth"] = np.fromiter((st.depth for st in states), float, n)
+        a["horizon"] = np.fromiter((st.info.horizon for st in states), float, n)
+        a["cap"] = np.fromiter((self._cap(st) for st in states), float, n)
+        seeds = [self._seeds(st) for st in states]
+        a["lam"] = np.fromiter((st.cost_per_step * k for st, k in zip(states, seeds)), float, n)
+        a["seeds"] = np.fromiter(seeds, float, n)
         return a
 
     def _belief_variance(self, a: dict[str, np.ndarray], depth: np.ndarray) -> np.ndarray:
@@ -1175,7 +1182,7 @@ class Engine:
     def _stop_if_settled(self, st: CandidateState) -> None:
         if st.stop_reason is not None or st.failed is not None:
             return
-        static_settled = np.isfinite(st.L0) and st.L0 <= self.thresholds.risk_tolerance
+        static_settled = math.isfinite(st.L0) and st.L0 <= self.thresholds.risk_tolerance
         # A decay seen over less than a 4x range of depths, or one whose floor the data cannot
         # tell from a slow decay, cannot settle anything yet: keep probing if the budget allows.
         if st.no_learning:
@@ -1219,7 +1226,7 @@ class Engine:
             self._stop(st, StopKind.STATIC_SUFFICIENT, f"Static-Sufficient: {self._regime_words(st)}")
         elif st.depth >= self._cap(st):
             self._stop(st, StopKind.PROBE_CAP, "reached the probe cap (max_depth_fraction of the full run)")
-        elif np.isfinite(st.c_star) and st.depth >= st.c_star:
+        elif math.isfinite(st.c_star) and st.depth >= st.c_star:
             self._stop(st, StopKind.OPTIMAL_DEPTH, f"reached its budget-optimal depth c*={st.c_star:.0f}")
 
     # ----- results ----------------------------------------------------------------------------
