@@ -309,29 +309,36 @@ def fit_decay_shared_alpha_many(
             K_lo = np.where(boot, np.minimum(qK[0], K), np.nan)
             K_hi = np.where(boot, np.maximum(qK[1], K), np.nan)
         inherited = [d for d in shared.diagnostics if d in (DIAG_EARLY_TRANSIENT,)]
-        for k, i in enumerate(rows.tolist()):
-            pos = valid[i]
-            Lk, Kk = float(L[k]), float(K[k])
-            Umin, cmin = float(U[i, pos].min()), float(c[pos].min())
+        # per member, over its valid depths: the smallest U and the depth range (whole arrays)
+        v = valid[rows]
+        Umin = np.where(v, U[rows], np.inf).min(1)
+        cmin = np.where(v, c[None, :], np.inf).min(1)
+        cmax = np.where(v, c[None, :], -np.inf).max(1)
+        with np.errstate(invalid="ignore"):
+            no_decay = K * cmin ** (-alpha) < 0.05 * L
+            unidentified = boot & np.isfinite(L_lo) & (L_lo <= 0.05 * Umin) & (L_hi >= 0.5 * Umin)
+        columns = zip(
+            rows.tolist(),
+            L.tolist(),
+            K.tolist(),
+            L_lo.tolist(),
+            L_hi.tolist(),
+            K_lo.tolist(),
+            K_hi.tolist(),
+            n[rows].tolist(),
+            cmin.tolist(),
+            cmax.tolist(),
+            no_decay.tolist(),
+            unidentified.tolist(),
+        )
+        for i, Lk, Kk, llo, lhi, klo, khi, nk, cmn, cmx, nd, un in columns:
             diags = list(inherited)
-            if Kk * cmin ** (-alpha) < 0.05 * Lk:
+            if nd:
                 diags.append(DIAG_NO_DECAY)
-            elif boot[k] and np.isfinite(L_lo[k]) and L_lo[k] <= 0.05 * Umin and L_hi[k] >= 0.5 * Umin:
+            elif un:
                 diags.append(DIAG_FLOOR_UNIDENTIFIED)
             out[i] = DecayFit(
-                Lk,
-                Kk,
-                alpha,
-                float(L_lo[k]),
-                float(L_hi[k]),
-                float(K_lo[k]),
-                float(K_hi[k]),
-                shared.alpha_lo,
-                shared.alpha_hi,
-                int(n[i]),
-                cmin,
-                float(c[pos].max()),
-                tuple(diags),
+                Lk, Kk, alpha, llo, lhi, klo, khi, shared.alpha_lo, shared.alpha_hi, nk, cmn, cmx, tuple(diags)
             )
     return out  # type: ignore[return-value]
 
