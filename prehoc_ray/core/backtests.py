@@ -67,8 +67,10 @@ class CurveBacktest:
 
     @cached_property
     def error_table(self) -> np.ndarray:
-        """errors as an array: one row per seed, (error, origin, depth)."""
-        return np.array(self.errors, float).reshape(len(self.errors), 3)
+        """One row per seed: (error, origin, depth, the gain the seed showed from origin to depth)."""
+        table = np.array(self.errors, float).reshape(len(self.errors), 3)
+        seen = np.array([g[1] for g in self.gains], float) if len(self.gains) == len(self.errors) else np.nan
+        return np.column_stack([table, np.broadcast_to(seen, len(self.errors))])
 
     @cached_property
     def gain_sums(self) -> tuple[float, float, float]:
@@ -124,8 +126,10 @@ class ExtrapolationError:
 
 
 def extrapolation_error(
-    groups: list[str], depths: np.ndarray, backtests: list[CurveBacktest | None]
+    groups: list[str], depths: np.ndarray, backtests: list[CurveBacktest | None], trusted: bool = True
 ) -> ExtrapolationError:
+    """trusted: pool the errors of the predictor the engine uses (last value + gain_trust x the
+    extrapolated gain), not of the bare curve model; False is the ablation."""
     n = len(groups)
     depths = np.asarray(depths, float)
     by_group: dict[str, list[int]] = {}
@@ -143,6 +147,28 @@ def extrapolation_error(
         es = exps[idx][finite[idx]]
         if es.size:
             exponent[idx] = float(np.median(es))
+    # Each candidate's gain_trust (its task's back-tests at its depth, else the portfolio's) and
+    # what the slope leaves unexplained: needed first, the errors pooled below are the trusted
+    # predictor's.
+    with_gain = [i for i, b in enumerate(backtests) if b is not None and b.gains]
+    grec_code, grec = np.zeros(0, int), np.zeros((0, 4))
+    if with_gain:
+        grec_code = code[with_gain]
+        grec = np.column_stack([depths[with_gain], np.array([backtests[i].gain_sums for i in with_gain])])
+    all_g = _Pool.of(grec)
+    gpools = _Pool.by_code(grec, grec_code)
+    trust = np.full(n, np.nan)
+    gain_error = np.full(n, np.nan)
+    empty = _Pool.of(np.zeros((0, 2)))
+    for k, idx in enumerate(by_group.values()):
+        ix = np.asarray(idx)
+        d = depths[ix]
+        pool = gpools.get(k, empty)
+        t = pool.trust_at(d)
+        own = np.isfinite(t)
+        trust[ix] = np.where(own, t, all_g.trust_at(d) if all_g.size else 1.0)
+        gain_error[ix] = np.where(own, pool.gain_error_at(d), all_g.gain_error_at(d) if all_g.size else np.nan)
+    trust = np.where(np.isfinite(trust), trust, 1.0)
     # Per candidate with back-tests, (depth, squared error per unit distance); every back-test's
     # distance in one vectorised call. Arrays throughout: at 10,000 candidates a tuple per record
     # was most of a round's back-test time.
@@ -152,6 +178,13 @@ def extrapolation_error(
         table = np.concatenate([backtests[i].error_table for i in with_err])
         err, origin, depth = table[:, 0], table[:, 1], table[:, 2]
         who = np.repeat(with_err, [len(backtests[i].errors) for i in with_err])
+        if trusted:
+            # The engine predicts last + t x extrapolated gain (t = gain_trust of the candidate's
+            # task at its depth), so its error over a back-test window is t x (seen + err) - seen,
+            # seen the gain the seed showed there. The bare model's error overstates it wherever
+            # t < 1 (a model that overshoots, shrunk by its trust: DeBERTa's t is about 0.2).
+            seen = table[:, 3]
+            err = trust[who] * (seen + err) - seen
         dist = curve_distance(origin, depth, exponent[who])
         first = np.flatnonzero(np.r_[True, who[1:] != who[:-1]])  # each candidate's first back-test
         count = np.diff(np.r_[first, who.size])
@@ -161,31 +194,16 @@ def extrapolation_error(
         cand = who[first][keep]
         rec_code = code[cand]
         rec = np.column_stack([depths[cand], (mean_err[keep] / mean_dist[keep]) ** 2])
-    with_gain = [i for i, b in enumerate(backtests) if b is not None and b.gains]
-    grec_code, grec = np.zeros(0, int), np.zeros((0, 4))
-    if with_gain:
-        grec_code = code[with_gain]
-        grec = np.column_stack([depths[with_gain], np.array([backtests[i].gain_sums for i in with_gain])])
     # Candidates of a task share one pool of records: each looks up its window in suffix sums
     # (a scan per candidate would be quadratic in an organisation-wide portfolio).
-    everything, all_g = _Pool.of(rec), _Pool.of(grec)
+    everything = _Pool.of(rec)
     pools = _Pool.by_code(rec, rec_code)
-    gpools = _Pool.by_code(grec, grec_code)
     scale = np.full(n, np.nan)
-    trust = np.full(n, np.nan)
-    gain_error = np.full(n, np.nan)
-    empty = _Pool.of(np.zeros((0, 2)))
     for k, idx in enumerate(by_group.values()):
         ix = np.asarray(idx)
         d = depths[ix]
         sc = pools.get(k, empty).scale_at(d)
         scale[ix] = np.where(np.isfinite(sc), sc, everything.scale_at(d))
-        pool = gpools.get(k, empty)
-        t = pool.trust_at(d)
-        own = np.isfinite(t)
-        trust[ix] = np.where(own, t, all_g.trust_at(d) if all_g.size else 1.0)
-        gain_error[ix] = np.where(own, pool.gain_error_at(d), all_g.gain_error_at(d) if all_g.size else np.nan)
-    trust = np.where(np.isfinite(trust), trust, 1.0)
     return ExtrapolationError(scale, exponent, trust, gain_error)
 
 

@@ -365,15 +365,23 @@ def _log_residual_bootstrap(
     fitted = np.log(np.maximum(L[:, None] + K[:, None] * x[None, :], floor))
     with np.errstate(invalid="ignore"):
         resid = np.where(valid, np.log(np.maximum(np.where(valid, U, 1.0), floor)) - fitted, 0.0)
-    resid = (resid - (resid.sum(1) / m)[:, None]) * np.sqrt(np.minimum(m / np.maximum(m - 2, 1), 4.0))[:, None]
     # Each row's valid depths first, in depth order: a draw t < m picks the t-th of them.
     order = np.argsort(~valid, axis=1, kind="stable")
     packed = np.take_along_axis(resid, order, 1)
+    # Each row's mean over exactly its own m values (a sum over the padded row adds in another
+    # order, and a near-degenerate replicate amplifies the last bit), one call per distinct m.
+    mean = np.zeros(rows)
+    for k in np.unique(m).tolist():
+        sel = m == k
+        mean[sel] = packed[sel, :k].sum(1) / k
+    inflate = np.sqrt(np.minimum(m / np.maximum(m - 2, 1), 4.0))
+    packed = (packed - mean[:, None]) * inflate[:, None]
+    fitted = np.take_along_axis(fitted, order, 1)
     picks = np.zeros((rows, n_boot, width), int)
     for r, (rng, k) in enumerate(zip(rngs, m.tolist())):
         picks[r, :, :k] = rng.integers(0, k, size=(n_boot, k))
     drawn = np.take_along_axis(np.broadcast_to(packed[:, None, :], picks.shape), picks, 2)
-    out = np.exp(np.take_along_axis(fitted, order, 1)[:, None, :] + drawn)
+    out = np.exp(fitted[:, None, :] + drawn)
     out = np.where((np.arange(width)[None, :] < m[:, None])[:, None, :], out, 0.0)
     result = np.zeros_like(out)
     np.put_along_axis(result, np.broadcast_to(order[:, None, :], out.shape), out, axis=2)

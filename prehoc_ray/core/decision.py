@@ -107,6 +107,9 @@ def best_other(mu: np.ndarray, codes: np.ndarray) -> np.ndarray:
     return out
 
 
+_P_BEST_CHUNK = 1 << 18  # draws x candidates reduced in one pass (2 MB of float64 per array)
+
+
 def p_best_by_task(
     mu: np.ndarray,
     sd: np.ndarray,
@@ -146,33 +149,32 @@ def p_best_by_task(
     # Tasks are drawn and reduced a few at a time: each task's result depends on its own draws
     # only, and arrays of a few MB stay in cache (one pass over 10,000 candidates' draws at once
     # was three times slower).
-    chunk: list[tuple[str, np.ndarray, tuple]] = []
-    size = 0
-    for k, job in enumerate(redo):
-        chunk.append(job)
+    chunks: list[list[tuple[str, np.ndarray, tuple]]] = []
+    size = _P_BEST_CHUNK  # the first task starts a chunk
+    for job in redo:
+        if size >= _P_BEST_CHUNK:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(job)
         size += job[1].size * draws
-        if size >= _P_BEST_CHUNK or k == len(redo) - 1:
-            idx_all = np.concatenate([idx for _, idx, _ in chunk])
-            c = np.repeat(np.arange(len(chunk)), [idx.size for _, idx, _ in chunk])
-            Z = np.hstack(
-                [
-                    np.random.default_rng(
-                        np.random.SeedSequence([seed, zlib.crc32(name.encode()), 0x6B67])
-                    ).standard_normal((draws, idx.size))
-                    for name, idx, _ in chunk
-                ]
-            )
-            p = _p_best_sorted(mu[idx_all], sd[idx_all], c, Z)
-            out[idx_all] = p
-            at = 0
-            for name, idx, key in chunk:
-                cache[name] = (key, p[at : at + idx.size].copy())
-                at += idx.size
-            chunk, size = [], 0
+    for chunk in chunks:
+        idx_all = np.concatenate([idx for _, idx, _ in chunk])
+        c = np.repeat(np.arange(len(chunk)), [idx.size for _, idx, _ in chunk])
+        Z = np.hstack(
+            [
+                np.random.default_rng(
+                    np.random.SeedSequence([seed, zlib.crc32(name.encode()), 0x6B67])
+                ).standard_normal((draws, idx.size))
+                for name, idx, _ in chunk
+            ]
+        )
+        p = _p_best_sorted(mu[idx_all], sd[idx_all], c, Z)
+        out[idx_all] = p
+        at = 0
+        for name, idx, key in chunk:
+            cache[name] = (key, p[at : at + idx.size].copy())
+            at += idx.size
     return out
-
-
-_P_BEST_CHUNK = 1 << 18  # draws x candidates reduced in one pass (2 MB of float64 per array)
 
 
 def _p_best_sorted(m: np.ndarray, s: np.ndarray, c: np.ndarray, Z: np.ndarray) -> np.ndarray:

@@ -116,6 +116,10 @@ class EngineSettings:
     # its task's back-tested gains missed by (core/backtests.py, gain_error); False: only the
     # error per unit of curve distance (an ablation switch for the benchmarks).
     gain_error: bool = True
+    # The extrapolation error is pooled from the back-tests of the predictor the engine uses
+    # (the last value plus gain_trust x the extrapolated gain); False: of the bare curve model,
+    # which overstates it wherever the trust is below 1 (an ablation switch for the benchmarks).
+    trusted_backtests: bool = True
     mode: Literal["max", "min"] = "max"  # is a larger metric better? (which candidate is "best")
 
     def __post_init__(self) -> None:
@@ -201,9 +205,13 @@ class CandidateState:
 
     # Kept from points and reached by record / recount: a round reads them for every candidate
     # several times, and at 10,000 candidates recounting each time is a tenth of the round.
-    _n_points: int = field(default=0, repr=False)
-    _depth: int = field(default=0, repr=False)
-    _curves: tuple[int, CandidateCurves | None] = field(default=(-1, None), repr=False)
+    _n_points: int = field(default=0, init=False, repr=False, compare=False)
+    _depth: int = field(default=0, init=False, repr=False, compare=False)
+    _version: int = field(default=0, init=False, repr=False, compare=False)  # bumped by every record
+    _curves: tuple[int, CandidateCurves | None] = field(default=(-1, None), init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.recount()
 
     @property
     def depth(self) -> int:
@@ -229,6 +237,7 @@ class CandidateState:
         """Refresh what is kept from `points` and `reached` (after changing them directly)."""
         self._n_points = sum(len(p) for p in self.points.values())
         self._depth = min(self.reached.values()) if self.reached else 0
+        self._version += 1
 
     @property
     def cost_per_step(self) -> float:
@@ -236,14 +245,16 @@ class CandidateState:
         return self.cost_s / self.steps_run if self.steps_run > 0 else self.info.prior_cost_per_step
 
     def curves(self) -> CandidateCurves:
-        """Its evaluations as curves (built once per new point: read-only for the caller)."""
-        if self._curves[0] != self._n_points or self._curves[1] is None:
+        """Its evaluations as curves: built once per change, shared, so its arrays are read-only."""
+        if self._curves[0] != self._version or self._curves[1] is None:
             seeds = {}
             for s, pts in sorted(self.points.items()):
                 st = np.array(sorted(pts), float)
-                seeds[s] = (st, np.array([pts[int(k)] for k in st], float))
+                v = np.array([pts[int(k)] for k in st], float)
+                st.flags.writeable = v.flags.writeable = False
+                seeds[s] = (st, v)
             cc = CandidateCurves(self.info.id, self.info.group, self.info.horizon, float("nan"), np.zeros(0), seeds)
-            self._curves = (self._n_points, cc)
+            self._curves = (self._version, cc)
         return self._curves[1]
 
 
@@ -813,6 +824,7 @@ class Engine:
         cost1_l, target1_l = cost1.tolist(), target1.tolist()
         cost_any, target_any = v["cost_any"].tolist(), v["target_any"].tolist()
         active_l, capped_l, out_l, unident_l = active.tolist(), capped.tolist(), out.tolist(), unident.tolist()
+        fits_l, priority_l, pays_l = fits.tolist(), priority.tolist(), pays.tolist()
         for i, st in enumerate(states):
             st.p_best = pb_l[i]
             # No belief yet (no learning seen, nothing to fit): the next probe is what makes the
@@ -830,18 +842,18 @@ class Engine:
             if not active_l[i] or i in chosen_set:
                 continue
             g = st.info.group
-            if capped[i]:
+            if capped_l[i]:
                 self._stop(st, StopKind.PROBE_CAP, "reached the probe cap (max_depth_fraction of the full run)")
-            elif out[i]:
+            elif out_l[i]:
                 self._stop(
                     st,
                     StopKind.OUT_OF_CONTENTION,
-                    f"out of contention: P(best in {g}) = {pb[i]:.2%} < {s.contention:.0%} after {int(depth[i])} steps",
+                    f"out of contention: P(best in {g}) = {pb_l[i]:.2%} < {s.contention:.0%} after {int(depth[i])} steps",
                     soft=True,
                 )
-            elif not fits[i] or priority[i] or pays[i]:
+            elif not fits_l[i] or priority_l[i] or pays_l[i]:
                 # wanted an increment the budget cannot pay (the cheapest one left does not fit)
-                if not fits[i]:
+                if not fits_l[i]:
                     self._stop(
                         st,
                         StopKind.BUDGET,
@@ -858,12 +870,12 @@ class Engine:
                 kg, ck = float(v["kg"][i]), float(v["cost_k"][i])
                 if np.isfinite(ck) and kg > 0:
                     why = (
-                        f"contender, settled: P(best in {g}) = {pb[i]:.1%}; the best further probe ({ck:.3g} device-s) "
+                        f"contender, settled: P(best in {g}) = {pb_l[i]:.1%}; the best further probe ({ck:.3g} device-s) "
                         f"removes {kg:.2g} of expected regret, less than its cost at the price of regret ({gamma * ck:.2g})"
                     )
                 else:
                     why = (
-                        f"contender, settled: P(best in {g}) = {pb[i]:.1%}; no further probe changes the choice "
+                        f"contender, settled: P(best in {g}) = {pb_l[i]:.1%}; no further probe changes the choice "
                         "(nothing left to learn within the budget and the probe cap)"
                     )
                 self._stop(st, StopKind.SETTLED, why, soft=True)
@@ -1061,6 +1073,7 @@ class Engine:
             [st.info.group for st in states],
             np.array([float(st.depth) for st in states]),
             [st.backtest for st in states],
+            trusted=self.settings.trusted_backtests,
         )
         for st, sc, ex, tr in zip(states, err.scale.tolist(), err.exponent.tolist(), err.gain_trust.tolist()):
             st.bt_scale, st.bt_exponent, st.gain_trust = sc, ex, tr

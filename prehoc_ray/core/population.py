@@ -285,47 +285,46 @@ def seed_predictions(cc: CandidateCurves, depth: float) -> np.ndarray:
 
 
 def seed_dispersion_many(members: list[CandidateCurves], depths: np.ndarray) -> np.ndarray:
-    """seed_dispersion of every member at the same depths, (members, depths), in one pass.
+    """seed_dispersion of every member at the same depths, (members, depths), in one pass per
+    seed count.
 
-    The same arithmetic as seed_dispersion row by row (the same sums over each member's seeds,
-    in seed order), so each row equals it exactly; what goes is a Python call per member, a
-    tenth of a refit at 10,000 candidates."""
+    Members with the same number of seeds are stacked without padding and searched at once, on
+    integer ranks of their steps and the depths (exact for any float steps), so each row adds
+    the same numbers in the same order as one member alone would. What goes is a Python call per
+    member: a tenth of a refit at 10,000 candidates."""
     depths = np.atleast_1d(np.asarray(depths, float))
-    width = max((len(cc.seeds) for cc in members), default=0)
-    last = np.full((len(members), max(width, 1), depths.size), np.nan)
-    steps, values, row = [], [], []
+    out = np.full((len(members), depths.size), np.nan)
+    by_count: dict[int, list[int]] = {}
     for k, cc in enumerate(members):
-        if len(cc.seeds) < 2:
-            continue  # no dispersion from one seed: the row stays NaN
-        for j, (st, v) in enumerate(cc.seeds.values()):
-            if st.size:
-                steps.append(st)
-                values.append(v)
-                row.append((k, j, st.size))
-    if row:
-        k_idx = np.array([r[0] for r in row])
-        j_idx = np.array([r[1] for r in row])
-        sizes = np.array([r[2] for r in row])
-        start = np.r_[0, np.cumsum(sizes)[:-1]]
-        flat_steps, flat_values = np.concatenate(steps), np.concatenate(values)
-        # Each seed's latest evaluation at each depth: one search over all seeds at once, the
-        # seed's row number keeping the searches apart (steps ascend within a seed).
-        span = float(max(flat_steps.max(), depths.max()) + 1.0) if depths.size else 1.0
-        seg = np.repeat(np.arange(len(row)), sizes)
+        if len(cc.seeds) >= 2:  # no dispersion from one seed: the row stays NaN
+            by_count.setdefault(len(cc.seeds), []).append(k)
+    for count, ks in by_count.items():
+        series = [sv for k in ks for sv in members[k].seeds.values()]
+        sizes = np.array([st.size for st, _ in series])
+        if not sizes.sum() or not depths.size:
+            continue
+        steps = np.concatenate([st for st, _ in series])
+        values = np.concatenate([v for _, v in series])
+        # Each seed's latest evaluation at each depth: one search over all the seeds, each
+        # seed's ranks offset past the others' (ranks ascend within a seed as its steps do).
+        _, rank = np.unique(np.r_[steps, depths], return_inverse=True)
+        width = int(rank.max()) + 1
+        step_rank, depth_rank = rank[: steps.size], rank[steps.size :]
+        n_series = len(series)
+        offset = np.arange(n_series) * width
         at = (
-            np.searchsorted(
-                flat_steps + seg * span, depths[None, :] + (np.arange(len(row)) * span)[:, None], side="right"
-            )
+            np.searchsorted(step_rank + np.repeat(offset, sizes), depth_rank[None, :] + offset[:, None], side="right")
             - 1
         )
-        has = at >= start[:, None]
-        last[k_idx, j_idx, :] = np.where(has, flat_values[np.maximum(at, 0)], np.nan)
-    seen = np.isfinite(last)
-    n = seen.sum(1)
-    with np.errstate(all="ignore"):
-        mean = np.where(seen, last, 0.0).sum(1) / n
-        var = np.where(seen, (last - mean[:, None, :]) ** 2, 0.0).sum(1) / (n - 1)
-    return np.where(n >= 2, var, np.nan)
+        has = at >= np.r_[0, np.cumsum(sizes)[:-1]][:, None]
+        last = np.where(has, values[np.maximum(at, 0)], np.nan).reshape(len(ks), count, depths.size)
+        seen = np.isfinite(last)
+        n = seen.sum(1)
+        with np.errstate(all="ignore"):
+            mean = np.where(seen, last, 0.0).sum(1) / n
+            var = np.where(seen, (last - mean[:, None, :]) ** 2, 0.0).sum(1) / (n - 1)
+        out[ks] = np.where(n >= 2, var, np.nan)
+    return out
 
 
 def seed_dispersion(cc: CandidateCurves, depths: np.ndarray) -> np.ndarray:

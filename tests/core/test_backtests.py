@@ -144,3 +144,29 @@ def test_gain_error_recovers_the_relative_error_of_extrapolated_gains(slope, rel
     # without back-tested gains there is nothing to say
     none = extrapolation_error(["task"], np.array([100.0]), [None])
     assert np.isnan(none.gain_error[0])
+
+
+@pytest.mark.parametrize("slope", [0.2, 0.5, 1.0])
+def test_pooled_error_is_the_trusted_predictors(slope):
+    """Back-tests of a curve model whose extrapolated gains overshoot the observed ones by
+    1 / slope, with an independent error of known sd on top: the pooled error scale is that
+    of the predictor the engine uses (last + gain_trust x gain), which it cannot see directly:
+    the known sd per unit distance; the bare model's error (the ablation) overstates it by
+    about its overshoot."""
+    from prehoc_ray.core.backtests import CurveBacktest
+
+    rng = np.random.default_rng(int(slope * 10))
+    n, sd, exponent = 400, 0.004, 0.5
+    pred = rng.uniform(0.02, 0.2, size=n)
+    seen = slope * pred + sd * rng.standard_normal(n)
+    bts = [
+        CurveBacktest(10, ((float(p - a), 50.0, 100.0),), exponent, ((float(p), float(a)),)) for p, a in zip(pred, seen)
+    ]
+    dist = float(curve_distance(50.0, 100.0, exponent))
+    trusted = extrapolation_error(["task"] * n, np.full(n, 100.0), bts)
+    bare = extrapolation_error(["task"] * n, np.full(n, 100.0), bts, trusted=False)
+    assert trusted.scale[0] * dist == pytest.approx(sd, rel=0.15)
+    bare_rms = float(np.sqrt(np.mean((pred - seen) ** 2)))
+    assert bare.scale[0] * dist == pytest.approx(bare_rms, rel=1e-6)
+    if slope < 1:
+        assert bare.scale[0] > 3 * trusted.scale[0]

@@ -76,23 +76,26 @@ def test_beats_last_value_on_real_deberta_runs_at_half_depth() -> None:
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_seed_dispersion_many_equals_each_member_alone(seed):
-    """Ragged members (0-4 seeds, seeds of 0-11 evaluations on different steps, depths before,
-    between and after them): every row is exactly seed_dispersion of that member."""
+@pytest.mark.parametrize("depths", [[5.0, 10, 20, 35, 60, 100, 200, 390, 500], [35.0], [-3.0, 0.1 + 0.2, 0.3, 7.5]])
+def test_seed_dispersion_many_equals_each_member_alone(seed, depths):
+    """Ragged members (0-9 seeds, seeds of 0-11 evaluations on different steps, integer or
+    fractional or negative, depths before, between and after them, one depth alone): every row
+    is exactly seed_dispersion of that member."""
     from prehoc_ray.core.observations import CandidateCurves
     from prehoc_ray.core.population import seed_dispersion, seed_dispersion_many
 
     rng = np.random.default_rng(seed)
+    grid = np.r_[np.arange(10, 400, 10), -3.0, 0.1 + 0.2, 0.3, 0.30000000000000004 + 1e-16, 7.5]
     members = []
     for k in range(200):
         seeds = {}
-        for j in range(int(rng.integers(0, 5))):
+        for j in range(int(rng.integers(0, 10))):
             size = int(rng.integers(0, 12))
-            steps = np.sort(rng.choice(np.arange(10, 400, 10), size, replace=False)).astype(float)
+            steps = np.sort(rng.choice(grid, size, replace=False)).astype(float)
             seeds[j] = (steps, rng.normal(size=size))
         members.append(CandidateCurves(f"c{k}", "g", 1000.0, float("nan"), np.zeros(0), seeds))
-    depths = np.array([5.0, 10, 20, 35, 60, 100, 200, 390, 500])
+    depths = np.array(depths)
     many = seed_dispersion_many(members, depths)
     alone = np.vstack([seed_dispersion(c, depths) for c in members])
     assert np.array_equal(many, alone, equal_nan=True)
-    assert np.isfinite(many).sum() > 300  # the comparison is not all NaN
+    assert np.isfinite(many).sum() > 50  # the comparison is not all NaN
