@@ -47,13 +47,50 @@ def parse_budgets(text: str) -> list[float]:
     return sorted(set(out))
 
 
-def _history(path: Path | None) -> list:
+def _read(path: Path, mode: str):
+    """The table, checked for steps past their horizon, in the replay's higher-is-better terms:
+    with mode "min" (a loss) values and finals are negated, so every policy maximises and a
+    regret is how much worse the pick's final is, in metric units either way."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from prehoc_ray.io import read_trajectories
+
+    table = read_trajectories(path)
+    table.check_within_horizon()
+    if mode == "min":
+        table = replace(table, value=-np.asarray(table.value, float), final=-np.asarray(table.final, float))
+    return table
+
+
+def falling_curves_note(table) -> str | None:
+    """A note when most candidates' curves end below where they start under mode "max": a loss
+    replayed as if higher were better picks the worst run and scores it as the best."""
+    import numpy as np
+
+    first: dict[str, tuple[float, float]] = {}
+    last: dict[str, tuple[float, float]] = {}
+    for c, st, v in zip(table.candidate.tolist(), np.asarray(table.step, float), np.asarray(table.value, float)):
+        if c not in first or st < first[c][0]:
+            first[c] = (st, v)
+        if c not in last or st > last[c][0]:
+            last[c] = (st, v)
+    falling = sum(1 for c in first if last[c][1] < first[c][1])
+    if len(first) >= 2 and falling > 2 * len(first) / 3:
+        return (
+            f"note: {falling} of {len(first)} candidates' curves end lower than they start: if lower is better "
+            "(a loss), pass --mode min, or every policy's picks and regrets are of the wrong direction"
+        )
+    return None
+
+
+def _history(path: Path | None, mode: str) -> list:
     if path is None:
         return []
     from prehoc_ray.bench.worlds_table import table_world
-    from prehoc_ray.io import read_trajectories
 
-    return list(table_world(read_trajectories(path), probe_seeds=1, name="history").candidates)
+    return list(table_world(_read(path, mode), probe_seeds=1, name="history").candidates)
 
 
 def run_backtest_command(
@@ -68,6 +105,7 @@ def run_backtest_command(
     echo: Any = print,
     n_portfolios: int = 0,
     portfolio_size: int = 0,
+    mode: str = "max",
 ) -> list[Path]:
     """The command's work without the CLI; raises BadInput or TrajectoryError on bad input."""
     from dataclasses import replace
@@ -78,7 +116,7 @@ def run_backtest_command(
     from prehoc_ray.bench.policies import POLICY_NAMES
     from prehoc_ray.bench.summary import Summary, markdown, plot
     from prehoc_ray.bench.worlds_table import portfolios, probe_cap_note, table_world
-    from prehoc_ray.io import read_trajectories, write_table
+    from prehoc_ray.io import write_table
 
     bad = [p for p in policies if p not in POLICY_NAMES + (ORACLE,)]
     if bad:
@@ -89,6 +127,8 @@ def run_backtest_command(
         raise BadInput(f"--tolerance: expected a number > 0 (metric units), got {tolerance:g}")
     if seeds < 1:
         raise BadInput(f"--seeds: expected an integer >= 1, got {seeds}")
+    if mode not in ("max", "min"):
+        raise BadInput(f"--mode: expected max (higher is better) or min (lower is better), got {mode!r}")
     if out.exists() and not out.is_dir():
         raise BadInput(f"--out: {out} exists and is not a directory")
     if n_portfolios < 0 or (n_portfolios and portfolio_size < 2):
@@ -96,8 +136,13 @@ def run_backtest_command(
             f"--portfolios/--portfolio-size: expected a count >= 1 and a size >= 2 candidates per task, "
             f"got {n_portfolios} and {portfolio_size}"
         )
-    world = table_world(read_trajectories(runs), tolerance=tolerance, probe_seeds=seeds)
-    past = _history(history)
+    table = _read(runs, mode)
+    if mode == "max":
+        note = falling_curves_note(table)
+        if note:
+            echo(note)
+    world = table_world(table, tolerance=tolerance, probe_seeds=seeds)
+    past = _history(history, mode)
     if past:
         world = replace(world, history=past)
     n_seeds = min(c.n_seeds for c in world.candidates)
@@ -168,7 +213,8 @@ def run_backtest_command(
         "",
         f"{len(world.candidates)} candidates, {len(tasks)} task(s), budgets {', '.join(f'{b:g}' for b in budgets)} "
         f"of the cost of fully training every candidate once ({world.full_cost:.4g} device-seconds); "
-        f"policies: {', '.join(policies)}; repeats: {repeats} (deterministic policies run once)."
+        + ("lower is better (--mode min): regret is how much higher the pick's final is; " if mode == "min" else "")
+        + f"policies: {', '.join(policies)}; repeats: {repeats} (deterministic policies run once)."
         + (
             f" {n_portfolios} random portfolios of {portfolio_size} candidates per task drawn from the table; they share "
             "candidates, so intervals over them are narrower than over independent portfolios."
@@ -228,6 +274,7 @@ def backtest_command(
     portfolio_size: int = typer.Option(
         0, "--portfolio-size", help="Candidates per task in each portfolio.", metavar="N"
     ),
+    mode: str = typer.Option("max", "--mode", help="max: higher is better (accuracy); min: lower is better (a loss)."),
 ) -> None:
     """Replay prehoc-ray and its peers on fine-tunes already run: picks, regret and cost per budget."""
     with one_line_errors("backtest"):
@@ -243,4 +290,5 @@ def backtest_command(
             echo=typer.echo,
             n_portfolios=n_portfolios,
             portfolio_size=portfolio_size,
+            mode=mode,
         )

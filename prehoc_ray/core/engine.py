@@ -74,6 +74,9 @@ class CandidateInfo:
     # True when the prior is the real cost (simulators, replays of recorded curves); otherwise
     # it is a guess that the engine calibrates on measured probes and admits with a margin.
     prior_cost_exact: bool = False
+    # The deepest step a probe of it can reach (a replay of recorded curves that stop early);
+    # None: only max_depth_fraction of its horizon bounds it.
+    probe_cap: float | None = None
 
 
 @dataclass(frozen=True)
@@ -543,11 +546,14 @@ class Engine:
         return out
 
     def _cap(self, st: CandidateState) -> int:
-        """The deepest a probe of `st` may go: max_depth_fraction of its horizon, on the grid."""
+        """The deepest a probe of `st` may go: max_depth_fraction of its horizon (and its own
+        probe_cap, where it has one), on the evaluation grid."""
         cap = self._caps.get(st.info.id)
         if cap is None:
             s = self.settings
             cap = int(st.info.horizon * s.max_depth_fraction)
+            if st.info.probe_cap is not None:
+                cap = min(cap, int(st.info.probe_cap))
             cap = self._caps[st.info.id] = max(s.eval_every, cap - cap % s.eval_every)
         return cap
 

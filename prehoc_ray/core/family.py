@@ -6,6 +6,7 @@ way (docs/design.md, Sharing strength).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,7 +50,8 @@ def fit_family(
     dof = np.array([max(len(c.seeds) - 1, 1) for c in members], float)
     shared = None
     if len(members) > 1:
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a depth no member reached: NaN, as meant
             pooled = np.nanmean(Us, axis=0)
         pooled_dof = np.where(np.isfinite(Us), dof[:, None], 0.0).sum(0)
         pooled = pooled * np.exp(-log_bias(np.where(pooled_dof > 0, pooled_dof, np.inf)))

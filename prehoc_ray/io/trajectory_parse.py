@@ -82,7 +82,11 @@ class _Column:
     """One column of the raw table plus the file name, for error messages."""
 
     def __init__(self, table: pa.Table, name: str, file: str) -> None:
-        self.data = table.column(name)
+        data = table.column(name)
+        if pa.types.is_dictionary(data.type):
+            # a pandas categorical written to Parquet: read as the values it encodes
+            data = data.cast(data.type.value_type)
+        self.data = data
         self.name = name
         self.file = file
 

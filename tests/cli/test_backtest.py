@@ -159,3 +159,95 @@ def test_portfolios_give_units_and_say_which_candidates_they_hold(deberta_table,
     held = {(m["world"], m["candidate"]) for m in members}
     assert len({m["world"] for m in members}) == 5 and all((p["world"], p["candidate"]) in held for p in picks)
     assert "5 random portfolios of 6 candidates" in (out / "report.md").read_text()
+
+
+def _loss_table(path):
+    """Six candidates whose loss falls to finals 0.5 .. 2.0 (lower is better): c0 is the best."""
+    rows = {"candidate": [], "step": [], "value": [], "final": []}
+    for i, fin in enumerate(np.linspace(0.5, 2.0, 6)):
+        for s in range(100, 1001, 100):
+            rows["candidate"].append(f"c{i}")
+            rows["step"].append(float(s))
+            rows["value"].append(float(fin + 2 * np.exp(-s / 300)))
+            rows["final"].append(float(fin))
+    _csv(rows, path)
+    return path
+
+
+def test_a_loss_is_replayed_with_mode_min_and_a_falling_table_is_flagged_without_it(tmp_path):
+    path = _loss_table(tmp_path / "loss.csv")
+    res = CliRunner().invoke(
+        app,
+        [
+            "backtest",
+            str(path),
+            "--out",
+            str(tmp_path / "min"),
+            "--mode",
+            "min",
+            "--budget",
+            "0.2",
+            "--policy",
+            "oracle",
+            "--policy",
+            "uniform",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    picks = pq.read_table(tmp_path / "min" / "picks.parquet").to_pylist()
+    oracle = [p for p in picks if p["policy"] == "oracle"]
+    assert oracle and all(p["candidate"] == "c0" and p["regret"] == 0 for p in oracle)
+    # uniform sees every curve to the same depth: the lowest loss there is the lowest final
+    assert all(p["candidate"] == "c0" for p in picks if p["policy"] == "uniform")
+    assert "--mode min" not in res.output  # no note: the direction was given
+    res = CliRunner().invoke(
+        app, ["backtest", str(path), "--out", str(tmp_path / "max"), "--budget", "0.2", "--policy", "oracle"]
+    )
+    assert res.exit_code == 0 and "pass --mode min" in res.output
+    res = CliRunner().invoke(app, ["backtest", str(path), "--out", str(tmp_path / "x"), "--mode", "lowest"])
+    assert res.exit_code == 2 and "--mode: expected max" in res.output
+
+
+def test_a_step_past_its_horizon_is_refused_as_analyze_does(tmp_path):
+    path = _write(tmp_path, horizon=[15.0] * 4)
+    res = CliRunner().invoke(app, ["backtest", str(path), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "column 'step' row 2: expected a step <= its horizon (15)" in res.output
+
+
+def test_runs_that_end_early_with_other_horizons_and_a_run_that_never_reports(tmp_path):
+    """One run stopped at step 300 of 1,000 while the others have 2,000-step horizons (every
+    policy's probes stop at the shortest curve, each candidate at its own step), and a run whose
+    crashed seed ends before the others' first evaluation (ASHA gets no metric from it)."""
+    rows = {"candidate": [], "seed": [], "step": [], "value": [], "final": [], "horizon": []}
+
+    def add(c, seed, steps, fin, horizon):
+        for s in steps:
+            rows["candidate"].append(c)
+            rows["seed"].append(seed)
+            rows["step"].append(float(s))
+            rows["value"].append(float(fin - 0.3 * np.exp(-s / 400)))
+            rows["final"].append(fin)
+            rows["horizon"].append(horizon)
+
+    add("c0", 0, range(100, 301, 100), 0.6, 1000.0)
+    for i in range(1, 6):
+        add(f"c{i}", 0, range(100, 2001, 100), 0.6 + 0.02 * i, 2000.0)
+    path = tmp_path / "early.csv"
+    _csv(rows, path)
+    res = CliRunner().invoke(
+        app,
+        ["backtest", str(path), "--out", str(tmp_path / "o"), "--budget", "0.1,0.2", "--seeds", "1", "--repeats", "1"],
+    )
+    assert res.exit_code == 0, res.output
+    assert set(pq.read_table(tmp_path / "o" / "backtest.parquet").column("policy").to_pylist()) >= {"prehoc", "asha"}
+
+    rows = {k: [] for k in rows}
+    add("a", 0, range(50, 1001, 50), 0.7, 1000.0)
+    add("a", 1, [50], 0.7, 1000.0)  # a crashed seed
+    add("b", 0, range(80, 1001, 80), 0.75, 1000.0)
+    _csv(rows, path)
+    res = CliRunner().invoke(
+        app,
+        ["backtest", str(path), "--out", str(tmp_path / "h"), "--budget", "0.1", "--policy", "asha", "--repeats", "1"],
+    )
+    assert res.exit_code == 0, res.output

@@ -163,3 +163,20 @@ def _assert_same(a: TrajectoryTable, b: TrajectoryTable) -> None:
     assert list(a.extra) == list(b.extra)
     for name in a.extra:
         np.testing.assert_array_equal(np.asarray(a.extra[name], float), np.asarray(b.extra[name], float), err_msg=name)
+
+
+def test_categorical_columns_of_a_parquet_file_read_as_their_values(tmp_path: Path) -> None:
+    """pandas writes a categorical column as a Parquet dictionary: candidate and group read as text."""
+    import pyarrow.parquet as pq
+
+    raw = pa.table(
+        {
+            "candidate": pa.array(["c0", "c0", "c1", "c1"]).dictionary_encode(),
+            "group": pa.array(["g", "g", "h", "h"]).dictionary_encode(),
+            "step": [1.0, 2.0, 1.0, 2.0],
+            "value": [0.1, 0.2, 0.3, 0.4],
+        }
+    )
+    pq.write_table(raw, tmp_path / "cat.parquet")
+    table = read_trajectories(tmp_path / "cat.parquet")
+    assert table.candidate.tolist() == ["c0", "c0", "c1", "c1"] and table.group.tolist() == ["g", "g", "h", "h"]

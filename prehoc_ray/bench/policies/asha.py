@@ -236,6 +236,11 @@ class AshaEmulator:
             result[METRIC] = t.last
         sched = self.schedulers[t.group]
         decision = sched.on_trial_result(None, t, result)
+        if decision != self._STOP and t.last is None and k >= self.max_t[t.group]:
+            # A run that never reported the metric (its recorded curve ends before its first
+            # evaluation) gets CONTINUE from Ray's ASHA for ever; at max_t its training function
+            # has returned, and Tune completes the trial.
+            decision = self._STOP
         self.events.append((i, k, t.last, decision))
         if decision == self._STOP:
             sched.on_trial_complete(None, t, result)  # what Tune's stop_trial does

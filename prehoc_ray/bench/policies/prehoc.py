@@ -81,6 +81,9 @@ def run_engine(
             prior_cost_per_step=o.cost_per_step,
             static=_static_for_engine(o.static),
             prior_cost_exact=True,
+            # its own recorded curve's end: with horizons that differ, the largest share of a
+            # horizon (max_depth_fraction above) would reach past a shorter-lived curve
+            probe_cap=float(o.probe_cap) if o.probe_cap < o.horizon else None,
         )
         for o in market.candidates
     ]
