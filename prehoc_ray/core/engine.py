@@ -193,11 +193,12 @@ class CandidateState:
     wanted_depth: int = 0
     soft_stop: bool = False  # stop_reason is a decision about beliefs, revisited every round
     backtest: CurveBacktest | None = None  # its own back-tests, for the points it had then
+    backtest_version: int = -1  # the version (see `version`) its back-tests were computed at
     bt_scale: float = float("nan")  # the curve model's extrapolation error per unit curve_distance at this depth
     gain_trust: float = 1.0  # share of the extrapolated gain its task's back-tests bore out (core/backtests.py)
     bt_exponent: float = 0.0  # the exponent that error is carried to the horizon with (its task's curves)
     too_early: bool = False  # its interval is wider than all its task's curves have moved (see _decide_task)
-    # (points, each seed's (extrapolated final, last value), their mean extrapolated gain)
+    # (version, each seed's (extrapolated final, last value), their mean extrapolated gain)
     finals_cache: tuple[int, list[tuple[float, float]], float] = (-1, [], float("nan"))
     L_eval: float = float("nan")  # evaluation-set sampling variance of its final (NaN: set size unknown)
     seed_var_fallback: float = 0.0  # variance of one seed's extrapolated final, where no usable decay fit (refit)
@@ -220,6 +221,12 @@ class CandidateState:
     def depth(self) -> int:
         """The depth every seed has reached (a probe increment moves all seeds together)."""
         return self._depth
+
+    @property
+    def version(self) -> int:
+        """Bumped by every change of its evaluations: what the caches of derived values key on
+        (a re-told step changes a value without changing how many there are)."""
+        return self._version
 
     @property
     def n_points(self) -> int:
@@ -270,7 +277,7 @@ def _nan_safe(x: float) -> float | None:
 class _TaskFit:
     """What a task's last refit computed, and the inputs it computed it from."""
 
-    data_key: tuple  # per member: id, evaluations, depth (what the family fit reads)
+    data_key: tuple  # per member: id, version of its evaluations, depth (what the family fit reads)
     fam: FamilyFit
     moved: float  # how far the task's curves have moved
     L0_group: float = float("nan")  # static-only risk of the task (NaN: from each member's U)
@@ -915,7 +922,7 @@ class Engine:
         price = _nan_safe(self.gamma)
         self.tasks_refit = 0
         for g, members in sorted(groups.items()):
-            data_key = tuple((m.info.id, m.n_points, m.depth) for m in members)
+            data_key = tuple((m.info.id, m.version, m.depth) for m in members)
             terms_key = (price,) + tuple(
                 (
                     m.steps_run,
@@ -1072,9 +1079,9 @@ class Engine:
         it has new points."""
         states = list(self.states.values())
         for st in states:
-            npts = st.n_points
-            if npts and (st.backtest is None or st.backtest.points != npts):
+            if st.n_points and st.backtest_version != st.version:
                 st.backtest = candidate_backtest(st.curves())
+                st.backtest_version = st.version
         err = extrapolation_error(
             [st.info.group for st in states],
             np.array([float(st.depth) for st in states]),
@@ -1150,16 +1157,15 @@ class Engine:
 
     @staticmethod
     def _fill_finals(st: CandidateState) -> None:
-        """Compute st.finals_cache if `st` has points it was not computed from."""
-        npts = st.n_points
-        if st.finals_cache[0] != npts:
+        """Compute st.finals_cache if `st`'s evaluations changed since it was computed."""
+        if st.finals_cache[0] != st.version:
             pairs = [
                 (extrapolate(stp, v, st.info.horizon), float(v[-1]))
                 for stp, v in st.curves().seeds.values()
                 if stp.size
             ]
             gains = [f - last for f, last in pairs if math.isfinite(f)]
-            st.finals_cache = (npts, pairs, math.fsum(gains) / len(gains) if gains else float("nan"))
+            st.finals_cache = (st.version, pairs, math.fsum(gains) / len(gains) if gains else float("nan"))
 
     def _extrapolated_gain(self, st: CandidateState) -> float:
         """Mean over seeds of the curve model's extrapolated final less the last value seen."""
