@@ -116,6 +116,48 @@ def evaluate_policy(
     return out
 
 
+class PolicyFailed(RuntimeError):
+    """A policy raised during run_backtest(on_policy=...); `policy` names it, and the error it
+    raised is the __cause__."""
+
+    def __init__(self, policy: str, message: str) -> None:
+        super().__init__(message)
+        self.policy = policy
+
+
+def _replay(
+    world: World,
+    floors: tuple[float, float],
+    frac: float,
+    name: str,
+    n_rep: int,
+    log: Callable[[str], None],
+    tags: dict,
+) -> tuple[list[dict], list[dict]]:
+    """Every repeat of one policy on one world at one budget: (rows, pick rows)."""
+    rows: list[dict] = []
+    picks: list[dict] = []
+    for rep in range(n_rep):
+        for ev in evaluate_policy(world, name, frac, rep, floors):
+            ev.row.update(tags)
+            rows.append(ev.row)
+            picks += [{**p, **tags} for p in ev.picks]
+            log(
+                f"{world.name:14s} budget={frac:<5g} {ev.row['policy']:18s} rep={rep} "
+                f"regret={100 * ev.row['regret']:6.2f} spent={ev.row['spent_frac']:.3f} ({ev.row['seconds']:.1f}s)"
+            )
+    return rows, picks
+
+
+def _in_order(done: dict[tuple[int, int, int], tuple[list[dict], list[dict]]]) -> tuple[list[dict], list[dict]]:
+    rows: list[dict] = []
+    picks: list[dict] = []
+    for key in sorted(done):
+        rows += done[key][0]
+        picks += done[key][1]
+    return rows, picks
+
+
 def run_backtest(
     worlds: Iterable[World],
     budgets: Iterable[float],
@@ -123,26 +165,33 @@ def run_backtest(
     repeats: int = 1,
     log: Callable[[str], None] = print,
     repeats_for: Callable[[str], int] | None = None,
+    on_policy: Callable[[str, list[dict], list[dict]], None] | None = None,
     **tags,
 ) -> tuple[list[dict], list[dict]]:
     """Every (world, budget, policy, repeat); returns (rows, pick rows). `tags` are copied
     into every row (e.g. dataset="synthetic"). Deterministic policies run once per world and
-    budget (their repeats would be copies); the stochastic ones `repeats` times."""
-    rows: list[dict] = []
-    picks: list[dict] = []
+    budget (their repeats would be copies); the stochastic ones `repeats` times.
+
+    Each policy runs on every world and budget before the next one starts, and
+    `on_policy(policy, rows, picks)` receives the rows and picks of every policy finished so
+    far, so a caller can save them before a later policy fails; a policy that raises is
+    re-raised as PolicyFailed naming it. The rows come back in the same order either way
+    (world, budget, policy, repeat), so the results do not depend on the schedule."""
     budgets, policies = list(budgets), list(policies)
-    for world in worlds:
-        floors = world_floors(world)
-        for frac in budgets:
-            for name in policies:
-                n_rep = repeats_for(name) if repeats_for else (repeats if name in STOCHASTIC else 1)
-                for rep in range(n_rep):
-                    for ev in evaluate_policy(world, name, frac, rep, floors):
-                        ev.row.update(tags)
-                        rows.append(ev.row)
-                        picks += [{**p, **tags} for p in ev.picks]
-                        log(
-                            f"{world.name:14s} budget={frac:<5g} {ev.row['policy']:18s} rep={rep} "
-                            f"regret={100 * ev.row['regret']:6.2f} spent={ev.row['spent_frac']:.3f} ({ev.row['seconds']:.1f}s)"
-                        )
-    return rows, picks
+
+    def n_rep(name: str) -> int:
+        return repeats_for(name) if repeats_for else (repeats if name in STOCHASTIC else 1)
+
+    worlds = list(worlds)
+    all_floors = [world_floors(w) for w in worlds]
+    done: dict[tuple[int, int, int], tuple[list[dict], list[dict]]] = {}
+    for k, name in enumerate(policies):
+        try:
+            for i, world in enumerate(worlds):
+                for j, frac in enumerate(budgets):
+                    done[i, j, k] = _replay(world, all_floors[i], frac, name, n_rep(name), log, tags)
+        except Exception as exc:
+            raise PolicyFailed(name, f"policy {name!r} raised {type(exc).__name__}: {exc}") from exc
+        if on_policy is not None:
+            on_policy(name, *_in_order(done))
+    return _in_order(done)

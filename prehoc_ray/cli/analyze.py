@@ -94,6 +94,7 @@ def _check_options(
     cost_per_step: float,
     gamma: float | None,
     n_boot: int,
+    seed: int = 0,
 ) -> None:
     _finite("--depth", depth)
     _finite("--horizon", horizon)
@@ -104,6 +105,47 @@ def _check_options(
     _finite("--gamma", gamma)
     if n_boot < 0:
         raise BadInput(f"--n-boot: expected an integer >= 0, got {n_boot}")
+    if seed < 0:
+        raise BadInput(f"--seed: expected an integer >= 0, got {seed}")
+
+
+def check_out_dir(out: Path) -> None:
+    """Create --out and write a file in it now, so an unusable directory fails before the
+    work rather than after all of it."""
+    import uuid
+
+    from prehoc_ray.io.atomic import TMP_SUFFIX
+
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"--out: {out} exists and is not a directory")
+    # hidden and .tmp: every reader in the package skips it should the removal not happen
+    probe = out / f".prehoc-ray-probe-{uuid.uuid4().hex}{TMP_SUFFIX}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise BadInput(f"--out: cannot create and write the directory {out}: {exc.strerror or exc}") from None
+
+
+def scale_note(values: Any, tolerance: float) -> str | None:
+    """A note when the tolerance is tiny against what the candidates reached: most often a
+    metric recorded on another scale (accuracy in percent, a perplexity) with the default
+    tolerance, which would call every candidate noise-dominated."""
+    import numpy as np
+
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    if v.size < 2:
+        return None
+    spread = float(np.quantile(v, 0.95) - np.quantile(v, 0.05))
+    if spread <= 100 * tolerance:
+        return None
+    return (
+        f"note: the candidates' last values span {spread:.4g}, {spread / tolerance:,.0f} times --tolerance "
+        f"{tolerance:g}; the tolerance is in the metric's units (for an accuracy in percent, 2 points is "
+        "--tolerance 2)"
+    )
 
 
 def _blas_limit() -> Any:
@@ -141,9 +183,11 @@ def predictions_table(result: Any, mode: str) -> Any:
 
     p = result.predictions
     pred = np.asarray(p["predicted_final"], float)
+    # A candidate without a prediction (no evaluation at or before the depth) has no rank.
     key = np.where(np.isfinite(pred), -pred if mode == Mode.MAX.value else pred, np.inf)
     rank = np.empty(pred.size, dtype=np.int64)
     rank[np.argsort(key, kind="stable")] = np.arange(1, pred.size + 1)
+    ranked = np.isfinite(pred)
     cand = [str(c) for c in p["candidate"]]
     return pa.table(
         {
@@ -159,7 +203,7 @@ def predictions_table(result: Any, mode: str) -> Any:
             "last_observed": _nullable(p["last_observed"]),
             "horizon": _nullable(p["horizon"]),
             "unit": pa.array([result.candidate_unit.get(c) for c in cand], type=pa.string()),
-            "rank": pa.array(rank, type=pa.int64()),
+            "rank": pa.array(rank, type=pa.int64(), mask=~ranked),
         }
     )
 
@@ -201,9 +245,8 @@ def run_analysis(
     echo: Any = print,
 ) -> list[Path]:
     """The command's work without the CLI; raises BadInput (or TrajectoryError) on bad input."""
-    _check_options(depth, horizon, level, tolerance, cost_per_step, gamma, n_boot)
-    if out.exists() and not out.is_dir():
-        raise BadInput(f"--out: {out} exists and is not a directory")
+    _check_options(depth, horizon, level, tolerance, cost_per_step, gamma, n_boot, seed)
+    check_out_dir(out)
 
     import numpy as np
 
@@ -240,7 +283,12 @@ def run_analysis(
     )
     with _blas_limit():
         result = analyze(obs, depth, settings)
-        out.mkdir(parents=True, exist_ok=True)
+        for cand, seeds in result.ended_early.items():
+            ends = ", ".join(f"seed {s} at step {step:g}" for s, step in sorted(seeds.items()))
+            echo(f"{cand}: left out {ends}: stopped before its other seeds (a crashed or cut run, not a final)")
+        note = scale_note(result.predictions["last_observed"], tolerance)
+        if note:
+            echo(note)
         written = [out / "predictions.parquet", out / "decomposition.parquet"]
         write_table(predictions_table(result, mode), written[0])
         write_table(decomposition_table(result), written[1])

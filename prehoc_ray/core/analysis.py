@@ -74,6 +74,9 @@ class AnalysisResult:
     gamma: float
     settings: AnalysisSettings
     candidate_unit: dict[str, str] = field(default_factory=dict)
+    # Seeds left out because they stopped before the others (CandidateCurves.ended_early):
+    # candidate -> {seed: its last step}.
+    ended_early: dict[str, dict[int, float]] = field(default_factory=dict)
 
     def decomposition_rows(self) -> dict[str, list]:
         cols: dict[str, list] = {
@@ -150,6 +153,8 @@ def analyze(
         raise ValueError("no observations to analyze")
     depths = _analysis_depths(cands_full, depth)
     cands = [c.truncated(d) for c, d in zip(cands_full, depths)]
+    ended = {c.candidate: e for c in cands if (e := c.ended_early())}
+    cands = [c.without_seeds(ended[c.candidate]) if c.candidate in ended else c for c in cands]
     thresholds = RegimeThresholds(settings.tolerance)
     horizon_ref = float(np.median([c.horizon for c in cands]))
     gamma = settings.gamma or default_gamma(settings.tolerance, settings.cost_per_step, horizon_ref)
@@ -163,8 +168,43 @@ def analyze(
         _add_seed_units(g, cands, depths, settings, rng_seq, group_L0[g], acc)
 
     _decide(acc.units, gamma, settings, thresholds, {c.candidate: c.horizon for c in cands})
-    preds = _prediction_table(cands, depths, acc, settings.level)
-    return AnalysisResult(preds, acc.units, gamma, settings, acc.candidate_unit)
+    _observed_finals(cands, acc)
+    preds = _prediction_table(cands, depths, acc, settings.level, metric_support(obs, settings.mode))
+    return AnalysisResult(preds, acc.units, gamma, settings, acc.candidate_unit, ended)
+
+
+def metric_support(obs: Observations, mode: str) -> tuple[float, float]:
+    """The range a final can take, as far as the table shows it: not below 0 when no value or
+    final is negative (a loss, a perplexity, an accuracy), not above 1 when a larger-is-better
+    metric stays within [0, 1] (an accuracy, an F1). A curve model that extrapolates a falling
+    loss past zero, or an accuracy past one, predicts what cannot happen; predictions and
+    interval ends are clipped to this range."""
+    values = np.asarray(obs.value, float)
+    if obs.final is not None:
+        values = np.concatenate([values, np.asarray(obs.final, float)])
+    values = values[np.isfinite(values)]
+    if not values.size or values.min() < 0:
+        return -np.inf, np.inf
+    return 0.0, 1.0 if mode == "max" and values.max() <= 1 else np.inf
+
+
+def _observed_finals(cands: list[CandidateCurves], acc: _Accumulated) -> None:
+    """A candidate with a known final whose every seed reached its horizon is predicted by the
+    mean its seeds reached, not by a population model: that would pull it toward its
+    neighbours and clip an outlier to the range the others reached. Its interval keeps the
+    model's width (calibrated on how finals differ from what probes reached: a new run's seed
+    noise), and is at least the standard error of the seeds' mean."""
+    for i, c in enumerate(cands):
+        lasts = [(float(st[-1]), float(v[-1])) for st, v in c.seeds.values() if st.size]
+        if not np.isfinite(c.final) or not lasts or any(step < c.horizon for step, _ in lasts):
+            continue
+        vals = np.array([v for _, v in lasts])
+        sd = float(vals.std(ddof=1)) if vals.size >= 2 else np.nan
+        acc.pred[i] = float(vals.mean())
+        if np.isfinite(acc.std[i]):
+            acc.std[i] = max(float(acc.std[i]), sd / np.sqrt(vals.size)) if np.isfinite(sd) else acc.std[i]
+        else:
+            acc.std[i] = sd * np.sqrt(1 + 1 / vals.size)  # a new run's final around the seeds' mean
 
 
 @dataclass
@@ -308,12 +348,17 @@ def _add_seed_units(
 
 
 def _prediction_table(
-    cands: list[CandidateCurves], depths: np.ndarray, acc: _Accumulated, level: float
+    cands: list[CandidateCurves],
+    depths: np.ndarray,
+    acc: _Accumulated,
+    level: float,
+    support: tuple[float, float] = (-np.inf, np.inf),
 ) -> dict[str, np.ndarray]:
-    """The per-candidate predictions table: prediction, interval at `level`, and the regime of
-    the unit that speaks for the candidate."""
+    """The per-candidate predictions table: prediction, interval at `level` (within the metric's
+    `support`), and the regime of the unit that speaks for the candidate."""
     z = norm.ppf(0.5 + level / 2)
-    pred, std, candidate_unit = acc.pred, acc.std, acc.candidate_unit
+    lo, hi = support
+    pred, std, candidate_unit = np.clip(acc.pred, lo, hi), acc.std, acc.candidate_unit
     by_name = {u.name: u for u in acc.units}
     regimes = np.array(
         [
@@ -331,8 +376,8 @@ def _prediction_table(
         "horizon": np.array([c.horizon for c in cands]),
         "predicted_final": pred,
         "predicted_std": std,
-        "lower": pred - z * std,
-        "upper": pred + z * std,
+        "lower": np.clip(pred - z * std, lo, hi),
+        "upper": np.clip(pred + z * std, lo, hi),
         "regime": regimes,
         "final": np.array([c.final for c in cands]),
         "last_observed": np.array([c.mean_curve()[1][-1] if c.mean_curve()[1].size else np.nan for c in cands]),

@@ -40,6 +40,37 @@ class CandidateCurves:
     def max_step(self) -> float:
         return max((float(st[-1]) for st, _ in self.seeds.values() if st.size), default=0.0)
 
+    def ended_early(self) -> dict[int, float]:
+        """Seeds that stopped before the others: seed -> its last step.
+
+        A seed ended early when another went on by more than its own evaluation interval (the
+        median gap between its evaluations; the deepest seed's for a seed evaluated once): it
+        missed an evaluation it would have had, so it crashed or was cut, it did not finish.
+        Its last value is no final, and carried forward it would pose as one. Only when the
+        seeds that went on are at least as many: most seeds stopping at one step is where the
+        runs ended, and a longer seed is the odd one out."""
+        last = {s: float(st[-1]) for s, (st, _) in self.seeds.items() if st.size}
+        if len(last) < 2:
+            return {}
+        deepest = max(last, key=last.__getitem__)
+        top = last[deepest]
+
+        def gap(steps: np.ndarray) -> float:
+            return float(np.median(np.diff(steps))) if steps.size >= 2 else float("nan")
+
+        fallback = gap(self.seeds[deepest][0])
+        out = {}
+        for s, end in last.items():
+            g = gap(self.seeds[s][0])
+            g = g if np.isfinite(g) else fallback
+            if np.isfinite(g) and end + g < top:
+                out[s] = end
+        return out if len(last) - len(out) >= len(out) else {}
+
+    def without_seeds(self, drop: set[int] | dict[int, float]) -> CandidateCurves:
+        seeds = {s: sv for s, sv in self.seeds.items() if s not in drop}
+        return CandidateCurves(self.candidate, self.group, self.horizon, self.final, self.static, seeds)
+
 
 @dataclass(frozen=True)
 class Observations:

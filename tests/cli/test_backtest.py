@@ -251,3 +251,61 @@ def test_runs_that_end_early_with_other_horizons_and_a_run_that_never_reports(tm
         ["backtest", str(path), "--out", str(tmp_path / "h"), "--budget", "0.1", "--policy", "asha", "--repeats", "1"],
     )
     assert res.exit_code == 0, res.output
+
+
+def test_a_policy_that_crashes_keeps_the_finished_policies_results(deberta_table, tmp_path, monkeypatch):
+    import prehoc_ray.bench.backtest as bench
+
+    real = bench.evaluate_policy
+
+    def evaluate(world, policy, *args, **kw):
+        if policy == "sh":
+            raise RuntimeError("boom")
+        return real(world, policy, *args, **kw)
+
+    monkeypatch.setattr(bench, "evaluate_policy", evaluate)
+    out = tmp_path / "bt"
+    args = ["backtest", str(deberta_table), "--budget", "0.05,0.2", "--out", str(out)]
+    res = CliRunner().invoke(app, [*args, "--policy", "oracle", "--policy", "uniform", "--policy", "sh"])
+    assert res.exit_code == 1, res.output
+    err = res.output.strip().splitlines()[-1]
+    assert "policy 'sh' raised RuntimeError: boom" in err
+    assert f"the results of oracle, uniform (finished before it) were kept in {out}" in err
+    picks = pq.read_table(out / "picks.parquet").to_pylist()
+    metrics = pq.read_table(out / "backtest.parquet").to_pylist()
+    assert {p["policy"] for p in picks} == {m["policy"] for m in metrics} == {"oracle", "uniform"}
+    assert {(m["policy"], m["budget"]) for m in metrics} == {(p, b) for p in ("oracle", "uniform") for b in (0.05, 0.2)}
+    assert "Partial results: oracle, uniform of oracle, uniform, sh" in (out / "report.md").read_text()
+    assert (out / "regret.png").exists() and not [p for p in out.iterdir() if p.name.startswith(".")]
+
+    res = CliRunner().invoke(app, [*args, "--policy", "sh", "--out", str(tmp_path / "none")])
+    assert res.exit_code == 1 and "no policy had finished, so nothing was written" in res.output
+    assert not list((tmp_path / "none").iterdir())
+
+
+@pytest.mark.parametrize(
+    "args, expect",
+    [
+        (["--portfolio-size", "6"], "--portfolio-size: only used with --portfolios K"),
+        (["--portfolios", "0", "--portfolio-size", "6"], "add --portfolios or drop --portfolio-size"),
+        (["--portfolios", "3"], "expected a count >= 1 and a size >= 2 candidates per task, got 3 and none"),
+    ],
+)
+def test_a_portfolio_size_without_portfolios_is_bad_input(tmp_path, args, expect):
+    path = _write(tmp_path)
+    res = CliRunner().invoke(app, ["backtest", str(path), "--out", str(tmp_path / "o"), *args])
+    assert res.exit_code == 2, res.output
+    assert expect in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_an_out_that_cannot_be_created_fails_before_the_replay(deberta_table, tmp_path):
+    (tmp_path / "file").write_text("")
+    for out in (tmp_path / "file" / "x", "/dev/null/x"):
+        res = CliRunner().invoke(app, ["backtest", str(deberta_table), "--out", str(out), "--policy", "oracle"])
+        assert res.exit_code == 2, res.output
+        assert len(res.output.strip().splitlines()) == 1 and "read " not in res.output
+        assert f"--out: cannot create and write the directory {out}: Not a directory" in res.output
+    out = tmp_path / "fresh" / "deep"
+    res = CliRunner().invoke(app, ["backtest", str(deberta_table), "--out", str(out), "--policy", "oracle"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.iterdir()) == ["backtest.parquet", "picks.parquet", "regret.png", "report.md"]

@@ -139,10 +139,11 @@ def test_own_final_never_used_for_own_prediction(tmp_path, base_run, table):
     assert new["predicted_final"][i] == pytest.approx(base["predicted_final"][i], rel=0, abs=1e-12)
     assert new["predicted_std"][i] == pytest.approx(base["predicted_std"][i], rel=0, abs=1e-12)
     assert new["final"][i] == pytest.approx(base["final"][i] + 0.5)
-    # ...while the final does reach the models of the other candidates of its group.
+    # ...while the final does reach the models of the other candidates of its group (observed
+    # through their horizon, they keep their seeds' mean; the model sets their intervals).
     group = base["group"][i]
     others = [j for j, g in enumerate(base["group"]) if g == group and j != i]
-    assert max(abs(new["predicted_final"][j] - base["predicted_final"][j]) for j in others) > 1e-9
+    assert max(abs(new["predicted_std"][j] - base["predicted_std"][j]) for j in others) > 1e-9
 
 
 def test_depth_truncation_changes_predictions(tmp_path, csv_path, base_run):
@@ -253,6 +254,8 @@ BAD_OPTIONS = {
     "horizon negative": (["--horizon", "-10"], ["--horizon"]),
     "mode unknown": (["--mode", "best"], ["--mode", "best"]),
     "n-boot negative": (["--n-boot", "-1"], ["--n-boot"]),
+    "seed negative": (["--seed", "-1"], ["--seed", ">= 0"]),
+    "out not creatable": (["--out", "/dev/null/x"], ["--out", "/dev/null/x"]),
 }
 
 
@@ -280,3 +283,27 @@ def test_help_lists_the_options():
     assert result.exit_code == 0
     for opt in ("--out", "--mode", "--depth", "--horizon", "--level", "--tolerance", "--cost-per-step", "--gamma"):
         assert opt in result.output
+
+
+def test_candidate_without_an_observation_at_the_depth_has_no_rank(tmp_path):
+    path = _bad_csv(tmp_path, GOOD_HEADER + "a,1,0.5,0\na,2,0.6,0\nb,5,0.7,0\nb,6,0.8,0\n")
+    _ok(_invoke(path, "--out", tmp_path / "o", "--depth", "3", "--n-boot", "0"))
+    p = pq.read_table(tmp_path / "o" / "predictions.parquet").to_pydict()
+    assert p["rank"][p["candidate"].index("a")] == 1
+    assert math.isnan(p["predicted_final"][p["candidate"].index("b")] or math.nan)
+    assert p["rank"][p["candidate"].index("b")] is None
+
+
+def test_percent_scale_metric_gets_a_tolerance_note_and_crashed_seed_is_named(tmp_path):
+    rows = [GOOD_HEADER.strip()]
+    for c, top in (("a", 60.0), ("b", 80.0)):
+        for s in range(3):
+            for step in range(10, 101, 10):
+                if (c, s) == ("a", 2) and step > 30:
+                    continue
+                rows.append(f"{c},{step},{top - 30 * (step / 10) ** -0.5 + s * 0.3:.3f},{s}")
+    path = _bad_csv(tmp_path, "\n".join(rows) + "\n")
+    result = _invoke(path, "--out", tmp_path / "o", "--n-boot", "0")
+    _ok(result)
+    assert "--tolerance 2" in result.output
+    assert "a: left out seed 2 at step 30" in result.output

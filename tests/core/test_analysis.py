@@ -92,3 +92,91 @@ def test_bad_settings():
     with pytest.raises(ValueError, match="mode"):
         AnalysisSettings(mode="up")
     assert Regime.NOISE_DOMINANT.value == "Noise-Dominant"
+
+
+def _table(curves: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]], finals: dict[str, float] | None = None):
+    from prehoc_ray.core.observations import Observations
+
+    cand, seed, step, value, final = [], [], [], [], []
+    for (c, s), (st, v) in curves.items():
+        cand += [c] * st.size
+        seed += [s] * st.size
+        step += list(st)
+        value += list(v)
+        final += [(finals or {}).get(c, np.nan)] * st.size
+    return Observations(
+        np.array(cand, object),
+        np.array(step, float),
+        np.array(value, float),
+        seed=np.array(seed),
+        final=np.array(final) if finals else None,
+    )
+
+
+def _rising(top: float, steps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return top - 0.4 * (steps / steps[0]) ** -0.5 + rng.normal(0, 0.003, steps.size)
+
+
+def test_a_seed_that_stopped_early_is_left_out_not_averaged_as_a_final():
+    # Three seeds to step 1000; one of c0's crashed after two evaluations. Its last value is
+    # 0.14 below where the others ended: averaged in as a final it would drag c0 down by ~0.05.
+    rng = np.random.default_rng(1)
+    full = np.arange(50.0, 1001.0, 50.0)
+    curves = {(f"c{c}", s): (full, _rising(0.6 + 0.05 * c, full, rng)) for c in range(3) for s in range(3)}
+    curves[("c0", 2)] = (full[:2], curves[("c0", 2)][1][:2])
+    res = analyze(_table(curves), settings=AnalysisSettings(n_boot=0))
+    assert res.ended_early == {"c0": {2: 100.0}}
+    i = list(res.predictions["candidate"]).index("c0")
+    kept = np.mean([curves[("c0", s)][1][-1] for s in (0, 1)])
+    assert res.predictions["predicted_final"][i] == pytest.approx(kept, abs=1e-9)
+
+
+def test_seeds_that_ended_together_are_kept_when_one_seed_ran_on():
+    # Two seeds end at 500, one ran to 1000: the long one is the odd one out, nothing is dropped.
+    rng = np.random.default_rng(2)
+    full = np.arange(50.0, 1001.0, 50.0)
+    curves = {("c0", s): (full[:10], _rising(0.6, full, rng)[:10]) for s in (0, 1)}
+    curves[("c0", 2)] = (full, _rising(0.6, full, rng))
+    res = analyze(_table(curves), settings=AnalysisSettings(n_boot=0))
+    assert res.ended_early == {}
+
+
+def test_a_fully_observed_outlier_is_predicted_as_observed_not_clipped_to_the_population():
+    # Ten completed runs (the population path); c9 ended far above the rest. Its final is what
+    # its seeds reached, so its interval must contain it; a population model clips it toward
+    # the others' range.
+    rng = np.random.default_rng(3)
+    full = np.arange(50.0, 1001.0, 50.0)
+    tops = {f"c{c}": 0.5 + 0.01 * c for c in range(9)} | {"c9": 0.95}
+    curves = {(c, s): (full, _rising(t, full, rng)) for c, t in tops.items() for s in range(2)}
+    finals = {c: float(np.mean([curves[(c, s)][1][-1] for s in range(2)])) for c in tops}
+    res = analyze(_table(curves, finals), settings=AnalysisSettings(n_boot=0))
+    p = res.predictions
+    for c, f in finals.items():
+        i = list(p["candidate"]).index(c)
+        assert p["predicted_final"][i] == pytest.approx(f, abs=1e-9)
+        assert p["lower"][i] <= f <= p["upper"][i]
+
+
+@pytest.mark.parametrize("mode", ["min", "max"])
+def test_predictions_stay_within_the_metrics_range(mode):
+    # A loss falling steeply toward 0 extrapolates past it; an accuracy rising toward 1 past 1.
+    steps = np.arange(10.0, 101.0, 10.0)
+    rng = np.random.default_rng(4)
+    if mode == "min":
+        curves = {
+            (f"c{c}", s): (steps, np.maximum(0.9 - 0.0088 * steps + rng.normal(0, 0.01, 10), 0.01))
+            for c in range(2)
+            for s in range(2)
+        }
+    else:
+        curves = {
+            (f"c{c}", s): (steps, np.minimum(0.1 + 0.0088 * steps + rng.normal(0, 0.01, 10), 0.99))
+            for c in range(2)
+            for s in range(2)
+        }
+    res = analyze(_table(curves), settings=AnalysisSettings(n_boot=0, horizon=1000.0, mode=mode))
+    p = res.predictions
+    for key in ("predicted_final", "lower", "upper"):
+        v = p[key][np.isfinite(p[key])]
+        assert v.size and (v >= 0).all() and (mode == "min" or (v <= 1).all()), (key, v)
