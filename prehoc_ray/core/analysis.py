@@ -14,10 +14,11 @@ import numpy as np
 from scipy.stats import norm
 
 from prehoc_ray.core.budget import choose_depth, default_gamma
-from prehoc_ray.core.decay import DIAGNOSTIC_HELP, DecayFit, fit_decay, predictive_variance
+from prehoc_ray.core.decay import DIAGNOSTIC_HELP, DecayFit, fit_decay
 from prehoc_ray.core.family import fit_family
 from prehoc_ray.core.observations import CandidateCurves, Observations
 from prehoc_ray.core.population import MIN_POPULATION, out_of_fold, population_risk, seed_predictions
+from prehoc_ray.core.prefix_prediction import prefix_predictions
 from prehoc_ray.core.regimes import RegimeThresholds, classify, explain
 from prehoc_ray.types import Regime
 
@@ -166,6 +167,7 @@ def analyze(
     group_L0 = {g: _predict_group(g, cands_full, cands, depths, settings, rng_seq, acc) for g in groups}
     for g in groups:
         _add_seed_units(g, cands, depths, settings, rng_seq, group_L0[g], acc)
+    _prefix_predictions(cands, acc)
 
     _decide(acc.units, gamma, settings, thresholds, {c.candidate: c.horizon for c in cands})
     _observed_finals(cands, acc)
@@ -216,6 +218,7 @@ class _Accumulated:
     std: np.ndarray
     units: list[Unit]
     candidate_unit: dict[str, str]
+    seed_fits: dict[int, DecayFit] = field(default_factory=dict)  # candidate index -> its seeds' fit
 
 
 def _analysis_depths(cands: list[CandidateCurves], depth: float | dict[str, float] | None) -> np.ndarray:
@@ -252,16 +255,19 @@ def _predict_group(
     n_final = sum(np.isfinite(c.final) for c in gc)
     if n_final >= MIN_POPULATION:
         return _population_unit(g, idx, gc, cands_full, depths, settings, rng_seq, acc)
-    # No population to learn from: each candidate's seeds predict its final.
-    pred = acc.pred
-    for i, c in zip(idx, gc):
-        p = seed_predictions(c, depths[i])
-        p = p[np.isfinite(p)]
-        pred[i] = float(p.mean()) if p.size else np.nan
+    # No population to learn from: each candidate's own probes predict its final
+    # (_prefix_predictions, once every group's seed units are fitted). L(0), the spread of
+    # finals before any probe, from the seeds' plain extrapolations.
     if len(gc) >= 3:
-        spread = pred[idx][np.isfinite(pred[idx])]
+        spread = np.array([_mean_finite(seed_predictions(c, depths[i])) for i, c in zip(idx, gc)])
+        spread = spread[np.isfinite(spread)]
         return float(np.var(spread, ddof=1)) if spread.size >= 3 else np.nan
     return np.nan
+
+
+def _mean_finite(x: np.ndarray) -> float:
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if x.size else np.nan
 
 
 def _population_unit(
@@ -303,8 +309,8 @@ def _add_seed_units(
     acc: _Accumulated,
 ) -> None:
     """Seed units of group g: every candidate with at least two seeds gets its own decomposition.
-    Members share alpha, fitted once on the group's pooled dispersion curve (the family unit). A
-    candidate without a prediction interval yet gets one from its fitted risk."""
+    Members share alpha, fitted once on the group's pooled dispersion curve (the family unit).
+    Each member's fit is kept for its interval (_prefix_predictions)."""
     members = [i for i, c in enumerate(cands) if c.group == g and len(c.seeds) >= 2]
     if not members:
         return
@@ -326,7 +332,6 @@ def _add_seed_units(
         with np.errstate(all="ignore"):
             pooled = np.nanmean(Us, axis=0)
         acc.units.append(Unit(f"family:{g}", "seeds-pooled", grid, pooled, shared, L0=group_L0))
-    std = acc.std
     for row, (i, fit) in enumerate(zip(members, fits)):
         c = cands[i]
         U = Us[row]
@@ -336,15 +341,19 @@ def _add_seed_units(
         fam_lo = shared.L_int_lo if shared is not None and shared.ok else np.nan
         acc.units.append(Unit(f"candidate:{c.candidate}", "seeds", grid, U, fit, L0=L0, family_L_int_lo=fam_lo))
         acc.candidate_unit[c.candidate] = f"candidate:{c.candidate}"
-        if not np.isfinite(std[i]):
-            # Variance of a new run's final given this candidate's probes: the fitted risk at
-            # the depth reached (floor + what the seeds have not yet resolved).
-            r = (
-                predictive_variance(fit, max(depths[i], 1.0), len(c.seeds))
-                if fit.ok
-                else (float(U[np.isfinite(U)][-1]) if np.isfinite(U).any() else np.nan)
-            )
-            std[i] = float(np.sqrt(r)) if np.isfinite(r) else np.nan
+        acc.seed_fits[i] = fit
+
+
+def _prefix_predictions(cands: list[CandidateCurves], acc: _Accumulated) -> None:
+    """Candidates no population model predicted: the engine's predictor from their own probes
+    (core/prefix_prediction.py), with their seeds' decay fit where they have one."""
+    own = [i for i in range(len(cands)) if not np.isfinite(acc.pred[i])]
+    if not own:
+        return
+    pp = prefix_predictions([cands[i] for i in own])
+    for k, i in enumerate(own):
+        acc.pred[i] = float(pp.mean[k])
+        acc.std[i] = pp.std(k, acc.seed_fits.get(i))
 
 
 def _prediction_table(

@@ -269,3 +269,34 @@ class _Pool:
         po, pp, oo = self.suffix[k, 0], self.suffix[k, 1], self.suffix[k, 2]
         with np.errstate(all="ignore"):
             return np.where(pp > 0, np.maximum(oo - 2 * t * po + t * t * pp, 0.0) / np.where(pp > 0, pp, 1.0), np.nan)
+
+
+def scale_with_gain_error(
+    scale: np.ndarray,
+    gain_error: np.ndarray | None,
+    gain_trust: np.ndarray,
+    gain: np.ndarray,
+    depth: np.ndarray,
+    horizon: np.ndarray,
+    exponent: np.ndarray,
+) -> np.ndarray:
+    """Each error scale raised to the floor its task's unexplained gain share sets (module
+    docstring, `gain_error`): sqrt(gain_error) x gain_trust x |gain| / curve_distance(depth,
+    horizon), where `gain` is the candidate's extrapolated gain over its last value. The error
+    per unit of curve distance is pooled mostly from candidates whose curves had flattened; one
+    whose model promises a large gain over a long way to its horizon is wrong by about that
+    share of the gain it promises. Per unit of curve distance, so it still shrinks as the probe
+    deepens. Unchanged where anything is unknown."""
+    out = np.array(scale, float, copy=True)
+    if gain_error is None:
+        return out
+    use = np.isfinite(out) & np.isfinite(gain_error) & (gain_error > 0)
+    idx = np.flatnonzero(use)
+    if not idx.size:
+        return out
+    dist = curve_distance(np.maximum(depth[idx], 1), np.maximum(horizon[idx], 1), exponent[idx])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        floor = np.sqrt(gain_error[idx]) * gain_trust[idx] * np.abs(gain[idx]) / dist
+    ok = np.isfinite(gain[idx]) & (dist > 0)
+    out[idx] = np.where(ok, np.maximum(out[idx], np.where(ok, floor, 0.0)), out[idx])
+    return out

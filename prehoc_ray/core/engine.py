@@ -36,13 +36,12 @@ from typing import Literal
 import numpy as np
 
 from prehoc_ray.core.allocation import greedy_pick, marginal_reduction
-from prehoc_ray.core.backtests import CurveBacktest, candidate_backtest, extrapolation_error
+from prehoc_ray.core.backtests import CurveBacktest, candidate_backtest, extrapolation_error, scale_with_gain_error
 from prehoc_ray.core.budget import choose_depth
 from prehoc_ray.core.curves import extrapolate
 from prehoc_ray.core.decay import DIAG_AT_BOUND, DIAG_FLOOR_UNIDENTIFIED, DIAGNOSTIC_HELP, DecayFit, predictive_variance
 from prehoc_ray.core.decision import (
     best_other,
-    curve_distance,
     extrapolation_variance,
     group_codes,
     kg_star,
@@ -1091,29 +1090,18 @@ class Engine:
         for st, sc, ex, tr in zip(states, err.scale.tolist(), err.exponent.tolist(), err.gain_trust.tolist()):
             st.bt_scale, st.bt_exponent, st.gain_trust = sc, ex, tr
         if self.settings.gain_error:
-            # The error per unit of curve distance is pooled over the task's back-tests, most of
-            # them over windows where the curves had flattened; a candidate whose model promises
-            # a large gain over a long way to its horizon is wrong by about the share of such a
-            # gain that the task's back-tests missed by. Its scale is at least that (per unit of
-            # curve distance, so the error still shrinks as the probe deepens).
-            rel = err.gain_error
-            scale = np.array([st.bt_scale for st in states])
-            use = np.isfinite(scale) & np.isfinite(rel) & (rel > 0)
-            idx = np.flatnonzero(use)
-            if idx.size:
-                sub = [states[i] for i in idx.tolist()]
-                gain = np.array([self._extrapolated_gain(st) for st in sub])
-                dist = curve_distance(
-                    np.array([max(st.depth, 1) for st in sub], float),
-                    np.array([max(st.info.horizon, 1) for st in sub], float),
-                    np.array([st.bt_exponent for st in sub]),
-                )
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    floor = np.sqrt(rel[idx]) * np.array([st.gain_trust for st in sub]) * np.abs(gain) / dist
-                ok = np.isfinite(gain) & (dist > 0)
-                for st, f, good in zip(sub, floor.tolist(), ok.tolist()):
-                    if good:
-                        st.bt_scale = max(st.bt_scale, f)
+            gain = np.array([self._extrapolated_gain(st) for st in states])
+            scale = scale_with_gain_error(
+                np.array([st.bt_scale for st in states]),
+                err.gain_error,
+                np.array([st.gain_trust for st in states]),
+                gain,
+                np.array([float(st.depth) for st in states]),
+                np.array([float(st.info.horizon) for st in states]),
+                np.array([st.bt_exponent for st in states]),
+            )
+            for st, sc in zip(states, scale.tolist()):
+                st.bt_scale = sc
 
     def _update_prices(self) -> None:
         """gamma (price of prediction risk) and gamma_decision (price of regret) per device-second,

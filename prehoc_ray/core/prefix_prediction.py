@@ -1,0 +1,82 @@
+"""A candidate's final from its own probes, where no population of completed runs predicts it.
+
+The predictor the allocation engine uses (Engine._predict), for the offline analysis, so a
+table analysed with `prehoc-ray analyze` gets the numbers a plan would show:
+
+- each seed's prefix is extrapolated to the horizon by the curve model (core/curves.py), and
+  its gain over the seed's last value is trusted as far as the task's rolling-origin
+  back-tests bore such gains out (core/backtests.py, gain_trust);
+- a new run's final varies around that by the seeds' part (the decay fit's predictive
+  variance, or the seeds' own dispersion without a usable fit) plus the curve model's
+  extrapolation error the back-tests measured, which every seed shares and which seed
+  dispersion cannot see. With one seed the extrapolation error is all there is.
+
+Neither a usable decay fit nor a back-test of the candidate's own (too few evaluations):
+nothing says how this curve goes on, and it gets no interval rather than a made-up one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from prehoc_ray.core.backtests import candidate_backtest, extrapolation_error, scale_with_gain_error
+from prehoc_ray.core.curves import extrapolate
+from prehoc_ray.core.decay import DIAG_AT_BOUND, DecayFit, predictive_variance
+from prehoc_ray.core.decision import extrapolation_variance
+from prehoc_ray.core.observations import CandidateCurves
+
+
+@dataclass(frozen=True)
+class PrefixPredictions:
+    """Per candidate, in the order given."""
+
+    mean: np.ndarray  # mean over seeds of the trusted extrapolated finals (NaN: nothing observed)
+    seed_finals: list[np.ndarray]  # each seed's trusted extrapolated final
+    ext_var: np.ndarray  # the curve model's extrapolation variance at the depth reached (NaN: unknown)
+    own_backtest: np.ndarray  # bool: the candidate's own prefix could be back-tested
+    depth: np.ndarray  # the deepest step observed
+
+    def std(self, i: int, fit: DecayFit | None) -> float:
+        """Std of a new run's final for candidate i, given its seeds' decay fit (if any)."""
+        finals = self.seed_finals[i]
+        n = finals.size
+        usable = fit is not None and fit.ok and DIAG_AT_BOUND not in fit.diagnostics
+        if not n or (not usable and not self.own_backtest[i]):
+            return float("nan")
+        var = predictive_variance(fit, max(float(self.depth[i]), 1.0), n) if usable else float("nan")
+        ext = float(self.ext_var[i])
+        if math.isfinite(ext):
+            if not math.isfinite(var) and n >= 2:
+                var = (1 + 1 / n) * float(np.var(finals, ddof=1))
+            var = ext + (var if math.isfinite(var) else 0.0)
+        return math.sqrt(var) if math.isfinite(var) else float("nan")
+
+
+def prefix_predictions(cands: list[CandidateCurves]) -> PrefixPredictions:
+    """Trusted extrapolations and their extrapolation error for `cands` (each already cut at
+    its analysis depth); back-tests are pooled per group, else over all of `cands`."""
+    n = len(cands)
+    depths = np.array([c.max_step for c in cands], float)
+    horizons = np.array([c.horizon for c in cands], float)
+    backtests = [candidate_backtest(c) if c.max_step > 0 else None for c in cands]
+    err = extrapolation_error([c.group for c in cands], depths, backtests)
+    trust = err.gain_trust if err.gain_trust is not None else np.ones(n)
+    pairs = [[(extrapolate(st, v, c.horizon), float(v[-1])) for st, v in c.seeds.values() if st.size] for c in cands]
+    gain = np.array(
+        [
+            np.mean([f - last for f, last in p if math.isfinite(f)]) if any(math.isfinite(f) for f, _ in p) else np.nan
+            for p in pairs
+        ]
+    )
+    scale = scale_with_gain_error(err.scale, err.gain_error, trust, gain, depths, horizons, err.exponent)
+    with np.errstate(invalid="ignore"):
+        ext = extrapolation_variance(scale, horizons, depths, err.exponent)
+    finals = [
+        np.array([last + t * (f - last) for f, last in p if math.isfinite(f)], float) for p, t in zip(pairs, trust)
+    ]
+    mean = np.array([float(f.mean()) if f.size else np.nan for f in finals])
+    own = np.array([b is not None and bool(b.errors) for b in backtests], bool)
+    return PrefixPredictions(mean, finals, np.asarray(ext, float), own, depths)
