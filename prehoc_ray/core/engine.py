@@ -164,7 +164,7 @@ class ProbeOrder:
     target_step: int
 
 
-@dataclass
+@dataclass(slots=True)
 class CandidateState:
     info: CandidateInfo
     points: dict[int, dict[int, float]] = field(default_factory=dict)  # seed -> step -> value
@@ -212,6 +212,11 @@ class CandidateState:
     _depth: int = field(default=0, init=False, repr=False, compare=False)
     _version: int = field(default=0, init=False, repr=False, compare=False)  # bumped by every record
     _curves: tuple[int, CandidateCurves | None] = field(default=(-1, None), init=False, repr=False, compare=False)
+    # (the fit they were computed for, usable, identified): what Engine._usable and
+    # Engine._identified say of `fit`, read for every candidate at every decision.
+    fit_flags: tuple[DecayFit | None, bool, bool] = field(
+        default=(None, False, False), init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         self.recount()
@@ -646,7 +651,8 @@ class Engine:
         # one pass in Python over the states, then whole arrays (a loop writing 13 arrays
         # element by element cost a tenth of a round at 10,000 candidates)
         fits = [st.fit for st in states]
-        usable = [self._usable(f) for f in fits]
+        flags = [st.fit_flags if st.fit_flags[0] is f else self._fit_flags(st) for st, f in zip(states, fits)]
+        usable = [fl[1] for fl in flags]
         fallback = [not u and st.seed_var_fallback > 0 for st, u in zip(states, usable)]
         a["mu"] = sign * np.fromiter((st.mu for st in states), float, n)
         # No usable decay law: the seeds' dispersion, which deeper probes of the same seeds are
@@ -664,7 +670,7 @@ class Engine:
             (f.alpha if u else 1.0 if fb else nan for f, u, fb in zip(fits, usable, fallback)), float, n
         )
         a["ok_fit"] = np.array(usable, bool).reshape(n)
-        a["identified"] = np.array([u and self._identified(st) for st, u in zip(states, usable)], bool).reshape(n)
+        a["identified"] = np.array([fl[2] for fl in flags], bool).reshape(n)
         a["fallback"] = np.array(fallback, bool).reshape(n)
         a["no_learning"] = np.array([st.no_learning for st in states], bool).reshape(n)
         a["scale"] = np.fromiter((st.bt_scale for st in states), float, n)
@@ -704,6 +710,12 @@ class Engine:
             np.where(col("fallback"), seed_var + ext_var, ext_var),
         )
         return np.where(col("no_learning"), np.nan, var)
+
+    def _fit_flags(self, st: CandidateState) -> tuple[DecayFit | None, bool, bool]:
+        """st.fit_flags for its current fit (kept until refit replaces the fit)."""
+        usable = self._usable(st.fit)
+        st.fit_flags = (st.fit, usable, usable and self._identified(st))
+        return st.fit_flags
 
     def _decision_values(self, states: list[CandidateState], budget_left: float) -> dict[str, np.ndarray]:
         """p_best, KG(*) value per device-second and the increments, for every candidate."""
@@ -821,7 +833,6 @@ class Engine:
             if cost1[i] <= room:
                 chosen.append(i)
                 room -= cost1[i]
-        chosen_set = set(chosen)
         with np.errstate(invalid="ignore", divide="ignore"):
             var_gain = np.where(
                 np.isfinite(v["K"]),
@@ -830,67 +841,73 @@ class Engine:
             )
         with np.errstate(invalid="ignore", divide="ignore"):
             per_cost = np.where(cost1 > 0, var_gain / np.where(cost1 > 0, cost1, 1.0), np.nan)
-        # Python lists for the loop below: indexing numpy arrays element by element costs a
-        # tenth of a round at 10,000 candidates.
-        pb_l, ratio_any, per_cost_l = pb.tolist(), v["ratio_any"].tolist(), per_cost.tolist()
-        cost1_l, target1_l = cost1.tolist(), target1.tolist()
-        cost_any, target_any = v["cost_any"].tolist(), v["target_any"].tolist()
-        active_l, capped_l, out_l, unident_l = active.tolist(), capped.tolist(), out.tolist(), unident.tolist()
-        fits_l, priority_l, pays_l = fits.tolist(), priority.tolist(), pays.tolist()
-        for i, st in enumerate(states):
-            st.p_best = pb_l[i]
-            # No belief yet (no learning seen, nothing to fit): the next probe is what makes the
-            # decision possible, worth more than any price (+inf, as value_per_cost says it).
-            st.probe_value = 0.0 if capped_l[i] else (float("inf") if unident_l[i] else ratio_any[i])
-            st.value_per_cost = per_cost_l[i]
-            if not active_l[i] and st.stop_kind is not StopKind.BUDGET:
-                pass  # stopped for good earlier: keeps what it wanted then
-            elif capped_l[i] or out_l[i] or not (unident_l[i] or ratio_any[i] > gamma):
-                st.wanted_cost_s, st.wanted_depth = float("nan"), 0  # no further probe would pay
-            elif unident_l[i]:
-                st.wanted_cost_s, st.wanted_depth = cost1_l[i], int(target1_l[i])
-            else:
-                st.wanted_cost_s, st.wanted_depth = cost_any[i], int(target_any[i])
-            if not active_l[i] or i in chosen_set:
-                continue
+        # What each candidate would want next, budget permitting. A candidate stopped for good
+        # earlier keeps what it wanted then; no further probe would pay: nothing (NaN, 0); no
+        # belief yet: the next increment; else the best look-ahead without the budget's limit.
+        keep = ~active & np.array([st.stop_kind is not StopKind.BUDGET for st in states], bool).reshape(-1)
+        nothing = capped | out | ~(unident | (v["ratio_any"] > gamma))
+        wanted_cost = np.where(nothing, np.nan, np.where(unident, cost1, v["cost_any"]))
+        wanted_depth = np.where(nothing, 0, np.where(unident, target1, v["target_any"]))
+        # No belief yet (no learning seen, nothing to fit): the next probe is what makes the
+        # decision possible, worth more than any price (+inf, as value_per_cost says it).
+        probe_value = np.where(capped, 0.0, np.where(unident, np.inf, v["ratio_any"]))
+        # One pass of plain assignments over Python lists (indexing numpy arrays element by
+        # element, or branching per candidate, was a third of the decision at 10,000).
+        for st, p, pv, vc, kp, wc, wd in zip(
+            states,
+            pb.tolist(),
+            probe_value.tolist(),
+            per_cost.tolist(),
+            keep.tolist(),
+            wanted_cost.tolist(),
+            wanted_depth.astype(int).tolist(),
+        ):
+            st.p_best, st.probe_value, st.value_per_cost = p, pv, vc
+            if not kp:
+                st.wanted_cost_s, st.wanted_depth = wc, wd
+        chosen_mask = np.zeros(len(states), bool)
+        chosen_mask[chosen] = True
+        priority_or_pays = priority | pays
+        to_stop = active & ~chosen_mask & (capped | out | ~fits | ~priority_or_pays)
+        for i in np.flatnonzero(to_stop).tolist():
+            st = states[i]
             g = st.info.group
-            if capped_l[i]:
+            if capped[i]:
                 self._stop(st, StopKind.PROBE_CAP, "reached the probe cap (max_depth_fraction of the full run)")
-            elif out_l[i]:
+            elif out[i]:
                 self._stop(
                     st,
                     StopKind.OUT_OF_CONTENTION,
-                    f"out of contention: P(best in {g}) = {pb_l[i]:.2%} < {s.contention:.0%} after {int(depth[i])} steps",
+                    f"out of contention: P(best in {g}) = {float(pb[i]):.2%} < {s.contention:.0%} after {int(depth[i])} steps",
                     soft=True,
                 )
-            elif not fits_l[i] or priority_l[i] or pays_l[i]:
+            elif not fits[i]:
                 # wanted an increment the budget cannot pay (the cheapest one left does not fit)
-                if not fits_l[i]:
-                    self._stop(
-                        st,
-                        StopKind.BUDGET,
-                        "probe budget spent"
-                        + (
-                            f" with no learning seen yet: the metric is still within noise of its no-skill level "
-                            f"{self._baseline[st.info.id]:.3g}"
-                            if st.no_learning
-                            else ""
-                        ),
-                    )
-                # else: it fits but the round's slots are full; it competes again next round
-            else:
+                self._stop(
+                    st,
+                    StopKind.BUDGET,
+                    "probe budget spent"
+                    + (
+                        f" with no learning seen yet: the metric is still within noise of its no-skill level "
+                        f"{self._baseline[st.info.id]:.3g}"
+                        if st.no_learning
+                        else ""
+                    ),
+                )
+            elif not priority_or_pays[i]:
                 kg, ck = float(v["kg"][i]), float(v["cost_k"][i])
                 if np.isfinite(ck) and kg > 0:
                     why = (
-                        f"contender, settled: P(best in {g}) = {pb_l[i]:.1%}; the best further probe ({ck:.3g} device-s) "
+                        f"contender, settled: P(best in {g}) = {float(pb[i]):.1%}; the best further probe ({ck:.3g} device-s) "
                         f"removes {kg:.2g} of expected regret, less than its cost at the price of regret ({gamma * ck:.2g})"
                     )
                 else:
                     why = (
-                        f"contender, settled: P(best in {g}) = {pb_l[i]:.1%}; no further probe changes the choice "
+                        f"contender, settled: P(best in {g}) = {float(pb[i]):.1%}; no further probe changes the choice "
                         "(nothing left to learn within the budget and the probe cap)"
                     )
                 self._stop(st, StopKind.SETTLED, why, soft=True)
+            # else: it fits and is wanted but the round's slots are full; it competes again next round
         orders: list[ProbeOrder] = []
         for i in sorted(chosen, key=lambda i: states[i].info.id):
             orders += self._orders_for(states[i], int(target1[i]))
