@@ -868,20 +868,25 @@ class Engine:
         chosen_mask = np.zeros(len(states), bool)
         chosen_mask[chosen] = True
         priority_or_pays = priority | pays
-        to_stop = active & ~chosen_mask & (capped | out | ~fits | ~priority_or_pays)
-        for i in np.flatnonzero(to_stop).tolist():
+        to_stop = np.flatnonzero(active & ~chosen_mask & (capped | out | ~fits | ~priority_or_pays))
+        # Python scalars for the loop (a numpy element read costs several times a list's).
+        pb_l, depth_l = pb[to_stop].tolist(), depth[to_stop].astype(int).tolist()
+        capped_l, out_l, fits_l = capped[to_stop].tolist(), out[to_stop].tolist(), fits[to_stop].tolist()
+        settle_l = (~priority_or_pays[to_stop]).tolist()
+        kg_l, ck_l = v["kg"][to_stop].tolist(), v["cost_k"][to_stop].tolist()
+        for j, i in enumerate(to_stop.tolist()):
             st = states[i]
             g = st.info.group
-            if capped[i]:
+            if capped_l[j]:
                 self._stop(st, StopKind.PROBE_CAP, "reached the probe cap (max_depth_fraction of the full run)")
-            elif out[i]:
+            elif out_l[j]:
                 self._stop(
                     st,
                     StopKind.OUT_OF_CONTENTION,
-                    f"out of contention: P(best in {g}) = {float(pb[i]):.2%} < {s.contention:.0%} after {int(depth[i])} steps",
+                    f"out of contention: P(best in {g}) = {pb_l[j]:.2%} < {s.contention:.0%} after {depth_l[j]} steps",
                     soft=True,
                 )
-            elif not fits[i]:
+            elif not fits_l[j]:
                 # wanted an increment the budget cannot pay (the cheapest one left does not fit)
                 self._stop(
                     st,
@@ -894,16 +899,16 @@ class Engine:
                         else ""
                     ),
                 )
-            elif not priority_or_pays[i]:
-                kg, ck = float(v["kg"][i]), float(v["cost_k"][i])
-                if np.isfinite(ck) and kg > 0:
+            elif settle_l[j]:
+                kg, ck = kg_l[j], ck_l[j]
+                if math.isfinite(ck) and kg > 0:
                     why = (
-                        f"contender, settled: P(best in {g}) = {float(pb[i]):.1%}; the best further probe ({ck:.3g} device-s) "
+                        f"contender, settled: P(best in {g}) = {pb_l[j]:.1%}; the best further probe ({ck:.3g} device-s) "
                         f"removes {kg:.2g} of expected regret, less than its cost at the price of regret ({gamma * ck:.2g})"
                     )
                 else:
                     why = (
-                        f"contender, settled: P(best in {g}) = {float(pb[i]):.1%}; no further probe changes the choice "
+                        f"contender, settled: P(best in {g}) = {pb_l[j]:.1%}; no further probe changes the choice "
                         "(nothing left to learn within the budget and the probe cap)"
                     )
                 self._stop(st, StopKind.SETTLED, why, soft=True)
