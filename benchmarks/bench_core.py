@@ -58,16 +58,24 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([fmt(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(fmt, rows)])
 
 
-def quality(name: str, obs, rows: list[list[str]], verdicts: list[bool], hide_finals: bool = False) -> None:
+def quality(
+    name: str,
+    obs,
+    rows: list[list[str]],
+    verdicts: list[bool],
+    hide_finals: bool = False,
+    fractions: tuple[float, ...] = FRACTIONS,
+    mode: str = "max",
+) -> None:
     """hide_finals: analyze without the finals column (no population model: each candidate's
     own probes predict it, as a plan would), scored against the hidden finals."""
     cands = obs.per_candidate()
     truth = {c.candidate: c.final for c in cands}
     seen = dataclasses.replace(obs, final=None) if hide_finals else obs
-    for frac in FRACTIONS:
+    for frac in fractions:
         depth = {c.candidate: frac * c.horizon for c in cands}
         t0 = time.perf_counter()
-        result = analyze(seen, depth, AnalysisSettings(level=LEVEL))
+        result = analyze(seen, depth, AnalysisSettings(level=LEVEL, mode=mode))
         wall = time.perf_counter() - t0
         preds = result.predictions
         if hide_finals:
@@ -82,7 +90,7 @@ def quality(name: str, obs, rows: list[list[str]], verdicts: list[bool], hide_fi
         rows.append(
             [
                 name + (", no finals" if hide_finals else ""),
-                f"{frac:.0%}",
+                _fraction(frac),
                 str(model.n),
                 f"{model.rmse:.4f}",
                 f"{naive.rmse:.4f}",
@@ -97,10 +105,45 @@ def quality(name: str, obs, rows: list[list[str]], verdicts: list[bool], hide_fi
             ]
         )
         print(
-            f"  {rows[-1][0]} {frac:.0%}: rmse {model.rmse:.4f} vs naive {naive.rmse:.4f}, coverage {model.coverage:.3f}, "
+            f"  {rows[-1][0]} {_fraction(frac)}: rmse {model.rmse:.4f} vs naive {naive.rmse:.4f}, coverage {model.coverage:.3f}, "
             f"with an interval {with_interval:.2f} ({wall:.0f} s)",
             flush=True,
         )
+
+
+def _fraction(frac: float) -> str:
+    """10%, or 1/128 for a small power-of-two share."""
+    inv = round(1 / frac)
+    return f"1/{inv}" if inv >= 8 and inv & (inv - 1) == 0 and abs(1 / frac - inv) < 1e-9 else f"{frac:.0%}"
+
+
+def scaling_law_losses():
+    """The rectified-scaling-law tables (data/rectified-scaling-law, Apache-2.0): 30 LLMs each
+    fine-tuned on FLAN, WMT19 and Gigaword subsets of 200 to 1,638,400 examples, test loss per
+    subset. One "curve" per model and task, its steps the subset sizes, its final the loss of
+    the full set: curves nobody on this team produced, and never tuned on."""
+    from prehoc_ray.bench.scaling import DATASETS, FULL, load_llm
+    from prehoc_ray.core.observations import Observations
+
+    cand, group, step, value, final = [], [], [], [], []
+    for name in DATASETS:
+        data = load_llm(name)
+        keep = data.sizes > 0
+        for m, losses in zip(data.models, data.loss):
+            n = int(keep.sum())
+            cand += [f"{name}:{m}"] * n
+            group += [name] * n
+            step += data.sizes[keep].tolist()
+            value += losses[keep].tolist()
+            final += [float(losses[data.sizes == FULL][0])] * n
+    return Observations(
+        np.array(cand, object),
+        np.array(step, float),
+        np.array(value, float),
+        group=np.array(group, object),
+        final=np.array(final),
+        horizon=np.full(len(cand), float(FULL)),
+    )
 
 
 def synthetic_series(
@@ -266,6 +309,17 @@ def main() -> None:
         quality("DeBERTa", deberta, qrows, verdicts_q)
         quality("synthetic", portfolio.observations, qrows, verdicts_q, hide_finals=True)
         quality("DeBERTa", deberta, qrows, verdicts_q, hide_finals=True)
+        losses = scaling_law_losses()
+        for hide in (False, True):
+            quality(
+                "LLM losses",
+                losses,
+                qrows,
+                verdicts_q,
+                hide_finals=hide,
+                fractions=(1 / 8, 1 / 32, 1 / 128),
+                mode="min",
+            )
         print("decay-fit speed ...", flush=True)
         speed(trows, arows, verdicts_t, args.quick)
     total = time.perf_counter() - started
@@ -295,7 +349,10 @@ def main() -> None:
         "extrapolation, trusted as far as its task's back-tests bore such gains out, with the seeds' decay fit plus the "
         "back-tested extrapolation error as its variance); scored against the hidden finals. Its RMSE target is the last "
         "value's within 1%; a DeBERTa run has one seed, and before any of its own back-tests (its prefix too short to "
-        "halve) it gets no interval (`with interval` < 1).",
+        'halve) it gets no interval (`with interval` < 1). "LLM losses": data/rectified-scaling-law (30 LLMs fine-tuned on '
+        "FLAN, WMT19 and Gigaword subsets; the test loss per subset size, lower is better), one curve per model and task whose "
+        "steps are the subset sizes, predicted at 1/8, 1/32 and 1/128 of the full 1,638,400 examples from the smaller subsets: "
+        "curves never tuned on.",
         "",
         table(
             [
