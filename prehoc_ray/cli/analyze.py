@@ -110,22 +110,31 @@ def _check_options(
 
 
 def check_out_dir(out: Path) -> None:
-    """Create --out and write a file in it now, so an unusable directory fails before the
-    work rather than after all of it."""
+    """Fail now, before the work, if --out cannot hold the results: an existing directory must
+    take a file, a new one must have a writable directory to be created in. Nothing is created
+    here (a run that fails on its input leaves no empty directory behind)."""
     import uuid
 
     from prehoc_ray.io.atomic import TMP_SUFFIX
 
-    if out.exists() and not out.is_dir():
-        raise BadInput(f"--out: {out} exists and is not a directory")
-    # hidden and .tmp: every reader in the package skips it should the removal not happen
-    probe = out / f".prehoc-ray-probe-{uuid.uuid4().hex}{TMP_SUFFIX}"
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise BadInput(f"--out: cannot create and write the directory {out}: {exc.strerror or exc}") from None
+    if out.exists():
+        if not out.is_dir():
+            raise BadInput(f"--out: {out} exists and is not a directory")
+        # hidden and .tmp: every reader in the package skips it should the removal not happen
+        probe = out / f".prehoc-ray-probe-{uuid.uuid4().hex}{TMP_SUFFIX}"
+        try:
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise BadInput(f"--out: cannot write to the directory {out}: {exc.strerror or exc}") from None
+        return
+    parent = out.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise BadInput(f"--out: cannot create {out}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise BadInput(f"--out: cannot create {out}: {parent} is not writable")
 
 
 def scale_note(values: Any, tolerance: float) -> str | None:
@@ -183,8 +192,10 @@ def predictions_table(result: Any, mode: str) -> Any:
 
     p = result.predictions
     pred = np.asarray(p["predicted_final"], float)
-    # A candidate without a prediction (no evaluation at or before the depth) has no rank.
-    key = np.where(np.isfinite(pred), -pred if mode == Mode.MAX.value else pred, np.inf)
+    # A candidate without a prediction (no evaluation at or before the depth) has no rank. The
+    # score is the prediction before it was clipped to the metric's range (ties keep an order).
+    score = np.asarray(p.get("rank_score", pred), float)
+    key = np.where(np.isfinite(pred), -score if mode == Mode.MAX.value else score, np.inf)
     rank = np.empty(pred.size, dtype=np.int64)
     rank[np.argsort(key, kind="stable")] = np.arange(1, pred.size + 1)
     ranked = np.isfinite(pred)
@@ -289,6 +300,7 @@ def run_analysis(
         note = scale_note(result.predictions["last_observed"], tolerance)
         if note:
             echo(note)
+        out.mkdir(parents=True, exist_ok=True)
         written = [out / "predictions.parquet", out / "decomposition.parquet"]
         write_table(predictions_table(result, mode), written[0])
         write_table(decomposition_table(result), written[1])

@@ -108,6 +108,8 @@ def _write_results(
     crash) never sees a torn file, only the previous save or this one."""
     import pyarrow as pa
 
+    out.mkdir(parents=True, exist_ok=True)
+
     from prehoc_ray.bench.summary import Summary, markdown, plot
     from prehoc_ray.io import write_table
     from prehoc_ray.io.atomic import write_bytes_atomic

@@ -171,42 +171,40 @@ def analyze(
 
     _decide(acc.units, gamma, settings, thresholds, {c.candidate: c.horizon for c in cands})
     _observed_finals(cands, acc)
-    preds = _prediction_table(cands, depths, acc, settings.level, metric_support(obs, settings.mode))
+    preds = _prediction_table(cands, depths, acc, settings.level, metric_support(cands, settings.mode))
     return AnalysisResult(preds, acc.units, gamma, settings, acc.candidate_unit, ended)
 
 
-def metric_support(obs: Observations, mode: str) -> tuple[float, float]:
-    """The range a final can take, as far as the table shows it: not below 0 when no value or
-    final is negative (a loss, a perplexity, an accuracy), not above 1 when a larger-is-better
-    metric stays within [0, 1] (an accuracy, an F1). A curve model that extrapolates a falling
-    loss past zero, or an accuracy past one, predicts what cannot happen; predictions and
-    interval ends are clipped to this range."""
-    values = np.asarray(obs.value, float)
-    if obs.final is not None:
-        values = np.concatenate([values, np.asarray(obs.final, float)])
-    values = values[np.isfinite(values)]
-    if not values.size or values.min() < 0:
+def metric_support(cands: list[CandidateCurves], mode: str) -> tuple[float, float]:
+    """The range a smaller-is-better final can take: not below 0 when nothing the analysis
+    reads (the evaluations up to each candidate's depth) is negative, as for a loss, a
+    perplexity or an error rate. A curve model that extrapolates a falling loss past zero
+    predicts what cannot happen, so predictions and interval ends are clipped to it. Nothing
+    for a larger-is-better metric: a reward is not bounded by what it reached so far, and an
+    accuracy's bound of 1 cannot be told from the values."""
+    if mode != "min":
         return -np.inf, np.inf
-    return 0.0, 1.0 if mode == "max" and values.max() <= 1 else np.inf
+    lows = [float(v.min()) for c in cands for _, v in c.seeds.values() if v.size]
+    return (0.0, np.inf) if lows and min(lows) >= 0 else (-np.inf, np.inf)
 
 
 def _observed_finals(cands: list[CandidateCurves], acc: _Accumulated) -> None:
-    """A candidate with a known final whose every seed reached its horizon is predicted by the
-    mean its seeds reached, not by a population model: that would pull it toward its
+    """A population-predicted candidate with a known final whose every seed reached its horizon
+    is predicted by the mean its seeds reached: the population model would pull it toward its
     neighbours and clip an outlier to the range the others reached. Its interval keeps the
     model's width (calibrated on how finals differ from what probes reached: a new run's seed
-    noise), and is at least the standard error of the seeds' mean."""
-    for i, c in enumerate(cands):
+    noise), and is at least the standard error of the seeds' mean. (A candidate its own probes
+    predict already gets the mean its seeds reached at the horizon.)"""
+    for i in sorted(acc.population):
+        c = cands[i]
         lasts = [(float(st[-1]), float(v[-1])) for st, v in c.seeds.values() if st.size]
         if not np.isfinite(c.final) or not lasts or any(step < c.horizon for step, _ in lasts):
             continue
         vals = np.array([v for _, v in lasts])
         sd = float(vals.std(ddof=1)) if vals.size >= 2 else np.nan
         acc.pred[i] = float(vals.mean())
-        if np.isfinite(acc.std[i]):
-            acc.std[i] = max(float(acc.std[i]), sd / np.sqrt(vals.size)) if np.isfinite(sd) else acc.std[i]
-        else:
-            acc.std[i] = sd * np.sqrt(1 + 1 / vals.size)  # a new run's final around the seeds' mean
+        if np.isfinite(sd):
+            acc.std[i] = max(float(acc.std[i]), sd / np.sqrt(vals.size)) if np.isfinite(acc.std[i]) else np.nan
 
 
 @dataclass
@@ -219,6 +217,7 @@ class _Accumulated:
     units: list[Unit]
     candidate_unit: dict[str, str]
     seed_fits: dict[int, DecayFit] = field(default_factory=dict)  # candidate index -> its seeds' fit
+    population: set[int] = field(default_factory=set)  # candidates a population model predicted
 
 
 def _analysis_depths(cands: list[CandidateCurves], depth: float | dict[str, float] | None) -> np.ndarray:
@@ -285,6 +284,7 @@ def _population_unit(
     Returns L(0)."""
     m, s = out_of_fold(gc, depths[idx], level=settings.level, n_folds=settings.n_folds, seed=settings.seed)
     acc.pred[idx], acc.std[idx] = m, s
+    acc.population.update(i for i, mi in zip(idx, m) if np.isfinite(mi))
     all_steps = np.concatenate([st for c in gc for st, _ in c.seeds.values()])
     grid = _depth_grid(all_steps.min() if all_steps.size else 1.0, float(np.quantile(depths[idx], 0.9)), all_steps)
     known = [cands_full[i] for i in idx if np.isfinite(cands_full[i].final)]
@@ -346,14 +346,15 @@ def _add_seed_units(
 
 def _prefix_predictions(cands: list[CandidateCurves], acc: _Accumulated) -> None:
     """Candidates no population model predicted: the engine's predictor from their own probes
-    (core/prefix_prediction.py), with their seeds' decay fit where they have one."""
+    (core/prefix_prediction.py), with their seeds' decay fit where they have one. The back-tests
+    are pooled over every candidate, as the engine pools them over its whole portfolio."""
     own = [i for i in range(len(cands)) if not np.isfinite(acc.pred[i])]
     if not own:
         return
-    pp = prefix_predictions([cands[i] for i in own])
-    for k, i in enumerate(own):
-        acc.pred[i] = float(pp.mean[k])
-        acc.std[i] = pp.std(k, acc.seed_fits.get(i))
+    pp = prefix_predictions(cands)
+    for i in own:
+        acc.pred[i] = float(pp.mean[i])
+        acc.std[i] = pp.std(i, acc.seed_fits.get(i))
 
 
 def _prediction_table(
@@ -367,7 +368,11 @@ def _prediction_table(
     `support`), and the regime of the unit that speaks for the candidate."""
     z = norm.ppf(0.5 + level / 2)
     lo, hi = support
-    pred, std, candidate_unit = np.clip(acc.pred, lo, hi), acc.std, acc.candidate_unit
+    pred, std, candidate_unit = acc.pred, acc.std, acc.candidate_unit
+    # Ranked on what the model said, clipped after: candidates clipped to the same bound keep
+    # their order.
+    score = pred.copy()
+    pred = np.clip(pred, lo, hi)
     by_name = {u.name: u for u in acc.units}
     regimes = np.array(
         [
@@ -384,6 +389,7 @@ def _prediction_table(
         "depth": depths,
         "horizon": np.array([c.horizon for c in cands]),
         "predicted_final": pred,
+        "rank_score": score,
         "predicted_std": std,
         "lower": np.clip(pred - z * std, lo, hi),
         "upper": np.clip(pred + z * std, lo, hi),

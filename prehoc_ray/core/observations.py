@@ -47,8 +47,9 @@ class CandidateCurves:
         median gap between its evaluations; the deepest seed's for a seed evaluated once): it
         missed an evaluation it would have had, so it crashed or was cut, it did not finish.
         Its last value is no final, and carried forward it would pose as one. Only when the
-        seeds that went on are at least as many: most seeds stopping at one step is where the
-        runs ended, and a longer seed is the odd one out."""
+        seeds that went on are at least as many as those that stopped early: when most seeds
+        stopped before the deepest, the deepest is taken for the odd one out (a run continued
+        past the others) and nothing is left out."""
         last = {s: float(st[-1]) for s, (st, _) in self.seeds.items() if st.size}
         if len(last) < 2:
             return {}

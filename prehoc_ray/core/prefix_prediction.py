@@ -1,7 +1,8 @@
 """A candidate's final from its own probes, where no population of completed runs predicts it.
 
 The predictor the allocation engine uses (Engine._predict), for the offline analysis, so a
-table analysed with `prehoc-ray analyze` gets the numbers a plan would show:
+table analysed with `prehoc-ray analyze` gets the point predictions a plan would show, with
+intervals built from the same parts (the seeds' decay fit is analyze's, on its own depth grid):
 
 - each seed's prefix is extrapolated to the horizon by the curve model (core/curves.py), and
   its gain over the seed's last value is trusted as far as the task's rolling-origin
@@ -45,6 +46,10 @@ class PrefixPredictions:
         n = finals.size
         usable = fit is not None and fit.ok and DIAG_AT_BOUND not in fit.diagnostics
         if not n or (not usable and not self.own_backtest[i]):
+            return float("nan")
+        if n == 1 and not usable and math.isfinite(self.ext_var[i]) and self.ext_var[i] == 0:
+            # One seed at its horizon: nothing left to extrapolate, and a new run's own noise
+            # cannot be measured from one seed. No interval rather than a zero-width one.
             return float("nan")
         var = predictive_variance(fit, max(float(self.depth[i]), 1.0), n) if usable else float("nan")
         ext = float(self.ext_var[i])

@@ -158,25 +158,54 @@ def test_a_fully_observed_outlier_is_predicted_as_observed_not_clipped_to_the_po
         assert p["lower"][i] <= f <= p["upper"][i]
 
 
-@pytest.mark.parametrize("mode", ["min", "max"])
-def test_predictions_stay_within_the_metrics_range(mode):
-    # A loss falling steeply toward 0 extrapolates past it; an accuracy rising toward 1 past 1.
+def _falling_losses(slopes: list[float]) -> dict:
+    # Losses falling steeply toward 0 (seen to step 100 of 1000): the curve model goes past it.
     steps = np.arange(10.0, 101.0, 10.0)
     rng = np.random.default_rng(4)
-    if mode == "min":
-        curves = {
-            (f"c{c}", s): (steps, np.maximum(0.9 - 0.0088 * steps + rng.normal(0, 0.01, 10), 0.01))
-            for c in range(2)
-            for s in range(2)
-        }
-    else:
-        curves = {
-            (f"c{c}", s): (steps, np.minimum(0.1 + 0.0088 * steps + rng.normal(0, 0.01, 10), 0.99))
-            for c in range(2)
-            for s in range(2)
-        }
-    res = analyze(_table(curves), settings=AnalysisSettings(n_boot=0, horizon=1000.0, mode=mode))
+    return {
+        (f"c{c}", s): (steps, np.maximum(0.95 - slope * steps + rng.normal(0, 0.005, 10), 0.01))
+        for c, slope in enumerate(slopes)
+        for s in range(2)
+    }
+
+
+def test_a_loss_is_never_predicted_below_zero_and_clipped_candidates_keep_their_order():
+    res = analyze(
+        _table(_falling_losses([0.0084, 0.0088, 0.0092])),
+        settings=AnalysisSettings(n_boot=0, horizon=1000.0, mode="min"),
+    )
     p = res.predictions
     for key in ("predicted_final", "lower", "upper"):
         v = p[key][np.isfinite(p[key])]
-        assert v.size and (v >= 0).all() and (mode == "min" or (v <= 1).all()), (key, v)
+        assert v.size and (v >= 0).all(), (key, v)
+    # the steepest fall ranks best even where all three are clipped to 0
+    score = p["rank_score"]
+    assert np.argsort(score).tolist() == [2, 1, 0], score
+
+
+def test_a_larger_is_better_metric_is_not_capped_at_what_it_reached():
+    # A reward still rising past 1: nothing says 1 is its bound.
+    steps = np.arange(10.0, 1001.0, 10.0)
+    rng = np.random.default_rng(5)
+    curves = {
+        (f"c{c}", s): (steps, 1.3 - 0.6 * (steps / 10) ** -0.3 + rng.normal(0, 0.003, steps.size))
+        for c in range(3)
+        for s in range(3)
+    }
+    res = analyze(_table(curves), depth=100.0, settings=AnalysisSettings(n_boot=0, horizon=1000.0))
+    assert (res.predictions["upper"] > 1).all()
+
+
+def test_one_seed_observed_through_its_horizon_gets_no_zero_width_interval():
+    # One seed, to the horizon, a final that is a separate run's: one seed cannot say how far
+    # a new run lands from it, so no interval rather than [last, last].
+    rng = np.random.default_rng(6)
+    steps = np.arange(10.0, 1001.0, 10.0)
+    curves = {
+        (f"c{c}", 0): (steps, 0.5 + 0.02 * c - 0.3 * (steps / 10) ** -0.5 + rng.normal(0, 0.003, steps.size))
+        for c in range(4)
+    }
+    finals = {f"c{c}": float(curves[(f"c{c}", 0)][1][-1] + 0.01) for c in range(4)}
+    p = analyze(_table(curves, finals), settings=AnalysisSettings(n_boot=0)).predictions
+    width = p["upper"] - p["lower"]
+    assert not (width == 0).any(), width
