@@ -308,6 +308,10 @@ class Engine:
         self.settings = settings
         self.thresholds = RegimeThresholds(settings.tolerance)
         self.states = {c.id: CandidateState(c) for c in sorted(candidates, key=lambda c: c.id)}
+        # Every decision reads the tasks of all candidates, in this fixed order.
+        self._groups = [st.info.group for st in self.states.values()]
+        self._group_codes = group_codes(self._groups)
+        self._group_codes.flags.writeable = False
         self._baseline = {c.id: no_skill_level(c.static) for c in candidates}
         self._history: dict[str, HistoryPredictor] = {}
         self._history_L0: dict[str, float] = {}
@@ -722,7 +726,9 @@ class Engine:
         s = self.settings
         a = self._belief_arrays(states)
         n = len(states)
-        codes = group_codes([st.info.group for st in states])
+        whole = len(states) == len(self.states)  # callers pass every state, in order
+        groups = self._groups if whole else [st.info.group for st in states]
+        codes = self._group_codes if whole else group_codes(groups)
         var_now = self._belief_variance(a, a["depth"])
         # enough draws for a stable 1% threshold; fewer per candidate for huge portfolios
         draws = int(np.clip(4_000_000 // max(n, 1), 128, 1024))
@@ -732,7 +738,7 @@ class Engine:
         pb = p_best_by_task(
             a["mu"],
             np.sqrt(self._provisional_variance(a, var_now, codes)),
-            [st.info.group for st in states],
+            groups,
             s.seed,
             draws,
             self._p_best_cache,
