@@ -164,6 +164,9 @@ class ProbeOrder:
     target_step: int
 
 
+PROBE_CAP_WORDS = "reached the probe cap (max_depth_fraction of the full run)"
+
+
 @dataclass(slots=True)
 class CandidateState:
     info: CandidateInfo
@@ -620,19 +623,9 @@ class Engine:
             if i in chosen:
                 continue
             if inc_l[i] <= 0:
-                self._stop(st, StopKind.PROBE_CAP, "reached the probe cap (max_depth_fraction of the full run)")
+                self._stop(st, StopKind.PROBE_CAP, PROBE_CAP_WORDS)
             elif cost_l[i] > left:
-                self._stop(
-                    st,
-                    StopKind.BUDGET,
-                    "probe budget spent"
-                    + (
-                        f" with no learning seen yet: the metric is still within noise of its no-skill level "
-                        f"{self._baseline[st.info.id]:.3g}"
-                        if st.no_learning
-                        else ""
-                    ),
-                )
+                self._stop_for_budget(st)
             elif math.isfinite(gain_l[i]) and gain_l[i] <= gamma * cost_l[i]:
                 self._stop(
                     st, StopKind.NOT_WORTH_ITS_COST, "the next increment removes less risk than it costs (gamma x cost)"
@@ -884,7 +877,7 @@ class Engine:
             st = states[i]
             g = st.info.group
             if capped_l[j]:
-                self._stop(st, StopKind.PROBE_CAP, "reached the probe cap (max_depth_fraction of the full run)")
+                self._stop(st, StopKind.PROBE_CAP, PROBE_CAP_WORDS)
             elif out_l[j]:
                 self._stop(
                     st,
@@ -894,17 +887,7 @@ class Engine:
                 )
             elif not fits_l[j]:
                 # wanted an increment the budget cannot pay (the cheapest one left does not fit)
-                self._stop(
-                    st,
-                    StopKind.BUDGET,
-                    "probe budget spent"
-                    + (
-                        f" with no learning seen yet: the metric is still within noise of its no-skill level "
-                        f"{self._baseline[st.info.id]:.3g}"
-                        if st.no_learning
-                        else ""
-                    ),
-                )
+                self._stop_for_budget(st)
             elif settle_l[j]:
                 kg, ck = kg_l[j], ck_l[j]
                 if math.isfinite(ck) and kg > 0:
@@ -1150,6 +1133,16 @@ class Engine:
             task_full[st.info.group] = task_full.get(st.info.group, 0.0) + st.cost_per_step * st.info.horizon
         self.gamma_decision = s.gamma_decision or s.tolerance / float(np.median(list(task_full.values())))
 
+    def _stop_for_budget(self, st: CandidateState) -> None:
+        """Stop `st`: the increment it wanted does not fit what is left of the budget."""
+        why = "probe budget spent"
+        if st.no_learning:
+            why += (
+                f" with no learning seen yet: the metric is still within noise of its no-skill level "
+                f"{self._baseline[st.info.id]:.3g}"
+            )
+        self._stop(st, StopKind.BUDGET, why)
+
     @staticmethod
     def _stop(st: CandidateState, kind: StopKind, why: str, soft: bool = False) -> None:
         """Stop probing `st`: the kind the plan branches on, the words the user reads. soft: a
@@ -1251,7 +1244,7 @@ class Engine:
         if self.settings.objective == "decision":
             # The decision rule (_decision_extensions) stops the rest, with reasons it revisits.
             if st.depth >= self._cap(st):
-                self._stop(st, StopKind.PROBE_CAP, "reached the probe cap (max_depth_fraction of the full run)")
+                self._stop(st, StopKind.PROBE_CAP, PROBE_CAP_WORDS)
             elif static_settled:
                 # The task's predicted finals spread less than the tolerance (L(0) <= tau^2): any
                 # pick is within what the user said a wrong prediction may cost. Revisited every
@@ -1279,7 +1272,7 @@ class Engine:
         elif st.regime is Regime.STATIC_SUFFICIENT:
             self._stop(st, StopKind.STATIC_SUFFICIENT, f"Static-Sufficient: {self._regime_words(st)}")
         elif st.depth >= self._cap(st):
-            self._stop(st, StopKind.PROBE_CAP, "reached the probe cap (max_depth_fraction of the full run)")
+            self._stop(st, StopKind.PROBE_CAP, PROBE_CAP_WORDS)
         elif math.isfinite(st.c_star) and st.depth >= st.c_star:
             self._stop(st, StopKind.OPTIMAL_DEPTH, f"reached its budget-optimal depth c*={st.c_star:.0f}")
 
