@@ -17,7 +17,7 @@ from prehoc_ray.core.budget import choose_depth, default_gamma
 from prehoc_ray.core.decay import DIAGNOSTIC_HELP, DecayFit, fit_decay
 from prehoc_ray.core.family import fit_family
 from prehoc_ray.core.observations import CandidateCurves, Observations
-from prehoc_ray.core.population import MIN_POPULATION, out_of_fold, population_risk, seed_predictions
+from prehoc_ray.core.population import MIN_POPULATION, HistoryPredictor, out_of_fold, population_risk, seed_predictions
 from prehoc_ray.core.prefix_prediction import prefix_predictions
 from prehoc_ray.core.regimes import RegimeThresholds, classify, explain
 from prehoc_ray.types import Regime
@@ -167,7 +167,7 @@ def analyze(
     group_L0 = {g: _predict_group(g, cands_full, cands, depths, settings, rng_seq, acc) for g in groups}
     for g in groups:
         _add_seed_units(g, cands, depths, settings, rng_seq, group_L0[g], acc)
-    _prefix_predictions(cands, acc)
+    _prefix_predictions(cands, acc, settings.level)
 
     _decide(acc.units, gamma, settings, thresholds, {c.candidate: c.horizon for c in cands})
     _observed_finals(cands, acc)
@@ -283,11 +283,24 @@ def _population_unit(
     and its population unit, U(c) on a depth grid up to the analysis depth with L(0) at depth 0.
     Returns L(0)."""
     m, s = out_of_fold(gc, depths[idx], level=settings.level, n_folds=settings.n_folds, seed=settings.seed)
+    known = [cands_full[i] for i in idx if np.isfinite(cands_full[i].final)]
+    # A candidate without a final (a run still going) is predicted by the completed runs cut at
+    # its own depth (HistoryPredictor), as a plan predicts it from past runs: trained on the
+    # completed runs at their depth, the model would learn "the final is the last value" from
+    # runs that had reached it, and give a run halfway there a zero-width interval.
+    new = [k for k, c in enumerate(gc) if not np.isfinite(c.final)]
+    if new:
+        # at the depth each has reached (a run that stopped short of --depth is cut where it is)
+        reached = np.array([min(float(depths[idx[k]]), gc[k].max_step) for k in new])
+        hm, hs = HistoryPredictor(known, level=settings.level, seed=settings.seed).predict(
+            [gc[k] for k in new], reached
+        )
+        m, s = m.copy(), s.copy()
+        m[new], s[new] = hm, hs
     acc.pred[idx], acc.std[idx] = m, s
     acc.population.update(i for i, mi in zip(idx, m) if np.isfinite(mi))
     all_steps = np.concatenate([st for c in gc for st, _ in c.seeds.values()])
     grid = _depth_grid(all_steps.min() if all_steps.size else 1.0, float(np.quantile(depths[idx], 0.9)), all_steps)
-    known = [cands_full[i] for i in idx if np.isfinite(cands_full[i].final)]
     U = population_risk(known, grid, seed=settings.seed) if grid.size else np.empty(0)
     L0 = float(population_risk(known, np.array([0.0]), seed=settings.seed)[0])
     fit = fit_decay(
@@ -344,14 +357,14 @@ def _add_seed_units(
         acc.seed_fits[i] = fit
 
 
-def _prefix_predictions(cands: list[CandidateCurves], acc: _Accumulated) -> None:
+def _prefix_predictions(cands: list[CandidateCurves], acc: _Accumulated, level: float) -> None:
     """Candidates no population model predicted: the engine's predictor from their own probes
     (core/prefix_prediction.py), with their seeds' decay fit where they have one. The back-tests
     are pooled over every candidate, as the engine pools them over its whole portfolio."""
     own = [i for i in range(len(cands)) if not np.isfinite(acc.pred[i])]
     if not own:
         return
-    pp = prefix_predictions(cands)
+    pp = prefix_predictions(cands, level)
     for i in own:
         acc.pred[i] = float(pp.mean[i])
         acc.std[i] = pp.std(i, acc.seed_fits.get(i))
@@ -372,6 +385,7 @@ def _prediction_table(
     # Ranked on what the model said, clipped after: candidates clipped to the same bound keep
     # their order.
     score = pred.copy()
+    lower, upper = np.clip(pred - z * std, lo, hi), np.clip(pred + z * std, lo, hi)
     pred = np.clip(pred, lo, hi)
     by_name = {u.name: u for u in acc.units}
     regimes = np.array(
@@ -391,8 +405,8 @@ def _prediction_table(
         "predicted_final": pred,
         "rank_score": score,
         "predicted_std": std,
-        "lower": np.clip(pred - z * std, lo, hi),
-        "upper": np.clip(pred + z * std, lo, hi),
+        "lower": lower,
+        "upper": upper,
         "regime": regimes,
         "final": np.array([c.final for c in cands]),
         "last_observed": np.array([c.mean_curve()[1][-1] if c.mean_curve()[1].size else np.nan for c in cands]),

@@ -123,6 +123,9 @@ class ExtrapolationError:
     # extrapolated gains (NaN where unknown). An extrapolation that promises a large gain is
     # wrong by about sqrt(this) times the gain it promises.
     gain_error: np.ndarray | None = None
+    # How many back-tests the scale was pooled from (its window's records): an RMS of a few
+    # errors understates the next one's spread (a Student-t, not a normal, quantile).
+    records: np.ndarray | None = None
 
 
 def extrapolation_error(
@@ -199,12 +202,16 @@ def extrapolation_error(
     everything = _Pool.of(rec)
     pools = _Pool.by_code(rec, rec_code)
     scale = np.full(n, np.nan)
+    records = np.zeros(n, int)
     for k, idx in enumerate(by_group.values()):
         ix = np.asarray(idx)
         d = depths[ix]
-        sc = pools.get(k, empty).scale_at(d)
-        scale[ix] = np.where(np.isfinite(sc), sc, everything.scale_at(d))
-    return ExtrapolationError(scale, exponent, trust, gain_error)
+        pool = pools.get(k, empty)
+        sc = pool.scale_at(d)
+        own = np.isfinite(sc)
+        scale[ix] = np.where(own, sc, everything.scale_at(d))
+        records[ix] = np.where(own, pool.count_at(d), everything.count_at(d))
+    return ExtrapolationError(scale, exponent, trust, gain_error, records)
 
 
 class _Pool:
@@ -239,6 +246,13 @@ class _Pool:
 
     def _start(self, depth: np.ndarray) -> np.ndarray:
         return np.minimum(np.searchsorted(self.depth, depth, side="left"), self.size - 2)
+
+    def count_at(self, depth: np.ndarray) -> np.ndarray:
+        """Records in each depth's window (0 without one)."""
+        depth = np.asarray(depth, float)
+        if self.size < 2:
+            return np.zeros(depth.shape, int)
+        return self.size - self._start(depth)
 
     def scale_at(self, depth: np.ndarray) -> np.ndarray:
         """RMS error per unit distance over each depth's window (NaN without one)."""
