@@ -425,7 +425,7 @@ def _decide(
         h = horizons.get(u.name.split(":", 1)[1], float(np.median(list(horizons.values()))))
         if f.ok:
             ch = choose_depth(
-                f.L_int, f.K, f.alpha, u.L0, gamma, settings.cost_per_step, c_min=max(f.c_min, 1.0), horizon=h
+                f.L_int, f.K, f.alpha, u.L0, gamma, settings.cost_per_step, c_min=max(f.c_min, 1e-9), horizon=h
             )
             u.c_star, u.J0, u.J_star = float(ch.c_star), float(ch.J0), float(ch.J_star)
         u.regime = Regime(
