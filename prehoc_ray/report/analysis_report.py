@@ -189,13 +189,25 @@ def _regimes_section(result: AnalysisResult) -> list[str]:
 def _prediction_quality_section(result: AnalysisResult) -> list[str]:
     """Out-of-fold scores of the predictions against the naive last-observed baseline."""
     level = result.settings.level
-    model, naive = score_predictions(result.predictions)
+    p = result.predictions
+    # A candidate observed through its horizon is predicted by what it reached: scoring it
+    # would score the data against itself.
+    ahead = np.asarray(p["depth"], float) < np.asarray(p["horizon"], float)
+    known = np.isfinite(np.asarray(p["final"], float))
+    model, naive = score_predictions({k: np.asarray(v)[ahead] for k, v in p.items()})
     lines = ["## Prediction quality (out-of-fold)", ""]
     if model.n > 0:
+        skipped = int((known & ~ahead).sum())
         lines += [
-            f"Scored on the {model.n} candidates with a known final. No candidate's own final was used for its "
-            "own prediction (cross-fitting), so these are honest estimates for new candidates. "
-            "The naive predictor is the last observed value (the group's mean final when nothing is observed).",
+            f"Scored on the {model.n} candidates with a known final that were predicted before their horizon"
+            + (
+                f" ({skipped} observed through it are not scored: their prediction is what they reached)"
+                if skipped
+                else ""
+            )
+            + ". No candidate's own final was used for its own prediction (cross-fitting), so these are honest "
+            "estimates for new candidates. The naive predictor is the last observed value (the group's mean final "
+            "when nothing is observed).",
             "",
         ]
         lines += _md_table(
@@ -205,6 +217,11 @@ def _prediction_quality_section(result: AnalysisResult) -> list[str]:
                 ["naive (last observed)", _g(naive.rmse), _g(naive.spearman), "-", "-"],
             ],
         )
+    elif known.any():
+        lines += [
+            "Every candidate with a known final was observed through its horizon, so its prediction is what it "
+            "reached: nothing to score. Pass `--depth C` to score what would have been predicted after C steps."
+        ]
     else:
         lines += ["No candidate has a known final: nothing to score against (add a `final` column to score)."]
     return lines + [""]

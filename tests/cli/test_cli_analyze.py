@@ -307,3 +307,16 @@ def test_percent_scale_metric_gets_a_tolerance_note_and_crashed_seed_is_named(tm
     _ok(result)
     assert "--tolerance 2" in result.output
     assert "a: left out seed 2 at step 30" in result.output
+
+
+def test_report_does_not_score_runs_observed_through_their_horizon(tmp_path, base_run, csv_path):
+    # Without --depth every run with a final was observed to its end: its prediction is what it
+    # reached, so scoring it would score the data against itself (RMSE 0, coverage 1).
+    report = (base_run / "report.md").read_text()
+    assert "observed through its horizon, so its prediction is what it reached: nothing to score" in report
+    out = tmp_path / "shallow"
+    _ok(_invoke(csv_path, "--out", out, "--depth", "30", *FAST))
+    assert (
+        "Scored on the 18 candidates with a known final that were predicted before their horizon"
+        in (out / "report.md").read_text()
+    )
