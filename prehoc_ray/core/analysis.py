@@ -17,8 +17,8 @@ from prehoc_ray.core.budget import choose_depth, default_gamma
 from prehoc_ray.core.decay import DIAGNOSTIC_HELP, DecayFit, fit_decay
 from prehoc_ray.core.family import fit_family
 from prehoc_ray.core.observations import CandidateCurves, Observations
-from prehoc_ray.core.population import MIN_POPULATION, HistoryPredictor, out_of_fold, population_risk, seed_predictions
-from prehoc_ray.core.prefix_prediction import prefix_predictions
+from prehoc_ray.core.population import MIN_POPULATION, HistoryPredictor, out_of_fold, population_risk
+from prehoc_ray.core.prefix_prediction import PrefixPredictions, prefix_predictions
 from prehoc_ray.core.regimes import RegimeThresholds, classify, explain
 from prehoc_ray.types import Regime
 
@@ -218,6 +218,14 @@ class _Accumulated:
     candidate_unit: dict[str, str]
     seed_fits: dict[int, DecayFit] = field(default_factory=dict)  # candidate index -> its seeds' fit
     population: set[int] = field(default_factory=set)  # candidates a population model predicted
+    prefix: PrefixPredictions | None = None  # every candidate's own-probe prediction, once asked for
+
+
+def _prefix_of(cands: list[CandidateCurves], acc: _Accumulated, level: float) -> PrefixPredictions:
+    """prefix_predictions of every candidate, computed once (the extrapolations are the cost)."""
+    if acc.prefix is None:
+        acc.prefix = prefix_predictions(cands, level)
+    return acc.prefix
 
 
 def _analysis_depths(cands: list[CandidateCurves], depth: float | dict[str, float] | None) -> np.ndarray:
@@ -258,15 +266,10 @@ def _predict_group(
     # (_prefix_predictions, once every group's seed units are fitted). L(0), the spread of
     # finals before any probe, from the seeds' plain extrapolations.
     if len(gc) >= 3:
-        spread = np.array([_mean_finite(seed_predictions(c, depths[i])) for i, c in zip(idx, gc)])
+        spread = _prefix_of(cands, acc, settings.level).raw_mean[idx]
         spread = spread[np.isfinite(spread)]
         return float(np.var(spread, ddof=1)) if spread.size >= 3 else np.nan
     return np.nan
-
-
-def _mean_finite(x: np.ndarray) -> float:
-    x = x[np.isfinite(x)]
-    return float(x.mean()) if x.size else np.nan
 
 
 def _population_unit(
@@ -364,7 +367,7 @@ def _prefix_predictions(cands: list[CandidateCurves], acc: _Accumulated, level: 
     own = [i for i in range(len(cands)) if not np.isfinite(acc.pred[i])]
     if not own:
         return
-    pp = prefix_predictions(cands, level)
+    pp = _prefix_of(cands, acc, level)
     for i in own:
         acc.pred[i] = float(pp.mean[i])
         acc.std[i] = pp.std(i, acc.seed_fits.get(i))

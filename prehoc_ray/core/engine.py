@@ -1101,7 +1101,13 @@ class Engine:
         for st, sc, ex, tr in zip(states, err.scale.tolist(), err.exponent.tolist(), err.gain_trust.tolist()):
             st.bt_scale, st.bt_exponent, st.gain_trust = sc, ex, tr
         if self.settings.gain_error:
-            gain = np.array([self._extrapolated_gain(st) for st in states])
+            # only where a floor can apply (gain_error > 0): the rest would not read it
+            gain = np.array(
+                [
+                    self._extrapolated_gain(st) if ge > 0 else float("nan")
+                    for st, ge in zip(states, err.gain_error.tolist())
+                ]
+            )
             scale = scale_with_gain_error(
                 np.array([st.bt_scale for st in states]),
                 err.gain_error,

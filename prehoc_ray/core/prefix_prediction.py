@@ -46,6 +46,7 @@ class PrefixPredictions:
     """Per candidate, in the order given."""
 
     mean: np.ndarray  # mean over seeds of the trusted extrapolated finals (NaN: nothing observed)
+    raw_mean: np.ndarray  # the same of the curve model's bare extrapolations (no trust applied)
     seed_finals: list[np.ndarray]  # each seed's trusted extrapolated final
     ext_var: np.ndarray  # the curve model's extrapolation variance at the depth reached (NaN: unknown)
     own_backtest: np.ndarray  # bool: the candidate's own prefix could be back-tested
@@ -118,6 +119,8 @@ def prefix_predictions(cands: list[CandidateCurves], level: float = 0.9) -> Pref
         np.array([last + t * (f - last) for f, last in p if math.isfinite(f)], float) for p, t in zip(pairs, trust)
     ]
     mean = np.array([float(f.mean()) if f.size else np.nan for f in finals])
+    raw = [np.array([f for f, _ in p if math.isfinite(f)], float) for p in pairs]
+    raw_mean = np.array([float(r.mean()) if r.size else np.nan for r in raw])
     own = np.array([b is not None and bool(b.errors) for b in backtests], bool)
     noise = np.array([_noise_variance(c) for c in cands])
-    return PrefixPredictions(mean, finals, np.asarray(ext, float), own, depths, noise)
+    return PrefixPredictions(mean, raw_mean, finals, np.asarray(ext, float), own, depths, noise)
